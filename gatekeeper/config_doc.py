@@ -1,0 +1,66 @@
+"""Render the documented default ``config.yaml`` from the declared config dataclasses.
+
+``python -m gatekeeper.config_doc > config.yaml`` rewrites the file; a test checks that the
+committed file is exactly this output, so the documentation cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import yaml
+
+from .config import Config
+from .hooks.config import HOOK_TYPES
+
+#: Values for the keys a hook type requires, so its documented example is a valid entry.
+EXAMPLE_REQUIRED: dict[str, dict[str, typing.Any]] = {
+    "webhook": {"url": "https://gate-server.example/events"},
+    "command": {"argv": ("/usr/local/bin/on-gate-event", "--verbose")},
+}
+
+HEADER = """\
+# gatekeeper configuration: every key, its default, and what it does.
+# Generated from the code by `python -m gatekeeper.config_doc`; a test keeps the two equal.
+# Unknown keys and wrong types are errors that name the key. Check a file with:
+#   gatekeeper --check-config --config config.yaml
+"""
+
+
+def _scalar(value: typing.Any) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...").removesuffix("...").strip()
+
+
+def _render(cls: type, obj: typing.Any, indent: int, lines: list[str], comment: bool = False) -> None:
+    pad = "  " * indent
+    lead = "# " if comment else ""
+    for f in dataclasses.fields(cls):
+        value = getattr(obj, f.name)
+        doc = f.metadata.get("doc", "")
+        if dataclasses.is_dataclass(value):
+            lines.append(f"{pad}{lead}{f.name}:  # {doc}")
+            _render(type(value), value, indent + 1, lines, comment)
+        elif f.name == "hooks":
+            lines.append(f"{pad}# {doc}. Examples of each type, with every key at its default:")
+            lines.append(f"{pad}{f.name}: []")
+            for kind, hook_cls in sorted(HOOK_TYPES.items()):
+                example = hook_cls(**EXAMPLE_REQUIRED.get(kind, {}))
+                lines.append(f"{pad}#  - type: {kind}")
+                sub: list[str] = []
+                _render(hook_cls, example, 0, sub, comment=False)
+                lines += [f"{pad}#    {line}" for line in sub if not line.startswith("type:")]
+        else:
+            lines.append(f"{pad}{lead}{f.name}: {_scalar(value)}  # {doc}")
+
+
+def render() -> str:
+    lines: list[str] = []
+    _render(Config, Config(), 0, lines)
+    return HEADER + "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

@@ -1,0 +1,40 @@
+"""One small hierarchy of errors; each also inherits the builtin it resembles.
+
+The CLI catches :class:`GatekeeperError` and prints its message as one line with exit status 2,
+so every message here must say what was wrong and what was expected.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "GatekeeperError",
+    "HookError",
+    "JournalError",
+    "ModelError",
+    "SourceError",
+]
+
+
+class GatekeeperError(Exception):
+    """Base class of every error gatekeeper raises on purpose."""
+
+
+class ConfigError(GatekeeperError, ValueError):
+    """The configuration file or a command-line option is invalid."""
+
+
+class ModelError(GatekeeperError, RuntimeError):
+    """A model file is missing, corrupt, or does not match its model card."""
+
+
+class SourceError(GatekeeperError, OSError):
+    """A video source cannot be opened or read."""
+
+
+class JournalError(GatekeeperError, OSError):
+    """The event journal cannot be opened, read or written."""
+
+
+class HookError(GatekeeperError, RuntimeError):
+    """A hook cannot be set up (no GPIO, missing secret); delivery failures are counted, not raised."""

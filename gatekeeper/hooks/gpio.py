@@ -1,0 +1,134 @@
+"""A relay on a GPIO pin: pulsed for ``pulse_ms`` on OPEN, forced shut at start, on FAULT and at shutdown.
+
+The relay is driven through gpiozero, so tests and demos run on gpiozero's ``MockFactory``::
+
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+    Device.pin_factory = MockFactory()
+    relay = GpioHook(GpioHookConfig(pin="GPIO17", pulse_ms=200))
+    relay.start()
+    relay.publish(open_event)          # the pin goes active for 200 ms
+    relay.device.pin.states            # [PinState(0.0, False), PinState(..., True), PinState(~0.2, False)]
+
+Fail closed: a FAULT switches the relay off at once, from the caller's thread, cutting any pulse
+short, and an OPEN queued before that FAULT is never pulsed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections.abc import Callable
+
+from gpiozero import Device, OutputDevice
+from gpiozero.exc import BadPinFactory, GPIOZeroError, PinFactoryFallback
+from gpiozero.pins.mock import MockFactory
+
+from ..errors import HookError
+from ..gate import Event, EventType
+from .base import Delivery, DeliveryError, Hook
+from .config import GpioHookConfig
+
+__all__ = ["GpioHook"]
+
+
+class GpioHook(Hook):
+    """Pulses a relay on OPEN; FAULT, a crash in the hook and shutdown all leave it off (the safe state).
+
+    Raises :class:`~gatekeeper.errors.HookError` at construction when the machine has no GPIO
+    gpiozero can drive and ``pin_factory`` is not ``mock``.
+    """
+
+    kind = "gpio"
+
+    def __init__(self, config: GpioHookConfig, *, name: str = "gpio", clock: Callable[[], float] = time.time) -> None:
+        # Fixed, not configurable: OPEN is what the relay is for, FAULT is what must shut it.
+        super().__init__(
+            name, events=("OPEN", "FAULT"), max_age_s=config.max_age_s, queue_size=config.queue_size, clock=clock
+        )
+        self.config = config
+        self._pulse_s = config.pulse_ms / 1000.0
+        self._lock = threading.Lock()  # orders on()/off() between the worker and publish(FAULT)
+        self._interrupt = threading.Event()  # set by FAULT and stop(): ends a pulse early
+        self._last_fault = float("-inf")  # monotonic time of the last FAULT; older OPENs are not pulsed
+        self.device = self._open_device()
+
+    def _open_device(self) -> OutputDevice:
+        cfg = self.config
+        factory = None
+        if cfg.pin_factory == "mock":
+            # Reuse a MockFactory a test installed, so the test can read the same pins.
+            factory = Device.pin_factory if isinstance(Device.pin_factory, MockFactory) else MockFactory()
+        try:
+            with warnings.catch_warnings():
+                # gpiozero warns once per driver it fails to load; one clear error below says it better.
+                warnings.simplefilter("ignore", PinFactoryFallback)
+                # initial_value=False: the relay is inactive (safe) from the moment the pin is claimed.
+                return OutputDevice(cfg.pin, active_high=cfg.active_high, initial_value=False, pin_factory=factory)
+        except BadPinFactory as exc:
+            raise HookError(
+                f"{self.name}: no GPIO on this machine that gpiozero can drive ({exc}); on a Raspberry Pi install "
+                "lgpio (pip install lgpio), elsewhere set pin_factory: mock to simulate the relay"
+            ) from None
+        except GPIOZeroError as exc:
+            raise HookError(f"{self.name}: cannot use pin {cfg.pin!r}: {exc}") from None
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the relay is switched on right now."""
+        return bool(self.device.value)
+
+    def force_safe(self) -> None:
+        """Switch the relay off now, cut a running pulse short, and cancel OPENs queued before now."""
+        with self._lock:
+            self._last_fault = time.monotonic()
+            self._interrupt.set()
+            if not self.device.closed:
+                self.device.off()
+
+    def publish(self, event: Event, created_at: float | None = None) -> None:
+        if event.event is EventType.FAULT:
+            # Not left to the worker: it may be in the middle of a pulse, or stuck.
+            self.force_safe()
+        super().publish(event, created_at)
+
+    def deliver(self, delivery: Delivery, attempt: int) -> None:
+        if delivery.event.event is EventType.FAULT:
+            # publish() already forced the relay off and cancelled older OPENs; this only confirms it. It
+            # must not move the fault time on, or OPENs published after this FAULT would be cancelled too.
+            self._fail_safe()
+            return
+        with self._lock:
+            if delivery.accepted <= self._last_fault:
+                raise DeliveryError("a FAULT came after this OPEN; the relay stays shut", retry=False)
+            if self._stopping.is_set():
+                raise DeliveryError("shutting down; the relay stays shut", retry=False)
+            self._interrupt.clear()
+            self.device.on()
+        started = time.monotonic()
+        try:
+            interrupted = self._interrupt.wait(self._pulse_s)
+        finally:
+            with self._lock:
+                self.device.off()
+        if interrupted:
+            held_ms = (time.monotonic() - started) * 1000
+            raise DeliveryError(f"pulse cut short after {held_ms:.0f} ms by a FAULT or shutdown", retry=False)
+
+    def stop(self) -> None:
+        super().stop()
+        self._interrupt.set()
+
+    def _fail_safe(self) -> None:
+        with self._lock:
+            if not self.device.closed:
+                self.device.off()
+
+    def release(self) -> None:
+        """Leave the relay off and free the pin."""
+        with self._lock:
+            if self.device.closed:
+                return
+            self.device.off()
+            self.device.close()

@@ -1,0 +1,237 @@
+"""Publish events and the gate state to an MQTT broker (paho-mqtt 2.x).
+
+Topics, with ``<p>`` the ``topic_prefix`` and ``<gate>`` the gate's name:
+
+* ``<p>/<gate>/event``: one message per event, ``Event.to_dict()`` plus ``"gate"``, QoS 1 by
+  default. Delivered means the broker acknowledged it (PUBACK).
+* ``<p>/<gate>/state``: retained ``{"state": "open" | "closed" | "fault", "event": ..., "id": ...}``,
+  updated with every event this hook takes, so a subscriber that arrives later sees where the gate is.
+* ``<p>/<gate>/availability``: retained ``online`` once the broker accepts the connection;
+  ``offline`` on a clean shutdown and, as the last will, when the process dies.
+* with ``discovery: true``, a retained Home Assistant discovery config under
+  ``<discovery_prefix>/binary_sensor/gatekeeper_<gate>/gate/config`` so the gate shows up as a
+  binary sensor (device class ``opening``) with that availability.
+
+The network loop runs in paho's own thread and reconnects with backoff. The worker only
+publishes once the broker has accepted the connection: a refused connection (TCP or CONNACK)
+is logged and never counted as connected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from ..errors import HookError
+from ..gate import EventType
+from .base import Delivery, DeliveryError, Hook
+from .config import MqttHookConfig
+
+__all__ = ["MqttHook", "gate_state"]
+
+_RECONNECT_MIN_S, _RECONNECT_MAX_S = 1, 30
+
+
+def gate_state(event: EventType) -> str:
+    """The state an event leaves the gate in, as published on the state topic."""
+    if event is EventType.OPEN:
+        return "open"
+    if event is EventType.FAULT:
+        return "fault"
+    return "closed"
+
+
+class MqttHook(Hook):
+    """Events on ``<prefix>/<gate>/event``, retained state, availability with a last will, optional HA discovery."""
+
+    kind = "mqtt"
+
+    def __init__(
+        self,
+        config: MqttHookConfig,
+        *,
+        name: str = "mqtt",
+        gate: str = "gate",
+        password: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # Attempts are bounded by max_age_s, not by a count: the broker may come back any moment.
+        super().__init__(
+            name,
+            events=config.events,
+            max_age_s=config.max_age_s,
+            queue_size=config.queue_size,
+            max_attempts=1_000_000,
+            backoff_initial_s=0.1,
+            backoff_max_s=2.0,
+            clock=clock,
+        )
+        if any(c in gate for c in "+#/\0") or not gate:
+            raise HookError(
+                f"{name}: the gate name {gate!r} cannot be an MQTT topic level; expected no '/', '+' or '#'"
+            )
+        self.config = config
+        self.gate = gate
+        base = f"{config.topic_prefix}/{gate}"
+        self.event_topic = f"{base}/event"
+        self.state_topic = f"{base}/state"
+        self.availability_topic = f"{base}/availability"
+        node = re.sub(r"[^A-Za-z0-9_-]", "_", f"gatekeeper_{gate}")
+        self.discovery_topic = f"{config.discovery_prefix}/binary_sensor/{node}/gate/config"
+        self._node = node
+
+        self._link = threading.Condition()  # connected / stopping changes wake the worker
+        self._connected = False
+        self._closing = False
+        self._failures_in_a_row = 0
+        self.last_error: str | None = None
+        self._state: dict[str, Any] = {"state": "closed", "event": None, "id": None}  # the gate starts shut
+
+        client_id = config.client_id or f"gatekeeper-{gate}-{uuid.uuid4().hex[:8]}"
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv311, clean_session=True
+        )
+        if config.username is not None:
+            self.client.username_pw_set(config.username, password)
+        # Set before connecting: the broker publishes it for us if this process dies or the link is cut.
+        self.client.will_set(self.availability_topic, "offline", qos=1, retain=True)
+        self.client.reconnect_delay_set(_RECONNECT_MIN_S, _RECONNECT_MAX_S)
+        self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_disconnect = self._on_disconnect
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker has accepted the connection (CONNACK success) and it is still up."""
+        with self._link:
+            return self._connected
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until the broker accepts the connection; False on timeout or when stopping."""
+        with self._link:
+            self._link.wait_for(lambda: self._connected or self._stopping.is_set(), timeout)
+            return self._connected
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        # connect_async never raises for an unreachable broker: the loop thread retries with backoff.
+        self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
+        self.client.loop_start()
+        super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        with self._link:
+            self._link.notify_all()
+
+    def release(self) -> None:
+        """Say ``offline`` (a clean disconnect does not trigger the will), then disconnect."""
+        with self._link:
+            if self._closing:
+                return
+            self._closing = True
+            connected = self._connected
+        if connected:
+            info = self.client.publish(self.availability_topic, "offline", qos=1, retain=True)
+            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                _wait_published(info, 1.0)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # -- paho callbacks (paho's network thread) ------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            # A CONNACK refusal (bad credentials, not authorised...): not connected, whatever paho does next.
+            with self._link:
+                self._connected = False
+                self.last_error = f"broker {self.config.host}:{self.config.port} refused the connection: {reason_code}"
+            self._log.error("%s: %s", self.name, self.last_error)
+            return
+        with self._link:
+            self._connected = True
+            self._failures_in_a_row = 0
+            state = dict(self._state)
+            self._link.notify_all()
+        self._log.info("%s: connected to %s:%d", self.name, self.config.host, self.config.port)
+        client.publish(self.availability_topic, "online", qos=1, retain=True)
+        if self.config.discovery:
+            client.publish(self.discovery_topic, json.dumps(self.discovery_config()), qos=1, retain=True)
+        client.publish(self.state_topic, json.dumps(state), qos=1, retain=True)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        with self._link:
+            self._connected = False
+            self._failures_in_a_row += 1
+            first = self._failures_in_a_row == 1
+            self.last_error = f"cannot connect to broker {self.config.host}:{self.config.port}"
+        # Once loudly, then quietly: an absent broker would otherwise fill the log every few seconds.
+        self._log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "%s: %s; retrying in the background",
+            self.name,
+            self.last_error,
+        )
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        with self._link:
+            was = self._connected
+            self._connected = False
+            closing = self._closing
+        if was and not closing:
+            self.last_error = f"disconnected from broker: {reason_code}"
+            self._log.warning("%s: %s; reconnecting", self.name, self.last_error)
+
+    # -- delivery ------------------------------------------------------------------------------
+    def discovery_config(self) -> dict[str, Any]:
+        """Home Assistant MQTT discovery config of the gate's binary sensor."""
+        return {
+            "name": None,  # the entity takes the device's name
+            "unique_id": f"{self._node}_gate",
+            "object_id": f"{self._node}_gate",
+            "device_class": "opening",
+            "state_topic": self.state_topic,
+            "value_template": "{{ 'ON' if value_json.state == 'open' else 'OFF' }}",
+            "json_attributes_topic": self.state_topic,
+            "availability_topic": self.availability_topic,
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device": {"identifiers": [self._node], "name": f"gatekeeper {self.gate}", "manufacturer": "gatekeeper"},
+        }
+
+    def deliver(self, delivery: Delivery, attempt: int) -> None:
+        cfg = self.config
+        event = delivery.event
+        if not self.wait_connected(
+            min(cfg.timeout_s, max(0.0, self.max_age_s - (self._clock() - delivery.created_at)))
+        ):
+            raise DeliveryError(f"not connected: {self.last_error or 'connecting'}")
+        payload = json.dumps({**event.to_dict(), "gate": self.gate}, separators=(",", ":"))
+        info = self.client.publish(self.event_topic, payload, qos=cfg.qos, retain=False)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            # Paho may still send it after a reconnect; a retry may then duplicate it (receivers dedupe by id).
+            raise DeliveryError(f"publish failed: {mqtt.error_string(info.rc)}")
+        if not _wait_published(info, cfg.timeout_s):
+            raise DeliveryError(f"the broker did not acknowledge within timeout_s={cfg.timeout_s:g}")
+        state = {"state": gate_state(event.event), "event": event.event.value, "id": event.id, "t": round(event.t, 4)}
+        with self._link:
+            self._state = state
+        self.client.publish(self.state_topic, json.dumps(state), qos=1, retain=True)
+
+
+def _wait_published(info: mqtt.MQTTMessageInfo, timeout: float) -> bool:
+    try:
+        info.wait_for_publish(timeout)
+        return info.is_published()
+    except (RuntimeError, ValueError):  # the connection went away before the acknowledgement
+        return False

@@ -1,0 +1,398 @@
+"""The event journal: every event is written here before any hook sees it.
+
+An SQLite file in WAL mode holds two tables: ``events`` (the event JSON and the wall-clock time
+the journal recorded it) and ``deliveries`` (one row per event and hook, with its state). A
+restart reads the rows still ``pending`` and hands them back to their hooks, which retry the
+fresh ones and expire the stale ones, so nothing is lost and an OPEN never fires long after the
+person left.
+
+>>> journal = Journal(":memory:")
+>>> from gatekeeper.gate import Event, EventType
+>>> created = journal.append(Event(EventType.OPEN, 7, 0.25, 0.9, "e1"), ["webhook[0]"])
+>>> [(p.event.id, p.hook) for p in journal.pending()]
+[('e1', 'webhook[0]')]
+>>> journal.settle("e1", "webhook[0]", DeliveryState.DELIVERED)
+>>> journal.pending()
+[]
+
+``gatekeeper events`` (:func:`events_command`) lists recent events and their delivery state; it
+opens the file read-only, so it can run beside a live gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import enum
+import json
+import re
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import JournalError
+from .gate import Event, EventType
+
+__all__ = [
+    "DeliveryRecord",
+    "DeliveryState",
+    "Journal",
+    "JournalEntry",
+    "PendingDelivery",
+    "event_from_dict",
+    "events_command",
+]
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id          TEXT PRIMARY KEY,
+    created_at  REAL NOT NULL,   -- wall-clock time of the append (time.time()), not the frame time
+    type        TEXT NOT NULL,
+    event       TEXT NOT NULL    -- Event.to_dict() as JSON
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (created_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_id    TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    hook        TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed', 'expired')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (event_id, hook)
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (state) WHERE state = 'pending';
+"""
+
+
+class DeliveryState(str, enum.Enum):
+    """Where one event stands with one hook."""
+
+    PENDING = "pending"  # not yet delivered; retried after a restart while still fresh
+    DELIVERED = "delivered"  # the receiver acknowledged it (HTTP 2xx, MQTT PUBACK, exit 0, relay pulsed)
+    FAILED = "failed"  # given up: attempts exhausted, rejected, dropped from a full queue
+    EXPIRED = "expired"  # older than the hook's max_age before it could be delivered
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One hook's delivery state of one event."""
+
+    hook: str
+    state: DeliveryState
+    attempts: int
+    last_error: str | None
+    updated_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hook": self.hook,
+            "state": self.state.value,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "updated_at": _iso(self.updated_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """An event as the journal holds it, with the delivery state of every hook it went to."""
+
+    event: Event
+    created_at: float
+    deliveries: tuple[DeliveryRecord, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.event.id,
+            "created_at": _iso(self.created_at),
+            "event": self.event.to_dict(),
+            "deliveries": [d.to_dict() for d in self.deliveries],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    """An event one hook has not settled yet (what a restart resumes)."""
+
+    event: Event
+    created_at: float
+    hook: str
+    attempts: int
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Rebuild an :class:`Event` from its :meth:`Event.to_dict` shape."""
+    box = data.get("box")
+    return Event(
+        event=EventType(data["event"]),
+        frame=int(data["frame"]),
+        t=float(data["t"]),
+        score=None if data.get("score") is None else float(data["score"]),
+        id=str(data["id"]),
+        box=None if box is None else (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+        faces=int(data.get("faces", 0)),
+        reason=data.get("reason"),
+    )
+
+
+class Journal:
+    """An SQLite (WAL) journal of events and their per-hook delivery state; safe to share between threads.
+
+    One connection serves every thread behind a lock: writes are a few per minute, so a lock
+    costs nothing and keeps transactions from interleaving. ``synchronous=NORMAL`` in WAL mode
+    survives a killed process (what the at-least-once promise needs); only a power cut can lose
+    the last few commits, and an OPEN that old is not worth replaying anyway.
+    """
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time, readonly: bool = False) -> None:
+        self.path = str(path)
+        self._clock = clock
+        self._lock = threading.Lock()
+        if readonly and not Path(self.path).exists():
+            raise JournalError(
+                f"journal {self.path!r} does not exist; expected the journal.path of a gate that has run"
+            )
+        try:
+            if readonly:
+                uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+                return
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=5.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            (version,) = self._db.execute("PRAGMA user_version").fetchone()
+            if version <= _SCHEMA_VERSION:
+                self._db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;")
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalError(f"journal {self.path!r} cannot be opened: {exc}") from None
+        if version > _SCHEMA_VERSION:
+            self._db.close()
+            raise JournalError(
+                f"journal {self.path!r} has schema version {version}, newer than this gatekeeper ({_SCHEMA_VERSION}); "
+                "expected a journal written by this or an older version"
+            )
+
+    # -- writing -------------------------------------------------------------------------------
+    def append(self, event: Event, hooks: Iterable[str]) -> float:
+        """Record ``event`` with a pending delivery for each hook name, in one transaction.
+
+        Returns the journal's wall-clock time of the append: hooks measure ``max_age`` from it.
+        """
+        created_at = self._clock()
+        body = json.dumps(event.to_dict(), separators=(",", ":"))
+        rows = [(event.id, hook, created_at) for hook in hooks]
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute(
+                        "INSERT INTO events (id, created_at, type, event) VALUES (?, ?, ?, ?)",
+                        (event.id, created_at, event.event.value, body),
+                    )
+                    self._db.executemany(
+                        "INSERT INTO deliveries (event_id, hook, state, updated_at) VALUES (?, ?, 'pending', ?)", rows
+                    )
+                except sqlite3.Error:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                raise JournalError(f"event {event.id} is already in the journal; expected a unique event id") from None
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self.path!r}: cannot append event {event.id}: {exc}") from None
+        return created_at
+
+    def attempted(self, event_id: str, hook: str) -> None:
+        """Count one delivery attempt (recorded before it is made, so a crash mid-attempt still counts)."""
+        self._write(
+            "UPDATE deliveries SET attempts = attempts + 1, updated_at = ? WHERE event_id = ? AND hook = ?",
+            (self._clock(), event_id, hook),
+        )
+
+    def settle(self, event_id: str, hook: str, state: DeliveryState, error: str | None = None) -> None:
+        """Set a delivery's state; ``PENDING`` with an error records a failed attempt that will be retried."""
+        self._write(
+            "UPDATE deliveries SET state = ?, last_error = COALESCE(?, last_error), updated_at = ? "
+            "WHERE event_id = ? AND hook = ?",
+            (DeliveryState(state).value, error, self._clock(), event_id, hook),
+        )
+
+    def prune(self, older_than: float) -> int:
+        """Delete events appended before the wall-clock time ``older_than``; returns how many."""
+        with self._lock:
+            try:
+                cur = self._db.execute("DELETE FROM events WHERE created_at < ?", (older_than,))
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self.path!r}: cannot prune: {exc}") from None
+        return cur.rowcount
+
+    def _write(self, sql: str, params: Sequence[Any]) -> None:
+        with self._lock:
+            try:
+                self._db.execute(sql, params)
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self.path!r}: {exc}") from None
+
+    # -- reading -------------------------------------------------------------------------------
+    def pending(self, hook: str | None = None) -> list[PendingDelivery]:
+        """Deliveries not yet settled (all hooks, or one), oldest event first."""
+        sql = (
+            "SELECT e.event, e.created_at, d.hook, d.attempts FROM deliveries d JOIN events e ON e.id = d.event_id "
+            "WHERE d.state = 'pending'"
+            + (" AND d.hook = ?" if hook is not None else "")
+            + " ORDER BY e.created_at, e.rowid"
+        )
+        rows = self._read(sql, () if hook is None else (hook,))
+        return [
+            PendingDelivery(event_from_dict(json.loads(body)), created, name, attempts)
+            for body, created, name, attempts in rows
+        ]
+
+    def entries(self, since: float | None = None, limit: int | None = None) -> list[JournalEntry]:
+        """Events appended at or after ``since`` (wall clock), oldest first; ``limit`` keeps the newest."""
+        params: list[Any] = []
+        sql = "SELECT id, created_at, event FROM events"
+        if since is not None:
+            sql += " WHERE created_at >= ?"
+            params.append(since)
+        sql += " ORDER BY created_at DESC, rowid DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        events = list(reversed(self._read(sql, params)))
+        if not events:
+            return []
+        deliveries: dict[str, list[DeliveryRecord]] = {}
+        marks = ",".join("?" * len(events))
+        for event_id, hook, state, attempts, error, updated in self._read(
+            f"SELECT event_id, hook, state, attempts, last_error, updated_at FROM deliveries WHERE event_id IN ({marks}) "
+            "ORDER BY hook",
+            [e[0] for e in events],
+        ):
+            deliveries.setdefault(event_id, []).append(
+                DeliveryRecord(hook, DeliveryState(state), attempts, error, updated)
+            )
+        return [
+            JournalEntry(event_from_dict(json.loads(body)), created, tuple(deliveries.get(event_id, ())))
+            for event_id, created, body in events
+        ]
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self.path!r}: cannot read: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- gatekeeper events ---------------------------------------------------------------------------
+
+_AGO_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float) -> float:
+    """``--since``: seconds ago (``90``, ``15m``, ``2h``, ``1d``) or an ISO 8601 time (local time if no zone)."""
+    m = _AGO_RE.match(text)
+    if m:
+        return now - float(m.group(1)) * _UNIT_S[m.group(2)]
+    text = text.strip()
+    try:
+        # Python 3.10's fromisoformat does not read a "Z" suffix.
+        when = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise ValueError(
+            f"--since: expected seconds ago (90, 15m, 2h, 1d) or an ISO 8601 time (2024-05-01T12:00), got {text!r}"
+        ) from None
+    return when.timestamp()  # a naive time is taken as local time, like the text output shows
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
+
+
+def _text_line(entry: JournalEntry) -> str:
+    e = entry.event
+    when = dt.datetime.fromtimestamp(entry.created_at).astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    score = "    -" if e.score is None else f"{e.score:.3f}"
+    states = " ".join(
+        f"{d.hook}={d.state.value}" + (f"({d.attempts} attempts)" if d.attempts != 1 else "") for d in entry.deliveries
+    )
+    line = f"{when}  {e.event.value:<9}  {e.id}  frame {e.frame:>6}  score {score}  {states or '(no hooks)'}"
+    errors = [
+        f"{d.hook}: {d.last_error}" for d in entry.deliveries if d.last_error and d.state is not DeliveryState.DELIVERED
+    ]
+    if e.reason:
+        line += f"\n    reason: {e.reason}"
+    for err in errors:
+        line += f"\n    {err}"
+    return line
+
+
+def events_command(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """``gatekeeper events [--since ...] [--json] [--journal PATH | --config PATH] [--limit N]``.
+
+    Lists recent events, oldest first, with each hook's delivery state. ``--json`` writes one
+    JSON object per line (``JournalEntry.to_dict``). Returns the exit status: 0, or 2 with one
+    ``error:`` line on stderr when the journal or an option is unusable.
+    """
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    parser = argparse.ArgumentParser(
+        prog="gatekeeper events", description="List recent events and their delivery state."
+    )
+    parser.add_argument("--since", help="seconds ago (90, 15m, 2h, 1d) or an ISO 8601 time; default: all")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--journal", help="journal file (default: journal.path of --config, else ~/.local/state/gatekeeper/journal.sqlite3)"
+    )
+    where.add_argument("--config", help="config.yaml whose journal.path to read")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many of the newest events")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has already printed
+        return int(exc.code or 0)
+
+    # Imported here: the config module pulls in YAML and every stage's declarations.
+    from .cli import _default_config_path
+    from .config import load_config
+    from .errors import GatekeeperError
+
+    try:
+        path = args.journal or load_config(_default_config_path(args.config)).journal.resolved_path()
+        since = None if args.since is None else parse_since(args.since, time.time())
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit: expected an integer >= 1, got {args.limit}")
+        with Journal(path, readonly=True) as journal:
+            entries = journal.entries(since=since, limit=args.limit)
+    except (GatekeeperError, ValueError) as exc:
+        print(f"gatekeeper: error: {exc}", file=err)
+        return 2
+    for entry in entries:
+        print(json.dumps(entry.to_dict()) if args.json else _text_line(entry), file=out)
+    if not args.json and not entries:
+        print("no events" + (f" since {_iso(since)}" if since is not None else ""), file=err)
+    return 0

@@ -1,0 +1,102 @@
+"""``gatekeeper eval``: metrics of an exported model on any labelled set, as JSON and figures.
+
+Runs the exported ``.tflite`` through LiteRT (what the gate runs) on chips prepared with the
+run-time crop. Prints a summary, writes ``metrics.json`` and ``eval.png`` (ROC curve,
+reliability diagram, score histograms, confusion matrix) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..classify import SmileClassifier
+from ..detect import FaceDetector, resolve_face_model
+from .data import load_dataset, prepare_chips, split_indices
+from .metrics import binary_metrics, choose_threshold, reliability, roc_curve
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
+    out = binary_metrics(probs, labels, threshold)
+    out["best_balanced_threshold"] = choose_threshold(probs, labels)
+    out["reliability"] = reliability(probs, labels)
+    return out
+
+
+def plot(path: Path, title: str, probs: np.ndarray, labels: np.ndarray, metrics: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 4, figsize=(18, 4.4))
+    fpr, tpr, _ = roc_curve(probs, labels)
+    ax[0].plot(fpr, tpr, lw=2)
+    ax[0].plot([0, 1], [0, 1], "k:", lw=1)
+    ax[0].set(title=f"ROC (AUC {metrics['roc_auc']:.3f})", xlabel="false positive rate", ylabel="true positive rate")
+    rel = metrics["reliability"]
+    ax[1].plot([0, 1], [0, 1], "k:", lw=1)
+    ax[1].plot(rel["mean_prob"], rel["frac_smiling"], "o-")
+    ax[1].set(title="reliability", xlabel="predicted probability", ylabel="fraction smiling", xlim=(0, 1), ylim=(0, 1))
+    bins = np.linspace(0, 1, 41)
+    ax[2].hist(probs[labels == 0], bins=bins, alpha=0.6, label="not smiling")
+    ax[2].hist(probs[labels == 1], bins=bins, alpha=0.6, label="smiling")
+    ax[2].axvline(metrics["threshold"], color="k", ls="--", label=f"threshold {metrics['threshold']:.2f}")
+    ax[2].set(title="scores", xlabel="probability", ylabel="faces")
+    ax[2].legend()
+    c = metrics["confusion"]
+    mat = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
+    ax[3].imshow(mat, cmap="Blues")
+    for (i, j), v in np.ndenumerate(mat):
+        ax[3].text(j, i, str(v), ha="center", va="center", fontsize=14)
+    ax[3].set(title=f"confusion (acc {metrics['accuracy']:.3f}, bal {metrics['balanced_accuracy']:.3f})", xticks=[0, 1], yticks=[0, 1], xticklabels=["pred no", "pred smile"], yticklabels=["not smiling", "smiling"])
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: list[str]) -> int:
+    from ..cli import _setup_logging
+
+    ap = argparse.ArgumentParser(prog="gatekeeper eval", description="Evaluate the exported smile model on a labelled set.")
+    ap.add_argument("--data", required=True, help="smilesmiled:PATH, fer2013:PATH or folders:PATH (class folders: smile/ and others)")
+    ap.add_argument("--model", default=None, help="smile .tflite (default: the shipped model)")
+    ap.add_argument("--split", choices=("all", "train", "val", "test"), default="all", help="which fixed-seed split to score (default: every image)")
+    ap.add_argument("--seed", type=int, default=1234, help="split seed (the training default)")
+    ap.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model card's)")
+    ap.add_argument("--out", default="artifacts/eval", help="folder for metrics.json and eval.png")
+    ap.add_argument("--cache", default=".cache")
+    ap.add_argument("--face-model", default=None)
+    ap.add_argument("--log-level", default="info")
+    args = ap.parse_args(argv)
+    _setup_logging(args.log_level)
+
+    clf = SmileClassifier(args.model)
+    threshold = args.threshold if args.threshold is not None else float(clf.card.get("threshold", 0.5))
+    ds = load_dataset(args.data)
+    with FaceDetector(resolve_face_model(args.face_model, download=False), video=False, min_confidence=0.5) as det:
+        chips, detected = prepare_chips(ds, det, Path(args.cache))
+    idx = np.arange(len(ds)) if args.split == "all" else split_indices(ds.labels, args.seed)[args.split]
+    probs = clf.predict_in_batches(chips[idx])
+    labels = ds.labels[idx]
+    metrics = evaluate(probs, labels, threshold)
+    metrics.update(dataset=ds.name, split=args.split, model=str(clf.path), detector_found=round(float(detected[idx].mean()), 4))
+    groups = np.array(ds.groups)[idx]
+    if len(set(groups)) > 2:
+        metrics["smile_rate_by_class"] = {g: round(float((probs[groups == g] >= threshold).mean()), 4) for g in sorted(set(groups))}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    plot(out / "eval.png", f"{ds.name} ({args.split}, n={len(idx)}) - {clf.path.name}", probs, labels, metrics)
+    summary = {k: metrics[k] for k in ("dataset", "split", "n", "threshold", "accuracy", "balanced_accuracy", "roc_auc", "confusion")}
+    print(json.dumps(summary))
+    log.info("wrote %s and %s", out / "metrics.json", out / "eval.png")
+    return 0

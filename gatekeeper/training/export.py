@@ -1,0 +1,89 @@
+"""Export a trained model to ``model/``: float32 and int8 TFLite, the Keras model, and the card.
+
+The card (``model.json``) records the input spec and crop geometry, the calibration and
+threshold, the training data and counts, metrics per split measured on the exported TFLite
+files through LiteRT (what the gate runs), and each file's SHA-256.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..classify import SmileClassifier
+from ..crop import GEOMETRY
+from .metrics import binary_metrics
+
+log = logging.getLogger(__name__)
+
+FLOAT_NAME = "smile.tflite"
+INT8_NAME = "smile_int8.tflite"
+KERAS_NAME = "smile.keras"
+
+
+def _convert(model: Any, representative: np.ndarray | None) -> bytes:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if representative is not None:
+
+        def gen():
+            for x in representative:
+                yield [x[None, ..., None].astype(np.float32)]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = gen
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+def evaluate_splits(clf: SmileClassifier, sets: list[Any], threshold: float) -> dict[str, Any]:
+    """Metrics of ``clf`` on every split of every prepared dataset (plus FER per class)."""
+    out: dict[str, Any] = {}
+    for p in sets:
+        out[p.name] = {}
+        for split, idx in p.splits.items():
+            probs = clf.predict_in_batches(p.chips[idx])
+            m = binary_metrics(probs, p.labels[idx], threshold)
+            if split == "test" and len(set(p.groups)) > 2:
+                m["smile_rate_by_class"] = {g: round(float((probs[p.groups[idx] == g] >= threshold).mean()), 4) for g in sorted(set(p.groups[idx]))}
+            out[p.name][split] = m
+    return out
+
+
+def export_all(*, model: Any, logit_model: Any, out_dir: Path, arch: str, calibration: dict[str, float], threshold: float, sets: list[Any], representative: np.ndarray, training: dict[str, Any]) -> dict[str, Any]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    float_path, int8_path, keras_path = out_dir / FLOAT_NAME, out_dir / INT8_NAME, out_dir / KERAS_NAME
+    float_path.write_bytes(_convert(model, None))
+    int8_path.write_bytes(_convert(model, representative))
+    model.save(keras_path)
+    files = {p.name: {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size} for p in (float_path, int8_path, keras_path)}
+    card: dict[str, Any] = {
+        "name": "gatekeeper smile model",
+        "arch": arch,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "input": {"shape": [None, 64, 64, 1], "dtype": "float32", "range": [0, 255], "crop": GEOMETRY},
+        "output": "probability that the face smiles, calibrated for a half-smiling world",
+        "calibration": {"kind": "platt on validation logits, class-balanced", **{k: round(v, 5) for k, v in calibration.items()}},
+        "threshold": round(threshold, 4),
+        "params": int(logit_model.count_params()),
+        "training": training,
+        "files": files,
+        "metrics": {},
+    }
+    _write_card(out_dir, card)
+    for name, path in ((FLOAT_NAME, float_path), (INT8_NAME, int8_path)):
+        clf = SmileClassifier(path)
+        card["metrics"][name] = evaluate_splits(clf, sets, threshold)
+    _write_card(out_dir, card)
+    return card
+
+
+def _write_card(out_dir: Path, card: dict[str, Any]) -> None:
+    (out_dir / "model.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,256 @@
+"""``gatekeeper train``: prepare chips with the run-time crop, train, calibrate, export, evaluate.
+
+The only place (with :mod:`gatekeeper.training.models`) where TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..crop import GEOMETRY
+from ..detect import FaceDetector, resolve_face_model
+from .data import LabelledSet, load_dataset, prepare_chips, split_indices
+from .metrics import binary_metrics, choose_threshold, fit_platt
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA = ("smilesmiled:{shared}/data/smilesmiled", "fer2013:{shared}/data/fer2013")
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("GATEKEEPER_SHARED", "../shared"))
+
+
+class Prepared:
+    """Chips, labels and fixed-seed splits of one dataset."""
+
+    def __init__(self, ds: LabelledSet, chips: np.ndarray, detected: np.ndarray, seed: int) -> None:
+        self.name = ds.name
+        self.ds = ds
+        self.chips = chips
+        self.labels = ds.labels
+        self.detected = detected
+        self.groups = np.array(ds.groups)
+        self.splits = split_indices(ds.labels, seed)
+
+
+def prepare(specs: list[str], face_model: Path, cache_dir: Path, seed: int) -> list[Prepared]:
+    out = []
+    with FaceDetector(face_model, video=False, min_confidence=0.5) as det:
+        for spec in specs:
+            ds = load_dataset(spec)
+            chips, detected = prepare_chips(ds, det, cache_dir)
+            out.append(Prepared(ds, chips, detected, seed))
+            log.info("%s: %d faces (%d smiling), detector found %.1f%%", ds.name, len(ds), int(ds.labels.sum()), 100 * detected.mean())
+    return out
+
+
+def _augment_fn(seed: int):
+    import keras
+    import tensorflow as tf
+
+    geo = keras.Sequential(
+        [
+            keras.layers.RandomRotation(0.03, fill_mode="nearest", seed=seed),  # +-11 degrees
+            keras.layers.RandomZoom((-0.12, 0.12), fill_mode="nearest", seed=seed + 1),
+            keras.layers.RandomTranslation(0.06, 0.06, fill_mode="nearest", seed=seed + 2),
+        ]
+    )
+
+    def jpeg(x, y, w):
+        # JPEG artefacts of a cheap camera stream, on 30% of the chips.
+        q = tf.random.uniform((), 25, 90, dtype=tf.int32)
+        xj = tf.image.adjust_jpeg_quality(tf.cast(x, tf.uint8), q)
+        x = tf.cond(tf.random.uniform(()) < 0.3, lambda: tf.cast(xj, tf.float32), lambda: x)
+        return x, y, w
+
+    def batch_aug(x, y, w):
+        b = tf.shape(x)[0]
+        flip = tf.random.uniform((b, 1, 1, 1)) < 0.5
+        x = tf.where(flip, tf.reverse(x, axis=[2]), x)
+        x = geo(x, training=True)
+        # Low resolution / defocus: down to 20-44 px and back, on 30%.
+        small = tf.random.uniform((), 20, 45, dtype=tf.int32)
+        xs = tf.image.resize(tf.image.resize(x, [small, small], antialias=True), [64, 64])
+        x = tf.where(tf.random.uniform((b, 1, 1, 1)) < 0.3, xs, x)
+        # Exposure: gamma, contrast, brightness.
+        g = tf.exp(tf.random.normal((b, 1, 1, 1), stddev=0.25))
+        x = 255.0 * tf.pow(tf.clip_by_value(x / 255.0, 1e-4, 1.0), g)
+        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+        c = tf.exp(tf.random.normal((b, 1, 1, 1), stddev=0.25))
+        x = (x - mean) * c + mean + tf.random.normal((b, 1, 1, 1), stddev=20.0)
+        # Sensor noise.
+        sigma = tf.random.uniform((b, 1, 1, 1), 0.0, 8.0)
+        x = x + tf.random.normal(tf.shape(x)) * sigma
+        return tf.clip_by_value(x, 0.0, 255.0), y, w
+
+    return jpeg, batch_aug
+
+
+#: Expressions that stretch the mouth or squint the eyes without a smile: the faces a gate must
+#: not open for (a crying face looks like a grin to a mouth detector). They weigh more among the
+#: negatives; the class totals stay balanced.
+HARD_NEGATIVES = {"sad", "fear", "angry", "disgust", "surprise"}
+HARD_WEIGHT = 1.5
+
+
+def _weights(labels: np.ndarray, sources: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """Balance classes within each source, and sources against each other.
+
+    The training prior is about 26% smiling; a gate meets about half. Balancing keeps the
+    logit centred so that calibration only has to make small corrections.
+    """
+    raw = np.ones(len(labels), dtype=np.float64)
+    if groups is not None:
+        raw[(labels == 0) & np.isin(groups, list(HARD_NEGATIVES))] = HARD_WEIGHT
+    w = np.zeros(len(labels), dtype=np.float64)
+    cells = [(s, c) for s in np.unique(sources) for c in (0, 1)]
+    for s, c in cells:
+        m = (sources == s) & (labels == c)
+        if m.any():
+            w[m] = raw[m] * len(labels) / (len(cells) * raw[m].sum())
+    return w.astype(np.float32)
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
+    from .models import build, flip_averaged_logits, with_calibration
+
+    t_start = time.monotonic()
+    keras.utils.set_random_seed(args.seed)
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(2)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    face_model = resolve_face_model(args.face_model, download=False)
+    sets = prepare(args.data, face_model, Path(args.cache), args.seed)
+
+    def gather(split: str) -> tuple[np.ndarray, ...]:
+        cat = np.concatenate
+        return (
+            cat([p.chips[p.splits[split]] for p in sets]),
+            cat([p.labels[p.splits[split]] for p in sets]),
+            cat([np.full(len(p.splits[split]), i) for i, p in enumerate(sets)]),
+            cat([p.groups[p.splits[split]] for p in sets]),
+        )
+
+    x_tr, y_tr, s_tr, g_tr = gather("train")
+    x_va, y_va, s_va, _ = gather("val")
+    if args.limit:
+        keep = np.random.default_rng(args.seed).permutation(len(x_tr))[: args.limit]
+        x_tr, y_tr, s_tr, g_tr = x_tr[keep], y_tr[keep], s_tr[keep], g_tr[keep]
+    w_tr = _weights(y_tr, s_tr, g_tr)
+    # Validation (checkpoints, calibration, threshold) is class-balanced only: it should
+    # measure the world, not our emphasis.
+    w_va = _weights(y_va, s_va)
+    log.info("train %d chips (%.1f%% smiling), val %d", len(x_tr), 100 * y_tr.mean(), len(x_va))
+
+    jpeg, batch_aug = _augment_fn(args.seed)
+    ds = tf.data.Dataset.from_tensor_slices((x_tr[..., None].astype(np.float32), y_tr.astype(np.float32), w_tr))
+    ds = ds.shuffle(len(x_tr), seed=args.seed, reshuffle_each_iteration=True)
+    if args.augment:
+        ds = ds.map(jpeg, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(args.batch, drop_remainder=True)
+    if args.augment:
+        ds = ds.map(batch_aug, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    val = tf.data.Dataset.from_tensor_slices((x_va[..., None].astype(np.float32), y_va.astype(np.float32), w_va)).batch(512)
+
+    if args.init:
+        # Fine-tune (or, with --epochs 0, only re-calibrate and re-export) an existing logit model.
+        model = keras.models.load_model(args.init)
+    else:
+        model = build(args.arch)
+    best = out_dir / f"{args.arch}.best.keras"
+    fit_history: dict[str, list[float]] = {}
+    if args.epochs > 0:
+        steps = args.epochs * (len(x_tr) // args.batch)
+        lr = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(steps, 1), alpha=0.05)
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr),
+            loss=keras.losses.BinaryCrossentropy(from_logits=True),
+            weighted_metrics=[keras.metrics.AUC(name="auc", from_logits=True), keras.metrics.BinaryAccuracy(name="acc", threshold=0.0)],
+        )
+        model.summary(print_fn=log.info)
+        # Checkpoints are chosen on the class-balanced validation AUC: accuracy at a fixed
+        # threshold swings with the prior from epoch to epoch, the ranking does not.
+        callbacks = [
+            keras.callbacks.ModelCheckpoint(best, monitor="val_auc", mode="max", save_best_only=True),
+            keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience, restore_best_weights=True),
+        ]
+        fit_history = model.fit(ds, validation_data=val, epochs=args.epochs, callbacks=callbacks, verbose=1 if args.progress else 2).history
+        model = keras.models.load_model(best)
+
+    logits_va = flip_averaged_logits(model, x_va[..., None].astype(np.float32))
+    a, b = fit_platt(logits_va, y_va, w_va)
+    prob_va = 1.0 / (1.0 + np.exp(-(a * logits_va + b)))
+    threshold = choose_threshold(prob_va, y_va, w_va)
+    log.info("calibration a=%.3f b=%.3f, balanced-accuracy threshold on val %.3f", a, b, threshold)
+
+    from .export import export_all
+
+    report = export_all(
+        model=with_calibration(model, a, b),
+        logit_model=model,
+        out_dir=out_dir,
+        arch=args.arch,
+        calibration={"a": a, "b": b},
+        threshold=threshold,
+        sets=sets,
+        representative=x_tr[np.random.default_rng(args.seed).permutation(len(x_tr))[:500]],
+        training={
+            "datasets": [{"name": p.name, "count": len(p.ds), "smiling": int(p.labels.sum()), "detector_found": round(float(p.detected.mean()), 4), "splits": {k: len(v) for k, v in p.splits.items()}} for p in sets],
+            "seed": args.seed,
+            "init": str(args.init) if args.init else None,
+            "epochs_run": len(fit_history.get("loss", [])),
+            "epochs_max": args.epochs,
+            "batch": args.batch,
+            "augment": bool(args.augment),
+            "best_val_auc": round(float(max(fit_history["val_auc"])), 4) if fit_history else None,
+            "train_seconds": round(time.monotonic() - t_start, 1),
+            "history": {k: [round(float(v), 4) for v in vs] for k, vs in fit_history.items()},
+        },
+    )
+    return report
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    shared = shared_dir()
+    ap.add_argument("--data", nargs="+", default=[d.format(shared=shared) for d in DEFAULT_DATA], help="datasets: smilesmiled:PATH, fer2013:PATH or folders:PATH (class folders)")
+    ap.add_argument("--arch", choices=("seed", "gate"), default="gate", help="gate: the shipped topology; seed: the original project's CNN")
+    ap.add_argument("--out", default="model", help="where the model files and model.json go (default: model/)")
+    ap.add_argument("--epochs", type=int, default=6, help="6 epochs of the gate topology take about 25 min on 2 cores")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--patience", type=int, default=3, help="early stopping on validation AUC")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--limit", type=int, default=0, help="train on at most this many chips (smoke tests)")
+    ap.add_argument("--no-augment", dest="augment", action="store_false")
+    ap.add_argument("--init", default=None, help="start from this logit model (.best.keras); with --epochs 0 only calibrate and export")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", default=".cache", help="where prepared chips are cached")
+    ap.add_argument("--face-model", default=None, help="face detector model (default: $GATEKEEPER_FACE_MODEL)")
+    ap.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+__all__ = ["add_arguments", "train", "GEOMETRY"]

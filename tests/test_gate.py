@@ -1,0 +1,525 @@
+"""The gate state machine: every rule of ``gatekeeper.gate``, driven by scripted frames.
+
+A script is a list of steps ``(what, frame, t)``: ``what`` is the list of faces of that frame, or
+FAULT / RECOVER. :func:`feed` runs it through a gate and returns ``[(event, frame), ...]``.
+Frames are 1/16 s apart so that every frame time is exact in binary floating point and the
+expected frame of each event follows from the config without rounding doubts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import doctest
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+import gatekeeper.gate as gate_module
+from gatekeeper.gate import Event, EventType, FaceScore, Gate, GateConfig, GateState
+
+FPS = 16
+DT = 1 / FPS
+
+# With BASE: a smile must be held 4 frames, cooldown is 16 frames, DENY comes 32 frames into a
+# visit, FACE_LOST 4 frames after the last face.
+BASE: dict[str, Any] = {
+    "enter_threshold": 0.6,
+    "exit_threshold": 0.4,
+    "hold_frames": 4,
+    "hold_seconds": None,
+    "cooldown_s": 1.0,
+    "deny_after_s": 2.0,
+    "lost_after_s": 0.25,
+}
+
+SMILE, MID, NEUTRAL = 0.9, 0.5, 0.1  # above enter, between exit and enter, below exit
+
+BOX = (100.0, 100.0, 80.0, 80.0)
+NEAR = (110.0, 104.0, 80.0, 80.0)  # the same person moving a little (less than a face width)
+FAR = (400.0, 100.0, 80.0, 80.0)  # centre 300 px away: another person
+BIG_LEFT = (50.0, 100.0, 120.0, 120.0)
+SMALL_RIGHT = (420.0, 100.0, 60.0, 60.0)
+SMALL_LEFT = (80.0, 130.0, 60.0, 60.0)  # where BIG_LEFT was, shrunk: same centre
+BIG_RIGHT = (390.0, 70.0, 120.0, 120.0)  # where SMALL_RIGHT was, grown: same centre
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    kind: str
+    reason: str = "camera lost"
+
+
+FAULT = Op("fault")
+RECOVER = Op("recover")
+
+Box = tuple[float, float, float, float]
+Faces = list[FaceScore]
+Step = tuple[Faces | Op, int, float]
+
+
+def faces(score: float, n: int, box: Box = BOX) -> list[Faces]:
+    return [[FaceScore(box, score)] for _ in range(n)]
+
+
+def smile(n: int, box: Box = BOX) -> list[Faces]:
+    return faces(SMILE, n, box)
+
+
+def neutral(n: int, box: Box = BOX) -> list[Faces]:
+    return faces(NEUTRAL, n, box)
+
+
+def gap(n: int) -> list[Faces]:
+    return [[] for _ in range(n)]
+
+
+def pair(a: tuple[Box, float], b: tuple[Box, float], n: int) -> list[Faces]:
+    """``n`` frames with two faces, each given as (box, score)."""
+    return [[FaceScore(*a), FaceScore(*b)] for _ in range(n)]
+
+
+def script(*parts: list[Faces] | Op, fps: float = FPS) -> list[Step]:
+    """Number the frames of ``parts`` from 0 at ``fps``; an Op takes the number and time of the next frame."""
+    steps: list[Step] = []
+    frame = 0
+    for part in parts:
+        if isinstance(part, Op):
+            steps.append((part, frame, frame / fps))
+            continue
+        for fs in part:
+            steps.append((fs, frame, frame / fps))
+            frame += 1
+    return steps
+
+
+def feed_events(gate: Gate, steps: Sequence[Step]) -> list[Event]:
+    events: list[Event] = []
+    for what, frame, t in steps:
+        if isinstance(what, Op):
+            events += gate.fault(frame, t, what.reason) if what.kind == "fault" else gate.recover(frame, t)
+        else:
+            events += gate.update(frame, t, what)
+    return events
+
+
+def feed(gate: Gate, steps: Sequence[Step]) -> list[tuple[str, int]]:
+    return [(e.event.value, e.frame) for e in feed_events(gate, steps)]
+
+
+def make_gate(**overrides: Any) -> Gate:
+    return Gate(GateConfig(**{**BASE, **overrides}))
+
+
+# -- every transition, as a table ----------------------------------------------------------------
+
+HOLD_CASES = [
+    pytest.param({}, script(smile(6)), [("OPEN", 3)], id="held smile opens on the hold_frames-th frame"),
+    pytest.param({}, script(neutral(5), smile(4)), [("OPEN", 8)], id="neutral then a held smile"),
+    pytest.param({}, script(smile(3), neutral(3)), [], id="a smile one frame too short does not open"),
+    pytest.param({"hold_frames": 1}, script(neutral(2), smile(1)), [("OPEN", 2)], id="hold_frames 1 opens on the first smiling frame"),
+    pytest.param({}, script(smile(3), faces(0.3, 1), smile(4)), [("OPEN", 7)], id="dip below exit resets the hold"),
+    pytest.param({}, script(smile(2), faces(MID, 2)), [("OPEN", 3)], id="score between exit and enter continues a smile"),
+    pytest.param({}, script(faces(MID, 12)), [], id="score between exit and enter cannot start a smile"),
+    pytest.param({}, script(faces(MID, 3), smile(4)), [("OPEN", 6)], id="scores between the thresholds before a smile do not count"),
+    pytest.param({}, script(faces(0.6, 1), faces(0.4, 3)), [("OPEN", 3)], id="exactly enter starts and exactly exit continues"),
+    pytest.param({}, script(faces(0.59, 12)), [], id="just below enter never starts"),
+    pytest.param({}, script(smile(3), faces(0.39, 1), faces(MID, 6)), [], id="just below exit ends the smile and mid scores cannot restart it"),
+    pytest.param(
+        {"enter_threshold": 0.6, "exit_threshold": 0.6},
+        script(smile(2), faces(0.59, 1), smile(4)),
+        [("OPEN", 6)],
+        id="exit equal to enter: no hysteresis",
+    ),
+    pytest.param({"hold_seconds": 0.5, "hold_frames": 100}, script(smile(10)), [("OPEN", 8)], id="hold_seconds replaces hold_frames"),
+    pytest.param({"hold_seconds": 0.5}, script(neutral(3), smile(10)), [("OPEN", 11)], id="hold_seconds counts from the first smiling frame"),
+    pytest.param({"hold_seconds": 0.5}, script(smile(8)), [], id="hold_seconds not reached"),
+    pytest.param({"hold_seconds": 0.5}, script(smile(5), faces(0.3, 1), smile(9)), [("OPEN", 14)], id="hold_seconds restarts after a dip"),
+]
+
+COOLDOWN_CASES = [
+    pytest.param({}, script(smile(40)), [("OPEN", 3)], id="one OPEN per smile even when held past the cooldown"),
+    pytest.param({}, script(smile(4), neutral(2), smile(10)), [("OPEN", 3)], id="cooldown blocks a second OPEN"),
+    pytest.param(
+        {}, script(smile(4), neutral(2), smile(20)), [("OPEN", 3), ("OPEN", 19)], id="a new smile held into the end of the cooldown opens when it ends"
+    ),
+    pytest.param(
+        {}, script(smile(4), neutral(16), smile(4)), [("OPEN", 3), ("OPEN", 23)], id="second OPEN after the smile ends and the cooldown passes"
+    ),
+    pytest.param({"cooldown_s": 0.0}, script(smile(4), neutral(1), smile(4)), [("OPEN", 3), ("OPEN", 8)], id="cooldown 0: each new smile opens"),
+    pytest.param(
+        {},
+        script(smile(4), gap(20), smile(4)),
+        [("OPEN", 3), ("FACE_LOST", 7), ("OPEN", 27)],
+        id="a face that left and came back smiling opens again after the cooldown",
+    ),
+    pytest.param(
+        {},
+        script(smile(4), gap(1), smile(40)),
+        [("OPEN", 3)],
+        id="a one-frame detection gap inside an opened smile does not re-arm OPEN",
+    ),
+]
+
+DENY_CASES = [
+    pytest.param({}, script(neutral(80)), [("DENY", 32)], id="DENY once per visit"),
+    pytest.param({}, script(gap(5), neutral(40)), [("DENY", 37)], id="DENY counts from the first frame of the visit"),
+    pytest.param({}, script(faces(MID, 40)), [("DENY", 32)], id="scores between the thresholds are no smile for DENY"),
+    pytest.param({}, script(smile(4), neutral(60)), [("OPEN", 3)], id="an OPEN in the visit prevents DENY"),
+    pytest.param({}, script(neutral(29), smile(4)), [("OPEN", 32)], id="an OPEN on the deny frame wins"),
+    pytest.param({}, script(neutral(40), smile(4)), [("DENY", 32), ("OPEN", 43)], id="OPEN still possible after DENY"),
+    pytest.param({}, script(neutral(30), smile(6)), [("DENY", 32), ("OPEN", 33)], id="DENY during a hold, then the hold completes"),
+    pytest.param(
+        {},
+        script(neutral(40), gap(5), neutral(40)),
+        [("DENY", 32), ("FACE_LOST", 43), ("DENY", 77)],
+        id="a new visit gets its own DENY",
+    ),
+    pytest.param({}, script(neutral(20), gap(3), neutral(20)), [("DENY", 32)], id="a brief gap does not restart the deny timer"),
+]
+
+LOST_CASES = [
+    pytest.param({}, script(neutral(10), gap(10)), [("FACE_LOST", 13)], id="face lost after lost_after_s, once"),
+    pytest.param({}, script(neutral(10), gap(3), neutral(10)), [], id="brief gap: no FACE_LOST"),
+    pytest.param({}, script(gap(50)), [], id="nobody ever: no events"),
+    pytest.param({"lost_after_s": 0.0}, script(neutral(2), gap(3)), [("FACE_LOST", 2)], id="lost_after_s 0 ends the visit on the first empty frame"),
+    pytest.param(
+        {}, script(neutral(2), gap(5), neutral(2), gap(5)), [("FACE_LOST", 5), ("FACE_LOST", 12)], id="each visit ends with its own FACE_LOST"
+    ),
+]
+
+FACE_CASES = [
+    pytest.param({}, script(pair((SMALL_RIGHT, SMILE), (BIG_LEFT, NEUTRAL), 10)), [], id="largest face decides: a smaller smiling face does not open"),
+    pytest.param({}, script(pair((SMALL_RIGHT, NEUTRAL), (BIG_LEFT, SMILE), 4)), [("OPEN", 3)], id="largest face decides: the larger smiling face opens"),
+    pytest.param({}, script(pair((BIG_LEFT, SMILE), (SMALL_RIGHT, NEUTRAL), 4)), [("OPEN", 3)], id="the order of the faces does not matter"),
+    pytest.param({}, script(smile(3), smile(4, FAR)), [("OPEN", 6)], id="jump of the deciding face resets the hold"),
+    pytest.param({}, script(smile(2), smile(2, NEAR)), [("OPEN", 3)], id="a small move continues the hold"),
+    pytest.param({}, script(*[smile(1, FAR if i % 2 else BOX) for i in range(12)]), [], id="two people alternating cannot add up one smile"),
+    pytest.param(
+        {},
+        script(pair((BIG_LEFT, SMILE), (SMALL_RIGHT, SMILE), 3), pair((SMALL_LEFT, SMILE), (BIG_RIGHT, SMILE), 4)),
+        [("OPEN", 6)],
+        id="another person becoming the largest face restarts the hold",
+    ),
+    pytest.param({}, script(smile(3), gap(1), smile(4, FAR)), [("OPEN", 7)], id="a jump across a one-frame gap does not add two smiles"),
+]
+
+FAULT_CASES = [
+    pytest.param({}, script(FAULT, smile(10)), [("FAULT", 0)], id="fault blocks OPEN"),
+    pytest.param({}, script(FAULT, smile(2), FAULT, FAULT), [("FAULT", 0)], id="FAULT once per episode"),
+    pytest.param(
+        {},
+        script(smile(3), FAULT, smile(2), RECOVER, smile(4)),
+        [("FAULT", 3), ("RECOVERED", 5), ("OPEN", 8)],
+        id="fault drops the hold and recovery needs the full hold",
+    ),
+    pytest.param(
+        {}, script(smile(3), FAULT, smile(5), RECOVER, smile(3)), [("FAULT", 3), ("RECOVERED", 8)], id="a smile held through the fault does not open at recovery"
+    ),
+    pytest.param({}, script(RECOVER, smile(4)), [("OPEN", 3)], id="recover without a fault says nothing"),
+    pytest.param({}, script(FAULT, RECOVER, FAULT), [("FAULT", 0), ("RECOVERED", 0), ("FAULT", 0)], id="a fault after recovery is a new episode"),
+    pytest.param(
+        {}, script(smile(4), FAULT, RECOVER, smile(10)), [("OPEN", 3), ("FAULT", 4), ("RECOVERED", 4)], id="the cooldown survives a fault"
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "steps", "expected"), HOLD_CASES)
+def test_hold_and_hysteresis(overrides: dict[str, Any], steps: list[Step], expected: list[tuple[str, int]]) -> None:
+    assert feed(make_gate(**overrides), steps) == expected
+
+
+@pytest.mark.parametrize(("overrides", "steps", "expected"), COOLDOWN_CASES)
+def test_one_open_per_smile_and_cooldown(overrides: dict[str, Any], steps: list[Step], expected: list[tuple[str, int]]) -> None:
+    assert feed(make_gate(**overrides), steps) == expected
+
+
+@pytest.mark.parametrize(("overrides", "steps", "expected"), DENY_CASES)
+def test_deny(overrides: dict[str, Any], steps: list[Step], expected: list[tuple[str, int]]) -> None:
+    assert feed(make_gate(**overrides), steps) == expected
+
+
+@pytest.mark.parametrize(("overrides", "steps", "expected"), LOST_CASES)
+def test_face_lost(overrides: dict[str, Any], steps: list[Step], expected: list[tuple[str, int]]) -> None:
+    assert feed(make_gate(**overrides), steps) == expected
+
+
+@pytest.mark.parametrize(("overrides", "steps", "expected"), FACE_CASES)
+def test_deciding_face(overrides: dict[str, Any], steps: list[Step], expected: list[tuple[str, int]]) -> None:
+    assert feed(make_gate(**overrides), steps) == expected
+
+
+@pytest.mark.parametrize(("overrides", "steps", "expected"), FAULT_CASES)
+def test_fault_and_recover(overrides: dict[str, Any], steps: list[Step], expected: list[tuple[str, int]]) -> None:
+    assert feed(make_gate(**overrides), steps) == expected
+
+
+# -- frame-rate independence ---------------------------------------------------------------------
+
+
+def first_open_t(fps: int, **overrides: Any) -> float:
+    """Neutral for 1 s, then smiling for 2 s, at ``fps``; the time of the first OPEN."""
+    steps = script(neutral(fps), smile(2 * fps), fps=fps)
+    opens = [e.t for e in feed_events(make_gate(**overrides), steps) if e.event is EventType.OPEN]
+    assert len(opens) == 1
+    return opens[0]
+
+
+@pytest.mark.parametrize("fps", [15, 25, 30, 60])
+def test_hold_seconds_opens_after_that_long_at_any_frame_rate(fps: int) -> None:
+    t = first_open_t(fps, hold_seconds=0.8)
+    assert 1.8 - 1e-9 <= t < 1.8 + 1 / fps
+
+
+def test_hold_seconds_15_and_60_fps_open_at_the_same_time() -> None:
+    assert first_open_t(15, hold_seconds=0.8) == pytest.approx(first_open_t(60, hold_seconds=0.8), abs=1 / 15)
+
+
+@pytest.mark.parametrize(("fps", "expected_t"), [(15, 1.0 + 11 / 15), (60, 1.0 + 11 / 60)])
+def test_hold_frames_counts_frames_not_time(fps: int, expected_t: float) -> None:
+    assert first_open_t(fps, hold_frames=12) == pytest.approx(expected_t)
+
+
+# -- state ---------------------------------------------------------------------------------------
+
+STATE_CASES = [
+    pytest.param(script(), GateState.IDLE, id="idle before any frame"),
+    pytest.param(script(gap(3)), GateState.IDLE, id="idle with nobody there"),
+    pytest.param(script(neutral(1)), GateState.PRESENT, id="present"),
+    pytest.param(script(faces(MID, 3)), GateState.PRESENT, id="present with a score between the thresholds"),
+    pytest.param(script(smile(2)), GateState.SMILING, id="smiling"),
+    pytest.param(script(smile(4)), GateState.OPENED, id="opened"),
+    pytest.param(script(smile(10)), GateState.OPENED, id="still opened while the smile goes on"),
+    pytest.param(script(smile(4), neutral(1)), GateState.PRESENT, id="present after the smile ends"),
+    pytest.param(script(neutral(2), gap(2)), GateState.PRESENT, id="present during a brief gap"),
+    pytest.param(script(neutral(2), gap(5)), GateState.IDLE, id="idle after FACE_LOST"),
+    pytest.param(script(FAULT), GateState.FAULT, id="fault"),
+    pytest.param(script(smile(3), FAULT, smile(3)), GateState.FAULT, id="fault while faces keep smiling"),
+    pytest.param(script(smile(3), FAULT, smile(3), RECOVER), GateState.IDLE, id="idle after recovery"),
+    pytest.param(script(FAULT, RECOVER, smile(1)), GateState.SMILING, id="smiling again after recovery"),
+]
+
+
+@pytest.mark.parametrize(("steps", "expected"), STATE_CASES)
+def test_state(steps: list[Step], expected: GateState) -> None:
+    gate = make_gate()
+    feed(gate, steps)
+    assert gate.state is expected
+    assert gate.faulted is (expected is GateState.FAULT)
+
+
+@pytest.mark.parametrize(
+    ("frame_faces", "expected"),
+    [
+        pytest.param([], None, id="no face"),
+        pytest.param([FaceScore(BOX, 0.42)], 0.42, id="one face"),
+        pytest.param([FaceScore(SMALL_RIGHT, 0.9), FaceScore(BIG_LEFT, 0.2)], 0.2, id="the largest face's score"),
+    ],
+)
+def test_last_score_is_the_deciding_face_score(frame_faces: Faces, expected: float | None) -> None:
+    gate = make_gate()
+    gate.update(0, 0.0, [FaceScore(BOX, 0.77)])
+    gate.update(1, DT, frame_faces)
+    assert gate.last_score == expected
+
+
+# -- what the events carry -----------------------------------------------------------------------
+
+
+def test_open_event_describes_the_deciding_face() -> None:
+    gate = make_gate()
+    two = pair((SMALL_RIGHT, 0.3), (BIG_LEFT, 0.93), 4)
+    (event,) = feed_events(gate, script(two))
+    assert (event.event, event.frame, event.t) == (EventType.OPEN, 3, 3 * DT)
+    assert (event.score, event.box, event.faces, event.reason) == (0.93, BIG_LEFT, 2, None)
+
+
+def test_deny_event_says_why() -> None:
+    (event,) = feed_events(make_gate(), script(faces(0.2, 33)))
+    assert (event.event, event.frame, event.score, event.box, event.faces) == (EventType.DENY, 32, 0.2, BOX, 1)
+    assert event.reason == "no smile held within 2 s"
+
+
+def test_face_lost_event_has_no_face() -> None:
+    (event,) = feed_events(make_gate(), script(neutral(2), gap(4)))
+    assert (event.event, event.frame, event.t) == (EventType.FACE_LOST, 5, 5 * DT)
+    assert (event.score, event.box, event.faces, event.reason) == (None, None, 0, None)
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        pytest.param(script(Op("fault", "no frame for 2 s")), [(EventType.FAULT, "no frame for 2 s")], id="fault carries its reason"),
+        pytest.param(script(FAULT, RECOVER), [(EventType.FAULT, "camera lost"), (EventType.RECOVERED, "frames arriving again")], id="recover has a default reason"),
+    ],
+)
+def test_fault_events_carry_the_reason(steps: list[Step], expected: list[tuple[EventType, str]]) -> None:
+    events = feed_events(make_gate(), steps)
+    assert [(e.event, e.reason) for e in events] == expected
+    assert all((e.score, e.box, e.faces) == (None, None, 0) for e in events)
+
+
+def test_event_ids_come_from_the_id_factory_in_order() -> None:
+    counter = itertools.count()
+    gate = Gate(GateConfig(**BASE), id_factory=lambda: f"ev{next(counter)}")
+    events = feed_events(gate, script(neutral(40), smile(4), gap(5), FAULT, RECOVER))
+    assert [e.event.value for e in events] == ["DENY", "OPEN", "FACE_LOST", "FAULT", "RECOVERED"]
+    assert [e.id for e in events] == ["ev0", "ev1", "ev2", "ev3", "ev4"]
+
+
+def test_default_event_ids_are_unique_hex() -> None:
+    events = feed_events(make_gate(cooldown_s=0.0), script(*[part for _ in range(5) for part in (smile(4), neutral(1))], gap(5)))
+    assert len(events) == 6
+    ids = [e.id for e in events]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+TO_DICT_CASES = [
+    pytest.param(
+        Event(EventType.OPEN, 12, 0.123456, 0.876543, "abc", (1.23, 2.0, 3.04, 4.96), 2, None),
+        {"event": "OPEN", "frame": 12, "t": 0.1235, "score": 0.8765, "id": "abc", "box": [1.2, 2.0, 3.0, 5.0], "faces": 2, "reason": None},
+        id="OPEN rounds t, score and box",
+    ),
+    pytest.param(
+        Event(EventType.DENY, 3, 6.0, 0.1, "d", (0, 0, 10, 10), 1, "no smile held within 6 s"),
+        {"event": "DENY", "frame": 3, "t": 6.0, "score": 0.1, "id": "d", "box": [0, 0, 10, 10], "faces": 1, "reason": "no smile held within 6 s"},
+        id="DENY with a reason",
+    ),
+    pytest.param(
+        Event(EventType.FACE_LOST, 7, 1.5, None, "f", None, 0, None),
+        {"event": "FACE_LOST", "frame": 7, "t": 1.5, "score": None, "id": "f", "box": None, "faces": 0, "reason": None},
+        id="FACE_LOST without a face",
+    ),
+    pytest.param(
+        Event(EventType.FAULT, 0, 1_700_000_000.123456, None, "x", None, 0, "camera 'cam0' lost"),
+        {"event": "FAULT", "frame": 0, "t": 1_700_000_000.1235, "score": None, "id": "x", "box": None, "faces": 0, "reason": "camera 'cam0' lost"},
+        id="FAULT at wall-clock time",
+    ),
+    pytest.param(
+        Event(EventType.RECOVERED, 9, 2.0, None, "r", None, 0, "frames arriving again"),
+        {"event": "RECOVERED", "frame": 9, "t": 2.0, "score": None, "id": "r", "box": None, "faces": 0, "reason": "frames arriving again"},
+        id="RECOVERED",
+    ),
+]
+
+
+@pytest.mark.parametrize(("event", "expected"), TO_DICT_CASES)
+def test_event_to_dict_shape(event: Event, expected: dict[str, Any]) -> None:
+    d = event.to_dict()
+    assert d == expected
+    assert list(d) == ["event", "frame", "t", "score", "id", "box", "faces", "reason"]
+    assert json.loads(json.dumps(d)) == d
+
+
+def test_events_from_a_run_are_json_serialisable() -> None:
+    events = feed_events(make_gate(), script(neutral(40), smile(4), gap(5), FAULT, RECOVER))
+    lines = [json.dumps(e.to_dict()) for e in events]
+    assert [json.loads(line)["event"] for line in lines] == ["DENY", "OPEN", "FACE_LOST", "FAULT", "RECOVERED"]
+
+
+def test_event_type_prints_as_its_name() -> None:
+    assert [str(t) for t in EventType] == ["OPEN", "DENY", "FACE_LOST", "FAULT", "RECOVERED"]
+
+
+# -- callbacks -----------------------------------------------------------------------------------
+
+CALLBACK_CASES = [
+    pytest.param(script(smile(4)), [3], [], id="OPEN calls when_opened"),
+    pytest.param(script(neutral(33)), [], [32], id="DENY calls when_denied"),
+    pytest.param(script(neutral(40), smile(4)), [43], [32], id="both, in order"),
+    pytest.param(script(neutral(2), gap(5), FAULT, RECOVER), [], [], id="FACE_LOST, FAULT and RECOVERED call neither"),
+]
+
+
+@pytest.mark.parametrize(("steps", "opened", "denied"), CALLBACK_CASES)
+def test_callbacks(steps: list[Step], opened: list[int], denied: list[int]) -> None:
+    calls: list[Event] = []
+    gate = make_gate()
+    gate.when_opened = calls.append  # gpiozero style: set after construction
+    gate.when_denied = calls.append
+    returned = feed_events(gate, steps)
+    assert [e.frame for e in calls if e.event is EventType.OPEN] == opened
+    assert [e.frame for e in calls if e.event is EventType.DENY] == denied
+    # the callbacks get the very events that update() returns, nothing else
+    assert all(any(c is r for r in returned) for c in calls)
+
+
+def test_callbacks_given_to_the_constructor_are_called_before_update_returns() -> None:
+    seen: list[tuple[str, int]] = []
+    gate = Gate(GateConfig(**BASE), when_opened=lambda e: seen.append(("opened", e.frame)))
+    for what, frame, t in script(smile(4)):
+        gate.update(frame, t, what)  # type: ignore[arg-type]
+        if frame == 3:
+            assert seen == [("opened", 3)]
+    assert seen == [("opened", 3)]
+
+
+# -- GateConfig ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({}, id="defaults"),
+        pytest.param({"enter_threshold": 0.5, "exit_threshold": 0.5}, id="exit equal to enter"),
+        pytest.param({"enter_threshold": 1.0, "exit_threshold": 0.0}, id="the widest thresholds"),
+        pytest.param({"hold_frames": 1}, id="hold_frames 1"),
+        pytest.param({"hold_seconds": 0.01}, id="a short hold_seconds"),
+        pytest.param({"cooldown_s": 0.0, "lost_after_s": 0.0}, id="cooldown and lost_after_s 0"),
+    ],
+)
+def test_gate_config_accepts(kwargs: dict[str, Any]) -> None:
+    cfg = GateConfig(**kwargs)
+    assert all(getattr(cfg, k) == v for k, v in kwargs.items())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        pytest.param({"enter_threshold": 0.6, "exit_threshold": 0.7}, r"exit_threshold=0\.7, enter_threshold=0\.6", id="exit above enter"),
+        pytest.param({"exit_threshold": 0.4, "enter_threshold": 0.3}, "exit_threshold <= enter_threshold", id="enter below exit"),
+        pytest.param({"enter_threshold": 1.1}, "enter_threshold=1.1", id="enter above 1"),
+        pytest.param({"exit_threshold": -0.1}, "exit_threshold=-0.1", id="exit below 0"),
+        pytest.param({"enter_threshold": math.nan}, "enter_threshold=nan", id="enter is nan"),
+        pytest.param({"hold_frames": 0}, "hold_frames must be >= 1, got 0", id="hold_frames 0"),
+        pytest.param({"hold_frames": -3}, "hold_frames must be >= 1, got -3", id="hold_frames negative"),
+    ],
+)
+def test_gate_config_rejects(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        GateConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param("hold_seconds", 0.0, id="hold_seconds 0 would open on the first smiling frame"),
+        pytest.param("hold_seconds", -1.0, id="hold_seconds negative"),
+        pytest.param("cooldown_s", -1.0, id="cooldown_s negative"),
+        pytest.param("deny_after_s", 0.0, id="deny_after_s 0 would DENY on the first frame"),
+        pytest.param("lost_after_s", -0.1, id="lost_after_s negative"),
+        pytest.param("cooldown_s", math.nan, id="cooldown_s nan would never allow a second OPEN"),
+    ],
+)
+def test_gate_config_enforces_its_declared_bounds(name: str, value: float) -> None:
+    """GateConfig is public API (``Gate(GateConfig(...))``): its declared bounds hold without the YAML loader."""
+    with pytest.raises(ValueError, match=name):
+        GateConfig(**{name: value})
+
+
+def test_gate_config_bounds_are_declared_for_the_config_loader() -> None:
+    meta = {f.name: dict(f.metadata) for f in dataclasses.fields(GateConfig)}
+    assert meta["hold_frames"]["ge"] == 1
+    assert meta["hold_seconds"]["gt"] == 0
+    assert (meta["enter_threshold"]["ge"], meta["enter_threshold"]["le"]) == (0, 1)
+    assert all(m["doc"] for m in meta.values())
+
+
+def test_module_docstring_example_holds() -> None:
+    result = doctest.testmod(gate_module, verbose=False)
+    assert result.attempted >= 3
+    assert result.failed == 0

@@ -1,0 +1,339 @@
+"""The SQLite event journal and ``gatekeeper events``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import sqlite3
+import statistics
+import threading
+import time
+import uuid
+
+import pytest
+
+from gatekeeper.errors import JournalError
+from gatekeeper.gate import Event, EventType
+from gatekeeper.journal import DeliveryState, Journal, event_from_dict, events_command, parse_since
+
+
+def ev(kind: str = "OPEN", **kw: object) -> Event:
+    defaults: dict[str, object] = {"frame": 12, "t": 1.25, "score": 0.91, "box": (1.0, 2.0, 30.0, 40.0), "faces": 1}
+    defaults.update(kw)
+    return Event(EventType(kind), id=uuid.uuid4().hex, **defaults)  # type: ignore[arg-type]
+
+
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_events(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = events_command(argv, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_append_records_the_event_and_a_pending_delivery_per_hook(tmp_path):
+    clock = Clock()
+    with Journal(tmp_path / "j.sqlite3", clock=clock) as journal:
+        event = ev(reason=None)
+        assert journal.append(event, ["webhook[0]", "mqtt[1]"]) == clock.now
+        (entry,) = journal.entries()
+    assert entry.event == event
+    assert entry.created_at == clock.now
+    assert [(d.hook, d.state, d.attempts) for d in entry.deliveries] == [
+        ("mqtt[1]", DeliveryState.PENDING, 0),
+        ("webhook[0]", DeliveryState.PENDING, 0),
+    ]
+
+
+def test_the_file_is_in_wal_mode_with_the_schema(tmp_path):
+    path = tmp_path / "j.sqlite3"
+    Journal(path).close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"events", "deliveries"} <= tables
+    db.close()
+
+
+def test_attempts_and_settling(tmp_path):
+    clock = Clock()
+    with Journal(tmp_path / "j.sqlite3", clock=clock) as journal:
+        event = ev()
+        journal.append(event, ["a", "b"])
+        journal.attempted(event.id, "a")
+        journal.settle(event.id, "a", DeliveryState.PENDING, "HTTP 503")
+        clock.now += 2
+        journal.attempted(event.id, "a")
+        journal.settle(event.id, "a", DeliveryState.DELIVERED)
+        journal.settle(event.id, "b", DeliveryState.EXPIRED, "31.0 s old")
+        (entry,) = journal.entries()
+        a, b = entry.deliveries
+        assert (a.state, a.attempts, a.last_error, a.updated_at) == (DeliveryState.DELIVERED, 2, "HTTP 503", clock.now)
+        assert (b.state, b.attempts, b.last_error) == (DeliveryState.EXPIRED, 0, "31.0 s old")
+        assert journal.pending() == []
+
+
+def test_pending_survives_a_reopen_oldest_first(tmp_path):
+    path = tmp_path / "j.sqlite3"
+    clock = Clock()
+    first, second, done = ev(frame=1), ev(frame=2), ev(frame=3)
+    with Journal(path, clock=clock) as journal:
+        for e in (first, second, done):
+            journal.append(e, ["rec"])
+            clock.now += 1
+        journal.settle(done.id, "rec", DeliveryState.DELIVERED)
+    with Journal(path) as journal:
+        pending = journal.pending()
+        assert [(p.event, p.hook, p.created_at) for p in pending] == [
+            (first, "rec", 1_700_000_000.0),
+            (second, "rec", 1_700_000_001.0),
+        ]
+        assert journal.pending("other") == []
+
+
+def test_event_round_trip_through_json():
+    for event in (ev(), ev("FAULT", score=None, box=None, faces=0, reason="camera lost")):
+        assert event_from_dict(json.loads(json.dumps(event.to_dict()))) == event
+
+
+def test_a_repeated_event_id_is_an_error(tmp_path):
+    with Journal(tmp_path / "j.sqlite3") as journal:
+        event = ev()
+        journal.append(event, ["a"])
+        with pytest.raises(JournalError, match=f"event {event.id} is already in the journal"):
+            journal.append(event, ["a"])
+        assert len(journal.entries()) == 1  # the failed append left nothing behind
+
+
+def test_prune_removes_old_events_and_their_deliveries(tmp_path):
+    clock = Clock()
+    with Journal(tmp_path / "j.sqlite3", clock=clock) as journal:
+        old = ev()
+        journal.append(old, ["a"])
+        clock.now += 100
+        new = ev()
+        journal.append(new, ["a"])
+        assert journal.prune(older_than=clock.now - 50) == 1
+        assert [e.event.id for e in journal.entries()] == [new.id]
+        assert [p.event.id for p in journal.pending()] == [new.id]
+
+
+def test_entries_since_and_limit(tmp_path):
+    clock = Clock()
+    with Journal(tmp_path / "j.sqlite3", clock=clock) as journal:
+        events = []
+        for i in range(5):
+            events.append(ev(frame=i))
+            journal.append(events[-1], [])
+            clock.now += 10
+        assert [e.event.frame for e in journal.entries(since=1_700_000_020.0)] == [2, 3, 4]
+        assert [e.event.frame for e in journal.entries(limit=2)] == [3, 4]
+
+
+def test_threads_append_and_settle_at_once(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite3")
+    events = [ev(frame=i) for i in range(200)]
+    for e in events[:100]:
+        journal.append(e, ["a", "b"])
+    errors: list[BaseException] = []
+
+    def settle(hook: str) -> None:
+        try:
+            for e in events[:100]:
+                journal.attempted(e.id, hook)
+                journal.settle(e.id, hook, DeliveryState.DELIVERED)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=settle, args=(h,)) for h in ("a", "b")]
+    for w in workers:
+        w.start()
+    for e in events[100:]:
+        journal.append(e, ["a", "b"])
+    for w in workers:
+        w.join()
+    assert errors == []
+    assert len(journal.entries()) == 200
+    assert len(journal.pending()) == 200  # the 100 appended meanwhile, for two hooks each
+    assert all(d.attempts == 1 for e in journal.entries()[:100] for d in e.deliveries)
+    journal.close()
+
+
+def test_append_is_fast_enough_for_the_frame_loop(tmp_path):
+    with Journal(tmp_path / "j.sqlite3") as journal:
+        times = []
+        for _ in range(100):
+            event = ev()
+            t0 = time.perf_counter()
+            journal.append(event, ["webhook[0]", "mqtt[1]", "gpio[2]", "command[3]"])
+            times.append(time.perf_counter() - t0)
+    # A 30 fps frame lasts 33 ms; an append must be a small part of it even on a slow SD card.
+    assert statistics.median(times) < 0.005, statistics.median(times)
+
+
+def test_a_journal_from_a_newer_version_is_refused(tmp_path):
+    path = tmp_path / "j.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(JournalError, match="schema version 99, newer than this gatekeeper"):
+        Journal(path)
+
+
+def test_a_directory_that_cannot_hold_the_journal(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(JournalError, match="cannot be opened"):
+        Journal(blocker / "sub" / "j.sqlite3")
+
+
+# -- gatekeeper events ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def filled(tmp_path):
+    """A journal with three events an hour apart, ending now; the last one still pending."""
+    path = tmp_path / "j.sqlite3"
+    now = time.time()
+    clock = Clock(now - 7200)
+    events = [
+        ev("OPEN", frame=1),
+        ev("DENY", frame=2, score=0.12),
+        ev("FAULT", score=None, box=None, reason="camera lost"),
+    ]
+    with Journal(path, clock=clock) as journal:
+        for e in events:
+            journal.append(e, ["webhook[0]"])
+            journal.attempted(e.id, "webhook[0]")
+            clock.now += 3600
+        journal.settle(events[0].id, "webhook[0]", DeliveryState.DELIVERED)
+        journal.settle(events[1].id, "webhook[0]", DeliveryState.FAILED, "HTTP 400 Bad Request")
+    return path, events
+
+
+def test_events_lists_events_with_delivery_state(filled):
+    path, events = filled
+    code, out, err = run_events(["--journal", str(path)])
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [e.id in out for e in events] == [True, True, True]
+    assert "OPEN" in lines[0] and "webhook[0]=delivered" in lines[0]
+    assert any("webhook[0]=failed" in line for line in lines)
+    assert "    webhook[0]: HTTP 400 Bad Request" in lines
+    assert "    reason: camera lost" in lines
+    assert "webhook[0]=pending" in out
+
+
+def test_events_json_lines(filled):
+    path, events = filled
+    code, out, _ = run_events(["--journal", str(path), "--json"])
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["id"] for r in rows] == [e.id for e in events]
+    assert rows[0]["event"] == events[0].to_dict()
+    assert rows[1]["deliveries"] == [
+        {
+            "hook": "webhook[0]",
+            "state": "failed",
+            "attempts": 1,
+            "last_error": "HTTP 400 Bad Request",
+            "updated_at": rows[1]["deliveries"][0]["updated_at"],
+        }
+    ]
+    assert dt.datetime.fromisoformat(rows[0]["created_at"]).tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("since", "expected"),
+    [("90m", 2), ("5400", 2), ("30m", 1), ("3h", 3), ("1d", 3)],
+)
+def test_events_since_seconds_ago(filled, since, expected):
+    path, _ = filled
+    code, out, _ = run_events(["--journal", str(path), "--json", "--since", since])
+    assert code == 0
+    assert len(out.splitlines()) == expected
+
+
+def test_events_since_an_iso_time(filled):
+    path, events = filled
+    cutoff = dt.datetime.fromtimestamp(time.time() - 5400).astimezone().isoformat()
+    code, out, _ = run_events(["--journal", str(path), "--json", "--since", cutoff])
+    assert code == 0
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [e.id for e in events[1:]]
+    naive_local = dt.datetime.fromtimestamp(time.time() - 5400).isoformat()  # no zone: local time
+    assert run_events(["--journal", str(path), "--json", "--since", naive_local])[1] == out
+
+
+def test_events_reads_while_a_gate_is_writing(tmp_path):
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as live:
+        event = ev()
+        live.append(event, ["a"])
+        code, out, _ = run_events(["--journal", str(path)])
+        assert code == 0 and event.id in out
+        live.append(ev(), ["a"])  # the reader left no lock behind
+
+
+def test_events_finds_the_journal_through_the_config(tmp_path, filled):
+    path, events = filled
+    config = tmp_path / "config.yaml"
+    config.write_text(f"journal:\n  path: {path}\n")
+    code, out, _ = run_events(["--config", str(config), "--json", "--limit", "1"])
+    assert code == 0
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [events[-1].id]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--journal", "{missing}"], "does not exist"),
+        (["--journal", "{notdb}"], "error: journal"),
+        (["--journal", "{db}", "--since", "yesterday"], "--since: expected seconds ago"),
+        (["--journal", "{db}", "--limit", "0"], "--limit: expected an integer >= 1"),
+    ],
+)
+def test_events_errors_are_one_line_and_exit_2(tmp_path, argv, message):
+    notdb = tmp_path / "notdb.sqlite3"
+    notdb.write_text("this is not a database" * 100)
+    db = tmp_path / "db.sqlite3"
+    Journal(db).close()
+    paths = {"missing": tmp_path / "nope.sqlite3", "notdb": notdb, "db": db}
+    code, out, err = run_events([a.format(**paths) for a in argv])
+    assert code == 2
+    assert out == ""
+    assert err.startswith("gatekeeper: error: ") and message in err and err.count("\n") == 1
+
+
+def test_events_on_an_empty_journal(tmp_path):
+    path = tmp_path / "j.sqlite3"
+    Journal(path).close()
+    assert run_events(["--journal", str(path)]) == (0, "", "no events\n")
+
+
+def test_parse_since():
+    assert parse_since("90", now=1000.0) == 910.0
+    assert parse_since("2h", now=10_000.0) == 2800.0
+    assert (
+        parse_since("2024-05-01T12:00:00+00:00", now=0)
+        == dt.datetime(2024, 5, 1, 12, tzinfo=dt.timezone.utc).timestamp()
+    )
+    assert parse_since("2024-05-01T12:00:00Z", now=0) == parse_since("2024-05-01T12:00:00+00:00", now=0)
+    with pytest.raises(ValueError, match="--since"):
+        parse_since("-5m", now=0)
+
+
+def test_events_on_a_missing_journal_says_exactly_that(tmp_path):
+    path = tmp_path / "nope.sqlite3"
+    assert run_events(["--journal", str(path)]) == (
+        2,
+        "",
+        f"gatekeeper: error: journal {str(path)!r} does not exist; expected the journal.path of a gate that has run\n",
+    )
+    assert not path.exists()  # reading never creates a journal

@@ -1,0 +1,129 @@
+"""Replays the real labelled clips from ../shared/videos through the CLI, checked against labels.yaml.
+
+These run the whole product (decode, MediaPipe, crop, LiteRT smile model, gate, JSON output)
+in a subprocess, exactly as an operator or ``tools/replay_check.py`` runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+REQUIRED_KEYS = {"event", "frame", "t", "score", "id", "box", "faces", "reason"}
+
+
+def run_cli(args: list[str], face_model_path: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
+    return subprocess.run([sys.executable, "-m", "gatekeeper.cli", *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def labels(shared_dir: Path) -> dict:
+    return yaml.safe_load((shared_dir / "videos" / "labels.yaml").read_text())
+
+
+def frame_label(spec: dict, frame: int) -> str:
+    for first, last, label in spec["segments"]:
+        if first <= frame <= last:
+            return label
+    raise AssertionError(f"frame {frame} is outside every labelled segment")
+
+
+CLIPS = ["single_face.mp4", "face_noface.mov", "no_face.mp4"]
+
+
+@pytest.fixture(scope="module")
+def replays(shared_dir: Path, face_model_path: Path) -> dict[str, tuple[subprocess.CompletedProcess[str], list[dict]]]:
+    out = {}
+    for clip in CLIPS:
+        proc = run_cli(["--video", str(shared_dir / "videos" / clip), "--config", os.devnull], face_model_path)
+        events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+        out[clip] = (proc, events)
+    return out
+
+
+@pytest.mark.parametrize("clip", CLIPS)
+def test_replay_exits_cleanly_with_well_formed_events(replays, clip: str) -> None:
+    proc, events = replays[clip]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    ids = [e["id"] for e in events]
+    assert len(ids) == len(set(ids)), "event ids must be unique"
+    for e in events:
+        assert REQUIRED_KEYS <= set(e), e
+        assert isinstance(e["frame"], int) and isinstance(e["t"], float)
+    frames = [e["frame"] for e in events]
+    assert frames == sorted(frames), "events come out in frame order"
+
+
+@pytest.mark.parametrize("clip", CLIPS)
+def test_replay_matches_hand_checked_labels(replays, shared_dir: Path, clip: str) -> None:
+    spec = labels(shared_dir)[clip]
+    expect = spec["expect"]
+    _, events = replays[clip]
+    opens = [e["frame"] for e in events if e["event"] == "OPEN"]
+    assert len(opens) == expect["open_count"], f"OPEN at {opens}"
+    for f in opens:
+        assert f >= expect.get("open_not_before", 0), f"OPEN at frame {f}, before the smile"
+        assert f <= expect.get("open_by", 10**9), f"OPEN at frame {f}, later than {expect['open_by']}"
+        # The deciding frames of an OPEN are the hold_frames before it: all must be smiling.
+        assert frame_label(spec, f) == "smile", f"OPEN at frame {f}, labelled {frame_label(spec, f)}"
+        assert next(e for e in events if e["frame"] == f)["score"] >= 0.6
+    if "face_lost_after" in expect:
+        lost = [e["frame"] for e in events if e["event"] == "FACE_LOST"]
+        assert any(f >= expect["face_lost_after"] for f in lost), f"FACE_LOST at {lost}"
+        # and not while the face is still there
+        assert all(frame_label(spec, f) in ("none", "unsure") for f in lost), lost
+
+
+def test_replay_check_tool_passes(shared_dir: Path, face_model_path: Path, tmp_path: Path) -> None:
+    """The project's definition of done: ../shared/tools/replay_check.py on all clips."""
+    wrapper = tmp_path / "gatekeeper"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m gatekeeper.cli \"$@\"\n")
+    wrapper.chmod(0o755)
+    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
+    proc = subprocess.run([sys.executable, str(shared_dir / "tools" / "replay_check.py"), "--cmd", str(wrapper), "--timeout", "120"], capture_output=True, text=True, env=env, timeout=400, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert "3 passed, 0 failed" in proc.stdout
+
+
+def test_events_are_flushed_as_they_happen(shared_dir: Path, face_model_path: Path) -> None:
+    """With --realtime the OPEN line must reach a reader while the clip is still playing."""
+    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
+    clip = shared_dir / "videos" / "face_noface.mov"  # 5.6 s long; the OPEN comes after about 1 s
+    proc = subprocess.Popen([sys.executable, "-m", "gatekeeper.cli", "--video", str(clip), "--realtime", "--config", os.devnull], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        got_at = time.monotonic()
+        assert json.loads(line)["event"] == "OPEN"
+        assert proc.poll() is None, "the OPEN line only arrived when the process ended: stdout is not flushed per event"
+        proc.wait(timeout=60)
+        ended_at = time.monotonic()
+        assert ended_at - got_at > 2.0, "the rest of the clip plays after the OPEN"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_gate_process_never_imports_tensorflow(shared_dir: Path, face_model_path: Path) -> None:
+    """Even where TensorFlow is installed (this environment), the gate must not load it."""
+    code = (
+        "import sys, runpy\n"
+        "sys.argv = ['gatekeeper', '--video', sys.argv[1], '--config', '/dev/null']\n"
+        "from gatekeeper.cli import main\n"
+        "rc = main()\n"
+        "tf = sys.modules.get('tensorflow')\n"
+        "print('TF_LOADED' if tf is not None else 'TF_ABSENT', rc, file=sys.stderr)\n"
+    )
+    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
+    proc = subprocess.run([sys.executable, "-c", code, str(shared_dir / "videos" / "single_face.mp4")], capture_output=True, text=True, env=env, timeout=120)
+    assert "TF_ABSENT 0" in proc.stderr, proc.stderr[-2000:]
