@@ -29,8 +29,14 @@ def captured_stderr() -> Iterator[None]:
         return
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         os.dup2(tmp.fileno(), 2)
+        failed = False
         try:
             yield
+        except BaseException:
+            # The caller turns the failure into one clear error; what the library said about
+            # it stays at DEBUG.
+            failed = True
+            raise
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -38,5 +44,5 @@ def captured_stderr() -> Iterator[None]:
             for raw in tmp.read().decode("utf-8", "replace").splitlines():
                 line = raw.strip()
                 if line:
-                    bad = line.startswith(("E", "F")) and not line.startswith("E0000 00:00") or "ERROR" in line
-                    log.log(logging.WARNING if bad else logging.DEBUG, "%s", line)
+                    bad = (line.startswith(("E", "F")) and not line.startswith("E0000 00:00")) or "ERROR" in line
+                    log.log(logging.WARNING if bad and not failed else logging.DEBUG, "%s", line)

@@ -32,7 +32,7 @@ __all__ = ["App", "Pipeline", "StdoutSink", "build_pipeline"]
 
 log = logging.getLogger(__name__)
 
-STAGES = ("detect", "crop", "classify", "gate")
+STAGES = ("decode", "detect", "crop", "classify", "gate")
 
 
 class EventSink(Protocol):
@@ -57,12 +57,19 @@ class StdoutSink:
 
 @dataclass
 class StageTimes:
-    """Per-stage wall time of the last frames (seconds), for benchmarks and metrics."""
+    """Per-stage wall time of the last frames (seconds), for benchmarks and metrics.
+
+    ``keep`` > 0 keeps that many samples per stage; ``observer(stage, seconds)``, when set, is
+    called with every sample (the web view feeds its Prometheus histograms from it).
+    """
 
     keep: int = 0
     samples: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    observer: Callable[[str, float], None] | None = None
 
     def add(self, stage: str, seconds: float) -> None:
+        if self.observer is not None:
+            self.observer(stage, seconds)
         if self.keep:
             s = self.samples[stage]
             s.append(seconds)
@@ -90,9 +97,10 @@ class Pipeline:
         probs = self.classifier.predict(chips)
         self.times.add("crop", t1 - t0)
         self.times.add("classify", time.perf_counter() - t1)
-        return [FaceScore(f.box, float(p)) for f, p in zip(faces, probs)]
+        return [FaceScore(f.box, float(p)) for f, p in zip(faces, probs, strict=True)]
 
     def process(self, frame: Frame) -> list[Event]:
+        self.times.add("decode", frame.decode_s)  # measured by the source, reported with the rest
         t0 = time.perf_counter()
         faces = self.detector.detect(frame.image, frame.t)
         self.times.add("detect", time.perf_counter() - t0)
@@ -109,8 +117,12 @@ class Pipeline:
 def build_pipeline(cfg: Config, *, video: bool = True) -> Pipeline:
     """Load the models named by ``cfg`` (raises :class:`~gatekeeper.errors.ModelError`)."""
     model = resolve_face_model(cfg.detector.model_path, download=cfg.detector.download)
-    classifier = SmileClassifier(cfg.classifier.model_path, threads=cfg.classifier.threads)
     detector = FaceDetector(model, video=video, min_confidence=cfg.detector.min_confidence, min_face_px=cfg.detector.min_face_px)
+    try:
+        classifier = SmileClassifier(cfg.classifier.model_path, threads=cfg.classifier.threads)
+    except BaseException:
+        detector.close()
+        raise
     return Pipeline(detector, classifier, Gate(cfg.gate))
 
 

@@ -9,6 +9,7 @@ counted), reconnects with exponential backoff, and reports what happened through
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -21,7 +22,7 @@ import numpy as np
 
 from .errors import SourceError
 
-__all__ = ["Frame", "FileSource", "LiveSource", "SourceStatus", "open_capture"]
+__all__ = ["FileSource", "Frame", "LiveSource", "SourceStatus", "open_capture"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class Frame:
     image: np.ndarray
     index: int
     t: float
+    decode_s: float = 0.0  # seconds spent reading and converting this frame (the "decode" stage metric)
 
 
 @dataclass
@@ -48,9 +50,21 @@ class SourceStatus:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
-def open_capture(target: str | int) -> cv2.VideoCapture:
+def open_capture(target: str | int, *, open_timeout_s: float | None = None, read_timeout_s: float | None = None) -> cv2.VideoCapture:
+    """Open a file, URL or camera index with OpenCV; raises :class:`SourceError` if it cannot.
+
+    The timeouts apply to files and URLs (the FFmpeg backend): without them a network camera
+    that stalls blocks ``read()`` for FFmpeg's default 30 s, and with it the reconnect. Camera
+    indices ignore them (V4L2 refuses an open with parameters it does not know).
+    """
     # OpenCV logs decoder warnings to stderr by itself; ours are enough.
-    cap = cv2.VideoCapture(target)
+    params: list[int] = []
+    if isinstance(target, str):
+        if open_timeout_s is not None:
+            params += [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(1, int(open_timeout_s * 1000))]
+        if read_timeout_s is not None:
+            params += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, max(1, int(read_timeout_s * 1000))]
+    cap = cv2.VideoCapture(target, cv2.CAP_ANY, params) if params else cv2.VideoCapture(target)
     if not cap.isOpened():
         cap.release()
         raise SourceError(f"cannot open video source {target!r}")
@@ -58,7 +72,8 @@ def open_capture(target: str | int) -> cv2.VideoCapture:
 
 
 def _valid(img: np.ndarray | None) -> bool:
-    return img is not None and img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8 and img.shape[0] >= 16 and img.shape[1] >= 16
+    """An HxWx3 uint8 image of at least 16x16 pixels: what the detector can take."""
+    return isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8 and img.shape[0] >= 16 and img.shape[1] >= 16
 
 
 class FileSource:
@@ -66,46 +81,93 @@ class FileSource:
 
     With ``realtime=True`` frames are paced at the file's own rate (for live demos and the
     browser test); otherwise as fast as the pipeline takes them.
+
+    Damaged files play what can be decoded: a stretch of frames the decoder cannot read (garbage
+    in the middle of the file) is skipped and counted in ``status.skipped``, and reading goes on
+    after it; frame indices keep counting through the gap, so ``t`` stays the position in the
+    file. A file cut short ends where its data ends, and the frames its index promised beyond
+    that are counted as skipped too.
     """
+
+    #: Unreadable frames in a row after which the file is taken to have ended. Cheap to try (a
+    #: failed read at the end of a file takes microseconds); 10 s at 30 fps rides out a damaged
+    #: group of pictures.
+    max_unreadable_run = 300
 
     def __init__(self, path: str | Path, *, realtime: bool = False) -> None:
         p = Path(path)
+        if p.is_dir():
+            raise SourceError(f"video file {str(p)!r} is a directory; expected a readable video file (mp4, mov, avi...)")
         if not p.is_file():
             raise SourceError(f"video file {str(p)!r} does not exist; expected a readable video file (mp4, mov, avi...)")
         self.path = p
         self.realtime = realtime
         self.status = SourceStatus()
-        self._cap = open_capture(str(p))
+        self._read_s = 0.0  # seconds the last read() took (the decode stage metric)
+        try:
+            self._cap = open_capture(str(p))
+        except SourceError:
+            # Not a video at all, or one cut short before its index (an MP4 that keeps its moov
+            # box at the end, as most cameras write it, has nothing left to demux).
+            raise SourceError(f"video file {str(p)!r} cannot be opened; expected a video OpenCV/FFmpeg can read (not truncated before its index)") from None
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and 1.0 <= fps <= 1000.0 else 30.0
+        count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.frame_count: int | None = count if count > 0 else None
         # A file OpenCV "opens" but cannot decode (a renamed text file, a truncated header)
         # must fail now, not look like an empty video.
-        ok, first = self._cap.read()
-        if not ok or not _valid(first):
+        self._decoded = self._read_all()
+        self._head: tuple[int, np.ndarray] | None = None
+        for index, img in self._decoded:
+            if _valid(img):
+                self._head = (index, img)
+                break
+            self.status.skipped += 1
+        if self._head is None:
             self._cap.release()
             raise SourceError(f"video file {str(p)!r} has no decodable frames; expected a video OpenCV/FFmpeg can read")
-        self._first: np.ndarray | None = first
+
+    def _read_all(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Every image the decoder returns, with its frame index; unreadable stretches are skipped."""
+        index = failed = 0
+        while True:
+            t0 = time.perf_counter()
+            ok, img = self._cap.read()
+            self._read_s = time.perf_counter() - t0  # read by __iter__ for the image yielded next
+            if ok and img is not None:
+                if failed:
+                    # Only now is it a gap and not the end of the file.
+                    self.status.skipped += failed
+                    log.warning("%s: frames %d-%d could not be decoded; skipped", self.path, index - failed, index - 1)
+                    failed = 0
+                yield index, img
+            else:
+                failed += 1
+                if failed > self.max_unreadable_run or (self.frame_count is not None and index >= self.frame_count):
+                    break
+            index += 1
+        seen = index - failed + 1
+        if self.frame_count is not None and seen < self.frame_count:
+            self.status.skipped += self.frame_count - seen
+            log.warning("%s: ended after %d of the %d frames its index lists (truncated?); the rest is counted as skipped", self.path, seen, self.frame_count)
 
     def __iter__(self) -> Iterator[Frame]:
-        index = 0
         start = time.monotonic()
-        img = self._first
-        self._first = None
-        while img is not None or index == 0:
-            if img is not None and _valid(img):
-                t = index / self.fps
-                if self.realtime:
-                    delay = start + t - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                self.status.read += 1
-                yield Frame(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), index, t)
-            else:
+        head, self._head = self._head, None
+        for index, img in itertools.chain([head] if head is not None else [], self._decoded):
+            if not _valid(img):
                 self.status.skipped += 1
-            index += 1
-            ok, img = self._cap.read()
-            if not ok:
-                break
+                continue
+            t = index / self.fps
+            if self.realtime:
+                delay = start + t - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            self.status.read += 1
+            # Decode time is the read plus the conversion, never the realtime pacing sleep.
+            t0 = time.perf_counter()
+            rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+            yield Frame(rgb, index, t, self._read_s + time.perf_counter() - t0)
         self.status.ended = True
 
     def close(self) -> None:
@@ -117,6 +179,12 @@ class LiveSource:
 
     ``frames()`` yields frames as they arrive and returns when :meth:`close` is called. When
     nothing arrives for ``poll_s`` it yields ``None`` so the caller can run its watchdog.
+
+    When the stream fails (read error, hang-up, a read blocked for ``read_timeout_s``) the
+    thread reconnects: at once if the connection had been delivering frames, otherwise after a
+    wait that starts at ``reconnect_initial_s`` and doubles up to ``reconnect_max_s``, so a
+    camera that is down, or that accepts and hangs up, is not hammered. Successful reconnects
+    are counted in ``status.reconnects``.
     """
 
     def __init__(
@@ -128,12 +196,16 @@ class LiveSource:
         reconnect_initial_s: float = 0.5,
         reconnect_max_s: float = 10.0,
         max_reconnects: int | None = None,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 5.0,
     ) -> None:
         self.target = target
         self.width, self.height = width, height
         self.reconnect_initial_s = reconnect_initial_s
         self.reconnect_max_s = reconnect_max_s
         self.max_reconnects = max_reconnects
+        self.open_timeout_s = open_timeout_s
+        self.read_timeout_s = read_timeout_s
         self.status = SourceStatus()
         self._stop = threading.Event()
         self._new = threading.Condition()
@@ -144,47 +216,65 @@ class LiveSource:
         self._thread.start()
 
     def _open(self) -> cv2.VideoCapture:
-        cap = open_capture(self.target)
+        cap = open_capture(self.target, open_timeout_s=self.open_timeout_s, read_timeout_s=self.read_timeout_s)
         if self.width:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
         if self.height:
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
         return cap
 
+    def _back_off(self, failures: int, delay: float) -> bool:
+        """Wait before the next attempt; False when it is time to stop (closing, or out of attempts)."""
+        if self.max_reconnects is not None and failures > self.max_reconnects:
+            log.error("source %r: giving up after %d failed reconnect attempts", self.target, failures - 1)
+            self.status.ended = True
+            return False
+        # Wait on the stop event, not sleep, so shutdown is immediate.
+        return not self._stop.wait(delay)
+
     def _run(self) -> None:
         cap: cv2.VideoCapture | None = self._cap
         backoff = self.reconnect_initial_s
-        failures = 0
+        failures = 0  # attempts in a row that brought no frame: refused opens, connections that died empty
+        delivered = False  # whether the current connection has delivered a frame
         while not self._stop.is_set():
             if cap is None:
                 try:
                     cap = self._open()
-                    self.status.reconnects += 1
-                    log.info("source %r reconnected", self.target)
                 except SourceError as exc:
-                    failures += 1
                     self.status.fault = str(exc)
-                    if self.max_reconnects is not None and failures > self.max_reconnects:
-                        log.error("source %r: giving up after %d reconnect attempts", self.target, failures - 1)
-                        self.status.ended = True
-                        break
-                    # Wait on the stop event, not sleep, so shutdown is immediate.
-                    if self._stop.wait(backoff):
+                    failures += 1
+                    if not self._back_off(failures, backoff):
                         break
                     backoff = min(backoff * 2, self.reconnect_max_s)
                     continue
+                self.status.reconnects += 1
+                delivered = False
+                log.info("source %r reconnected", self.target)
             ok, img = cap.read()
             if not ok:
                 cap.release()
                 cap = None
                 self.status.fault = f"source {self.target!r} stopped delivering frames"
                 log.warning("%s; reconnecting", self.status.fault)
+                if delivered:
+                    continue  # it was working: try again at once
+                # It opened but died without a frame; retrying at once would spin on the camera.
+                failures += 1
+                if not self._back_off(failures, backoff):
+                    break
+                backoff = min(backoff * 2, self.reconnect_max_s)
                 continue
             if not _valid(img):
                 self.status.skipped += 1
                 continue
+            delivered = True
             failures, backoff = 0, self.reconnect_initial_s
-            frame = Frame(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), self._index, time.time())
+            # A live read() blocks until the camera's next frame, so only the conversion is timed:
+            # timing the read would measure the camera's frame interval, not decoding.
+            t0 = time.perf_counter()
+            rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+            frame = Frame(rgb, self._index, time.time(), time.perf_counter() - t0)
             self._index += 1
             with self._new:
                 if self._latest is not None:

@@ -75,6 +75,9 @@ class SmileClassifier:
 
     def __init__(self, model_path: Path | str | None = None, *, threads: int = 1, check_card: bool = True) -> None:
         path = Path(model_path) if model_path else default_model_path()
+        if not path.is_file():
+            origin = "classifier.model_path" if model_path else "the shipped model (model/smile.tflite)"
+            raise ModelError(f"smile model {str(path)!r} ({origin}) does not exist; expected a .tflite written by 'gatekeeper train' with its model.json")
         data = check_tflite_file(path, "smile model")
         self.card = load_model_card(path, data) if check_card else {}
         self.path = path

@@ -3,7 +3,9 @@
     gatekeeper --camera 0                 run a live gate
     gatekeeper --video clip.mp4           replay a recording through the same pipeline
     gatekeeper --url rtsp://...           a network stream
-    gatekeeper --check-config             validate the config and print the effective values
+    gatekeeper --check-config             validate the config and print the effective values (secrets masked)
+    gatekeeper ... --http 127.0.0.1:8080  live view, /healthz, /status, /metrics (pip install '.[web]')
+    gatekeeper --video clip.mp4 --report out.png   plot of the score and events (pip install '.[report]')
     gatekeeper score PHOTO|DIR ...        smile score of the largest face of each photo
     gatekeeper train / eval               training and evaluation (pip install '.[train]')
     gatekeeper events                     recent events and their delivery state
@@ -15,13 +17,20 @@ an invalid config, a missing model) prints one line on stderr and exits with sta
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import GatekeeperError
+from .errors import ConfigError, GatekeeperError
+
+if TYPE_CHECKING:
+    from .app import Pipeline
+    from .capture import Frame
 
 __all__ = ["main"]
 
@@ -33,6 +42,9 @@ EXIT_BAD_INPUT = 2
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # mediapipe.tasks imports matplotlib (for its drawing helpers), which logs at INFO when it
+    # builds its font cache; that is not ours to report.
+    logging.getLogger("matplotlib").setLevel(max(logging.WARNING, logging.getLogger().level))
     # MediaPipe and LiteRT log through glog/absl to stderr; keep them to warnings and worse.
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -53,9 +65,35 @@ def run_parser() -> argparse.ArgumentParser:
     src.add_argument("--url", metavar="URL", help="a network stream (rtsp://, http://...)")
     ap.add_argument("--config", metavar="PATH", help="config file (default: ./config.yaml if present, else built-in defaults)")
     ap.add_argument("--realtime", action="store_true", help="replay files at their own frame rate")
-    ap.add_argument("--check-config", action="store_true", help="validate the config, print the effective values, exit")
+    ap.add_argument("--check-config", action="store_true", help="validate the config, print the effective values (secrets masked), exit")
+    ap.add_argument("--http", metavar="HOST:PORT", help="serve the live view, /healthz, /status and /metrics (PORT alone: 127.0.0.1:PORT)")
+    ap.add_argument("--hold-open", type=float, default=0.0, metavar="SECONDS", help="with --http: keep serving this long after the source ends (SIGINT/SIGTERM end it sooner)")
+    ap.add_argument("--report", metavar="PATH", help="after the run, plot the score, thresholds and events to PATH (.png or .html)")
     ap.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return ap
+
+
+def require_extra(extra: str, option: str, modules: tuple[str, ...]) -> None:
+    """Fail with one line naming the extra when an option's optional packages are not installed."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            raise GatekeeperError(f"{option} needs the '{extra}' extra ({name} is not installed); install it with: pip install 'gatekeeper[{extra}]'") from None
+
+
+def _fan_out(callbacks: list[Callable[[Frame, Pipeline], None]]) -> Callable[[Frame, Pipeline], None] | None:
+    """One ``on_frame`` for the App that calls each of ``callbacks`` (None when there are none)."""
+    if not callbacks:
+        return None
+    if len(callbacks) == 1:
+        return callbacks[0]
+
+    def on_frame(frame: Frame, pipeline: Pipeline) -> None:
+        for cb in callbacks:
+            cb(frame, pipeline)
+
+    return on_frame
 
 
 def _run(argv: list[str]) -> int:
@@ -67,12 +105,23 @@ def _run(argv: list[str]) -> int:
     if args.check_config:
         import yaml
 
-        sys.stdout.write(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        sys.stdout.write(yaml.safe_dump(config_to_dict(cfg, redact=True), sort_keys=False))
         return 0
     if args.camera is None and args.video is None and args.url is None:
         raise GatekeeperError("no source given; expected one of --camera INDEX, --video PATH or --url URL")
+    if args.hold_open < 0 or (args.hold_open and not args.http):
+        raise ConfigError("--hold-open: expected a number of seconds >= 0, used together with --http")
+    # Optional parts are checked before anything starts: a missing extra is one line, not a traceback.
+    report_path = None
+    if args.report is not None:
+        from .report import check_report_path
 
-    from .app import App, StdoutSink, build_pipeline
+        report_path = check_report_path(args.report)
+        require_extra("report", "--report", ("matplotlib",))
+    if args.http is not None:
+        require_extra("web", "--http", ("aiohttp", "prometheus_client"))
+
+    from .app import App, EventSink, StdoutSink, build_pipeline
     from .capture import FileSource, LiveSource
     from .hooks import open_dispatcher
 
@@ -81,33 +130,93 @@ def _run(argv: list[str]) -> int:
         source: FileSource | LiveSource = FileSource(args.video, realtime=args.realtime or cfg.source.realtime)
     else:
         s = cfg.source
-        source = LiveSource(args.camera if args.camera is not None else args.url, width=s.width, height=s.height, reconnect_initial_s=s.reconnect_initial_s, reconnect_max_s=s.reconnect_max_s, max_reconnects=s.max_reconnects)
+        source = LiveSource(
+            args.camera if args.camera is not None else args.url,
+            width=s.width,
+            height=s.height,
+            reconnect_initial_s=s.reconnect_initial_s,
+            reconnect_max_s=s.reconnect_max_s,
+            max_reconnects=s.max_reconnects,
+            # A read blocked longer than the watchdog is a stalled stream: the gate is already
+            # faulted, and reconnecting is the cure (FFmpeg alone would wait 30 s).
+            read_timeout_s=max(1.0, s.watchdog_s),
+        )
+    sinks: list[EventSink] = [StdoutSink()]
+    on_frame: list[Callable[[Frame, Pipeline], None]] = []
+    server = view = None
+    if args.http is not None:
+        from .web import LiveView, WebServer, parse_listen
+
+        # The server starts before the models load, so the page is up as early as possible.
+        view = LiveView(cfg, source_status=source.status)
+        try:
+            server = WebServer(view, *parse_listen(args.http))
+            server.start()
+        except BaseException:
+            source.close()
+            raise
+        sinks.append(view)
+        on_frame.append(view.on_frame)
+    recorder = None
+    if report_path is not None:
+        from .report import ReplayRecorder
+
+        recorder = ReplayRecorder()
+        sinks.append(recorder)
+        on_frame.append(recorder.on_frame)
     try:
-        pipeline = build_pipeline(cfg)
-    except BaseException:
-        source.close()
-        raise
-    try:
-        # Journal first, then hooks: every event is recorded before any hook sees it. Start
-        # resumes what an earlier run left undelivered (or marks it expired).
-        dispatcher = open_dispatcher(cfg)
-    except BaseException:
-        source.close()
-        pipeline.close()
-        raise
-    dispatcher.start()
-    app = App(cfg, pipeline, [StdoutSink(), dispatcher])
-    app.install_signal_handlers()
-    try:
-        app.run(source)
+        try:
+            pipeline = build_pipeline(cfg)
+        except BaseException:
+            source.close()
+            raise
+        if view is not None:
+            pipeline.times.observer = view.observe_stage
+        try:
+            # Journal first, then hooks: every event is recorded before any hook sees it. Start
+            # resumes what an earlier run left undelivered (or marks it expired).
+            dispatcher = open_dispatcher(cfg)
+        except BaseException:
+            source.close()
+            pipeline.close()
+            raise
+        dispatcher.start()
+        if view is not None:
+            view.hooks = dispatcher.hooks
+        app = App(cfg, pipeline, [*sinks[:1], dispatcher, *sinks[1:]], on_frame=_fan_out(on_frame))
+        app.install_signal_handlers()
+        try:
+            app.run(source)
+        finally:
+            app.close()
+        st = source.status
+        log.info("done: %d frames, events %s, source %s", app.frames, json.dumps(app.events), json.dumps({"read": st.read, "dropped": st.dropped, "skipped": st.skipped, "reconnects": st.reconnects}))
+        if recorder is not None and report_path is not None:
+            from .report import write_report
+
+            name = Path(args.video).name if args.video is not None else str(args.url if args.camera is None else f"camera {args.camera}")
+            write_report(report_path, recorder.rows, recorder.events, cfg.gate, title=name)
+            log.info("report written to %s", report_path)
+        if server is not None and args.hold_open > 0 and not app.stopping.is_set():
+            log.info("source ended; live view stays up for %g s (Ctrl-C ends it)", args.hold_open)
+            app.stopping.wait(args.hold_open)
     finally:
-        app.close()
-    log.info("done: %d frames, events %s", app.frames, json.dumps(app.events))
+        if server is not None:
+            server.stop()
     return 0
+
+
+def _quiet_opencv() -> None:
+    # OpenCV and its FFmpeg backend print their own warnings (a camera that cannot be opened,
+    # "moov atom not found") straight to stderr; gatekeeper reports those failures itself, in
+    # one line. Set before cv2 is imported; an operator can still override both variables.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_opencv()
     try:
         if argv and argv[0] in SUBCOMMANDS:
             from . import commands

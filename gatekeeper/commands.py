@@ -94,7 +94,7 @@ def train(argv: list[str]) -> int:
     return 0
 
 
-def eval(argv: list[str]) -> int:  # noqa: A001 - the subcommand's name
+def eval(argv: list[str]) -> int:
     from .training.evaluate import main as eval_main
 
     return eval_main(argv)

@@ -12,6 +12,7 @@ equal to the defaults declared here.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -24,9 +25,9 @@ import yaml
 from .errors import ConfigError
 from .gate import GateConfig
 from .hooks.config import HOOK_TYPES, HookConfig
-from .schema import opt
+from .schema import bounds_text, opt
 
-__all__ = ["Config", "load_config", "config_from_dict", "config_to_dict"]
+__all__ = ["Config", "HttpConfig", "config_from_dict", "config_to_dict", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,25 @@ class JournalConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    token: str | None = opt(None, "bearer token for the live view, /status and /metrics; required to listen beyond loopback (16+ characters)")
+    jpeg_quality: int = opt(80, "JPEG quality of the live picture (1-100)", ge=1, le=100)
+    max_fps: float = opt(15.0, "most pictures per second sent to each live view", gt=0, le=60)
+    event_queue: int = opt(64, "events waiting for one slow live-view client; beyond it the oldest is dropped", ge=1)
+    recent_events: int = opt(20, "recent events a newly opened live view starts with", ge=0, le=1000)
+
+    def __post_init__(self) -> None:
+        # A short token on a network-facing camera view is no protection; say so at start.
+        if self.token is not None and len(self.token) < 16:
+            raise ValueError(f"token: expected at least 16 characters, got {len(self.token)}")
+
+
+#: Fields whose values are secrets: ``--check-config`` prints them masked.
+SECRET_FIELDS = frozenset({"secret", "token"})
+REDACTED = "<redacted>"
+
+
+@dataclass(frozen=True)
 class Config:
     name: str = opt("gate", "the gate's name, used in MQTT topics and webhook payloads")
     source: SourceConfig = opt(SourceConfig(), "where frames come from")
@@ -76,6 +96,7 @@ class Config:
     classifier: ClassifierConfig = opt(ClassifierConfig(), "smile classification")
     gate: GateConfig = opt(GateConfig(), "when the gate opens")
     journal: JournalConfig = opt(JournalConfig(), "the event journal")
+    http: HttpConfig = opt(HttpConfig(), "the live view and metrics server (on with --http HOST:PORT)")
     hooks: tuple[HookConfig, ...] = opt((), "where events go besides stdout: a list of hooks, each with a 'type'")
 
 
@@ -84,11 +105,6 @@ class Config:
 
 def _describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
-
-
-def _bounds_text(meta: dict[str, Any]) -> str:
-    parts = [f">= {meta['ge']}" if "ge" in meta else "", f"> {meta['gt']}" if "gt" in meta else "", f"<= {meta['le']}" if "le" in meta else ""]
-    return " ".join(p for p in parts if p)
 
 
 def _convert(tp: Any, value: Any, path: str, meta: dict[str, Any]) -> Any:
@@ -125,10 +141,10 @@ def _convert(tp: Any, value: Any, path: str, meta: dict[str, Any]) -> Any:
         ok = isinstance(value, int) if tp is int else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok:
             kind = "an integer" if tp is int else "a number"
-            raise ConfigError(f"{path}: expected {kind} {_bounds_text(meta)}".rstrip() + f", got {_describe(value)}")
+            raise ConfigError(f"{path}: expected {kind} {bounds_text(meta)}".rstrip() + f", got {_describe(value)}")
         value = tp(value)
-        if ("ge" in meta and value < meta["ge"]) or ("gt" in meta and value <= meta["gt"]) or ("le" in meta and value > meta["le"]):
-            raise ConfigError(f"{path}: expected a value {_bounds_text(meta)}, got {value!r}")
+        if math.isnan(value) or ("ge" in meta and value < meta["ge"]) or ("gt" in meta and value <= meta["gt"]) or ("le" in meta and value > meta["le"]):
+            raise ConfigError(f"{path}: expected a value {bounds_text(meta)}, got {value!r}")
         return value
     if tp is str:
         if not isinstance(value, str):
@@ -141,7 +157,7 @@ def _hook(value: Any, path: str) -> HookConfig:
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: expected a mapping with a 'type' key, got {_describe(value)}")
     kind = value.get("type")
-    if kind not in HOOK_TYPES:
+    if not isinstance(kind, str) or kind not in HOOK_TYPES:
         raise ConfigError(f"{path}.type: expected one of {', '.join(map(repr, sorted(HOOK_TYPES)))}, got {_describe(kind)}")
     return _build(HOOK_TYPES[kind], value, path)
 
@@ -149,7 +165,7 @@ def _hook(value: Any, path: str) -> HookConfig:
 def _build(cls: type, data: dict[str, Any], path: str) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(map(str, set(data) - set(fields)))
     if unknown:
         where = f"{path}." if path else ""
         raise ConfigError(f"{where}{unknown[0]}: unknown key; expected one of {', '.join(sorted(fields))}")
@@ -178,6 +194,25 @@ def config_from_dict(data: dict[str, Any] | None) -> Config:
     return _build(Config, data, "")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (YAML would keep the last)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, (str, int, float, bool)):
+            continue  # complex keys are rejected later as unknown keys
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def load_config(path: Path | str | None) -> Config:
     """Read and validate a YAML config file; ``None`` gives the built-in defaults."""
     if path is None:
@@ -190,7 +225,7 @@ def load_config(path: Path | str | None) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {str(p)!r} cannot be read: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -198,10 +233,19 @@ def load_config(path: Path | str | None) -> Config:
     return config_from_dict(data)
 
 
-def config_to_dict(cfg: Any) -> Any:
-    """The effective values as plain data (for ``--check-config`` and tests)."""
+def config_to_dict(cfg: Any, *, redact: bool = False) -> Any:
+    """The effective values as plain data (for ``--check-config`` and tests).
+
+    ``redact=True`` replaces every set secret (see :data:`SECRET_FIELDS`) with ``<redacted>``,
+    so the output can be pasted into a ticket.
+    """
     if dataclasses.is_dataclass(cfg):
-        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+        out = {}
+        for f in dataclasses.fields(cfg):
+            value = getattr(cfg, f.name)
+            secret = redact and f.name in SECRET_FIELDS and value is not None
+            out[f.name] = REDACTED if secret else config_to_dict(value, redact=redact)
+        return out
     if isinstance(cfg, tuple):
-        return [config_to_dict(v) for v in cfg]
+        return [config_to_dict(v, redact=redact) for v in cfg]
     return cfg

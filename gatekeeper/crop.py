@@ -61,7 +61,7 @@ def chip_transform(eye_right: np.ndarray, eye_left: np.ndarray, mouth: np.ndarra
     """Return the 2x3 affine matrix that maps image pixels onto the 64x64 chip.
 
     Keypoints are (x, y) in pixels. ``eye_right`` is the subject's right eye, which appears on
-    the left of an unmirrored image; the order only decides the sign of the roll angle.
+    the left of an unmirrored image. The order matters: swapped eyes turn the chip upside down.
     """
     eye_right = np.asarray(eye_right, dtype=np.float64)
     eye_left = np.asarray(eye_left, dtype=np.float64)

@@ -10,9 +10,10 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -20,12 +21,12 @@ from ._native import captured_stderr
 from .errors import ModelError
 
 __all__ = [
+    "ENV_FACE_MODEL",
+    "FACE_MODEL_SHA256",
+    "FACE_MODEL_URL",
     "Face",
     "FaceDetector",
     "resolve_face_model",
-    "FACE_MODEL_URL",
-    "FACE_MODEL_SHA256",
-    "ENV_FACE_MODEL",
 ]
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ def resolve_face_model(
     try:
         _download_verified(url, cached, FACE_MODEL_SHA256, timeout_s)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        if isinstance(exc, urllib.error.HTTPError):
+            exc.close()  # an error response holds its socket open until closed
         reason = getattr(exc, "reason", exc)
         raise ModelError(f"face detector model not found and its download failed ({reason}); {hint}") from None
     return cached
@@ -208,7 +211,7 @@ class FaceDetector:
                 raise ValueError("detect() in video mode needs the frame time t (seconds)")
             # MediaPipe rejects a timestamp that does not increase; sources with duplicate or
             # coarse timestamps are nudged forward by a millisecond.
-            ts = max(int(round(t * 1000.0)), self._last_ts + 1)
+            ts = max(round(t * 1000.0), self._last_ts + 1)
             self._last_ts = ts
             result = self._det.detect_for_video(mp_image, ts)
         else:

@@ -20,9 +20,9 @@ every frame. Every rule about when the gate opens lives here and only here:
   hold is dropped) and says why; :meth:`Gate.recover` ends it.
 
 >>> gate = Gate(GateConfig(hold_frames=2))
->>> [e.event for e in gate.update(0, 0.00, [FaceScore((0, 0, 100, 100), 0.9)])]
+>>> [e.event.value for e in gate.update(0, 0.00, [FaceScore((0, 0, 100, 100), 0.9)])]
 []
->>> [e.event for e in gate.update(1, 0.03, [FaceScore((0, 0, 100, 100), 0.9)])]
+>>> [e.event.value for e in gate.update(1, 0.03, [FaceScore((0, 0, 100, 100), 0.9)])]
 ['OPEN']
 """
 
@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .schema import opt
+from .schema import check_bounds, opt
 
 __all__ = ["Event", "EventType", "FaceScore", "Gate", "GateConfig", "GateState"]
 
@@ -105,6 +105,7 @@ class GateConfig:
     lost_after_s: float = opt(0.3, "FACE_LOST after no face has been seen for this long", ge=0)
 
     def __post_init__(self) -> None:
+        check_bounds(self)
         if not 0.0 <= self.exit_threshold <= self.enter_threshold <= 1.0:
             raise ValueError(
                 f"thresholds must satisfy 0 <= exit_threshold <= enter_threshold <= 1, "
@@ -175,11 +176,16 @@ class Gate:
         self.last_score = face.score if face else None
 
         if face is None:
-            self._end_smile()
-            self._last_box = None
+            # A missed detection inside lost_after_s is not the face leaving: the visit, the
+            # smile in progress (and its "already opened" mark) and the last box all carry over,
+            # so a flickering detector can neither end a smile early nor re-arm an OPEN.
             if self._visit is not None and t - self._visit.last_seen_t >= cfg.lost_after_s:
                 self._visit = None
+                self._end_smile()
+                self._last_box = None
                 events.append(self._event(EventType.FACE_LOST, frame, t, None, None, 0, None))
+            elif self._visit is None:
+                self._end_smile()
             return self._dispatch(events)
 
         if self._visit is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,15 @@ def face_model_path(shared_dir: Path) -> Path:
     if not path.is_file():
         pytest.fail(f"face detector model not found at {path}; expected {FACE_MODEL_NAME} in {shared_dir / 'models'}", pytrace=False)
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the journal (XDG state) and the model cache (XDG cache) of every gate that the tests
+    start, in-process or as a subprocess, out of the developer's home directory."""
+    base = tmp_path_factory.mktemp("xdg")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_STATE_HOME", str(base / "state"))
+    mp.setenv("XDG_CACHE_HOME", str(base / "cache"))
+    yield
+    mp.undo()

@@ -56,8 +56,12 @@ def test_committed_config_yaml_loads_to_the_defaults() -> None:
 
 def test_rendered_documentation_names_every_key() -> None:
     text = render()
-    for section in ("source", "detector", "classifier", "gate", "journal"):
-        for key in config_to_dict(getattr(Config(), section)):
+    defaults = config_to_dict(Config())
+    sections = [name for name, value in defaults.items() if isinstance(value, dict)]
+    assert {"source", "detector", "classifier", "gate", "journal"} <= set(sections)
+    for section in sections:
+        assert f"\n{section}:  # " in text, f"section {section} is not documented"
+        for key in defaults[section]:
             assert f"\n  {key}: " in text, f"{section}.{key} is not documented"
     for kind, cls in HOOK_TYPES.items():
         assert f"#  - type: {kind}\n" in text
@@ -98,7 +102,7 @@ BAD_CONFIGS = [
     pytest.param("gate: 6\n", "gate: expected a mapping of keys, got 6 (int)", id="scalar for a section"),
     # out of bounds
     pytest.param("gate: {hold_frames: 0}\n", "gate.hold_frames: expected a value >= 1, got 0", id="int below its minimum"),
-    pytest.param("gate: {enter_threshold: 1.5}\n", "gate.enter_threshold: expected a value >= 0 <= 1, got 1.5", id="above its maximum"),
+    pytest.param("gate: {enter_threshold: 1.5}\n", "gate.enter_threshold: expected a value >= 0 and <= 1, got 1.5", id="above its maximum"),
     pytest.param("gate: {hold_seconds: 0}\n", "gate.hold_seconds: expected a value > 0, got 0.0", id="not above an exclusive minimum"),
     pytest.param("classifier: {threads: 65}\n", "classifier.threads: expected a value", id="threads above 64"),
     pytest.param("source: {width: 8}\n", "source.width: expected a value >= 16, got 8", id="optional int below its minimum"),
@@ -326,6 +330,23 @@ def test_check_config_prints_the_effective_values(tmp_path: Path, run_cli: Any) 
     assert printed["gate"]["hold_frames"] == 3
     assert printed["gate"]["cooldown_s"] == 3.0  # defaults are printed too
     assert [h["type"] for h in printed["hooks"]] == ["gpio", "webhook", "mqtt", "command"]
+
+
+def test_check_config_masks_secrets(tmp_path: Path, run_cli: Any) -> None:
+    secret = "whsec_" + "QUFB" * 8  # 24 bytes, base64
+    token = "a-token-of-24-characters"
+    path = write(
+        tmp_path,
+        f"http: {{token: {token}}}\nhooks:\n  - {{type: webhook, url: 'http://127.0.0.1:9/e', secret: '{secret}'}}\n",
+        name="secret.yaml",
+    )
+    status, out, _ = run_cli(["--check-config", "--config", str(path)])
+    assert status == 0
+    printed = yaml.safe_load(out)
+    assert printed["http"]["token"] == "<redacted>"
+    assert printed["hooks"][0]["secret"] == "<redacted>"
+    assert secret not in out and token not in out
+    assert load_config(path).hooks[0].secret == secret  # masked in the output only
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ class ModelServer:
     body: bytes = b""
     status: int = 200
     requests: list[str] = field(default_factory=list)
+    port: int = 0
     url: str = ""
 
 
@@ -58,7 +59,8 @@ def model_server() -> Iterator[ModelServer]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/models/{NAME}"
+    state.port = server.server_address[1]
+    state.url = f"http://127.0.0.1:{state.port}/models/{NAME}"
     try:
         yield state
     finally:
@@ -72,6 +74,21 @@ def closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def open_connections_to(port: int) -> int:
+    """How many sockets of this process are connected to ``port`` on the loopback (Linux /proc)."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            with socket.socket(fileno=os.dup(int(name))) as s:
+                peer = s.getpeername()
+        except OSError:
+            continue
+        count += isinstance(peer, tuple) and peer[:2] == ("127.0.0.1", port)
+    return count
 
 
 @pytest.fixture
@@ -208,6 +225,7 @@ def test_failed_download_leaves_nothing_in_the_cache(
     assert "\n" not in message
     assert model_server.requests == [f"/models/{NAME}"]
     assert list(cache.iterdir()) == []  # no model, no .part file
+    assert open_connections_to(model_server.port) == 0  # the failed response was closed, not left to the GC
 
 
 @pytest.mark.usefixtures("no_env")

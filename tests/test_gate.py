@@ -482,11 +482,11 @@ def test_gate_config_accepts(kwargs: dict[str, Any]) -> None:
     [
         pytest.param({"enter_threshold": 0.6, "exit_threshold": 0.7}, r"exit_threshold=0\.7, enter_threshold=0\.6", id="exit above enter"),
         pytest.param({"exit_threshold": 0.4, "enter_threshold": 0.3}, "exit_threshold <= enter_threshold", id="enter below exit"),
-        pytest.param({"enter_threshold": 1.1}, "enter_threshold=1.1", id="enter above 1"),
-        pytest.param({"exit_threshold": -0.1}, "exit_threshold=-0.1", id="exit below 0"),
-        pytest.param({"enter_threshold": math.nan}, "enter_threshold=nan", id="enter is nan"),
-        pytest.param({"hold_frames": 0}, "hold_frames must be >= 1, got 0", id="hold_frames 0"),
-        pytest.param({"hold_frames": -3}, "hold_frames must be >= 1, got -3", id="hold_frames negative"),
+        pytest.param({"enter_threshold": 1.1}, r"enter_threshold: expected a value >= 0 and <= 1, got 1\.1", id="enter above 1"),
+        pytest.param({"exit_threshold": -0.1}, r"exit_threshold: expected a value >= 0 and <= 1, got -0\.1", id="exit below 0"),
+        pytest.param({"enter_threshold": math.nan}, "enter_threshold: expected a value >= 0 and <= 1, got nan", id="enter is nan"),
+        pytest.param({"hold_frames": 0}, "hold_frames: expected a value >= 1, got 0", id="hold_frames 0"),
+        pytest.param({"hold_frames": -3}, "hold_frames: expected a value >= 1, got -3", id="hold_frames negative"),
     ],
 )
 def test_gate_config_rejects(kwargs: dict[str, Any], match: str) -> None:

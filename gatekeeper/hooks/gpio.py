@@ -52,6 +52,7 @@ class GpioHook(Hook):
         self._lock = threading.Lock()  # orders on()/off() between the worker and publish(FAULT)
         self._interrupt = threading.Event()  # set by FAULT and stop(): ends a pulse early
         self._last_fault = float("-inf")  # monotonic time of the last FAULT; older OPENs are not pulsed
+        self._shutting_down = False  # set by drain(): no pulse starts from then on
         self.device = self._open_device()
 
     def _open_device(self) -> OutputDevice:
@@ -102,7 +103,7 @@ class GpioHook(Hook):
         with self._lock:
             if delivery.accepted <= self._last_fault:
                 raise DeliveryError("a FAULT came after this OPEN; the relay stays shut", retry=False)
-            if self._stopping.is_set():
+            if self._stopping.is_set() or self._shutting_down:
                 raise DeliveryError("shutting down; the relay stays shut", retry=False)
             self._interrupt.clear()
             self.device.on()
@@ -115,6 +116,19 @@ class GpioHook(Hook):
         if interrupted:
             held_ms = (time.monotonic() - started) * 1000
             raise DeliveryError(f"pulse cut short after {held_ms:.0f} ms by a FAULT or shutdown", retry=False)
+
+    def drain(self) -> None:
+        """Shutting down: the relay goes shut now, cutting a pulse short; queued OPENs are not pulsed.
+
+        Waiting for a pulse to finish would hold shutdown for up to ``pulse_ms`` (a minute at most)
+        and then open the gate of a controller that is going away; shut is the safe state.
+        """
+        with self._lock:
+            self._shutting_down = True
+            self._interrupt.set()
+            if not self.device.closed:
+                self.device.off()
+        super().drain()
 
     def stop(self) -> None:
         super().stop()

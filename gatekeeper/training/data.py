@@ -116,7 +116,7 @@ def split_indices(labels: np.ndarray, seed: int, fractions: tuple[float, float] 
     for cls in np.unique(labels):
         idx = np.flatnonzero(labels == cls)
         rng.shuffle(idx)
-        n_val, n_test = int(round(len(idx) * fractions[0])), int(round(len(idx) * fractions[1]))
+        n_val, n_test = round(len(idx) * fractions[0]), round(len(idx) * fractions[1])
         out["test"] += idx[:n_test].tolist()
         out["val"] += idx[n_test : n_test + n_val].tolist()
         out["train"] += idx[n_test + n_val :].tolist()

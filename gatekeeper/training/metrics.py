@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["roc_auc", "roc_curve", "binary_metrics", "choose_threshold", "fit_platt", "reliability"]
+__all__ = ["binary_metrics", "choose_threshold", "fit_platt", "reliability", "roc_auc", "roc_curve"]
 
 
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -52,7 +52,7 @@ def binary_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float) -> d
     tpr = tp / max(tp + fn, 1)
     tnr = tn / max(tn + fp, 1)
     return {
-        "n": int(len(labels)),
+        "n": len(labels),
         "positives": int(labels.sum()),
         "threshold": round(float(threshold), 4),
         "accuracy": round((tp + tn) / max(len(labels), 1), 4),

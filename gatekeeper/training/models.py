@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 ARCHS = ("seed", "gate")
@@ -20,7 +21,7 @@ ARCHS = ("seed", "gate")
 class Standardize(layers.Layer):
     """Per-image zero mean, unit variance (with a floor so flat images are not blown up)."""
 
-    def call(self, x):  # noqa: D102
+    def call(self, x):
         mean = keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
         var = keras.ops.mean(keras.ops.square(x - mean), axis=(1, 2, 3), keepdims=True)
         return (x - mean) / keras.ops.sqrt(keras.ops.maximum(var, 16.0))
@@ -80,19 +81,19 @@ class FlipAverage(layers.Layer):
         super().__init__(**kwargs)
         self.inner = inner
 
-    def call(self, x):  # noqa: D102
+    def call(self, x):
         return (self.inner(x, training=False) + self.inner(keras.ops.flip(x, axis=2), training=False)) / 2.0
 
-    def get_config(self):  # noqa: D102
+    def get_config(self):
         return {**super().get_config(), "inner": keras.saving.serialize_keras_object(self.inner)}
 
     @classmethod
-    def from_config(cls, config):  # noqa: D102
+    def from_config(cls, config):
         config["inner"] = keras.saving.deserialize_keras_object(config["inner"])
         return cls(**config)
 
 
-def flip_averaged_logits(logit_model: keras.Model, x) -> "np.ndarray":
+def flip_averaged_logits(logit_model: keras.Model, x) -> np.ndarray:
     """What the exported model computes before calibration, for fitting the calibration."""
     import numpy as np
 

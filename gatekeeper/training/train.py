@@ -19,7 +19,7 @@ import numpy as np
 from ..crop import GEOMETRY
 from ..detect import FaceDetector, resolve_face_model
 from .data import LabelledSet, load_dataset, prepare_chips, split_indices
-from .metrics import binary_metrics, choose_threshold, fit_platt
+from .metrics import choose_threshold, fit_platt
 
 log = logging.getLogger(__name__)
 
@@ -253,4 +253,4 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
-__all__ = ["add_arguments", "train", "GEOMETRY"]
+__all__ = ["GEOMETRY", "add_arguments", "train"]

@@ -1,0 +1,620 @@
+"""The live view: what the gate sees and why it decided, served over HTTP beside the frame loop.
+
+    gatekeeper --video clip.mp4 --realtime --http 127.0.0.1:8080
+
+=================  ==========================================================================
+route              what
+=================  ==========================================================================
+``/``              the page: live picture with face boxes, smile score against the
+                   thresholds, gate state, recent events as they happen
+``/stream.mjpg``   the annotated picture as MJPEG (``multipart/x-mixed-replace``)
+``/events``        Server-Sent Events: ``gate`` (each event, recent ones first) and ``state``
+``/healthz``       200 while frames arrive; 503 before the first frame, after the watchdog
+                   fired (FAULT), when frames stopped for ``source.watchdog_s``, or the
+                   source ended
+``/status``        JSON: state, frame counters, last score, uptime, events by type, hooks
+``/metrics``       Prometheus text format, from this view's own registry
+=================  ==========================================================================
+
+Threads. The frame loop only calls :meth:`LiveView.on_frame` (stores a reference to the newest
+frame in a one-slot handoff and observes a few numbers) and :meth:`LiveView.emit` (counts the
+event and queues it for each live-view client). Everything that costs time (drawing the
+boxes, JPEG encoding, HTTP) happens on the server's own thread and its executor, so a slow or
+stuck browser can never stall the gate. Each ``/events`` client has a bounded queue: a client
+that does not keep up loses its oldest events, counted in ``gatekeeper_web_events_dropped_total``.
+
+With ``http.token`` set, every route but ``/healthz`` needs it, as ``Authorization: Bearer
+TOKEN`` or ``?token=TOKEN`` (the page passes its own ``?token=`` on to the picture and events).
+A bind beyond loopback refuses to start without a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hmac
+import importlib.resources
+import ipaddress
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .errors import ConfigError
+from .gate import Event, EventType, FaceScore, GateState
+
+if TYPE_CHECKING:
+    from .app import Pipeline
+    from .capture import Frame, SourceStatus
+    from .config import Config
+    from .hooks.base import Hook
+
+__all__ = ["EventHub", "LiveView", "WebServer", "is_loopback", "parse_listen"]
+
+log = logging.getLogger(__name__)
+
+#: Stages timed by the pipeline (see :class:`gatekeeper.app.StageTimes`).
+STAGES = ("decode", "detect", "crop", "classify", "gate")
+# Per-stage latency buckets: a detector run is a few ms on a desktop and tens of ms on a Pi.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+BOUNDARY = "frame"
+HEARTBEAT_S = 10.0  # an SSE comment this often keeps proxies from closing an idle stream
+
+
+# -- where to listen ------------------------------------------------------------------------------
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPv6]:PORT``, ``:PORT`` or ``PORT`` -> (host, port); host defaults to loopback.
+
+    >>> parse_listen("8080"), parse_listen("0.0.0.0:80"), parse_listen("[::1]:8080")
+    (('127.0.0.1', 8080), ('0.0.0.0', 80), ('::1', 8080))
+    """
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "", text
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ConfigError(f"--http {text!r}: expected HOST:PORT, with an IPv6 address in brackets ([::1]:8080)")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"--http {text!r}: expected HOST:PORT with a port number, e.g. 127.0.0.1:8080") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--http {text!r}: expected a port from 0 to 65535, got {port}")
+    # An empty host would make the server listen on every interface: loopback unless told otherwise.
+    return host or "127.0.0.1", port
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses; any other name counts as reachable from outside."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything, so it is treated as public
+
+
+# -- the frame loop's side ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The newest processed frame and what the gate made of it (handed to the server as is)."""
+
+    seq: int
+    image: np.ndarray  # RGB; the source makes a new array per frame, so no copy is needed
+    frame: int
+    t: float
+    faces: tuple[FaceScore, ...]
+    score: float | None
+    state: str
+
+
+class _Subscriber:
+    """One ``/events`` client: a bounded queue living on the server's event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=size)
+        self.dropped = 0
+
+    def put(self, item: dict[str, Any]) -> None:
+        """Runs on the event loop: a full queue loses its oldest item."""
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(item)
+
+
+class EventHub:
+    """Fans events out to the live-view clients; publishing never waits for any of them.
+
+    >>> hub = EventHub(queue_size=2, history=5)
+    >>> hub.publish({"event": "OPEN"})
+    >>> hub.recent()
+    [{'event': 'OPEN'}]
+    """
+
+    def __init__(self, queue_size: int, history: int) -> None:
+        self.queue_size = queue_size
+        self._recent: deque[dict[str, Any]] = deque(maxlen=history)
+        self._subscribers: set[_Subscriber] = set()
+        self._lock = threading.Lock()
+        self.dropped = 0  # items lost by subscribers that left, added when they leave
+
+    def publish(self, item: dict[str, Any]) -> None:
+        """Keep ``item`` among the recent ones and queue it for every client (any thread)."""
+        with self._lock:
+            self._recent.append(item)
+            subscribers = list(self._subscribers)
+        for sub in subscribers:
+            # call_soon_threadsafe only appends to the loop's ready queue and wakes it up.
+            with contextlib.suppress(RuntimeError):  # the loop closed under us: the server is stopping
+                sub.loop.call_soon_threadsafe(sub.put, item)
+
+    def recent(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._recent)
+
+    def subscribe(self) -> _Subscriber:
+        """A new client, its queue already holding the recent events (call on the event loop)."""
+        sub = _Subscriber(asyncio.get_running_loop(), self.queue_size)
+        with self._lock:
+            for item in self._recent:
+                sub.put(item)
+            self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: _Subscriber) -> None:
+        with self._lock:
+            self._subscribers.discard(sub)
+            self.dropped += sub.dropped
+
+    def total_dropped(self) -> int:
+        with self._lock:
+            return self.dropped + sum(s.dropped for s in self._subscribers)
+
+
+class _CountersCollector(Collector):
+    """Counters owned by others (the source, the hooks), read when Prometheus scrapes."""
+
+    def __init__(self, view: LiveView) -> None:
+        self.view = view
+
+    def collect(self) -> Iterable[Metric]:
+        v = self.view
+        status = v.source_status
+
+        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+            return CounterMetricFamily(name, doc, value=value)
+
+        yield counter("gatekeeper_frames_read", "Frames the source decoded", status.read if status else 0)
+        yield counter("gatekeeper_frames_processed", "Frames that went through the pipeline", v.frames_processed)
+        yield counter("gatekeeper_frames_dropped", "Frames a live source replaced before the pipeline took them", status.dropped if status else 0)
+        yield counter("gatekeeper_frames_skipped", "Undecodable or malformed frames the source skipped", status.skipped if status else 0)
+        yield counter("gatekeeper_camera_reconnects", "Times a live source reconnected", status.reconnects if status else 0)
+        families = {
+            "attempts": CounterMetricFamily("gatekeeper_hook_attempts", "Delivery attempts per hook", labels=["hook"]),
+            "delivered": CounterMetricFamily("gatekeeper_hook_deliveries", "Events delivered per hook", labels=["hook"]),
+            "failed": CounterMetricFamily("gatekeeper_hook_failures", "Events given up per hook (after retries, or dropped from a full queue)", labels=["hook"]),
+            "expired": CounterMetricFamily("gatekeeper_hook_expired", "Events too old to deliver per hook", labels=["hook"]),
+        }
+        for hook in v.hooks:
+            for attr, family in families.items():
+                family.add_metric([hook.name], getattr(hook.stats, attr))
+        yield from families.values()
+        yield counter("gatekeeper_web_events_dropped", "Events lost by live-view clients that did not keep up", v.hub.total_dropped())
+
+
+class LiveView:
+    """The frame loop's side of the web view: an ``on_frame`` callback and an event sink.
+
+    >>> view = LiveView(cfg)                                        # doctest: +SKIP
+    >>> app = App(cfg, pipeline, [StdoutSink(), view], on_frame=view.on_frame)  # doctest: +SKIP
+
+    ``source_status`` and ``hooks`` may be set after construction (the server starts before the
+    models load, so the page is up early); until then their counters read zero.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        source_status: SourceStatus | None = None,
+        hooks: Sequence[Hook] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cfg = cfg
+        self.source_status = source_status
+        self.hooks: Sequence[Hook] = hooks
+        self.hub = EventHub(cfg.http.event_queue, cfg.http.recent_events)
+        self._clock = clock
+        self.started_at = clock()
+        self.frames_processed = 0
+        self.events_by_type: dict[str, int] = {e.value: 0 for e in EventType}
+        self.fault: str | None = None  # reason of an unrecovered FAULT event
+        self.ended = False
+        self._snapshot: Snapshot | None = None
+        self._last_frame_at: float | None = None
+        self._lock = threading.Lock()
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._stage = Histogram("gatekeeper_stage_seconds", "Wall time per pipeline stage and frame (crop and classify only on frames with faces)", ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._stage_children = {s: self._stage.labels(s) for s in STAGES}
+        self._events = Counter("gatekeeper_events", "Gate events by type", ["type"], registry=self.registry)
+        for e in EventType:
+            self._events.labels(e.value)  # every type shows, at 0, before it first happens
+        self._score = Gauge("gatekeeper_smile_score", "Smile probability of the deciding face in the last frame (NaN: no face)", registry=self.registry)
+        self._score.set(float("nan"))
+        self._state_shown: str | None = None
+        self._state = Gauge("gatekeeper_gate_state", "1 for the gate's current state", ["state"], registry=self.registry)
+        self._set_state(GateState.IDLE.value)
+        self._uptime = Gauge("gatekeeper_uptime_seconds", "Seconds since the live view started", registry=self.registry)
+        self._uptime.set_function(lambda: self._clock() - self.started_at)
+        self.registry.register(_CountersCollector(self))
+
+    # -- called on the frame loop ------------------------------------------------------------
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        """A :class:`~gatekeeper.app.StageTimes` observer: one histogram sample."""
+        child = self._stage_children.get(stage)
+        if child is not None:
+            child.observe(seconds)
+
+    def on_frame(self, frame: Frame, pipeline: Pipeline) -> None:
+        """Hand the newest frame over (one slot: an unsent older frame is simply replaced)."""
+        with self._lock:
+            seq = self._snapshot.seq + 1 if self._snapshot else 0
+            state = GateState.FAULT.value if self.fault else pipeline.gate.state.value
+            score = pipeline.gate.last_score
+            self._snapshot = Snapshot(seq, frame.image, frame.index, frame.t, tuple(pipeline.last_faces), score, state)
+            self._last_frame_at = self._clock()
+            self.frames_processed += 1
+        self._score.set(float("nan") if score is None else score)
+        self._set_state(state)
+
+    def emit(self, event: Event) -> None:
+        """Event sink: count it and queue it for the live-view clients."""
+        kind = event.event.value
+        with self._lock:
+            self.events_by_type[kind] = self.events_by_type.get(kind, 0) + 1
+            if event.event is EventType.FAULT:
+                self.fault = event.reason or "fault"
+            elif event.event is EventType.RECOVERED:
+                self.fault = None
+        self._events.labels(kind).inc()
+        if event.event is EventType.FAULT:
+            self._set_state(GateState.FAULT.value)
+        self.hub.publish(event.to_dict())
+
+    def close(self) -> None:
+        """Event sink: the source has ended (the server may stay up; health says so)."""
+        self.ended = True
+
+    def _set_state(self, state: str) -> None:
+        if state == self._state_shown:
+            return  # the common case on the frame loop: nothing to touch
+        self._state_shown = state
+        for s in GateState:
+            self._state.labels(s.value).set(1 if s.value == state else 0)
+
+    # -- read by the server ------------------------------------------------------------------
+    def snapshot(self) -> Snapshot | None:
+        with self._lock:
+            return self._snapshot
+
+    def health(self) -> tuple[bool, str]:
+        """(healthy, why): frames arrived within ``source.watchdog_s`` and no FAULT is open."""
+        with self._lock:
+            last, fault = self._last_frame_at, self.fault
+        if fault is not None:
+            return False, f"fault: {fault}"
+        if last is None:
+            return False, "no frame yet"
+        age = self._clock() - last
+        if age > self.cfg.source.watchdog_s:
+            return False, f"source ended; last frame {age:.1f} s ago" if self.ended else f"no frame for {age:.1f} s"
+        return True, "ok"
+
+    def live_state(self) -> dict[str, Any]:
+        """The small, often-sent part of the status: what the page redraws."""
+        snap = self.snapshot()
+        healthy, why = self.health()
+        state = GateState.FAULT.value if self.fault else (snap.state if snap else GateState.IDLE.value)
+        return {
+            "state": state,
+            "score": None if snap is None or snap.score is None else round(snap.score, 4),
+            "faces": [] if snap is None else [[round(v, 1) for v in f.box] + [round(f.score, 4)] for f in snap.faces],
+            "frame": None if snap is None else snap.frame,
+            "t": None if snap is None else round(snap.t, 3),
+            "healthy": healthy,
+            "health": why,
+            "ended": self.ended,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """Everything ``/status`` reports."""
+        st = self.source_status
+        with self._lock:
+            events = dict(self.events_by_type)
+            processed = self.frames_processed
+        return {
+            "name": self.cfg.name,
+            **self.live_state(),
+            "uptime_s": round(self._clock() - self.started_at, 3),
+            "frames": {
+                "read": st.read if st else 0,
+                "processed": processed,
+                "dropped": st.dropped if st else 0,
+                "skipped": st.skipped if st else 0,
+            },
+            "reconnects": st.reconnects if st else 0,
+            "source_fault": st.fault if st else None,
+            "events": events,
+            "hooks": {h.name: dataclasses.asdict(h.stats) for h in self.hooks},
+            "thresholds": {"enter": self.cfg.gate.enter_threshold, "exit": self.cfg.gate.exit_threshold},
+        }
+
+
+# -- drawing ------------------------------------------------------------------------------------
+
+
+def annotate_jpeg(snap: Snapshot, *, enter: float, exit_: float, quality: int) -> bytes:
+    """The frame with each face's box and score drawn on it, as JPEG (runs on the server side)."""
+    img = cv2.cvtColor(snap.image, cv2.COLOR_RGB2BGR)  # a new array: the frame itself stays untouched
+    thickness = max(2, img.shape[1] // 320)
+    for face in snap.faces:
+        x, y, w, h = (round(v) for v in face.box)
+        # BGR: green for a smile that counts, amber inside the hysteresis band, red below it.
+        color = (80, 200, 60) if face.score >= enter else (0, 180, 255) if face.score >= exit_ else (60, 60, 230)
+        cv2.rectangle(img, (x, y), (x + w, y + h), color, thickness)
+        label = f"{face.score:.2f}"
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
+        top = max(y - th - base - 4, 0)
+        cv2.rectangle(img, (x, top), (x + tw + 6, top + th + base + 4), color, -1)
+        cv2.putText(img, label, (x + 3, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 2, cv2.LINE_AA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+class _JpegCache:
+    """Encodes each new frame once, however many clients watch (on the server's executor)."""
+
+    def __init__(self, view: LiveView) -> None:
+        self.view = view
+        self._seq = -1
+        self._jpeg: bytes | None = None
+        self._lock = asyncio.Lock()
+
+    async def latest(self) -> tuple[int, bytes | None]:
+        snap = self.view.snapshot()
+        if snap is None:
+            return -1, None
+        if snap.seq == self._seq:
+            return self._seq, self._jpeg
+        async with self._lock:
+            if snap.seq != self._seq:
+                g = self.view.cfg.gate
+                jpeg = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: annotate_jpeg(snap, enter=g.enter_threshold, exit_=g.exit_threshold, quality=self.view.cfg.http.jpeg_quality)
+                )
+                self._seq, self._jpeg = snap.seq, jpeg
+        return self._seq, self._jpeg
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+
+def _page() -> str:
+    return importlib.resources.files("gatekeeper").joinpath("live.html").read_text(encoding="utf-8")
+
+
+def _sse(kind: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class WebServer:
+    """aiohttp on its own event loop and thread, serving a :class:`LiveView`.
+
+    >>> server = WebServer(view, "127.0.0.1", 8080)   # doctest: +SKIP
+    >>> server.start()                                 # raises ConfigError if it cannot listen
+    >>> server.url                                     # doctest: +SKIP
+    'http://127.0.0.1:8080/'
+    >>> server.stop()                                  # doctest: +SKIP
+    """
+
+    def __init__(self, view: LiveView, host: str, port: int) -> None:
+        self.view = view
+        self.host, self.port = host, port
+        self.token = view.cfg.http.token
+        if not is_loopback(host) and not self.token:
+            raise ConfigError(
+                f"--http {host}:{port}: listening beyond loopback needs http.token in the config "
+                "(16+ characters); expected a loopback address such as 127.0.0.1:8080, or a token"
+            )
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._closing: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._jpeg = _JpegCache(view)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Listen and serve in a background thread; :class:`ConfigError` if the address is unusable."""
+        self._thread = threading.Thread(target=self._serve, name="web", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise ConfigError(f"--http {self.host}:{self.port}: the server did not start within {timeout:g} s")
+        if self._error is not None:
+            self._thread.join(timeout)
+            if isinstance(self._error, OSError):  # address in use, not an address of this machine...
+                raise ConfigError(f"--http {self.host}:{self.port}: cannot listen there: {self._error}") from None
+            raise RuntimeError(f"web server failed to start: {self._error!r}") from self._error
+        log.info("live view on %s", self.url)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close open streams, stop listening and end the thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or not thread.is_alive():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop already stopped
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        if thread.is_alive():
+            log.error("web server still busy after %.1f s; left behind", timeout)
+
+    # -- the server thread ---------------------------------------------------------------------
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._start())
+        except Exception as exc:  # handed to start() on the caller's thread, which raises it
+            self._error = exc
+            loop.run_until_complete(self._cleanup())
+            loop.close()
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self._cleanup())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    async def _start(self) -> None:
+        self._closing = asyncio.Event()
+        app = web.Application(middlewares=[self._auth])
+        app.router.add_get("/", self._index)
+        app.router.add_get("/stream.mjpg", self._stream)
+        app.router.add_get("/events", self._events)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/status", self._status)
+        app.router.add_get("/metrics", self._metrics)
+        # Streams end on their own once _closing is set; the timeout only bounds a stuck client.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        if self.port == 0:  # an ephemeral port (tests): report the one the system chose
+            self.port = int(self._runner.addresses[0][1])
+
+    async def _cleanup(self) -> None:
+        if self._closing is not None:
+            self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.token and request.path != "/healthz":
+            given = request.query.get("token", "")
+            auth = request.headers.get("Authorization", "")
+            if auth.startswith("Bearer "):
+                given = auth[len("Bearer ") :]
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                raise web.HTTPUnauthorized(text="a token is required: Authorization: Bearer TOKEN or ?token=TOKEN\n", headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    async def _ticks(self, period: float) -> AsyncIterator[None]:
+        """Yields every ``period`` seconds until the server closes."""
+        assert self._closing is not None
+        while not self._closing.is_set():
+            yield
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), period)
+
+    async def _index(self, request: web.Request) -> web.Response:
+        return web.Response(text=_page(), content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}", "Cache-Control": "no-cache, no-store"})
+        await resp.prepare(request)
+        sent = -1
+        try:
+            await resp.write(f"--{BOUNDARY}\r\n".encode())
+            async for _ in self._ticks(1.0 / self.view.cfg.http.max_fps):
+                seq, jpeg = await self._jpeg.latest()
+                if jpeg is None or seq == sent:
+                    continue
+                # The closing boundary goes right after the picture: browsers show a part only
+                # once the next boundary has arrived.
+                head = f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                await resp.write(head + jpeg + f"\r\n--{BOUNDARY}\r\n".encode())
+                sent = seq
+        except ConnectionError:
+            pass  # the viewer went away
+        return resp
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        sub = self.view.hub.subscribe()
+        assert self._closing is not None
+        period = 1.0 / min(self.view.cfg.http.max_fps, 10.0)
+        last_state: dict[str, Any] | None = None
+        last_write = time.monotonic()
+        # One pending get() at a time, never cancelled while waiting: wait_for() on a queue
+        # could lose an item that arrives at the very moment of the timeout.
+        getter: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(sub.queue.get())
+        try:
+            await resp.write(b"retry: 2000\n\n")
+            while not self._closing.is_set():
+                done, _ = await asyncio.wait({getter}, timeout=period)
+                if getter in done:
+                    item = getter.result()
+                    getter = asyncio.ensure_future(sub.queue.get())
+                    await resp.write(_sse("gate", item, item.get("id")))
+                    last_write = time.monotonic()
+                    continue  # send every queued event before the next state update
+                state = self.view.live_state()
+                if state != last_state:
+                    await resp.write(_sse("state", state))
+                    last_state, last_write = state, time.monotonic()
+                elif time.monotonic() - last_write > HEARTBEAT_S:
+                    await resp.write(b": keep-alive\n\n")
+                    last_write = time.monotonic()
+        except ConnectionError:
+            pass  # the viewer went away
+        finally:
+            getter.cancel()
+            self.view.hub.unsubscribe(sub)
+        return resp
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        healthy, why = self.view.health()
+        return web.json_response({"ok": healthy, "reason": why}, status=200 if healthy else 503)
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.view.status())
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        # Collecting reads a few counters; cheap enough for the event loop.
+        return web.Response(body=encoder(self.view.registry), headers={"Content-Type": content_type})

@@ -1,0 +1,402 @@
+"""Frame sources against real faults: a local MJPEG camera that drops, stalls, refuses and ends
+(read by the real OpenCV/FFmpeg backend), damaged copies of a real clip, and scripted captures
+for the cases no real file produces (frames of the wrong type, exact frame-by-frame handover).
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from mjpeg_server import MjpegServer, jpeg_frames_from_video, numbered_jpeg_frames, wait_for
+from videofiles import faststart, garbled, truncated
+
+import gatekeeper.capture as capture
+from gatekeeper.capture import FileSource, Frame, LiveSource
+from gatekeeper.errors import SourceError
+
+# Small backoff and timeouts so that faults play out in a second, not in minutes.
+FAST = {"reconnect_initial_s": 0.05, "reconnect_max_s": 0.4, "open_timeout_s": 1.0, "read_timeout_s": 0.5}
+
+
+@pytest.fixture(scope="module")
+def clip(shared_dir: Path) -> Path:
+    return shared_dir / "videos" / "single_face.mp4"
+
+
+@pytest.fixture(scope="module")
+def clip_jpegs(clip: Path) -> list[bytes]:
+    return jpeg_frames_from_video(clip, count=30)
+
+
+@pytest.fixture
+def camera(clip_jpegs: list[bytes]) -> Iterator[MjpegServer]:
+    with MjpegServer(clip_jpegs, fps=30) as cam:
+        yield cam
+
+
+@pytest.fixture
+def live() -> Iterator[list[LiveSource]]:
+    """Collects the live sources a test opens and closes them whatever happens."""
+    sources: list[LiveSource] = []
+    yield sources
+    for src in sources:
+        src.close()
+
+
+def take(src: LiveSource, n: int, timeout: float = 10.0) -> list[Frame]:
+    """The next ``n`` frames the source hands over (fails after ``timeout`` s)."""
+    got: list[Frame] = []
+    deadline = time.monotonic() + timeout
+    for frame in src.frames(poll_s=0.05):
+        if frame is not None:
+            got.append(frame)
+            if len(got) == n:
+                return got
+        if time.monotonic() > deadline or src.status.ended:
+            break
+    raise AssertionError(f"got {len(got)} of {n} frames in {timeout:g} s; status {src.status}")
+
+
+# -- the test camera itself ------------------------------------------------------------------------
+
+
+def test_opencv_ffmpeg_reads_the_mjpeg_test_stream(camera: MjpegServer) -> None:
+    cap = cv2.VideoCapture(camera.url)
+    try:
+        assert cap.isOpened()
+        assert cap.getBackendName() == "FFMPEG"
+        shapes = [cap.read()[1].shape for _ in range(5)]
+    finally:
+        cap.release()
+    assert shapes == [(360, 640, 3)] * 5
+
+
+# -- live source: reconnects, backoff, stalls ---------------------------------------------------------
+
+
+def test_a_stream_refused_at_start_is_bad_input(camera: MjpegServer) -> None:
+    camera.refuse()
+    with pytest.raises(SourceError, match="cannot open video source"):
+        LiveSource(camera.url, **FAST)
+
+
+def test_nothing_listening_is_bad_input() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing listens there
+    with pytest.raises(SourceError):
+        LiveSource(f"http://127.0.0.1:{port}/stream.mjpg", **FAST)
+
+
+def test_frames_carry_wall_clock_time_and_rgb_pixels(camera: MjpegServer, live: list[LiveSource]) -> None:
+    src = LiveSource(camera.url, **FAST)
+    live.append(src)
+    frames = take(src, 3)
+    assert all(abs(f.t - time.time()) < 30 for f in frames)
+    assert [f.t for f in frames] == sorted(f.t for f in frames)
+    assert frames[0].image.shape == (360, 640, 3) and frames[0].image.dtype == np.uint8
+
+
+def test_after_a_drop_it_reconnects_and_counts_it(camera: MjpegServer, live: list[LiveSource]) -> None:
+    src = LiveSource(camera.url, **FAST)
+    live.append(src)
+    before = take(src, 5)
+    assert src.status.reconnects == 0
+    camera.drop()
+    wait_for(lambda: src.status.reconnects == 1, 10, "a reconnect after the drop")
+    after = take(src, 5)
+    assert camera.connections == 2
+    indices = [f.index for f in before + after]
+    assert indices == sorted(set(indices)), "frame indices go on increasing across a reconnect"
+    assert src.status.fault is None
+
+
+def test_a_stream_that_ends_is_reopened_each_time(clip_jpegs: list[bytes], live: list[LiveSource]) -> None:
+    with MjpegServer(clip_jpegs, fps=60, max_frames=4) as cam:
+        src = LiveSource(cam.url, **FAST)
+        live.append(src)
+        frames = take(src, 14)
+        assert src.status.reconnects >= 2
+        assert cam.connections == src.status.reconnects + 1
+        assert [f.index for f in frames] == sorted({f.index for f in frames})
+
+
+def test_refused_reconnects_back_off_exponentially_then_recover(camera: MjpegServer, live: list[LiveSource]) -> None:
+    src = LiveSource(camera.url, **FAST)
+    live.append(src)
+    take(src, 3)
+    camera.refuse()
+    refused_from = len(camera.attempts)
+    # 0.05, 0.1, 0.2, 0.4, 0.4 s apart: six refused attempts take at least 1.15 s.
+    wait_for(lambda: len(camera.attempts) >= refused_from + 6, 15, "six refused reconnect attempts")
+    times = camera.attempts[refused_from : refused_from + 6]
+    gaps = np.diff(times)
+    expected = [min(FAST["reconnect_initial_s"] * 2**k, FAST["reconnect_max_s"]) for k in range(len(gaps))]
+    # Lower bounds only: a wait can run late on a busy machine, never early.
+    assert all(g >= e * 0.9 for g, e in zip(gaps, expected, strict=True)), f"gaps {gaps.round(3)} expected at least {expected}"
+    assert gaps[-1] < 5.0, "the wait is capped by reconnect_max_s (with a generous margin for load)"
+    assert src.status.reconnects == 0, "a refused attempt is not a reconnect"
+    assert src.status.fault is not None and "cannot open" in src.status.fault
+    camera.resume()
+    take(src, 3)
+    assert src.status.reconnects == 1
+    assert src.status.fault is None
+
+
+def test_a_stalled_stream_times_out_and_reconnects(camera: MjpegServer, live: list[LiveSource]) -> None:
+    src = LiveSource(camera.url, **FAST)
+    live.append(src)
+    take(src, 3)
+    camera.stall()
+    # Without a read timeout FFmpeg would block for 30 s; with it the stall is noticed at once.
+    wait_for(lambda: src.status.fault is not None, 5, "the stalled read to time out")
+    camera.resume()
+    take(src, 3)
+    assert src.status.reconnects >= 1
+    assert src.status.fault is None
+
+
+def test_it_gives_up_after_max_reconnects(camera: MjpegServer, live: list[LiveSource]) -> None:
+    src = LiveSource(camera.url, **{**FAST, "max_reconnects": 2})
+    live.append(src)
+    take(src, 2)
+    camera.refuse()
+    # frames() returns once the source has given up: the loop below ends by itself.
+    deadline = time.monotonic() + 10
+    for _ in src.frames(poll_s=0.05):
+        assert time.monotonic() < deadline, "the source never gave up"
+    assert src.status.ended
+    assert src.status.fault is not None
+
+
+# -- live source: the newest frame only ---------------------------------------------------------------
+
+
+def test_a_slow_consumer_gets_newest_frames_and_drops_are_counted(live: list[LiveSource]) -> None:
+    jpegs = numbered_jpeg_frames(60)
+    with MjpegServer(jpegs, fps=60) as cam:
+        src = LiveSource(cam.url, **FAST)
+        live.append(src)
+        got: list[Frame] = []
+        for frame in src.frames(poll_s=0.05):
+            if frame is None:
+                continue
+            got.append(frame)
+            time.sleep(0.05)  # the consumer: a pipeline three frame periods slow
+            if len(got) == 12:
+                break
+        src.close()
+    indices = [f.index for f in got]
+    assert indices == sorted(set(indices)), f"frames handed over out of order: {indices}"
+    assert np.mean(np.diff(indices)) > 1.5, f"the consumer was handed a backlog instead of the newest frame: {indices}"
+    # Every frame read was either handed over, dropped for a newer one, or is the one still waiting.
+    pending = 1 if src._latest is not None else 0
+    assert src.status.read == len(got) + src.status.dropped + pending
+    # And each frame handed over is the picture read with that index (the server numbers them).
+    for f in got:
+        level = round((f.index % 60) * 250 / 59)
+        assert abs(float(f.image.mean()) - level) < 3, (f.index, f.image.mean(), level)
+
+
+class ScriptedCapture:
+    """A stand-in for cv2.VideoCapture whose read() returns what the test puts in, when it does."""
+
+    def __init__(self) -> None:
+        self.script: queue.Queue[tuple[bool, object]] = queue.Queue()
+        self.reads = 0
+        self.closed = False
+
+    def read(self) -> tuple[bool, object]:
+        while True:
+            try:
+                item = self.script.get(timeout=0.02)
+            except queue.Empty:
+                if self.closed:
+                    return False, None
+                continue
+            self.reads += 1
+            return item
+
+    def set(self, prop: int, value: float) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch, live: list[LiveSource]) -> Iterator[ScriptedCapture]:
+    cap = ScriptedCapture()
+    monkeypatch.setattr(capture, "open_capture", lambda target, **kw: cap)
+    yield cap
+    cap.closed = True  # lets the capture thread out of read() so close() can join it
+
+
+def image(level: int, shape: tuple[int, ...] = (48, 64, 3), dtype: type = np.uint8) -> np.ndarray:
+    return np.full(shape, level, dtype=dtype)
+
+
+def test_never_a_stale_frame_after_a_newer_one_exists(scripted: ScriptedCapture, live: list[LiveSource]) -> None:
+    src = LiveSource("scripted", **FAST)
+    live.append(src)
+    frames = src.frames(poll_s=0.05)
+    for level in (10, 20, 30):
+        scripted.script.put((True, image(level)))
+    wait_for(lambda: src.status.read == 3, 5, "three frames read")
+    first = next(f for f in frames if f is not None)
+    assert first.index == 2 and first.image[0, 0, 0] == 30, "the newest of three waiting frames is handed over"
+    assert src.status.dropped == 2
+    scripted.script.put((True, image(40)))
+    wait_for(lambda: src.status.read == 4, 5, "a fourth frame read")
+    second = next(f for f in frames if f is not None)
+    assert second.index == 3 and second.image[0, 0, 0] == 40
+    assert src.status.dropped == 2, "a frame taken in time is not a drop"
+
+
+def test_a_camera_that_opens_but_sends_nothing_is_retried_with_backoff(monkeypatch: pytest.MonkeyPatch, live: list[LiveSource]) -> None:
+    opened: list[float] = []
+
+    class DeadOnArrival(ScriptedCapture):
+        def read(self) -> tuple[bool, object]:
+            return False, None  # accepts the connection, then hangs up before the first frame
+
+    def open_dead(target: object, **kw: object) -> ScriptedCapture:
+        opened.append(time.monotonic())
+        return DeadOnArrival()
+
+    monkeypatch.setattr(capture, "open_capture", open_dead)
+    src = LiveSource("dead", **FAST)
+    live.append(src)
+    wait_for(lambda: len(opened) >= 5, 10, "five connection attempts")
+    gaps = np.diff(opened[:5])
+    expected = [min(FAST["reconnect_initial_s"] * 2**k, FAST["reconnect_max_s"]) for k in range(len(gaps))]
+    assert all(g >= e * 0.9 for g, e in zip(gaps, expected, strict=True)), f"gaps {gaps.round(3)}: retried without backing off"
+    assert src.status.read == 0 and src.status.fault is not None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        image(9, (48, 64)),  # greyscale
+        image(9, (48, 64, 4)),  # BGRA
+        image(9, dtype=np.float32),  # float pixels
+        image(9, (8, 8, 3)),  # too small to hold a face
+        None,  # ok but no image
+    ],
+    ids=["grey", "bgra", "float", "tiny", "none"],
+)
+def test_live_frames_of_the_wrong_type_are_skipped_and_counted(scripted: ScriptedCapture, live: list[LiveSource], bad: object) -> None:
+    src = LiveSource("scripted", **FAST)
+    live.append(src)
+    scripted.script.put((True, bad))
+    scripted.script.put((True, image(77, (120, 160, 3))))
+    frame = take(src, 1)[0]
+    assert frame.image.shape == (120, 160, 3) and frame.image[0, 0, 0] == 77
+    assert src.status.skipped == 1
+    assert src.status.reconnects == 0
+
+
+# -- file source: damaged files -----------------------------------------------------------------------
+
+
+def play(path: Path) -> tuple[list[Frame], FileSource]:
+    src = FileSource(path)
+    try:
+        return list(src), src
+    finally:
+        src.close()
+
+
+def test_the_intact_clip_plays_every_frame(clip: Path) -> None:
+    frames, src = play(clip)
+    assert [f.index for f in frames] == list(range(72))
+    assert src.status.skipped == 0 and src.status.ended
+
+
+def test_a_file_cut_short_plays_what_is_left(clip: Path, tmp_path: Path) -> None:
+    # A streaming-ready copy (index first), cut after 60 % of its bytes: a download that stopped.
+    cut = truncated(faststart(clip, tmp_path / "faststart.mp4"), tmp_path / "cut.mp4", 0.6)
+    frames, src = play(cut)
+    assert 20 <= len(frames) < 72
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert src.status.skipped == 72 - len(frames), "the frames the index promised and the data lacks are counted"
+    assert src.status.ended
+
+
+def test_an_mp4_cut_before_its_index_is_bad_input_with_a_clear_message(clip: Path, tmp_path: Path) -> None:
+    # The shared clip keeps its index (moov) at the end: cut at 60 % nothing can be demuxed.
+    with pytest.raises(SourceError, match=r"cannot be opened; expected a video OpenCV/FFmpeg can read"):
+        FileSource(truncated(clip, tmp_path / "cut.mp4", 0.6))
+
+
+@pytest.mark.parametrize("keep_index_first", [False, True], ids=["index-last", "index-first"])
+def test_garbage_in_the_middle_is_skipped_and_counted(clip: Path, tmp_path: Path, keep_index_first: bool) -> None:
+    src_file = faststart(clip, tmp_path / "fs.mp4") if keep_index_first else clip
+    bad = garbled(src_file, tmp_path / "garbled.mp4", 0.4, 0.5)
+    frames, src = play(bad)
+    indices = [f.index for f in frames]
+    assert indices[0] == 0 and indices[-1] == 71, "it plays on after the damage, to the end"
+    assert indices == sorted(set(indices))
+    assert src.status.skipped == 72 - len(frames) > 0, "the frames lost to the damage are counted"
+    assert [f.t for f in frames] == [i / 30 for i in indices], "t stays the position in the file across the gap"
+
+
+@pytest.mark.parametrize("content", [b"", b"not a video at all\n" * 50, bytes(range(256)) * 100], ids=["empty", "text", "noise"])
+def test_a_file_that_is_not_a_video_is_bad_input(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(content)
+    with pytest.raises(SourceError, match=str(path)):
+        FileSource(path)
+
+
+class ScriptedFile:
+    """A stand-in for a cv2.VideoCapture on a file: a fixed list of read() results."""
+
+    def __init__(self, reads: list[tuple[bool, object]], count: int) -> None:
+        self.reads = list(reads)
+        self.count = count
+
+    def get(self, prop: int) -> float:
+        return {cv2.CAP_PROP_FPS: 25.0, cv2.CAP_PROP_FRAME_COUNT: float(self.count)}.get(prop, 0.0)
+
+    def read(self) -> tuple[bool, object]:
+        return self.reads.pop(0) if self.reads else (False, None)
+
+    def release(self) -> None:
+        pass
+
+
+def test_file_frames_of_the_wrong_type_or_size_are_skipped_and_counted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    reads: list[tuple[bool, object]] = [
+        (True, image(1, (8, 8, 3))),  # too small: skipped, and the file still opens
+        (True, image(2)),
+        (True, image(3, (48, 64))),  # greyscale
+        (False, None),  # undecodable
+        (True, image(5, (120, 160, 3))),  # another size is a valid frame
+        (True, image(6, dtype=np.uint16)),
+        (True, image(7)),
+    ]
+    monkeypatch.setattr(capture, "open_capture", lambda target, **kw: ScriptedFile(reads, count=len(reads)))
+    path = tmp_path / "scripted.mp4"
+    path.write_bytes(b"x")
+    frames, src = play(path)
+    assert [(f.index, int(f.image[0, 0, 0])) for f in frames] == [(1, 2), (4, 5), (6, 7)]
+    assert [f.t for f in frames] == [1 / 25, 4 / 25, 6 / 25]
+    assert src.status.skipped == 4
+    assert src.status.read == 3
+
+
+def test_live_source_loops_a_file_path(clip: Path, live: list[LiveSource]) -> None:
+    # LiveSource takes any cv2.VideoCapture target; at the end of a file it opens it again.
+    src = LiveSource(str(clip), **FAST)
+    live.append(src)
+    assert take(src, 1)[0].image.shape == (360, 640, 3)
+    wait_for(lambda: src.status.reconnects >= 1, 10, "the file to be reopened at its end")
+    assert src.status.read + src.status.dropped >= 72

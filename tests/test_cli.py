@@ -1,0 +1,158 @@
+"""Bad input through the real command line, each in its own process.
+
+Every case must exit with status 2, print exactly one non-empty line on stderr that starts with
+``gatekeeper: error:`` (no traceback, no log noise from native libraries), and no OPEN event.
+The child gets no OpenCV/glog/TF log settings from the environment of the test run, so the
+CLI's own handling of native log output is what is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ENV_FACE_MODEL = "GATEKEEPER_FACE_MODEL"
+# Settings that silence native libraries; the CLI must cope without help from the caller.
+NATIVE_LOG_SETTINGS = ("OPENCV_LOG_LEVEL", "OPENCV_FFMPEG_LOGLEVEL", "OPENCV_VIDEOIO_DEBUG", "GLOG_minloglevel", "TF_CPP_MIN_LOG_LEVEL")
+
+
+@dataclass(frozen=True)
+class Case:
+    args: list[str]
+    expected: str  # a part of the error line
+    files: dict[str, str] = field(default_factory=dict)  # name in tmp_path -> how to make it (see make_file)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+CASES = [
+    pytest.param(Case(["--video", "{tmp}/missing.mp4"], "missing.mp4' does not exist"), id="missing video file"),
+    pytest.param(Case(["--video", "{tmp}/adir"], "adir'", files={"adir": "dir"}), id="a directory as --video"),
+    pytest.param(Case(["--video", "{tmp}/clip.mp4"], "clip.mp4'", files={"clip.mp4": "text"}), id="a text file renamed clip.mp4"),
+    pytest.param(
+        Case(["--video", "{tmp}/single_face.mp4"], "single_face.mp4'", files={"single_face.mp4": "truncated video"}),
+        id="a truncated mp4",
+    ),
+    pytest.param(
+        Case(["--config", "{tmp}/c.yaml", "--video", "{video}"], "gate.hold_frame: unknown key", files={"c.yaml": "unknown key"}),
+        id="config with an unknown key",
+    ),
+    pytest.param(
+        Case(["--config", "{tmp}/c.yaml", "--video", "{video}"], "gate.hold_frames: expected an integer", files={"c.yaml": "wrong type"}),
+        id="config with a wrong type",
+    ),
+    pytest.param(
+        Case(["--config", "{tmp}/c.yaml", "--video", "{video}"], "not valid YAML at line 2", files={"c.yaml": "invalid yaml"}),
+        id="config that is not YAML",
+    ),
+    pytest.param(Case(["--config", "{tmp}/none.yaml", "--video", "{video}"], "none.yaml' does not exist"), id="missing config file"),
+    pytest.param(
+        Case(["--video", "{video}"], f"{ENV_FACE_MODEL} points at", env={ENV_FACE_MODEL: "{tmp}/nope.tflite"}),
+        id="GATEKEEPER_FACE_MODEL pointing at a missing file",
+    ),
+    pytest.param(
+        Case(["--config", "{tmp}/c.yaml", "--video", "{video}"], "detector.model_path points at", files={"c.yaml": "missing face model"}),
+        id="detector.model_path pointing at a missing file",
+    ),
+    pytest.param(
+        Case(["--config", "{tmp}/c.yaml", "--video", "{video}"], "(classifier.model_path) does not exist", files={"c.yaml": "missing smile model"}),
+        id="classifier.model_path pointing at a missing file",
+    ),
+    pytest.param(
+        Case(
+            ["--config", "{tmp}/c.yaml", "--video", "{video}"],
+            "is not a TFLite model",
+            files={"c.yaml": "corrupt smile model", "smile.tflite": "random bytes"},
+        ),
+        id="a corrupt smile model",
+    ),
+    pytest.param(
+        Case(
+            ["--config", "{tmp}/c.yaml", "--video", "{video}"],
+            "has no model card",
+            files={"c.yaml": "corrupt smile model", "smile.tflite": "face model"},
+        ),
+        id="a smile model without its model card",
+    ),
+    pytest.param(
+        Case(["--video", "{video}"], "face detector model", files={"face.tflite": "random bytes"}, env={ENV_FACE_MODEL: "{tmp}/face.tflite"}),
+        id="a corrupt face model (random bytes)",
+    ),
+    pytest.param(
+        Case(
+            ["--video", "{video}"],
+            "face detector model",
+            files={"face.tflite": "truncated face model"},
+            env={ENV_FACE_MODEL: "{tmp}/face.tflite"},
+        ),
+        id="a corrupt face model (truncated copy)",
+    ),
+    pytest.param(Case([], "no source given"), id="no source given"),
+    pytest.param(Case(["--camera", "7"], "cannot open video source 7"), id="a camera index that does not exist"),
+]
+
+
+def make_file(path: Path, kind: str, shared_dir: Path, face_model_path: Path) -> None:
+    video = shared_dir / "videos" / "single_face.mp4"
+    contents: dict[str, bytes] = {
+        "text": b"hello, I am not a video\n" * 20,
+        "truncated video": video.read_bytes()[:2000],
+        "unknown key": b"gate:\n  hold_frame: 6\n",
+        "wrong type": b"gate:\n  hold_frames: six\n",
+        "invalid yaml": b"gate:\n\thold_frames: 6\n",
+        "missing face model": f"detector:\n  model_path: {path.parent / 'nope.tflite'}\n".encode(),
+        "missing smile model": f"classifier:\n  model_path: {path.parent / 'nope.tflite'}\n".encode(),
+        "corrupt smile model": f"classifier:\n  model_path: {path.parent / 'smile.tflite'}\n".encode(),
+        "random bytes": np.random.default_rng(3).integers(0, 256, 20_000, dtype=np.uint8).tobytes(),
+        "face model": face_model_path.read_bytes(),
+        "truncated face model": face_model_path.read_bytes()[:100_000],
+    }
+    if kind == "dir":
+        path.mkdir()
+    else:
+        path.write_bytes(contents[kind])
+
+
+def run_gatekeeper(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    child_env = {k: v for k, v in os.environ.items() if k not in NATIVE_LOG_SETTINGS}
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    child_env["XDG_CACHE_HOME"] = str(cwd / "xdg-cache")  # never a model from the user's cache
+    child_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "gatekeeper.cli", *args],
+        cwd=cwd,
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_exits_2_with_one_error_line(tmp_path: Path, shared_dir: Path, face_model_path: Path, case: Case) -> None:
+    for name, kind in case.files.items():
+        make_file(tmp_path / name, kind, shared_dir, face_model_path)
+
+    def fill(s: str) -> str:
+        return s.format(tmp=tmp_path, video=shared_dir / "videos" / "single_face.mp4")
+
+    env = {ENV_FACE_MODEL: str(face_model_path), **{k: fill(v) for k, v in case.env.items()}}
+    proc = run_gatekeeper([fill(a) for a in case.args], tmp_path, env)
+
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{proc.stderr}"
+    assert lines[0].startswith("gatekeeper: error: "), proc.stderr
+    assert case.expected in lines[0]
+    assert proc.returncode == 2, proc.stderr
+    events = [json.loads(line)["event"] for line in proc.stdout.splitlines() if line.strip()]
+    assert "OPEN" not in events
+

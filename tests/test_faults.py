@@ -1,0 +1,404 @@
+"""Faults the gate survives, with the real pipeline (MediaPipe, LiteRT, gate, GPIO relay on the mock
+pin factory) fed by a local MJPEG camera that refuses, stalls and drops, and by damaged files; and
+the process as a whole under SIGTERM/SIGINT.
+
+The gate in these tests takes every face as a smile (``enter_threshold: 0``), so what it does
+depends on faces being seen and on the faults alone, not on how good the smile model is: a face
+in view opens it after ``hold_frames`` frames, once per smile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mjpeg_server import MjpegServer, jpeg_frames_from_video, wait_for
+from videofiles import faststart, garbled, truncated
+
+from gatekeeper.app import App, Pipeline
+from gatekeeper.capture import LiveSource
+from gatekeeper.classify import SmileClassifier
+from gatekeeper.config import Config, config_from_dict
+from gatekeeper.detect import FaceDetector
+from gatekeeper.gate import Event, EventType, Gate
+from gatekeeper.hooks import Dispatcher, GpioHook, GpioHookConfig
+
+REQUIRED_KEYS = {"event", "frame", "t", "score", "id", "box", "faces", "reason"}
+HOLD_FRAMES = 3
+RELAY_PIN = "GPIO26"
+
+# Every face smiles; one OPEN per smile; no DENY to muddle the sequence.
+GATE = {"enter_threshold": 0.0, "exit_threshold": 0.0, "hold_frames": HOLD_FRAMES, "cooldown_s": 0.0, "deny_after_s": 600.0}
+SOURCE = {"watchdog_s": 0.5, "reconnect_initial_s": 0.05, "reconnect_max_s": 0.4}
+LIVE_TIMEOUTS = {"open_timeout_s": 1.0, "read_timeout_s": 0.5}
+
+
+def smile_model() -> str | None:
+    """The shipped smile model (None: model/ in the checkout, as the CLI finds it)."""
+    return os.environ.get("GATEKEEPER_TEST_SMILE_MODEL")
+
+
+def make_config(face_model_path: Path, **sections: dict[str, Any]) -> Config:
+    data: dict[str, Any] = {
+        "detector": {"model_path": str(face_model_path)},
+        "classifier": {"model_path": smile_model()},
+        "gate": dict(GATE),
+        "source": dict(SOURCE),
+        "journal": {"enabled": False},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    return config_from_dict(data)
+
+
+# -- in-process: App on a live MJPEG camera -----------------------------------------------------------
+
+
+class Recorder:
+    """An event sink that keeps what it is given and lets the test wait for it."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._cond = threading.Condition()
+
+    def emit(self, event: Event) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        pass
+
+    def kinds(self, start: int = 0) -> list[str]:
+        with self._cond:
+            return [e.event.value for e in self.events[start:]]
+
+    def wait(self, kind: str, *, start: int = 0, timeout: float = 15.0) -> tuple[int, Event]:
+        """The first ``kind`` event at position ``start`` or later, and its position."""
+
+        def find() -> tuple[int, Event] | None:
+            return next(((i, e) for i, e in enumerate(self.events) if i >= start and e.event.value == kind), None)
+
+        with self._cond:
+            found = self._cond.wait_for(find, timeout)
+        if found is None:
+            raise AssertionError(f"no {kind} event within {timeout:g} s; got {self.kinds()}")
+        return found
+
+
+@pytest.fixture(scope="module")
+def models(face_model_path: Path) -> Iterator[tuple[FaceDetector, SmileClassifier]]:
+    """Loaded once for the module: every live test's frames carry wall-clock times, which only grow."""
+    detector = FaceDetector(face_model_path, min_confidence=0.7, min_face_px=40.0)
+    classifier = SmileClassifier(smile_model())
+    yield detector, classifier
+    detector.close()
+
+
+@pytest.fixture(scope="module")
+def clip_jpegs(shared_dir: Path) -> list[bytes]:
+    return jpeg_frames_from_video(shared_dir / "videos" / "single_face.mp4", count=30)
+
+
+@pytest.fixture
+def camera(clip_jpegs: list[bytes]) -> Iterator[MjpegServer]:
+    with MjpegServer(clip_jpegs, fps=30) as cam:
+        yield cam
+
+
+class LiveGate:
+    """An App running on a live source in a background thread, with a relay on the mock pin factory."""
+
+    def __init__(self, cfg: Config, models: tuple[FaceDetector, SmileClassifier], source: LiveSource) -> None:
+        self.recorder = Recorder()
+        self.relay = GpioHook(GpioHookConfig(pin=RELAY_PIN, pin_factory="mock", pulse_ms=60_000, max_age_s=60.0), name="relay")
+        self.dispatcher = Dispatcher(None, [self.relay])
+        self.dispatcher.start()
+        self.pipeline = Pipeline(models[0], models[1], Gate(cfg.gate))
+        # The dispatcher first: by the time the recorder sees a FAULT the relay has been forced off.
+        self.app = App(cfg, self.pipeline, [self.dispatcher, self.recorder])
+        self.source = source
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="app", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.app.run(self.source)
+        except BaseException as exc:  # reported by the test, which runs in another thread
+            self.error = exc
+
+    def stop(self) -> None:
+        self.app.stopping.set()
+        self.thread.join(timeout=10)
+        self.dispatcher.close(timeout=2.0)
+        assert not self.thread.is_alive(), "the frame loop did not stop"
+        assert self.error is None, f"the frame loop raised {self.error!r}"
+
+
+@pytest.fixture
+def live_gate(face_model_path: Path, models: tuple[FaceDetector, SmileClassifier]) -> Iterator[Callable[..., LiveGate]]:
+    started: list[LiveGate] = []
+
+    def start(url: str, *, source: dict[str, Any] | None = None, **live: Any) -> LiveGate:
+        cfg = make_config(face_model_path, source=source or {})
+        s = cfg.source
+        src = LiveSource(url, reconnect_initial_s=s.reconnect_initial_s, reconnect_max_s=s.reconnect_max_s, max_reconnects=s.max_reconnects, **{**LIVE_TIMEOUTS, **live})
+        gate = LiveGate(cfg, models, src)
+        started.append(gate)
+        gate.thread.start()
+        return gate
+
+    yield start
+    for gate in started:
+        gate.stop()
+
+
+@pytest.mark.slow
+def test_a_refused_camera_faults_holds_the_gate_shut_and_recovers_by_itself(camera: MjpegServer, live_gate: Callable[..., LiveGate]) -> None:
+    g = live_gate(camera.url)
+    rec = g.recorder
+    rec.wait("OPEN")
+    wait_for(lambda: g.relay.is_active, 5, "the relay to be pulsed by the OPEN")
+
+    camera.refuse()  # the camera hangs up and refuses every reconnect
+    at, fault = rec.wait("FAULT")
+    assert not g.relay.is_active, "FAULT forces the relay off, cutting the 60 s pulse short"
+    assert g.pipeline.gate.faulted
+    assert fault.reason and ("cannot open" in fault.reason or "no frame" in fault.reason or "stopped" in fault.reason), fault.reason
+    assert abs(fault.t - time.time()) < 60, "a live event's t is the wall clock"
+    refused_from = len(camera.attempts)
+    wait_for(lambda: len(camera.attempts) >= refused_from + 3, 10, "reconnect attempts to go on while faulted")
+    assert rec.kinds(at + 1) == [], "nothing but the one FAULT while the camera is down"
+    assert not g.relay.is_active and g.source.status.reconnects == 0
+
+    camera.resume()
+    back, recovered = rec.wait("RECOVERED", start=at)
+    _, reopened = rec.wait("OPEN", start=back)
+    assert rec.kinds() == ["OPEN", "FAULT", "RECOVERED", "OPEN"]
+    assert reopened.frame - recovered.frame >= HOLD_FRAMES - 1, "the fault dropped the smile: it is held in full again"
+    assert g.source.status.reconnects == 1
+    wait_for(lambda: g.relay.is_active, 5, "the relay to be pulsed again after recovery")
+
+
+@pytest.mark.slow
+def test_a_stalled_camera_trips_the_watchdog_and_recovers(camera: MjpegServer, live_gate: Callable[..., LiveGate]) -> None:
+    # The read timeout is far longer than the watchdog: the FAULT comes from the frame loop's
+    # watchdog alone, while the capture thread is still waiting on the socket.
+    g = live_gate(camera.url, source={"watchdog_s": 0.3}, read_timeout_s=10.0)
+    rec = g.recorder
+    rec.wait("OPEN")
+    camera.stall()
+    at, fault = rec.wait("FAULT")
+    assert fault.reason == "no frame for 0.3 s"
+    assert not g.relay.is_active
+    camera.resume()  # the same connection carries on
+    back, _ = rec.wait("RECOVERED", start=at)
+    rec.wait("OPEN", start=back)
+    assert rec.kinds() == ["OPEN", "FAULT", "RECOVERED", "OPEN"]
+
+
+@pytest.mark.slow
+def test_a_dropped_connection_is_reconnected_under_the_watchdog(camera: MjpegServer, live_gate: Callable[..., LiveGate]) -> None:
+    # A reconnect to a camera that answers takes milliseconds; a 3 s watchdog never notices it.
+    g = live_gate(camera.url, source={"watchdog_s": 3.0})
+    g.recorder.wait("OPEN")
+    frames_before = g.app.frames
+    camera.drop()
+    wait_for(lambda: g.source.status.reconnects == 1, 10, "the reconnect")
+    wait_for(lambda: g.app.frames >= frames_before + 10, 10, "frames to flow again")
+    assert "FAULT" not in g.recorder.kinds()
+
+
+@pytest.mark.slow
+def test_a_source_that_gives_up_ends_the_run_with_the_gate_shut(camera: MjpegServer, live_gate: Callable[..., LiveGate]) -> None:
+    g = live_gate(camera.url, source={"max_reconnects": 2, "watchdog_s": 30.0})
+    g.recorder.wait("OPEN")
+    camera.refuse()
+    g.thread.join(timeout=15)
+    assert not g.thread.is_alive(), "the run ends by itself once the source gives up"
+    assert g.recorder.kinds() == ["OPEN", "FAULT"]
+    assert "cannot open" in (g.recorder.events[-1].reason or "")
+    assert not g.relay.is_active
+
+
+def test_shutdown_mid_pulse_shuts_the_relay_at_once_instead_of_waiting_the_pulse_out() -> None:
+    relay = GpioHook(GpioHookConfig(pin=RELAY_PIN, pin_factory="mock", pulse_ms=60_000, max_age_s=60.0), name="relay")
+    dispatcher = Dispatcher(None, [relay])
+    dispatcher.start()
+    for frame in (1, 2):  # the second OPEN waits in the queue behind the first one's pulse
+        dispatcher.emit(Event(EventType.OPEN, frame, 0.1 * frame, 0.9, f"open-{frame}", (0.0, 0.0, 90.0, 90.0), 1))
+    wait_for(lambda: relay.is_active, 5, "the pulse to start")
+    pin = relay.device.pin  # the mock pin outlives the device, so its level can be read after close
+    started = time.monotonic()
+    dispatcher.close(timeout=5.0)
+    assert time.monotonic() - started < 2.0, "close waited for the pulse (or the bound) instead of cutting it"
+    assert relay.device.closed and pin.state is False, "the relay is left shut"
+    assert relay.stats.delivered == 0 and relay.stats.failed == 2, "neither the cut pulse nor the queued OPEN counts as delivered"
+
+
+# -- the whole process: damaged files, live URL, signals ----------------------------------------------
+
+
+def write_config(path: Path, face_model_path: Path, journal: Path, **sections: dict[str, Any]) -> Path:
+    data: dict[str, Any] = {
+        "detector": {"model_path": str(face_model_path)},
+        "gate": dict(GATE),
+        "source": dict(SOURCE),
+        "journal": {"path": str(journal)},
+        # A 60 s pulse that is still on when the signal comes: shutdown must not wait for it.
+        "hooks": [{"type": "gpio", "pin": RELAY_PIN, "pin_factory": "mock", "pulse_ms": 60_000, "max_age_s": 60.0}],
+    }
+    if smile_model():
+        data["classifier"] = {"model_path": smile_model()}
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def gatekeeper_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gatekeeper.cli", *args]
+
+
+def parse_events(stdout: str) -> list[dict[str, Any]]:
+    events = [json.loads(line) for line in stdout.splitlines()]  # every line is a complete object
+    for e in events:
+        assert REQUIRED_KEYS <= set(e), e
+    return events
+
+
+@pytest.fixture
+def cli_config(tmp_path: Path, face_model_path: Path) -> Callable[..., Path]:
+    def make(**sections: dict[str, Any]) -> Path:
+        return write_config(tmp_path / "config.yaml", face_model_path, tmp_path / "journal.sqlite3", **sections)
+
+    return make
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["cut-short", "garbled-middle"])
+def test_a_damaged_file_replays_what_it_can_and_exits_0(shared_dir: Path, tmp_path: Path, cli_config: Callable[..., Path], damage: str) -> None:
+    clip = shared_dir / "videos" / "single_face.mp4"
+    if damage == "cut-short":
+        video = truncated(faststart(clip, tmp_path / "fs.mp4"), tmp_path / "cut.mp4", 0.6)
+    else:
+        video = garbled(clip, tmp_path / "garbled.mp4", 0.4, 0.5)
+    proc = subprocess.run(gatekeeper_cmd("--video", str(video), "--config", str(cli_config())), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    events = parse_events(proc.stdout)
+    assert [e["event"] for e in events][:1] == ["OPEN"], "the decodable part was processed"
+    assert "could not be decoded" in proc.stderr or "truncated" in proc.stderr, "the damage is reported"
+
+
+def test_an_mp4_cut_before_its_index_exits_2_with_one_line(shared_dir: Path, tmp_path: Path, cli_config: Callable[..., Path]) -> None:
+    video = truncated(shared_dir / "videos" / "single_face.mp4", tmp_path / "cut.mp4", 0.6)
+    proc = subprocess.run(gatekeeper_cmd("--video", str(video), "--config", str(cli_config())), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("gatekeeper: error:")]
+    assert len(lines) == 1 and str(video) in lines[0], proc.stderr
+
+
+def test_a_url_nobody_serves_exits_2(cli_config: Callable[..., Path], camera: MjpegServer) -> None:
+    camera.refuse()
+    proc = subprocess.run(gatekeeper_cmd("--url", camera.url, "--config", str(cli_config())), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "gatekeeper: error: cannot open video source" in proc.stderr
+
+
+class Reader:
+    """Collects a subprocess's stdout lines on a thread, so the test can wait for one without blocking."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._proc = proc
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+
+    def wait_event(self, kind: str, timeout: float = 60.0) -> dict[str, Any]:
+        def find() -> dict[str, Any] | None:
+            return next((e for e in map(json.loads, self.lines) if e["event"] == kind), None)
+
+        with self._cond:
+            found = self._cond.wait_for(find, timeout)
+        if found is None:
+            raise AssertionError(f"no {kind} event within {timeout:g} s; got {self.lines}")
+        return found
+
+    def join(self) -> str:
+        self._thread.join(timeout=10)
+        return "".join(self.lines)
+
+
+@contextmanager
+def gatekeeper_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], Reader]]:
+    proc = subprocess.Popen(gatekeeper_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc, Reader(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_the_cli_rides_out_a_camera_outage(cli_config: Callable[..., Path], camera: MjpegServer) -> None:
+    with gatekeeper_process("--url", camera.url, "--config", str(cli_config())) as (proc, out):
+        out.wait_event("OPEN")
+        camera.refuse()
+        out.wait_event("FAULT", timeout=15)
+        camera.resume()
+        out.wait_event("RECOVERED", timeout=15)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=10)
+        _, stderr = proc.communicate(timeout=10)
+        stdout = out.join()
+    assert rc == 0, stderr[-3000:]
+    kinds = [e["event"] for e in parse_events(stdout)]
+    assert kinds[:3] == ["OPEN", "FAULT", "RECOVERED"]
+    assert '"reconnects": 1' in stderr, "the outage cost exactly one reconnect (the done line counts them)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_mid_run_stops_in_order_and_exits_0(shared_dir: Path, cli_config: Callable[..., Path], sig: signal.Signals) -> None:
+    video = shared_dir / "videos" / "face_noface.mov"  # 5.6 s at its own rate: the signal comes mid-way
+    with gatekeeper_process("--video", str(video), "--realtime", "--config", str(cli_config())) as (proc, out):
+        out.wait_event("OPEN")  # the relay is now in the middle of a 60 s pulse
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=10)
+        took = time.monotonic() - sent
+        _, stderr = proc.communicate(timeout=10)
+        stdout = out.join()
+    assert rc == 0, stderr[-3000:]
+    assert took < 5.0, f"exit took {took:.1f} s after {sig.name}"
+    assert "Traceback" not in stderr
+    assert f"received {sig.name}; stopping" in stderr
+    assert stdout.endswith("\n"), "the last event line is complete"
+    events = parse_events(stdout)
+    assert events[0]["event"] == "OPEN"
+    done = re.search(r"done: (\d+) frames", stderr)
+    assert done is not None, stderr[-2000:]
+    assert int(done.group(1)) < 169, "it stopped mid-clip, not at the end"

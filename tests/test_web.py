@@ -1,0 +1,555 @@
+"""The live view (gatekeeper/web.py): routes, health, metrics, streams, auth, and a real browser.
+
+Most tests drive a real server on an ephemeral loopback port from the test's own frames and
+events (no models), with a fake clock where time matters. The slow test at the end runs the
+whole command on a shared clip and watches the page in headless Chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gatekeeper.capture import Frame, SourceStatus
+from gatekeeper.cli import main
+from gatekeeper.config import Config, HttpConfig
+from gatekeeper.errors import ConfigError
+from gatekeeper.gate import Event, EventType, FaceScore, Gate
+from gatekeeper.hooks.base import HookStats
+from gatekeeper.web import EventHub, LiveView, WebServer, is_loopback, parse_listen
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "s3cret-token-0123456789"
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def image(shade: int, size: tuple[int, int] = (120, 160)) -> np.ndarray:
+    img = np.full((*size, 3), shade, np.uint8)
+    img[10:30, 10:30] = 255 - shade  # something to see besides a flat colour
+    return img
+
+
+class Feeder:
+    """Plays the frame loop's part: frames through a real Gate, then into the view."""
+
+    def __init__(self, view: LiveView) -> None:
+        self.view = view
+        self.gate = Gate(view.cfg.gate)
+        self.index = 0
+
+    def frame(self, score: float | None, shade: int = 90) -> None:
+        faces = [] if score is None else [FaceScore((40.0, 30.0, 50.0, 50.0), score)]
+        t = self.index / 30
+        for e in self.gate.update(self.index, t, faces):
+            self.view.emit(e)
+        self.view.on_frame(Frame(image(shade), self.index, t), SimpleNamespace(gate=self.gate, last_faces=faces))
+        self.index += 1
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make_view(clock: FakeClock, **http: Any) -> LiveView:
+    return LiveView(Config(http=HttpConfig(**http)), source_status=SourceStatus(), clock=clock)
+
+
+@pytest.fixture
+def served(clock: FakeClock) -> Iterator[Callable[..., tuple[LiveView, WebServer]]]:
+    """Start a server for a view made with the given http settings; stopped after the test."""
+    servers: list[WebServer] = []
+
+    def start(**http: Any) -> tuple[LiveView, WebServer]:
+        view = make_view(clock, **http)
+        server = WebServer(view, "127.0.0.1", 0)
+        server.start()
+        servers.append(server)
+        return view, server
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+def get(server: WebServer, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(server.url.rstrip("/") + path, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+
+def open_stream(server: WebServer, path: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", path)
+    return conn, conn.getresponse()
+
+
+def event(kind: EventType, frame: int = 1, reason: str | None = None) -> Event:
+    return Event(kind, frame, frame / 30, None, f"id-{kind.value}-{frame}", None, 0, reason)
+
+
+# -- where to listen ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("8080", ("127.0.0.1", 8080)),
+        (":8080", ("127.0.0.1", 8080)),
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+        ("0.0.0.0:80", ("0.0.0.0", 80)),
+        ("[::1]:8080", ("::1", 8080)),
+        ("gate.local:9000", ("gate.local", 9000)),
+        ("localhost:8080", ("localhost", 8080)),
+        ("::1:8080", ConfigError),
+        ("host:http", ConfigError),
+        ("host:70000", ConfigError),
+        ("", ConfigError),
+    ],
+)
+def test_parse_listen(text: str, expected: Any) -> None:
+    if expected is ConfigError:
+        with pytest.raises(ConfigError, match="--http"):
+            parse_listen(text)
+    else:
+        assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("localhost", True), ("0.0.0.0", False), ("::", False), ("192.168.1.20", False), ("gate.local", False)],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "gate.local"])
+def test_a_bind_beyond_loopback_needs_a_token(clock: FakeClock, host: str) -> None:
+    with pytest.raises(ConfigError, match=r"http\.token"):
+        WebServer(make_view(clock), host, 8080)
+    WebServer(make_view(clock, token=TOKEN), host, 8080)  # constructed, not started: no bind
+
+
+def test_a_short_token_is_a_config_error() -> None:
+    from gatekeeper.config import config_from_dict
+
+    with pytest.raises(ConfigError, match=r"http: token: expected at least 16 characters"):
+        config_from_dict({"http": {"token": "short"}})
+
+
+def test_a_port_in_use_is_one_clear_error(served: Callable[..., tuple[LiveView, WebServer]], clock: FakeClock) -> None:
+    _, first = served()
+    with pytest.raises(ConfigError, match=f"127.0.0.1:{first.port}: cannot listen there"):
+        WebServer(make_view(clock), "127.0.0.1", first.port).start()
+
+
+# -- health, status, metrics ----------------------------------------------------------------------
+
+
+def test_healthz_follows_frames_faults_and_the_watchdog(served: Callable[..., tuple[LiveView, WebServer]], clock: FakeClock) -> None:
+    view, server = served()
+    feed = Feeder(view)
+
+    def health() -> tuple[int, str]:
+        status, _, body = get(server, "/healthz")
+        return status, json.loads(body)["reason"]
+
+    assert health() == (503, "no frame yet")
+    feed.frame(None)
+    assert health() == (200, "ok")
+    clock.now += view.cfg.source.watchdog_s + 0.5
+    assert health() == (503, "no frame for 2.5 s")
+    feed.frame(None)
+    assert health() == (200, "ok")
+    view.emit(event(EventType.FAULT, reason="no frame for 2 s"))
+    assert health() == (503, "fault: no frame for 2 s")
+    assert json.loads(get(server, "/status")[2])["state"] == "fault"
+    view.emit(event(EventType.RECOVERED, 2))
+    feed.frame(None)
+    assert health() == (200, "ok")
+    view.close()
+    clock.now += 10
+    assert health() == (503, "source ended; last frame 10.0 s ago")
+
+
+def test_status_reports_state_counters_events_and_hooks(served: Callable[..., tuple[LiveView, WebServer]], clock: FakeClock) -> None:
+    view, server = served()
+    assert view.source_status is not None
+    view.hooks = [SimpleNamespace(name="webhook[0]", stats=HookStats(published=3, attempts=4, delivered=2, failed=1))]  # type: ignore[list-item]
+    feed = Feeder(view)
+    for score in [0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]:  # six frames held at the default hold_frames: OPEN
+        feed.frame(score)
+    view.source_status.read, view.source_status.dropped, view.source_status.reconnects = 9, 2, 1
+    clock.now += 12.5
+    status, headers, body = get(server, "/status")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    s = json.loads(body)
+    assert s["state"] == "opened"
+    assert s["score"] == 0.9
+    assert s["frame"] == 6
+    assert s["faces"] == [[40.0, 30.0, 50.0, 50.0, 0.9]]
+    assert s["frames"] == {"read": 9, "processed": 7, "dropped": 2, "skipped": 0}
+    assert s["reconnects"] == 1
+    assert s["uptime_s"] == 12.5
+    assert s["events"] == {"OPEN": 1, "DENY": 0, "FACE_LOST": 0, "FAULT": 0, "RECOVERED": 0}
+    assert s["hooks"]["webhook[0]"]["delivered"] == 2 and s["hooks"]["webhook[0]"]["failed"] == 1
+    assert s["thresholds"] == {"enter": 0.6, "exit": 0.4}
+
+
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_metrics_parse_with_the_prometheus_parser(served: Callable[..., tuple[LiveView, WebServer]]) -> None:
+    view, server = served()
+    assert view.source_status is not None
+    view.hooks = [SimpleNamespace(name="mqtt[1]", stats=HookStats(attempts=5, delivered=3, failed=2, expired=1))]  # type: ignore[list-item]
+    feed = Feeder(view)
+    for score in [0.9] * 6 + [None] * 12:  # OPEN, then the face leaves: FACE_LOST
+        feed.frame(score)
+    for stage, seconds in [("decode", 0.002), ("detect", 0.004), ("detect", 0.3), ("crop", 0.0004), ("classify", 0.001), ("gate", 0.00001)]:
+        view.observe_stage(stage, seconds)
+    view.observe_stage("not-a-stage", 1.0)  # ignored, not an error on the frame loop
+    view.source_status.read, view.source_status.dropped, view.source_status.reconnects = 20, 2, 3
+
+    status, headers, body = get(server, "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    m = metric_samples(body.decode())
+    assert m[("gatekeeper_frames_read_total", ())] == 20
+    assert m[("gatekeeper_frames_processed_total", ())] == 18
+    assert m[("gatekeeper_frames_dropped_total", ())] == 2
+    assert m[("gatekeeper_camera_reconnects_total", ())] == 3
+    assert m[("gatekeeper_events_total", (("type", "OPEN"),))] == 1
+    assert m[("gatekeeper_events_total", (("type", "FACE_LOST"),))] == 1
+    assert m[("gatekeeper_events_total", (("type", "DENY"),))] == 0
+    assert m[("gatekeeper_hook_deliveries_total", (("hook", "mqtt[1]"),))] == 3
+    assert m[("gatekeeper_hook_failures_total", (("hook", "mqtt[1]"),))] == 2
+    for stage in ("decode", "detect", "crop", "classify", "gate"):
+        assert ("gatekeeper_stage_seconds_count", (("stage", stage),)) in m
+    assert m[("gatekeeper_stage_seconds_count", (("stage", "detect"),))] == 2
+    assert m[("gatekeeper_stage_seconds_bucket", (("le", "0.005"), ("stage", "detect")))] == 1
+    assert m[("gatekeeper_gate_state", (("state", "idle"),))] == 1
+    assert ("gatekeeper_stage_seconds_count", (("stage", "not-a-stage"),)) not in m
+
+
+def test_metrics_use_their_own_registry() -> None:
+    from prometheus_client import REGISTRY
+
+    view = make_view(FakeClock())
+    view.emit(event(EventType.OPEN))
+    assert REGISTRY.get_sample_value("gatekeeper_events_total", {"type": "OPEN"}) is None
+    assert view.registry.get_sample_value("gatekeeper_events_total", {"type": "OPEN"}) == 1
+
+
+# -- the streams ------------------------------------------------------------------------------------
+
+
+def read_sse(resp: http.client.HTTPResponse, want: Callable[[str, dict[str, Any]], bool]) -> list[tuple[str, dict[str, Any]]]:
+    """Messages until one matches ``want`` (the socket timeout bounds the wait)."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    kind, data = "message", ""
+    while True:
+        line = resp.readline().decode()
+        if not line:
+            raise AssertionError(f"stream ended; got {seen}")
+        line = line.rstrip("\n")
+        if line.startswith("event: "):
+            kind = line[len("event: ") :]
+        elif line.startswith("data: "):
+            data = line[len("data: ") :]
+        elif line == "" and data:
+            seen.append((kind, json.loads(data)))
+            if want(*seen[-1]):
+                return seen
+            kind, data = "message", ""
+
+
+def test_events_stream_sends_recent_then_live_events_and_state(served: Callable[..., tuple[LiveView, WebServer]]) -> None:
+    view, server = served()
+    view.emit(event(EventType.FACE_LOST, 1))
+    conn, resp = open_stream(server, "/events")
+    try:
+        assert resp.status == 200 and resp.headers["Content-Type"] == "text/event-stream"
+        # The recent event comes first; the subscription exists from then on.
+        got = read_sse(resp, lambda k, d: k == "gate")
+        assert got[-1][1]["event"] == "FACE_LOST"
+        feed = Feeder(view)
+        for _ in range(6):
+            feed.frame(0.95)  # the sixth frame opens the gate
+        got = read_sse(resp, lambda k, d: k == "gate")
+        assert got[-1][1]["event"] == "OPEN" and got[-1][1]["frame"] == 5
+        got = read_sse(resp, lambda k, d: k == "state" and d["state"] == "opened")
+        assert got[-1][1]["score"] == 0.95
+    finally:
+        conn.close()
+
+
+def test_a_slow_events_client_loses_its_oldest_events_not_the_gate() -> None:
+    hub = EventHub(queue_size=2, history=3)
+
+    async def scenario() -> tuple[list[int], int]:
+        sub = hub.subscribe()
+        for i in range(5):
+            hub.publish({"n": i})  # from the loop's own thread here; call_soon_threadsafe still applies
+        await asyncio.sleep(0)  # let the queued puts run
+        items = [sub.queue.get_nowait()["n"] for _ in range(sub.queue.qsize())]
+        hub.unsubscribe(sub)
+        return items, hub.total_dropped()
+
+    items, dropped = asyncio.run(scenario())
+    assert items == [3, 4]
+    assert dropped == 3
+    assert [e["n"] for e in hub.recent()] == [2, 3, 4]
+
+
+def read_part(resp: http.client.HTTPResponse) -> bytes:
+    """One JPEG from a multipart/x-mixed-replace stream."""
+    headers: dict[str, str] = {}
+    while True:
+        line = resp.readline().decode().strip()
+        if line == "--frame":
+            continue
+        if not line and headers:
+            break
+        if line:
+            key, _, value = line.partition(":")
+            headers[key.lower()] = value.strip()
+    assert headers["content-type"] == "image/jpeg"
+    return resp.read(int(headers["content-length"]))
+
+
+def test_mjpeg_stream_sends_each_new_frame_with_boxes(served: Callable[..., tuple[LiveView, WebServer]]) -> None:
+    view, server = served(max_fps=60)
+    feed = Feeder(view)
+    feed.frame(0.9, shade=40)
+    conn, resp = open_stream(server, "/stream.mjpg")
+    try:
+        assert resp.headers["Content-Type"] == "multipart/x-mixed-replace; boundary=frame"
+        first = cv2.imdecode(np.frombuffer(read_part(resp), np.uint8), cv2.IMREAD_COLOR)
+        assert first.shape == (120, 160, 3)
+        # The face box (40, 30, 50, 50) is drawn in green: a smile above the enter threshold.
+        b, g, r = (int(v) for v in first[55, 40])
+        assert g > 150 and g > r + 60 and g > b + 60, (b, g, r)
+        feed.frame(None, shade=200)
+        second = cv2.imdecode(np.frombuffer(read_part(resp), np.uint8), cv2.IMREAD_COLOR)
+        assert abs(float(second.mean()) - float(first.mean())) > 50  # the new frame, not the old one again
+    finally:
+        conn.close()
+
+
+def test_on_frame_keeps_only_the_newest_frame(clock: FakeClock) -> None:
+    view = make_view(clock)
+    feed = Feeder(view)
+    for _ in range(50):
+        feed.frame(None)
+    snap = view.snapshot()
+    assert snap is not None and snap.seq == 49 and snap.frame == 49
+
+
+def test_the_page_is_served(served: Callable[..., tuple[LiveView, WebServer]]) -> None:
+    _, server = served()
+    status, headers, body = get(server, "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    page = body.decode()
+    assert 'withToken("stream.mjpg")' in page and 'new EventSource(withToken("events"))' in page
+
+
+# -- the token --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "expected"),
+    [
+        ("/status", {}, 401),
+        ("/metrics", {}, 401),
+        ("/", {}, 401),
+        ("/status", {"Authorization": "Bearer wrong-token-0123456789"}, 401),
+        ("/status", {"Authorization": f"Bearer {TOKEN}"}, 200),
+        (f"/metrics?token={TOKEN}", {}, 200),
+        (f"/?token={TOKEN}", {}, 200),
+        ("/healthz", {}, 503),  # health needs no token (probes carry none); no frame yet
+    ],
+)
+def test_token(served: Callable[..., tuple[LiveView, WebServer]], path: str, headers: dict[str, str], expected: int) -> None:
+    _, server = served(token=TOKEN)
+    assert get(server, path, headers)[0] == expected
+
+
+# -- the command line -------------------------------------------------------------------------------
+
+
+def test_http_without_the_web_extra_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # import aiohttp now raises ImportError
+    assert main(["--video", str(tmp_path / "missing.mp4"), "--http", "8080", "--config", os.devnull]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["gatekeeper: error: --http needs the 'web' extra (aiohttp is not installed); install it with: pip install 'gatekeeper[web]'"]
+
+
+def test_hold_open_needs_http(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["--video", str(tmp_path / "clip.mp4"), "--hold-open", "5", "--config", os.devnull]) == 2
+    assert "--hold-open" in capsys.readouterr().err
+
+
+def test_check_config_masks_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "whsec_" + "QUJD" * 8
+    path = tmp_path / "config.yaml"
+    path.write_text(f"http: {{token: {TOKEN}}}\nhooks:\n  - type: webhook\n    url: https://example.invalid/hook\n    secret: {secret}\n")
+    assert main(["--check-config", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert TOKEN not in out and secret not in out
+    assert out.count("<redacted>") == 2
+
+
+# -- the real thing, in a real browser --------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Headless Debian Chromium through its chromedriver (Selenium Manager is never asked)."""
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not Path(path).exists():
+            pytest.fail(f"{path} not found; install Debian's browser: apt-get install chromium chromium-driver", pytrace=False)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # No network beyond loopback here: keep Chromium from trying to reach its services.
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,860", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, every: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+@pytest.mark.slow
+def test_live_view_in_a_real_browser(browser: Any, shared_dir: Path, face_model_path: Path, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    artifacts = REPO / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    clip = shared_dir / "videos" / "face_noface.mov"
+    # The checkout first on the path: the package is tested from here, installed or not.
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": pythonpath, "GATEKEEPER_FACE_MODEL": str(face_model_path), "XDG_STATE_HOME": str(tmp_path / "state")}
+    # Port 0: the system picks a free port and the server logs it; --hold-open keeps the page up
+    # after the 5.6 s clip so the checks after its end do not race the exit.
+    cmd = [sys.executable, "-m", "gatekeeper.cli", "--video", str(clip), "--realtime", "--http", "127.0.0.1:0", "--hold-open", "60", "--config", os.environ.get("TMP_WEB_TEST_CONFIG", os.devnull)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    lines: queue.Queue[str] = queue.Queue()
+    stderr: list[str] = []
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            stderr.append(line)
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                line = lines.get(timeout=0.5)
+                if "live view on " in line:
+                    url = line.split("live view on ", 1)[1].strip()
+            assert proc.poll() is None, "".join(stderr)
+        assert url, "the server never said where it listens:\n" + "".join(stderr)
+
+        # The server is up before the models load, so the page opens before the clip starts.
+        browser.get(url)
+        picture = browser.find_element(By.ID, "picture")
+        wait_for("the first picture", lambda: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", picture))
+        first = picture.screenshot_as_png
+        wait_for("the picture to change", lambda: picture.screenshot_as_png != first)
+
+        opened = wait_for("OPEN in the event list", lambda: browser.find_elements(By.CSS_SELECTOR, '#events li[data-event="OPEN"]'))
+        assert "OPEN" in opened[0].text
+        wait_for("a smile score on the bar", lambda: browser.find_element(By.ID, "scoretext").text.startswith("score "))
+        browser.save_screenshot(str(artifacts / "web_live.png"))
+
+        def fetch(path: str) -> tuple[int, bytes]:
+            try:
+                with urllib.request.urlopen(url.rstrip("/") + path, timeout=10) as r:
+                    return r.status, r.read()
+            except urllib.error.HTTPError as exc:
+                with exc:
+                    return exc.code, exc.read()
+
+        # The clip ends at 5.6 s; health turns 503 a watchdog period after the last frame.
+        status = wait_for("the end of the clip", lambda: (s := json.loads(fetch("/status")[1]))["ended"] and s, timeout=60)
+        assert status["frames"] == {"read": 169, "processed": 169, "dropped": 0, "skipped": 0}
+        assert status["events"]["OPEN"] == 1
+        wait_for("/healthz to report the ended source", lambda: fetch("/healthz")[0] == 503, timeout=30)
+        assert "source ended" in json.loads(fetch("/healthz")[1])["reason"]
+
+        m = metric_samples(fetch("/metrics")[1].decode())
+        assert m[("gatekeeper_frames_processed_total", ())] == 169
+        assert m[("gatekeeper_events_total", (("type", "OPEN"),))] == 1
+        for stage in ("decode", "detect", "crop", "classify", "gate"):
+            assert m[("gatekeeper_stage_seconds_count", (("stage", stage),))] > 0, stage
+        assert browser.find_element(By.ID, "health").text == "source ended"
+        browser.save_screenshot(str(artifacts / "web_ended.png"))
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, "".join(stderr)
+    events = [json.loads(line)["event"] for line in out.splitlines() if line.strip()]
+    assert events.count("OPEN") == 1, events
+    assert "Traceback" not in "".join(stderr)
+

@@ -1,0 +1,85 @@
+"""The numpy metrics used for checkpoints, calibration and the model card."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from gatekeeper.training.metrics import binary_metrics, choose_threshold, fit_platt, reliability, roc_auc, roc_curve
+
+
+def brute_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    wins = sum((p > n) + 0.5 * (p == n) for p, n in itertools.product(pos, neg))
+    return wins / (len(pos) * len(neg))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_roc_auc_matches_pairwise_definition_with_ties(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 60)
+    scores = np.round(rng.random(60) + 0.3 * labels, 1)  # rounding makes ties
+    assert roc_auc(scores, labels) == pytest.approx(brute_auc(scores, labels))
+
+
+@pytest.mark.parametrize(
+    ("scores", "labels", "expected"),
+    [
+        ([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1], 1.0),
+        ([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1], 0.0),
+        ([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1], 0.5),
+    ],
+)
+def test_roc_auc_known_cases(scores, labels, expected) -> None:
+    assert roc_auc(np.array(scores), np.array(labels)) == pytest.approx(expected)
+
+
+def test_roc_curve_ends_at_corners() -> None:
+    fpr, tpr, _ = roc_curve(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
+    assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+
+
+def test_binary_metrics_confusion_and_balanced_accuracy() -> None:
+    m = binary_metrics(np.array([0.9, 0.8, 0.3, 0.7, 0.1, 0.2]), np.array([1, 1, 1, 0, 0, 0]), 0.5)
+    assert m["confusion"] == {"tn": 2, "fp": 1, "fn": 1, "tp": 2}
+    assert m["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 2 / 3) / 2, abs=1e-4)
+
+
+def test_fit_platt_recovers_known_calibration() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2, 20000)
+    p = 1 / (1 + np.exp(-(0.7 * z - 0.4)))
+    y = (rng.random(len(z)) < p).astype(int)
+    a, b = fit_platt(z, y)
+    assert a == pytest.approx(0.7, abs=0.05) and b == pytest.approx(-0.4, abs=0.05)
+
+
+def test_fit_platt_with_balanced_weights_centres_an_imbalanced_set() -> None:
+    """With class-balanced weights, p=0.5 falls where the two classes' densities cross."""
+    rng = np.random.default_rng(1)
+    z = np.r_[rng.normal(-1, 1, 9000), rng.normal(1, 1, 1000)]
+    y = np.r_[np.zeros(9000), np.ones(1000)]
+    w = np.where(y == 1, 9.0, 1.0)
+    a, b = fit_platt(z, y, w)
+    assert -b / a == pytest.approx(0.0, abs=0.1)  # the symmetric crossing point
+    a_raw, b_raw = fit_platt(z, y)
+    assert -b_raw / a_raw > 0.8  # unweighted, the 10% prior pushes the boundary far to the right
+
+
+def test_choose_threshold_separable() -> None:
+    probs = np.array([0.1, 0.2, 0.3, 0.62, 0.7, 0.9])
+    t = choose_threshold(probs, np.array([0, 0, 0, 1, 1, 1]))
+    assert 0.3 < t <= 0.62
+
+
+def test_reliability_bins_count_everything() -> None:
+    rng = np.random.default_rng(2)
+    probs = rng.random(1000)
+    rel = reliability(probs, (rng.random(1000) < probs).astype(int))
+    assert sum(rel["count"]) == 1000
+    filled = [i for i, c in enumerate(rel["count"]) if c > 50]
+    assert all(abs(rel["mean_prob"][i] - rel["frac_smiling"][i]) < 0.15 for i in filled)

@@ -1,0 +1,70 @@
+"""`gatekeeper train` end to end on a tiny set: train, calibrate, export, and the runtime loads it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gatekeeper.classify import SmileClassifier
+from gatekeeper.errors import ModelError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path, face_model_path: Path) -> Path:
+    root = tmp_path_factory.mktemp("faces")
+    for cls, src in (("smile", "happy"), ("neutral", "neutral"), ("sad", "sad")):
+        (root / cls).mkdir()
+        for f in sorted((shared_dir / "data" / "fer2013" / src).glob("*.png"))[:60]:
+            shutil.copy(f, root / cls / f.name)
+    out = tmp_path_factory.mktemp("model")
+    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gatekeeper.cli", "train", "--data", f"folders:{root}", "--epochs", "1", "--batch", "32",
+         "--out", str(out), "--cache", str(out / "cache"), "--no-progress"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_export_writes_every_file_with_a_matching_card(tiny_model: Path) -> None:
+    card = json.loads((tiny_model / "model.json").read_text())
+    for name in ("smile.tflite", "smile_int8.tflite", "smile.keras"):
+        assert card["files"][name]["bytes"] == (tiny_model / name).stat().st_size
+    assert card["input"]["crop"]["size"] == 64
+    assert 0.0 < card["threshold"] < 1.0
+    assert card["training"]["datasets"][0]["count"] == 180
+    assert set(card["metrics"]) == {"smile.tflite", "smile_int8.tflite"}
+    assert (tiny_model / "smile.tflite").stat().st_size <= 500_000
+
+
+def test_runtime_runs_both_exports(tiny_model: Path) -> None:
+    chips = np.random.default_rng(0).integers(0, 255, (3, 64, 64), dtype=np.uint8)
+    for name in ("smile.tflite", "smile_int8.tflite"):
+        p = SmileClassifier(tiny_model / name).predict(chips)
+        assert p.shape == (3,) and np.all((p >= 0) & (p <= 1))
+
+
+def test_runtime_refuses_a_model_that_does_not_match_its_card(tiny_model: Path, tmp_path: Path) -> None:
+    for f in ("smile.tflite", "model.json"):
+        shutil.copy(tiny_model / f, tmp_path / f)
+    data = bytearray((tmp_path / "smile.tflite").read_bytes())
+    data[-100] ^= 0xFF
+    (tmp_path / "smile.tflite").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match its model card"):
+        SmileClassifier(tmp_path / "smile.tflite")
+
+
+def test_runtime_refuses_a_model_without_a_card(tiny_model: Path, tmp_path: Path) -> None:
+    shutil.copy(tiny_model / "smile.tflite", tmp_path / "smile.tflite")
+    with pytest.raises(ModelError, match="no model card"):
+        SmileClassifier(tmp_path / "smile.tflite")
