@@ -25,7 +25,7 @@ import yaml
 from .errors import ConfigError
 from .gate import GateConfig
 from .hooks.config import HOOK_TYPES, HookConfig
-from .schema import bounds_text, opt
+from .schema import bounds_text, check_bounds, opt
 
 __all__ = ["Config", "HttpConfig", "config_from_dict", "config_to_dict", "load_config"]
 
@@ -78,6 +78,7 @@ class HttpConfig:
     recent_events: int = opt(20, "recent events a newly opened live view starts with", ge=0, le=1000)
 
     def __post_init__(self) -> None:
+        check_bounds(self)  # HttpConfig(max_fps=0) built in code fails as a file would
         # A short token on a network-facing camera view is no protection; say so at start.
         if self.token is not None and len(self.token) < 16:
             raise ValueError(f"token: expected at least 16 characters, got {len(self.token)}")

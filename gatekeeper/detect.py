@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import tempfile
+import types
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -132,27 +133,36 @@ def check_tflite_file(path: Path, what: str) -> bytes:
 
 
 @contextlib.contextmanager
-def _tensorflow_blocked() -> Iterator[None]:
-    """Keep ``import mediapipe`` from importing TensorFlow.
+def _lean_mediapipe_import() -> Iterator[None]:
+    """Import mediapipe without the two heavy packages it drags in for things a gate never uses.
 
-    mediapipe's tasks package imports ``tensorflow.tools.docs`` for a documentation decorator
-    when TensorFlow is installed, which costs seconds and hundreds of MB. It falls back to a
-    no-op on ModuleNotFoundError, which a ``None`` entry in ``sys.modules`` produces. Where
-    TensorFlow is already imported (training), nothing changes.
+    * TensorFlow: mediapipe's tasks package imports ``tensorflow.tools.docs`` for a documentation
+      decorator when TensorFlow is installed (seconds and hundreds of MB). It falls back to a
+      no-op on ModuleNotFoundError, which a ``None`` entry in ``sys.modules`` produces.
+    * matplotlib: ``mediapipe.tasks.python.vision`` imports ``matplotlib.pyplot`` for its drawing
+      helpers (0.6 s of start-up). A placeholder module stands in while mediapipe is imported;
+      only those drawing helpers, which we never call, keep a reference to it.
+
+    Both stand-ins are removed afterwards, so the real packages stay importable (training,
+    ``--report``). Where a package is already imported, it is left alone.
     """
-    if "tensorflow" in sys.modules:
-        yield
-        return
-    sys.modules["tensorflow"] = None  # type: ignore[assignment]
+    stand_ins: dict[str, types.ModuleType | None] = {}
+    if "tensorflow" not in sys.modules:
+        stand_ins["tensorflow"] = None
+    if "matplotlib" not in sys.modules:
+        stand_ins["matplotlib"] = types.ModuleType("matplotlib")
+        stand_ins["matplotlib.pyplot"] = types.ModuleType("matplotlib.pyplot")
+    sys.modules.update(stand_ins)  # type: ignore[arg-type]
     try:
         yield
     finally:
-        if sys.modules.get("tensorflow", 0) is None:
-            del sys.modules["tensorflow"]
+        for name, module in stand_ins.items():
+            if sys.modules.get(name, 0) is module:
+                del sys.modules[name]
 
 
 def _mediapipe() -> tuple[Any, Any, Any]:
-    with _tensorflow_blocked():
+    with _lean_mediapipe_import():
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions, vision
     return mp, BaseOptions, vision

@@ -119,6 +119,8 @@ def render_png(rows: list[FrameRecord], events: list[Event], gate: GateConfig, *
             ax.axvspan(start, end, color="#4c78a8", alpha=0.12, lw=0)
         if spans:
             handles.append(Patch(color="#4c78a8", alpha=0.25, label="face in view"))
+        elif rows:
+            ax.text(0.5, 0.5, "no face in view", transform=ax.transAxes, ha="center", va="center", fontsize=14, color="#888888")
         (line,) = ax.plot(times, scores, color="#222222", lw=1.6, label="smile score (deciding face)")
         handles.append(line)
         handles.append(ax.axhline(gate.enter_threshold, color="#1b9e3e", ls="--", lw=1.2, label=f"enter threshold {gate.enter_threshold:g}"))

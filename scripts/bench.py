@@ -50,6 +50,7 @@ from gatekeeper.app import Pipeline, StageTimes, StdoutSink, build_pipeline  # n
 from gatekeeper.capture import FileSource, Frame  # noqa: E402
 from gatekeeper.config import Config, load_config  # noqa: E402
 from gatekeeper.crop import face_chip  # noqa: E402
+from gatekeeper.errors import GatekeeperError  # noqa: E402
 
 SHARED = Path(os.environ.get("GATEKEEPER_SHARED") or REPO.parent / "shared")
 DEFAULT_CLIPS = [SHARED / "videos" / name for name in ("single_face.mp4", "face_noface.mov", "no_face.mp4")]
@@ -347,13 +348,17 @@ def main(argv: list[str] | None = None) -> int:
         if not clip.is_file():
             ap.error(f"--clips: {clip} is not a file")
 
-    cfg: Config = load_config(args.config)
+    try:
+        cfg: Config = load_config(args.config)
+        pipeline = build_pipeline(cfg)
+    except GatekeeperError as exc:  # a missing model or a bad config: one line, as the CLI says it
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
     result: dict[str, Any] = {
         "clips": [c.name for c in args.clips],
         "env": {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(), "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
         "args": {"frames": args.frames, "config": str(args.config) if args.config else None},
     }
-    pipeline = build_pipeline(cfg)
     try:
         result["gate"] = run_gate(pipeline, args.clips, args.frames)
         # Measured before anything else runs here: this is the gate's own footprint.
@@ -388,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             result["speedup"] = {
                 "scoring_median": round(kp["median_ms"] / lp["median_ms"], 1),
                 "scoring_mean": round(kp["mean_ms"] / lp["mean_ms"], 1),
-                "max_prob_diff": round(float(np.max(np.abs(np.asarray(probs) - litert_probs))), 5) if probs else None,
+                "max_prob_diff": float(f"{np.max(np.abs(np.asarray(probs) - litert_probs)):.3g}") if probs else None,
                 "e2e_fps_with_keras": round(1000.0 / keras_frame_ms, 1),
                 "e2e": round(keras_frame_ms / frame_ms, 1),
             }

@@ -10,7 +10,6 @@ in view opens it after ``hold_frames`` frames, once per smile.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -45,15 +44,9 @@ SOURCE = {"watchdog_s": 0.5, "reconnect_initial_s": 0.05, "reconnect_max_s": 0.4
 LIVE_TIMEOUTS = {"open_timeout_s": 1.0, "read_timeout_s": 0.5}
 
 
-def smile_model() -> str | None:
-    """The shipped smile model (None: model/ in the checkout, as the CLI finds it)."""
-    return os.environ.get("GATEKEEPER_TEST_SMILE_MODEL")
-
-
 def make_config(face_model_path: Path, **sections: dict[str, Any]) -> Config:
     data: dict[str, Any] = {
         "detector": {"model_path": str(face_model_path)},
-        "classifier": {"model_path": smile_model()},
         "gate": dict(GATE),
         "source": dict(SOURCE),
         "journal": {"enabled": False},
@@ -102,7 +95,7 @@ class Recorder:
 def models(face_model_path: Path) -> Iterator[tuple[FaceDetector, SmileClassifier]]:
     """Loaded once for the module: every live test's frames carry wall-clock times, which only grow."""
     detector = FaceDetector(face_model_path, min_confidence=0.7, min_face_px=40.0)
-    classifier = SmileClassifier(smile_model())
+    classifier = SmileClassifier()  # the shipped model, as the CLI finds it
     yield detector, classifier
     detector.close()
 
@@ -260,8 +253,6 @@ def write_config(path: Path, face_model_path: Path, journal: Path, **sections: d
         # A 60 s pulse that is still on when the signal comes: shutdown must not wait for it.
         "hooks": [{"type": "gpio", "pin": RELAY_PIN, "pin_factory": "mock", "pulse_ms": 60_000, "max_age_s": 60.0}],
     }
-    if smile_model():
-        data["classifier"] = {"model_path": smile_model()}
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value}
     path.write_text(yaml.safe_dump(data))
