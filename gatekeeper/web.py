@@ -588,11 +588,14 @@ class WebServer:
             while not self._closing.is_set():
                 done, _ = await asyncio.wait({getter}, timeout=period)
                 if getter in done:
-                    item = getter.result()
+                    # Everything queued goes out now, then the state right behind it, so the
+                    # page never lists an OPEN under a state from before it.
+                    items = [getter.result()]
+                    while not sub.queue.empty():
+                        items.append(sub.queue.get_nowait())
                     getter = asyncio.ensure_future(sub.queue.get())
-                    await resp.write(_sse("gate", item, item.get("id")))
+                    await resp.write(b"".join(_sse("gate", item, item.get("id")) for item in items))
                     last_write = time.monotonic()
-                    continue  # send every queued event before the next state update
                 state = self.view.live_state()
                 if state != last_state:
                     await resp.write(_sse("state", state))

@@ -112,6 +112,8 @@ def test_events_are_flushed_as_they_happen(shared_dir: Path, face_model_path: Pa
     finally:
         proc.kill()
         proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def test_gate_process_never_imports_tensorflow_or_matplotlib(shared_dir: Path, face_model_path: Path) -> None:

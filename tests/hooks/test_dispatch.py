@@ -61,8 +61,10 @@ class Hanging(Hook):
     def __init__(self, name: str) -> None:
         super().__init__(name, events=("OPEN",), max_age_s=30, queue_size=4)
         self.release_me = threading.Event()
+        self.hanging = threading.Event()
 
     def deliver(self, delivery: Delivery, attempt: int) -> None:
+        self.hanging.set()
         self.release_me.wait(10)
 
 
@@ -118,10 +120,14 @@ def test_a_hung_hook_blocks_neither_emit_nor_the_other_hooks(tmp_path, make_even
     dispatcher = Dispatcher(Journal(path), [hung, rec])
     dispatcher.start()
     events = [make_event("OPEN", frame=i) for i in range(10)]
+    dispatcher.emit(events[0])
+    # Once the hung hook holds the first event, nothing it is given can be settled by it.
+    assert hung.hanging.wait(5)
     t0 = time.perf_counter()
-    for e in events:
+    for e in events[1:]:
         dispatcher.emit(e)
-    assert time.perf_counter() - t0 < 0.25  # ten journal appends and queue appends, no waiting on hooks
+    # Nine journal and queue appends, no waiting on hooks (a hung hook would take 10 s each).
+    assert time.perf_counter() - t0 < 2.0
     wait(lambda: len(rec.got) == 10)
     t0 = time.perf_counter()
     assert dispatcher.close(timeout=0.3) is False
