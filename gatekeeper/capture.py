@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -104,6 +105,8 @@ class FileSource:
         self.realtime = realtime
         self.status = SourceStatus()
         self._read_s = 0.0  # seconds the last read() took (the decode stage metric)
+        self._stop = threading.Event()
+        self._decoder: threading.Thread | None = None
         try:
             self._cap = open_capture(str(p))
         except SourceError:
@@ -153,26 +156,74 @@ class FileSource:
             self.status.skipped += self.frame_count - seen
             log.warning("%s: ended after %d of the %d frames its index lists (truncated?); the rest is counted as skipped", self.path, seen, self.frame_count)
 
-    def __iter__(self) -> Iterator[Frame]:
-        start = time.monotonic()
+    #: Frames decoded ahead of the pipeline when replaying as fast as possible: decoding runs in
+    #: its own thread and overlaps detection (both release the GIL), on a second core.
+    read_ahead = 4
+
+    def _frames(self) -> Iterator[Frame]:
+        """Decoded RGB frames in order, on the calling thread."""
         head, self._head = self._head, None
         for index, img in itertools.chain([head] if head is not None else [], self._decoded):
             if not _valid(img):
                 self.status.skipped += 1
                 continue
-            t = index / self.fps
-            if self.realtime:
-                delay = start + t - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            self.status.read += 1
-            # Decode time is the read plus the conversion, never the realtime pacing sleep.
+            # Decode time is the read plus the conversion, never a realtime pacing sleep.
             t0 = time.perf_counter()
             rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-            yield Frame(rgb, index, t, self._read_s + time.perf_counter() - t0)
+            yield Frame(rgb, index, index / self.fps, self._read_s + time.perf_counter() - t0)
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self.realtime:
+            start = time.monotonic()
+            for frame in self._frames():
+                delay = start + frame.t - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                self.status.read += 1
+                yield frame
+        else:
+            for frame in self._read_ahead():
+                self.status.read += 1
+                yield frame
         self.status.ended = True
 
+    def _read_ahead(self) -> Iterator[Frame]:
+        handoff: queue.Queue[Frame | BaseException | None] = queue.Queue(maxsize=self.read_ahead)
+        self._stop.clear()
+
+        def put(item: Frame | BaseException | None) -> bool:
+            while not self._stop.is_set():
+                try:
+                    handoff.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def decode() -> None:
+            try:
+                for frame in self._frames():
+                    if not put(frame):
+                        return
+                put(None)
+            except Exception as exc:  # handed to the consumer, which raises it in its own thread
+                put(exc)
+
+        self._decoder = threading.Thread(target=decode, name="decode", daemon=True)
+        self._decoder.start()
+        try:
+            while (item := handoff.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+            self._decoder.join(timeout=2.0)
+
     def close(self) -> None:
+        self._stop.set()
+        if self._decoder is not None:
+            self._decoder.join(timeout=2.0)
         self._cap.release()
 
 
