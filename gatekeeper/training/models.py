@@ -93,19 +93,20 @@ class FlipAverage(layers.Layer):
         return cls(**config)
 
 
-def flip_averaged_logits(logit_model: keras.Model, x) -> np.ndarray:
+def exported_logits(logit_model: keras.Model, x: np.ndarray, flip_average: bool) -> np.ndarray:
     """What the exported model computes before calibration, for fitting the calibration."""
-    import numpy as np
+    z = logit_model.predict(x, batch_size=512, verbose=0).reshape(-1)
+    if not flip_average:
+        return z
+    mirrored = logit_model.predict(np.ascontiguousarray(x[:, :, ::-1]), batch_size=512, verbose=0).reshape(-1)
+    return (z + mirrored) / 2.0
 
-    a = logit_model.predict(x, batch_size=512, verbose=0).reshape(-1)
-    b = logit_model.predict(np.ascontiguousarray(x[:, :, ::-1]), batch_size=512, verbose=0).reshape(-1)
-    return (a + b) / 2.0
 
-
-def with_calibration(logit_model: keras.Model, a: float, b: float) -> keras.Model:
-    """Wrap a logit model into the exported probability model: sigmoid(a * flip-averaged logit + b)."""
+def with_calibration(logit_model: keras.Model, a: float, b: float, flip_average: bool = False) -> keras.Model:
+    """Wrap a logit model into the exported probability model: sigmoid(a * logit + b), the logit
+    optionally averaged over the chip and its mirror image."""
     inp = keras.Input((64, 64, 1), name="chip")
-    z = FlipAverage(logit_model, name="flip_average")(inp)
+    z = FlipAverage(logit_model, name="flip_average")(inp) if flip_average else logit_model(inp, training=False)
     calib = layers.Dense(1, activation="sigmoid", name="calibrated")
     p = calib(z)
     calib.set_weights([keras.ops.convert_to_numpy(keras.ops.full((1, 1), a)), keras.ops.convert_to_numpy(keras.ops.full((1,), b))])
