@@ -6,7 +6,6 @@ The only place (with :mod:`gatekeeper.training.models`) where TensorFlow is impo
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -16,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from ..crop import GEOMETRY
 from ..detect import FaceDetector, resolve_face_model
 from .data import LabelledSet, load_dataset, prepare_chips, split_indices
 from .metrics import choose_threshold, fit_platt
@@ -260,12 +258,4 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--no-progress", dest="progress", action="store_false")
 
 
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-
-
-__all__ = ["GEOMETRY", "add_arguments", "train"]
+__all__ = ["add_arguments", "train"]
