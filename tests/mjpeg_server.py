@@ -21,7 +21,7 @@ import http.server
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -199,18 +199,3 @@ class MjpegServer:
             handler.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.01) -> object:
-    """Poll ``predicate`` until it is truthy and return its value; AssertionError after ``timeout`` s.
-
-    Tests wait on conditions with generous bounds rather than sleeping a guessed time.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)

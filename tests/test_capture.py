@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from mjpeg_server import MjpegServer, jpeg_frames_from_video, numbered_jpeg_frames, wait_for
+from mjpeg_server import MjpegServer, jpeg_frames_from_video, numbered_jpeg_frames
+from polling import wait_for
 from videofiles import faststart, garbled, truncated
 
 import gatekeeper.capture as capture

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 import yaml
-from mjpeg_server import MjpegServer, jpeg_frames_from_video, wait_for
+from mjpeg_server import MjpegServer, jpeg_frames_from_video
+from polling import wait_for
 from videofiles import faststart, garbled, truncated
 
 from gatekeeper.app import App, Pipeline

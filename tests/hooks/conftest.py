@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
+from polling import wait_for
 
 from gatekeeper.gate import Event, EventType
 from gatekeeper.hooks.base import Delivery, Hook
@@ -49,14 +50,7 @@ def make_event() -> Callable[..., Event]:
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.005) -> Any:
     """Poll ``predicate`` until it is truthy; returns its value or fails the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {getattr(predicate, '__name__', predicate)}")
-        time.sleep(interval)
+    return wait_for(predicate, timeout, str(getattr(predicate, "__name__", predicate)), interval)
 
 
 @pytest.fixture
