@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -48,7 +48,6 @@ class SourceStatus:
     reconnects: int = 0
     fault: str | None = None
     ended: bool = False
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 def open_capture(target: str | int, *, open_timeout_s: float | None = None, read_timeout_s: float | None = None) -> cv2.VideoCapture:
