@@ -68,8 +68,12 @@ def test_events_state_and_availability(broker, subscribe, started, outcomes, mak
 def test_home_assistant_discovery(broker, subscribe, started):
     hook = started(mqtt_hook(broker.port, discovery=True))
     assert hook.wait_connected(5)
-    sub = subscribe(broker.port, ("homeassistant/binary_sensor/#",))
-    (msg,) = sub.wait_for(lambda m: m.topic == "homeassistant/binary_sensor/gatekeeper_front/gate/config")
+    topic = "homeassistant/binary_sensor/gatekeeper_front/gate/config"
+    # The hook publishes discovery from its on-connect callback, which may come after this subscriber
+    # is in place; a message delivered live carries retain=False (MQTT 3.1.1, 3.3.1.3). So wait for it
+    # once, then prove it is retained with a subscriber that arrives afterwards.
+    subscribe(broker.port, ("homeassistant/binary_sensor/#",)).wait_for(lambda m: m.topic == topic)
+    (msg,) = subscribe(broker.port, (topic,)).wait_for(lambda m: True)
     config = msg.json
     assert msg.retain
     assert config["device_class"] == "opening"
