@@ -18,7 +18,7 @@ import numpy as np
 from ..classify import SmileClassifier
 from ..detect import FaceDetector, resolve_face_model
 from .data import load_dataset, prepare_chips, split_indices
-from .metrics import binary_metrics, choose_threshold, reliability, roc_curve
+from .metrics import at_own_prior, binary_metrics, choose_threshold, reliability, roc_curve
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,10 @@ def main(argv: list[str]) -> int:
     probs = clf.predict_in_batches(chips[idx])
     labels = ds.labels[idx]
     metrics = evaluate(probs, labels, threshold)
+    if args.split != "all":
+        # The model is calibrated for a half-smiling world; also score it at this set's own prior,
+        # taken from the training split (never from the split being measured).
+        metrics["at_own_prior"] = at_own_prior(probs, labels, float(ds.labels[split_indices(ds.labels, args.seed)["train"]].mean()))
     metrics.update(dataset=ds.name, split=args.split, model=str(clf.path), detector_found=round(float(detected[idx].mean()), 4))
     groups = np.array(ds.groups)[idx]
     if len(set(groups)) > 2:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..classify import SmileClassifier
 from ..crop import GEOMETRY
-from .metrics import binary_metrics
+from .metrics import at_own_prior, binary_metrics
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,12 @@ def evaluate_splits(clf: SmileClassifier, sets: list[Any], threshold: float) -> 
     out: dict[str, Any] = {}
     for p in sets:
         out[p.name] = {}
+        prior = float(p.labels[p.splits["train"]].mean())
         for split, idx in p.splits.items():
             probs = clf.predict_in_batches(p.chips[idx])
             m = binary_metrics(probs, p.labels[idx], threshold)
+            # The shipped threshold serves a half-smiling world; this set's own prior differs.
+            m["at_own_prior"] = at_own_prior(probs, p.labels[idx], prior)
             if split == "test" and len(set(p.groups)) > 2:
                 m["smile_rate_by_class"] = {g: round(float((probs[p.groups[idx] == g] >= threshold).mean()), 4) for g in sorted(set(p.groups[idx]))}
             out[p.name][split] = m

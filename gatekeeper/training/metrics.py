@@ -64,6 +64,18 @@ def binary_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float) -> d
     }
 
 
+def at_own_prior(probs: np.ndarray, labels: np.ndarray, prior: float) -> dict[str, Any]:
+    """Accuracy of a model calibrated for a half-smiling world, on a set whose smiling prior is
+    ``prior`` (known beforehand, e.g. from its training split).
+
+    Bayes' rule moves the decision: posterior odds = odds(p) * prior / (1 - prior) >= 1, that is
+    p >= 1 - prior. Nothing is fitted on the set being measured.
+    """
+    threshold = 1.0 - float(prior)
+    pred = np.asarray(probs) >= threshold
+    return {"prior": round(float(prior), 4), "threshold": round(threshold, 4), "accuracy": round(float((pred == (np.asarray(labels) == 1)).mean()), 4)}
+
+
 def choose_threshold(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
     """The threshold that maximises (weighted) balanced accuracy; ties go to the middle."""
     grid = np.linspace(0.05, 0.95, 181)

@@ -7,7 +7,15 @@ import itertools
 import numpy as np
 import pytest
 
-from gatekeeper.training.metrics import binary_metrics, choose_threshold, fit_platt, reliability, roc_auc, roc_curve
+from gatekeeper.training.metrics import (
+    at_own_prior,
+    binary_metrics,
+    choose_threshold,
+    fit_platt,
+    reliability,
+    roc_auc,
+    roc_curve,
+)
 
 
 def brute_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -83,3 +91,19 @@ def test_reliability_bins_count_everything() -> None:
     assert sum(rel["count"]) == 1000
     filled = [i for i, c in enumerate(rel["count"]) if c > 50]
     assert all(abs(rel["mean_prob"][i] - rel["frac_smiling"][i]) < 0.15 for i in filled)
+
+
+def test_at_own_prior_is_the_bayes_decision_for_a_calibrated_model() -> None:
+    # Scores calibrated for a balanced world: p = sigmoid(z) with z ~ N(+-1, 1) per class.
+    rng = np.random.default_rng(3)
+    prior = 0.25
+    labels = (rng.random(200_000) < prior).astype(int)
+    z = rng.normal(np.where(labels == 1, 1.0, -1.0), 1.0)
+    # Balanced-world posterior for N(+-1, 1) is sigmoid(2 z).
+    probs = 1.0 / (1.0 + np.exp(-2.0 * z))
+    r = at_own_prior(probs, labels, prior)
+    assert r["threshold"] == pytest.approx(0.75)
+    # No other threshold does better on a set drawn at that prior (up to sampling noise).
+    best = max(((probs >= t) == (labels == 1)).mean() for t in np.linspace(0.05, 0.95, 91))
+    assert r["accuracy"] == pytest.approx(best, abs=0.003)
+    assert r["accuracy"] > ((probs >= 0.5) == (labels == 1)).mean() + 0.02
