@@ -28,7 +28,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path, face_
     out = tmp_path_factory.mktemp("model")
     env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
     proc = subprocess.run(
-        [sys.executable, "-m", "gatekeeper.cli", "train", "--data", f"folders:{root}", "--epochs", "1", "--batch", "32",
+        [sys.executable, "-m", "gatekeeper.cli", "train", "--data", f"folders:{root}", "--epochs", "2", "--batch", "32",
+         "--clean-after", "1", "--clean-sources", root.name,
          "--out", str(out), "--cache", str(out / "cache"), "--no-progress"],
         capture_output=True, text=True, env=env, timeout=600,
     )
@@ -45,6 +46,14 @@ def test_export_writes_every_file_with_a_matching_card(tiny_model: Path) -> None
     assert card["training"]["datasets"][0]["count"] == 180
     assert set(card["metrics"]) == {"smile.tflite", "smile_int8.tflite"}
     assert (tiny_model / "smile.tflite").stat().st_size <= 500_000
+
+
+def test_label_cleaning_ran_between_the_two_phases(tiny_model: Path) -> None:
+    training = json.loads((tiny_model / "model.json").read_text())["training"]
+    cleaning = training["label_cleaning"]
+    assert cleaning["after_epoch"] == 1 and cleaning["of"] == training["datasets"][0]["splits"]["train"]
+    assert 0 <= cleaning["dropped_smiling"] + cleaning["dropped_not_smiling"] <= cleaning["of"]
+    assert len(training["history"]["val_auc"]) == training["epochs_run"]
 
 
 def test_runtime_runs_both_exports(tiny_model: Path) -> None:
