@@ -52,6 +52,39 @@ def prepare(specs: list[str], face_model: Path, cache_dir: Path, seed: int) -> l
     return out
 
 
+#: Where the mouth lies in a chip (rows, then columns, pixels): below the eyes (row 16) by
+#: at most d, centred. Used by the occlusion augmentation.
+MOUTH = (42.0, 56.0, 20.0, 44.0)
+
+
+def occlude(x, y, rate: float = 0.2):
+    """Flat patches over 20% of a batch of chips; mouth-covered chips become "not smiling"."""
+    import tensorflow as tf
+
+    # A hand, a sleeve or a microphone in front of the face, on 20% of the chips: a flat patch,
+    # half of them over the mouth. A smile the camera cannot see must not open the gate, so a
+    # chip whose mouth is mostly covered becomes "not smiling"; elsewhere the label stands and
+    # the model learns to use what is left (eyes, cheeks).
+    b = tf.shape(x)[0]
+    shape = (b, 1, 1, 1)
+    hh = tf.random.uniform(shape, 10.0, 26.0)
+    ww = tf.random.uniform(shape, 12.0, 34.0)
+    at_mouth = tf.random.uniform(shape) < 0.5
+    # Top-left corner, from a centre drawn in the mouth box or anywhere.
+    cy = tf.where(at_mouth, tf.random.uniform(shape, MOUTH[0], MOUTH[1]), tf.random.uniform(shape, 0.0, 64.0)) - hh / 2.0
+    cx = tf.where(at_mouth, tf.random.uniform(shape, MOUTH[2], MOUTH[3]), tf.random.uniform(shape, 0.0, 64.0)) - ww / 2.0
+    rows = tf.reshape(tf.range(64, dtype=tf.float32), (1, 64, 1, 1))
+    cols = tf.reshape(tf.range(64, dtype=tf.float32), (1, 1, 64, 1))
+    patch = (rows >= cy) & (rows < cy + hh) & (cols >= cx) & (cols < cx + ww)
+    patch &= tf.random.uniform(shape) < rate
+    tone = tf.random.uniform(shape, 40.0, 220.0) + tf.random.normal(tf.shape(x)) * 4.0
+    x = tf.where(patch, tone, x)
+    in_mouth = (rows >= MOUTH[0]) & (rows < MOUTH[1]) & (cols >= MOUTH[2]) & (cols < MOUTH[3])
+    covered = tf.reduce_sum(tf.cast(patch & in_mouth, tf.float32), axis=[1, 2, 3]) / float((MOUTH[1] - MOUTH[0]) * (MOUTH[3] - MOUTH[2]))
+    y = tf.where(covered >= 0.6, tf.zeros_like(y), y)
+    return x, y
+
+
 def _augment_fn(seed: int):
     import keras
     import tensorflow as tf
@@ -89,7 +122,9 @@ def _augment_fn(seed: int):
         # Sensor noise.
         sigma = tf.random.uniform((b, 1, 1, 1), 0.0, 6.0)
         x = x + tf.random.normal(tf.shape(x)) * sigma
+        x, y = occlude(x, y)
         return tf.clip_by_value(x, 0.0, 255.0), y, w
+
 
     return jpeg, batch_aug
 

@@ -1,0 +1,32 @@
+"""The occlusion augmentation: a covered mouth is "not smiling", any other patch keeps the label."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from gatekeeper.training.train import MOUTH, occlude
+
+
+def test_only_chips_with_a_covered_mouth_are_relabelled() -> None:
+    tf.random.set_seed(7)
+    n = 4000
+    x = np.full((n, 64, 64, 1), 1000.0, dtype=np.float32)  # out of the patch tone range: a changed pixel is patch
+    y = np.ones(n, dtype=np.float32)
+    x2, y2 = occlude(tf.constant(x), tf.constant(y), rate=0.5)
+    patch = x2.numpy()[..., 0] != 1000.0
+    y2 = y2.numpy()
+    r0, r1, c0, c1 = (int(v) for v in MOUTH)
+    covered = patch[:, r0:r1, c0:c1].mean(axis=(1, 2))
+    assert set(np.unique(y2)) <= {0.0, 1.0}
+    assert np.array_equal(y2 == 0, covered >= 0.6)
+    # Both kinds occur often enough to teach something: patched but still smiling, and covered.
+    patched = patch.any(axis=(1, 2))
+    assert 0.4 < patched.mean() < 0.6
+    assert (y2 == 0).sum() > 0.05 * n and ((y2 == 1) & patched).sum() > 0.2 * n
+
+
+def test_negatives_stay_negative() -> None:
+    x = np.zeros((500, 64, 64, 1), dtype=np.float32)
+    _, y2 = occlude(tf.constant(x), tf.constant(np.zeros(500, dtype=np.float32)), rate=1.0)
+    assert not y2.numpy().any()
