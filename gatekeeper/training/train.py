@@ -58,10 +58,10 @@ MOUTH = (42.0, 56.0, 20.0, 44.0)
 
 
 def occlude(x, y, rate: float = 0.2):
-    """Flat patches over 20% of a batch of chips; mouth-covered chips become "not smiling"."""
+    """Flat patches over a share ``rate`` of a batch of chips; mouth-covered chips become "not smiling"."""
     import tensorflow as tf
 
-    # A hand, a sleeve or a microphone in front of the face, on 20% of the chips: a flat patch,
+    # A hand, a sleeve or a microphone in front of the face: a flat patch,
     # half of them over the mouth. A smile the camera cannot see must not open the gate, so a
     # chip whose mouth is mostly covered becomes "not smiling"; elsewhere the label stands and
     # the model learns to use what is left (eyes, cheeks).
@@ -124,7 +124,6 @@ def _augment_fn(seed: int):
         x = x + tf.random.normal(tf.shape(x)) * sigma
         x, y = occlude(x, y)
         return tf.clip_by_value(x, 0.0, 255.0), y, w
-
 
     return jpeg, batch_aug
 
@@ -242,8 +241,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 keras.callbacks.ModelCheckpoint(best, monitor="val_auc", mode="max", save_best_only=True, initial_value_threshold=best_so_far),
                 keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience, baseline=best_so_far, restore_best_weights=True),
             ]
-            h = model.fit(train_data(weights), validation_data=val, initial_epoch=first, epochs=last, callbacks=callbacks, verbose=1 if args.progress else 2).history
-            return h
+            return model.fit(train_data(weights), validation_data=val, initial_epoch=first, epochs=last, callbacks=callbacks, verbose=1 if args.progress else 2).history
 
         clean_at = args.clean_after if 0 < args.clean_after < args.epochs else args.epochs
         fit_history = fit(w_tr, 0, clean_at, None)
@@ -346,7 +344,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--flip-average",
         action="store_true",
-        help="export the mean of the chip's and its mirror's logits (measured: no accuracy gain, twice the classify time)",
+        help="export the mean of the chip's and its mirror's logits (measured on an earlier model: +0.3-0.4 points of validation balanced accuracy, 1.35 ms per face, over the 1 ms budget)",
     )
     ap.add_argument("--threshold", default="0.5", type=_threshold_arg, help="decision threshold written to the card: a probability, or 'val' for the balanced-accuracy arg-max on validation (default 0.5)")
     ap.add_argument("--clean-after", type=int, default=3, help="after this many epochs, drop training labels the model contradicts (0: never)")
