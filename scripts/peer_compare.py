@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatekeeper.classify import SmileClassifier
-from gatekeeper.detect import FaceDetector, _mediapipe, resolve_face_model
-from gatekeeper.training.data import PAD_FRACTION, UPSCALE, load_dataset, prepare_chips, read_grey, split_indices
-from gatekeeper.training.metrics import binary_metrics, choose_threshold
+from gatekeeper.detect import _mediapipe, resolve_face_model
+from gatekeeper.training.data import detector_view, read_grey
+from gatekeeper.training.metrics import binary_metrics, choose_threshold, smile_rate_by_class
+from gatekeeper.training.train import DEFAULT_DATA, prepare, shared_dir
 
 
 class Peer:
@@ -49,11 +48,7 @@ class Peer:
         self._landmarker = vision.FaceLandmarker.create_from_options(options)
 
     def score(self, grey: np.ndarray) -> float | None:
-        h, w = grey.shape[:2]
-        py, px = int(PAD_FRACTION * h), int(PAD_FRACTION * w)
-        padded = cv2.copyMakeBorder(grey, py, py, px, px, cv2.BORDER_REPLICATE)
-        big = cv2.resize(padded, None, fx=UPSCALE, fy=UPSCALE, interpolation=cv2.INTER_CUBIC)
-        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(cv2.cvtColor(big, cv2.COLOR_GRAY2RGB)))
+        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(detector_view(grey)[0]))
         result = self._landmarker.detect(image)
         if not result.face_blendshapes:
             return None
@@ -64,24 +59,23 @@ class Peer:
         self._landmarker.close()
 
 
-def measure(name: str, probs_va, y_va, probs_te, y_te, groups_te) -> dict:
+def measure(probs_va, y_va, probs_te, y_te, groups_te) -> dict:
     # A face the peer does not find counts as "not smiling" (the gate would stay shut).
     probs_va, probs_te = np.nan_to_num(probs_va, nan=0.0), np.nan_to_num(probs_te, nan=0.0)
     threshold = choose_threshold(probs_va, y_va)
     m = binary_metrics(probs_te, y_te, threshold)
+    out = {k: m[k] for k in ("n", "threshold", "accuracy", "balanced_accuracy", "roc_auc", "recall_smile", "specificity")}
     if len(set(groups_te)) > 2:
-        m["smile_rate_by_class"] = {g: round(float((probs_te[groups_te == g] >= threshold).mean()), 4) for g in sorted(set(groups_te))}
-    return {k: m[k] for k in ("n", "threshold", "accuracy", "balanced_accuracy", "roc_auc", "recall_smile", "specificity")} | (
-        {"smile_rate_by_class": m["smile_rate_by_class"]} if "smile_rate_by_class" in m else {}
-    )
+        out["smile_rate_by_class"] = smile_rate_by_class(probs_te, groups_te, threshold)
+    return out
 
 
 def main() -> int:
-    shared = Path(os.environ.get("GATEKEEPER_SHARED", "../shared"))
+    shared = shared_dir()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="our smile .tflite (default: the shipped model)")
     ap.add_argument("--peer", default=str(shared / "models" / "face_landmarker.task"))
-    ap.add_argument("--data", nargs="+", default=[f"smilesmiled:{shared}/data/smilesmiled", f"fer2013:{shared}/data/fer2013"])
+    ap.add_argument("--data", nargs="+", default=[d.format(shared=shared) for d in DEFAULT_DATA])
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--cache", default=".cache")
     ap.add_argument("--out", default="artifacts/peer.json")
@@ -91,29 +85,25 @@ def main() -> int:
     peer = Peer(Path(args.peer))
     report: dict = {"model": str(ours.path), "peer": args.peer}
     try:
-        for spec in args.data:
-            ds = load_dataset(spec)
-            with FaceDetector(resolve_face_model(None, download=False), video=False, min_confidence=0.5) as det:
-                chips, _ = prepare_chips(ds, det, Path(args.cache), progress=False)
-            splits = split_indices(ds.labels, args.seed)
-            groups = np.array(ds.groups)
+        for p in prepare(args.data, resolve_face_model(None, download=False), Path(args.cache), args.seed):
             out = {}
             for who in ("ours", "peer"):
                 scores = {}
                 t0 = time.perf_counter()
                 for split in ("val", "test"):
-                    idx = splits[split]
+                    idx = p.splits[split]
                     if who == "ours":
-                        scores[split] = ours.predict_in_batches(chips[idx])
+                        scores[split] = ours.predict_in_batches(p.chips[idx])
                     else:
-                        scores[split] = np.array([np.nan if (s := peer.score(read_grey(ds.paths[i]))) is None else s for i in idx], dtype=np.float64)
-                m = measure(who, scores["val"], ds.labels[splits["val"]], scores["test"], ds.labels[splits["test"]], groups[splits["test"]])
+                        scores[split] = np.array([np.nan if (s := peer.score(read_grey(p.ds.paths[i]))) is None else s for i in idx], dtype=np.float64)
+                test = p.splits["test"]
+                m = measure(scores["val"], p.labels[p.splits["val"]], scores["test"], p.labels[test], p.groups[test])
                 if who == "peer":
                     m["no_face_found"] = round(float(np.isnan(scores["test"]).mean()), 4)
                 m["seconds"] = round(time.perf_counter() - t0, 1)
                 out[who] = m
-                print(json.dumps({"dataset": ds.name, "model": who, **m}), flush=True)
-            report[ds.name] = out
+                print(json.dumps({"dataset": p.name, "model": who, **m}), flush=True)
+            report[p.name] = out
     finally:
         peer.close()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,12 +29,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatekeeper.classify import SmileClassifier
-from gatekeeper.detect import FaceDetector, resolve_face_model
-from gatekeeper.training.data import load_dataset, prepare_chips, split_indices
+from gatekeeper.detect import resolve_face_model
 from gatekeeper.training.metrics import binary_metrics
+from gatekeeper.training.train import DEFAULT_DATA, MOUTH, prepare, shared_dir
 
-#: Mouth box in a chip (rows, columns), as in the training augmentation.
-MOUTH_ROWS, MOUTH_COLS = slice(42, 56), slice(20, 44)
+#: The training augmentation's mouth box, 2 pixels wider on every side.
+MOUTH_COVER = (slice(int(MOUTH[0]) - 2, int(MOUTH[1]) + 2), slice(int(MOUTH[2]) - 2, int(MOUTH[3]) + 2))
 
 
 def _sharpen(chip: np.ndarray, amount: float) -> np.ndarray:
@@ -59,17 +58,16 @@ def perturbations(seed: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         "sharpen": lambda c: _sharpen(c, 1.0),
         "blur": lambda c: cv2.GaussianBlur(c, (0, 0), 1.0),
         "noise": lambda c: c + rng.normal(0.0, 8.0, c.shape),
-        "mouth covered": _patch(slice(40, 58), slice(18, 46)),
+        "mouth covered": _patch(*MOUTH_COVER),
         "eyes covered": _patch(slice(10, 26), slice(4, 60)),
         "lower face covered": _patch(slice(40, 64), slice(0, 64)),
     }
 
 
 def main() -> int:
-    shared = Path(os.environ.get("GATEKEEPER_SHARED", "../shared"))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="smile .tflite (default: the shipped model)")
-    ap.add_argument("--data", nargs="+", default=[f"smilesmiled:{shared}/data/smilesmiled", f"fer2013:{shared}/data/fer2013"])
+    ap.add_argument("--data", nargs="+", default=[d.format(shared=shared_dir()) for d in DEFAULT_DATA])
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--cache", default=".cache")
     ap.add_argument("--out", default="artifacts/robustness.json")
@@ -79,19 +77,16 @@ def main() -> int:
     threshold = float(clf.card.get("threshold", 0.5))
     report: dict = {"model": str(clf.path), "threshold": threshold}
     print(f"{'dataset':12s} {'perturbation':20s} {'AUC':>6s} {'bal acc':>8s} {'TP rate':>8s} {'FP rate':>8s}")
-    for spec in args.data:
-        ds = load_dataset(spec)
-        with FaceDetector(resolve_face_model(None, download=False), video=False, min_confidence=0.5) as det:
-            chips, _ = prepare_chips(ds, det, Path(args.cache), progress=False)
-        idx = split_indices(ds.labels, args.seed)["test"]
-        x, y = chips[idx].astype(np.float32), ds.labels[idx]
-        report[ds.name] = {}
+    for p in prepare(args.data, resolve_face_model(None, download=False), Path(args.cache), args.seed):
+        idx = p.splits["test"]
+        x, y = p.chips[idx].astype(np.float32), p.labels[idx]
+        report[p.name] = {}
         for name, f in perturbations(args.seed).items():
             probs = clf.predict_in_batches(np.clip(np.stack([f(c) for c in x]), 0, 255).astype(np.float32))
             m = binary_metrics(probs, y, threshold)
             row = {"roc_auc": m["roc_auc"], "balanced_accuracy": m["balanced_accuracy"], "tp_rate": m["recall_smile"], "fp_rate": round(1 - m["specificity"], 4)}
-            report[ds.name][name] = row
-            print(f"{ds.name:12s} {name:20s} {row['roc_auc']:6.3f} {row['balanced_accuracy']:8.3f} {row['tp_rate']:8.3f} {row['fp_rate']:8.3f}", flush=True)
+            report[p.name][name] = row
+            print(f"{p.name:12s} {name:20s} {row['roc_auc']:6.3f} {row['balanced_accuracy']:8.3f} {row['tp_rate']:8.3f} {row['fp_rate']:8.3f}", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0

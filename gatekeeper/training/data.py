@@ -128,17 +128,25 @@ def read_grey(path: Path) -> np.ndarray | None:
     return img
 
 
-def find_keypoints(detector: FaceDetector, grey: np.ndarray) -> np.ndarray | None:
-    """Detector keypoints (6, 2) in the pixel frame of a tight face crop, or None."""
+def detector_view(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A tight face crop as a face model is shown it: padded with replicated borders (a detector
+    needs context around the face), upscaled, RGB. Returns the image and the padding (x, y) in
+    the crop's pixels."""
     h, w = grey.shape[:2]
     py, px = int(PAD_FRACTION * h), int(PAD_FRACTION * w)
     padded = cv2.copyMakeBorder(grey, py, py, px, px, cv2.BORDER_REPLICATE)
     big = cv2.resize(padded, None, fx=UPSCALE, fy=UPSCALE, interpolation=cv2.INTER_CUBIC)
-    faces = detector.detect(cv2.cvtColor(big, cv2.COLOR_GRAY2RGB))
+    return cv2.cvtColor(big, cv2.COLOR_GRAY2RGB), np.array([px, py], dtype=np.float32)
+
+
+def find_keypoints(detector: FaceDetector, grey: np.ndarray) -> np.ndarray | None:
+    """Detector keypoints (6, 2) in the pixel frame of a tight face crop, or None."""
+    image, pad = detector_view(grey)
+    faces = detector.detect(image)
     if not faces:
         return None
     face = max(faces, key=lambda f: f.area)
-    return face.keypoints / UPSCALE - np.array([px, py], dtype=np.float32)
+    return face.keypoints / UPSCALE - pad
 
 
 def prepare_chips(dataset: LabelledSet, detector: FaceDetector, cache_dir: Path | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:

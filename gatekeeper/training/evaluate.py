@@ -18,7 +18,7 @@ import numpy as np
 from ..classify import SmileClassifier
 from ..detect import FaceDetector, resolve_face_model
 from .data import load_dataset, prepare_chips, split_indices
-from .metrics import at_own_prior, binary_metrics, choose_threshold, reliability, roc_curve
+from .metrics import at_own_prior, binary_metrics, choose_threshold, reliability, roc_curve, smile_rate_by_class
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +84,19 @@ def main(argv: list[str]) -> int:
     ds = load_dataset(args.data)
     with FaceDetector(resolve_face_model(args.face_model, download=False), video=False, min_confidence=0.5) as det:
         chips, detected = prepare_chips(ds, det, Path(args.cache))
-    idx = np.arange(len(ds)) if args.split == "all" else split_indices(ds.labels, args.seed)[args.split]
+    splits = split_indices(ds.labels, args.seed)
+    idx = np.arange(len(ds)) if args.split == "all" else splits[args.split]
     probs = clf.predict_in_batches(chips[idx])
     labels = ds.labels[idx]
     metrics = evaluate(probs, labels, threshold)
     if args.split != "all":
         # The model is calibrated for a half-smiling world; also score it at this set's own prior,
         # taken from the training split (never from the split being measured).
-        metrics["at_own_prior"] = at_own_prior(probs, labels, float(ds.labels[split_indices(ds.labels, args.seed)["train"]].mean()))
+        metrics["at_own_prior"] = at_own_prior(probs, labels, float(ds.labels[splits["train"]].mean()))
     metrics.update(dataset=ds.name, split=args.split, model=str(clf.path), detector_found=round(float(detected[idx].mean()), 4))
     groups = np.array(ds.groups)[idx]
     if len(set(groups)) > 2:
-        metrics["smile_rate_by_class"] = {g: round(float((probs[groups == g] >= threshold).mean()), 4) for g in sorted(set(groups))}
+        metrics["smile_rate_by_class"] = smile_rate_by_class(probs, groups, threshold)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

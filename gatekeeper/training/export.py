@@ -18,7 +18,7 @@ import numpy as np
 
 from ..classify import SmileClassifier
 from ..crop import GEOMETRY
-from .metrics import at_own_prior, binary_metrics
+from .metrics import at_own_prior, binary_metrics, smile_rate_by_class
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def evaluate_splits(clf: SmileClassifier, sets: list[Any], threshold: float) -> 
             # The shipped threshold serves a half-smiling world; this set's own prior differs.
             m["at_own_prior"] = at_own_prior(probs, p.labels[idx], prior)
             if split == "test" and len(set(p.groups)) > 2:
-                m["smile_rate_by_class"] = {g: round(float((probs[p.groups[idx] == g] >= threshold).mean()), 4) for g in sorted(set(p.groups[idx]))}
+                m["smile_rate_by_class"] = smile_rate_by_class(probs, p.groups[idx], threshold)
             out[p.name][split] = m
     return out
 

@@ -64,6 +64,12 @@ def binary_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float) -> d
     }
 
 
+def smile_rate_by_class(probs: np.ndarray, groups: np.ndarray, threshold: float) -> dict[str, float]:
+    """Share of each group (e.g. FER expression) scored at or above ``threshold``."""
+    probs, groups = np.asarray(probs), np.asarray(groups)
+    return {str(g): round(float((probs[groups == g] >= threshold).mean()), 4) for g in sorted(set(groups.tolist()))}
+
+
 def at_own_prior(probs: np.ndarray, labels: np.ndarray, prior: float) -> dict[str, Any]:
     """Accuracy of a model calibrated for a half-smiling world, on a set whose smiling prior is
     ``prior`` (known beforehand, e.g. from its training split).

@@ -15,6 +15,7 @@ from gatekeeper.training.metrics import (
     reliability,
     roc_auc,
     roc_curve,
+    smile_rate_by_class,
 )
 
 
@@ -107,3 +108,9 @@ def test_at_own_prior_is_the_bayes_decision_for_a_calibrated_model() -> None:
     best = max(((probs >= t) == (labels == 1)).mean() for t in np.linspace(0.05, 0.95, 91))
     assert r["accuracy"] == pytest.approx(best, abs=0.003)
     assert r["accuracy"] > ((probs >= 0.5) == (labels == 1)).mean() + 0.02
+
+
+def test_smile_rate_by_class_counts_each_group_at_the_threshold() -> None:
+    probs = np.array([0.9, 0.2, 0.5, 0.49, 0.7, 0.1])
+    groups = np.array(["happy", "happy", "sad", "sad", "sad", "neutral"])
+    assert smile_rate_by_class(probs, groups, 0.5) == {"happy": 0.5, "neutral": 0.0, "sad": round(2 / 3, 4)}
