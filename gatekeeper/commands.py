@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 from pathlib import Path
 
-from .errors import GatekeeperError
+from .errors import ArgumentParser, GatekeeperError
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +34,21 @@ def _image_paths(paths: list[str]) -> list[Path]:
 
 def score(argv: list[str]) -> int:
     """Smile score of the largest face in each photo, through the full run-time path."""
-    ap = argparse.ArgumentParser(prog="gatekeeper score", description="Score photos through detector -> crop -> classifier; one JSON line per image.")
+    ap = ArgumentParser(prog="gatekeeper score", description="Score photos through detector -> crop -> classifier; one JSON line per image.")
     ap.add_argument("paths", nargs="+", help="image files or folders")
     ap.add_argument("--config", help="config file (detector and classifier settings)")
     ap.add_argument("--threshold", type=float, default=None, help="smiling if score >= this (default: the model card's threshold)")
+    ap.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.5,
+        help="detector confidence for photos (default 0.5, as in training; the live gate uses detector.min_confidence from the config)",
+    )
     ap.add_argument("--log-level", default="warning")
     args = ap.parse_args(argv)
     _logging(args.log_level)
+    if not 0.0 < args.min_confidence < 1.0:
+        raise GatekeeperError(f"--min-confidence must be between 0 and 1, got {args.min_confidence}")
     import cv2
 
     from .app import Pipeline
@@ -50,14 +57,16 @@ def score(argv: list[str]) -> int:
     from .config import load_config
     from .detect import FaceDetector, resolve_face_model
     from .gate import Gate
+    from .stills import detect_still
 
     cfg = load_config(_default_config_path(args.config))
     paths = _image_paths(args.paths)
     clf = SmileClassifier(cfg.classifier.model_path, threads=cfg.classifier.threads)
     threshold = args.threshold if args.threshold is not None else float(clf.card.get("threshold", 0.5))
     model = resolve_face_model(cfg.detector.model_path, download=cfg.detector.download)
-    # Photos are unrelated stills: IMAGE mode, and no minimum face size (photos vary in scale).
-    with FaceDetector(model, video=False, min_confidence=cfg.detector.min_confidence) as det:
+    # Photos are unrelated stills: IMAGE mode, no minimum face size, and several views of each
+    # photo (padded for tight crops, tiled for large pictures), as in gatekeeper.stills.
+    with FaceDetector(model, video=False, min_confidence=args.min_confidence) as det:
         pipe = Pipeline(det, clf, Gate(cfg.gate))
         for p in paths:
             bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
@@ -66,7 +75,8 @@ def score(argv: list[str]) -> int:
                 row["error"] = "unreadable image"
             else:
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                scored = pipe.score_faces(rgb, det.detect(rgb))
+                faces, _ = detect_still(det, rgb)
+                scored = pipe.score_faces(rgb, faces)
                 if scored:
                     best = max(scored, key=lambda f: f.box[2] * f.box[3])
                     row.update(faces=len(scored), score=round(best.score, 4), smiling=best.score >= threshold)
@@ -76,7 +86,7 @@ def score(argv: list[str]) -> int:
 
 
 def train(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="gatekeeper train", description="Train, calibrate and export the smile model (needs the train extra).")
+    ap = ArgumentParser(prog="gatekeeper train", description="Train, calibrate and export the smile model (needs the train extra).")
     from .training.train import add_arguments
 
     add_arguments(ap)

@@ -103,12 +103,37 @@ def chip_from_keypoints(image: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
     m = chip_transform(keypoints[0], keypoints[1], keypoints[3])
     m[:, :] *= _OVERSAMPLE
     big = _OVERSAMPLE * CHIP_SIZE
+    image, m = _shrink_large_face(image, m, big)
     chip = cv2.warpAffine(
         image, m, (big, big), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
     if chip.ndim == 3:
         chip = cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY)
     return cv2.resize(chip, (CHIP_SIZE, CHIP_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def _shrink_large_face(image: np.ndarray, m: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """For a face far larger than the warp (a close-up photo), area-average the face's region
+    down to the warp's scale first: bilinear sampling at a step of several pixels aliases.
+    Returns the image and transform to warp with (unchanged for faces of camera size)."""
+    scale = float(np.hypot(m[0, 0], m[0, 1]))
+    if scale >= 0.5:
+        return image, m
+    inv = cv2.invertAffineTransform(m)
+    corners = np.array([[0, 0, 1], [side, 0, 1], [0, side, 1], [side, side, 1]], dtype=np.float64).T
+    xs, ys = inv @ corners
+    h, w = image.shape[:2]
+    x0, y0 = max(int(np.floor(xs.min())) - 2, 0), max(int(np.floor(ys.min())) - 2, 0)
+    x1, y1 = min(int(np.ceil(xs.max())) + 2, w), min(int(np.ceil(ys.max())) + 2, h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return image, m
+    roi = image[y0:y1, x0:x1]
+    small = cv2.resize(roi, (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))), interpolation=cv2.INTER_AREA)
+    fx, fy = small.shape[1] / (x1 - x0), small.shape[0] / (y1 - y0)
+    # chip <- image is m; image <- small is x = x0 + (u + 0.5) / fx - 0.5 (pixel centres, as
+    # cv2.resize maps them), likewise for y.
+    back = np.array([[1.0 / fx, 0.0, x0 + 0.5 / fx - 0.5], [0.0, 1.0 / fy, y0 + 0.5 / fy - 0.5], [0.0, 0.0, 1.0]])
+    return small, m @ back
 
 
 _OVERSAMPLE = 2

@@ -6,7 +6,10 @@ so every message here must say what was wrong and what was expected.
 
 from __future__ import annotations
 
+import argparse
+
 __all__ = [
+    "ArgumentParser",
     "ConfigError",
     "GatekeeperError",
     "HookError",
@@ -38,3 +41,11 @@ class JournalError(GatekeeperError, OSError):
 
 class HookError(GatekeeperError, RuntimeError):
     """A hook cannot be set up (no GPIO, missing secret); delivery failures are counted, not raised."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse`` that reports a bad option as a :class:`ConfigError`: one line and exit
+    status 2 through the CLI, instead of a usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(f"{self.prog}: {message} (see {self.prog} --help)")

@@ -21,7 +21,6 @@ opens the file read-only, so it can run beside a live gate.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import enum
 import json
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import JournalError
+from .errors import ArgumentParser, JournalError
 from .gate import Event, EventType
 
 __all__ = [
@@ -360,7 +359,7 @@ def events_command(argv: list[str], *, stdout: TextIO | None = None, stderr: Tex
     """
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="gatekeeper events", description="List recent events and their delivery state."
     )
     parser.add_argument("--since", help="seconds ago (90, 15m, 2h, 1d) or an ISO 8601 time; default: all")

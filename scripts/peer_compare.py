@@ -48,7 +48,7 @@ class Peer:
         self._landmarker = vision.FaceLandmarker.create_from_options(options)
 
     def score(self, grey: np.ndarray) -> float | None:
-        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(detector_view(grey)[0]))
+        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(detector_view(grey)))
         result = self._landmarker.detect(image)
         if not result.face_blendshapes:
             return None

@@ -216,6 +216,22 @@ def test_face_drawn_at_two_sizes_gives_nearly_the_same_chip() -> None:
     assert a.std() > 20  # the chip shows the face, not a flat background
 
 
+@pytest.mark.parametrize("zoom", [3, 6])
+def test_a_close_up_is_area_averaged_not_aliased(zoom: int) -> None:
+    """A face hundreds of pixels wide, with pixel-level texture (skin, hair, sensor noise): its
+    chip must be the chip of the same picture properly shrunk first. A plain bilinear warp picks
+    single pixels and lets the texture through: 7.9 and 8.4 grey levels of difference here (10-13
+    on a textured frame of the shared clip), against under 4 with the area averaging."""
+    base, kps = draw_face(1.0, size=(240, 320))  # the face is then 480 and 960 px wide
+    big = cv2.resize(base, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    big = np.clip(big + np.random.default_rng(zoom).normal(0.0, 40.0, big.shape), 0, 255).astype(np.uint8)
+    shrunk = cv2.resize(big, None, fx=1 / zoom, fy=1 / zoom, interpolation=cv2.INTER_AREA)
+    expected = chip_from_keypoints(shrunk, kps).astype(float)
+    chip = chip_from_keypoints(big, kps * zoom + (zoom - 1) / 2.0).astype(float)
+    assert (chip - expected).std() < 4.0
+    assert expected.std() > 20  # the chip shows the face
+
+
 @pytest.mark.parametrize("roll", [-30, -15, 15, 30])
 def test_rolled_face_gives_the_same_chip_as_upright(roll: float) -> None:
     upright, kps0 = draw_face(1.5)

@@ -2,11 +2,12 @@
 
 The public sets are already tight face crops (SMILEsmileD 64x64, FER2013 48x48), not camera
 frames. To give the model exactly what the gate will show it, every image goes through the
-run-time path: pad it by half its size with replicated borders (so the detector sees a face
-with some context), upscale it 3x with bicubic interpolation (BlazeFace wants faces of at least
-about 40 px), run the MediaPipe detector in IMAGE mode, and cut the chip with
-:func:`gatekeeper.crop.chip_from_keypoints`. Measured on 400 random images each, this finds a
-face in 96-97% of both sets. For the rest, the median keypoints of the detected images of the
+run-time path for stills, :func:`gatekeeper.stills.detect_still` (the one ``gatekeeper score``
+uses): a small image is first padded by half its size with replicated borders (so the detector
+sees a face with some context) and upscaled 3x with bicubic interpolation (BlazeFace wants faces
+of at least about 40 px), then tried as it is; the MediaPipe detector runs in IMAGE mode, and
+the chip is cut from the original with :func:`gatekeeper.crop.chip_from_keypoints`. This finds
+a face in 96-97% of both sets. For the rest, the median keypoints of the detected images of the
 same dataset are used, so no label is thrown away and the geometry stays the run-time one.
 
 Prepared chips are cached (``.npz``) by dataset, file list and crop geometry version.
@@ -25,14 +26,13 @@ import numpy as np
 
 from ..crop import GEOMETRY, chip_from_keypoints
 from ..detect import FaceDetector
+from ..stills import PAD_FRACTION, PADDED_SIDE, detect_still, padded_view
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 #: Folder names read as "smiling" by the generic class-folder loader (case-insensitive).
 POSITIVE_NAMES = {"smile", "smiling", "happy", "positive", "positives", "1"}
-PAD_FRACTION = 0.5
-UPSCALE = 3
 
 
 @dataclass
@@ -128,30 +128,20 @@ def read_grey(path: Path) -> np.ndarray | None:
     return img
 
 
-def detector_view(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A tight face crop as a face model is shown it: padded with replicated borders (a detector
-    needs context around the face), upscaled, RGB. Returns the image and the padding (x, y) in
-    the crop's pixels."""
-    h, w = grey.shape[:2]
-    py, px = int(PAD_FRACTION * h), int(PAD_FRACTION * w)
-    padded = cv2.copyMakeBorder(grey, py, py, px, px, cv2.BORDER_REPLICATE)
-    big = cv2.resize(padded, None, fx=UPSCALE, fy=UPSCALE, interpolation=cv2.INTER_CUBIC)
-    return cv2.cvtColor(big, cv2.COLOR_GRAY2RGB), np.array([px, py], dtype=np.float32)
+def detector_view(grey: np.ndarray) -> np.ndarray:
+    """A tight face crop as a face model is first shown it (:func:`gatekeeper.stills.padded_view`), RGB."""
+    return cv2.cvtColor(padded_view(grey).image, cv2.COLOR_GRAY2RGB)
 
 
 def find_keypoints(detector: FaceDetector, grey: np.ndarray) -> np.ndarray | None:
-    """Detector keypoints (6, 2) in the pixel frame of a tight face crop, or None."""
-    image, pad = detector_view(grey)
-    faces = detector.detect(image)
-    if not faces:
-        return None
-    face = max(faces, key=lambda f: f.area)
-    return face.keypoints / UPSCALE - pad
+    """Keypoints (6, 2) of the largest face in the image's own pixels, or None."""
+    faces, _ = detect_still(detector, grey)
+    return max(faces, key=lambda f: f.area).keypoints if faces else None
 
 
 def prepare_chips(dataset: LabelledSet, detector: FaceDetector, cache_dir: Path | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Return (chips uint8 (N,64,64), detected bool (N,)) for every image of ``dataset``."""
-    key = hashlib.sha256(json.dumps([GEOMETRY, PAD_FRACTION, UPSCALE, [str(p) for p in dataset.paths]]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([GEOMETRY, PAD_FRACTION, PADDED_SIDE, "stills-1", [str(p) for p in dataset.paths]]).encode()).hexdigest()[:16]
     cache = Path(cache_dir) / f"chips-{dataset.name}-{key}.npz" if cache_dir else None
     if cache is not None and cache.is_file():
         with np.load(cache) as z:

@@ -7,7 +7,6 @@ reliability diagram, score histograms, confusion matrix) into ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from ..classify import SmileClassifier
 from ..detect import FaceDetector, resolve_face_model
+from ..errors import ArgumentParser
 from .data import load_dataset, prepare_chips, split_indices
 from .metrics import at_own_prior, binary_metrics, choose_threshold, reliability, roc_curve, smile_rate_by_class
 
@@ -66,7 +66,7 @@ def plot(path: Path, title: str, probs: np.ndarray, labels: np.ndarray, metrics:
 def main(argv: list[str]) -> int:
     from ..cli import _setup_logging
 
-    ap = argparse.ArgumentParser(prog="gatekeeper eval", description="Evaluate the exported smile model on a labelled set.")
+    ap = ArgumentParser(prog="gatekeeper eval", description="Evaluate the exported smile model on a labelled set.")
     ap.add_argument("--data", required=True, help="smilesmiled:PATH, fer2013:PATH or folders:PATH (class folders: smile/ and others)")
     ap.add_argument("--model", default=None, help="smile .tflite (default: the shipped model)")
     ap.add_argument("--split", choices=("all", "train", "val", "test"), default="all", help="which fixed-seed split to score (default: every image)")

@@ -85,6 +85,37 @@ def occlude(x, y, rate: float = 0.2):
     return x, y
 
 
+#: Where the eyes lie in a chip: on row 16 (0.45 d below the top), 16 pixels either side of the
+#: centre (the inter-ocular distance is 0.9 d, d = 64 / 1.8 pixels).
+EYES_ROW, EYES_HALF_APART = 16.0, 16.0
+
+
+def sunglasses(x, rate: float = 0.08):
+    """Dark glasses on a share ``rate`` of a batch of chips; the label stands.
+
+    Sunglasses are common in a queue outside: a smile must still be seen from the mouth and
+    cheeks, and a straight face must not become a smile because the eyes are hidden. Two dark
+    lenses (ellipses, their size, spacing and height drawn at random) and a bridge.
+    """
+    import tensorflow as tf
+
+    b = tf.shape(x)[0]
+    shape = (b, 1, 1, 1)
+    cy = EYES_ROW + tf.random.uniform(shape, -2.5, 2.5)
+    apart = EYES_HALF_APART + tf.random.uniform(shape, -2.0, 2.0)
+    rx, ry = tf.random.uniform(shape, 8.0, 12.0), tf.random.uniform(shape, 5.0, 8.0)
+    rows = tf.reshape(tf.range(64, dtype=tf.float32), (1, 64, 1, 1))
+    cols = tf.reshape(tf.range(64, dtype=tf.float32), (1, 1, 64, 1))
+
+    def lens(cx):
+        return tf.square((cols - cx) / rx) + tf.square((rows - cy) / ry) <= 1.0
+
+    bridge = (tf.abs(rows - (cy - 0.4 * ry)) < 1.2) & (tf.abs(cols - 32.0) < apart)
+    glasses = (lens(32.0 - apart) | lens(32.0 + apart) | bridge) & (tf.random.uniform(shape) < rate)
+    tone = tf.random.uniform(shape, 5.0, 70.0) + tf.random.normal(tf.shape(x)) * 3.0
+    return tf.where(glasses, tone, x)
+
+
 def _augment_fn(seed: int):
     import keras
     import tensorflow as tf
@@ -123,6 +154,7 @@ def _augment_fn(seed: int):
         sigma = tf.random.uniform((b, 1, 1, 1), 0.0, 6.0)
         x = x + tf.random.normal(tf.shape(x)) * sigma
         x, y = occlude(x, y)
+        x = sunglasses(x)
         return tf.clip_by_value(x, 0.0, 255.0), y, w
 
     return jpeg, batch_aug

@@ -1,11 +1,12 @@
-"""The occlusion augmentation: a covered mouth is "not smiling", any other patch keeps the label."""
+"""The occlusion augmentations: a covered mouth is "not smiling", any other patch (and dark
+glasses) keep the label."""
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 
-from gatekeeper.training.train import MOUTH, occlude
+from gatekeeper.training.train import EYES_HALF_APART, EYES_ROW, MOUTH, occlude, sunglasses
 
 
 def test_only_chips_with_a_covered_mouth_are_relabelled() -> None:
@@ -30,3 +31,16 @@ def test_negatives_stay_negative() -> None:
     x = np.zeros((500, 64, 64, 1), dtype=np.float32)
     _, y2 = occlude(tf.constant(x), tf.constant(np.zeros(500, dtype=np.float32)), rate=1.0)
     assert not y2.numpy().any()
+
+
+def test_sunglasses_cover_both_eyes_and_nothing_below_the_cheeks() -> None:
+    tf.random.set_seed(3)
+    n = 2000
+    x = np.full((n, 64, 64, 1), 1000.0, dtype=np.float32)
+    dark = sunglasses(tf.constant(x), rate=0.3).numpy()[..., 0]
+    worn = (dark != 1000.0).any(axis=(1, 2))
+    assert 0.25 < worn.mean() < 0.35
+    row, left, right = int(EYES_ROW), int(32 - EYES_HALF_APART), int(32 + EYES_HALF_APART)
+    assert (dark[worn][:, row, left] < 80).all() and (dark[worn][:, row, right] < 80).all()
+    assert (dark[:, 28:, :] == 1000.0).all()  # the mouth and the lower cheeks stay visible
+    assert (dark[~worn] == 1000.0).all()

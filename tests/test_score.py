@@ -1,0 +1,120 @@
+"""``gatekeeper score``: photos of any size through detector -> crop -> classifier, one JSON
+line per image, run as a real command on real pictures (dataset crops from ../shared, a frame
+of the shared clip placed small in a large photo)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_cli import ENV_FACE_MODEL, run_gatekeeper
+
+from gatekeeper.classify import SmileClassifier
+from gatekeeper.detect import FaceDetector
+from gatekeeper.training.data import LabelledSet, prepare_chips
+
+
+def sample(shared_dir: Path, pattern: str, n: int, seed: int = 5) -> list[Path]:
+    return random.Random(seed).sample(sorted((shared_dir / "data").glob(pattern)), n)
+
+
+def score(paths: list[Path], cwd: Path, face_model_path: Path, *extra: str) -> list[dict]:
+    proc = run_gatekeeper(["score", *map(str, paths), *extra], cwd, {ENV_FACE_MODEL: str(face_model_path)})
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def frame_60(shared_dir: Path) -> np.ndarray:
+    """Frame 60 of single_face.mp4 (960x540, BGR): a broad smile, the face about 174 px wide."""
+    cap = cv2.VideoCapture(str(shared_dir / "videos" / "single_face.mp4"))
+    for _ in range(60):
+        ok, bgr = cap.read()
+        assert ok
+    cap.release()
+    return bgr
+
+
+@pytest.fixture(scope="module")
+def big_photo(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> Path:
+    """A 1600x1200 photo with one face about 87 px wide near its corner."""
+    bgr = frame_60(shared_dir)
+    small = cv2.resize(bgr, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    photo = np.random.default_rng(0).integers(90, 150, (1200, 1600, 1), dtype=np.uint8).repeat(3, axis=2)
+    photo[1200 - small.shape[0] - 30 :, 1600 - small.shape[1] - 40 : -40][: small.shape[0]] = small
+    path = tmp_path_factory.mktemp("photos") / "big.jpg"
+    cv2.imwrite(str(path), photo, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return path
+
+
+def test_one_line_per_image_in_order(tmp_path: Path, shared_dir: Path, face_model_path: Path, big_photo: Path) -> None:
+    crops = sample(shared_dir, "smilesmiled/SMILEs/positives/positives7/*.jpg", 3) + sample(shared_dir, "fer2013/happy/*.png", 2)
+    noise = tmp_path / "noise.png"
+    cv2.imwrite(str(noise), np.random.default_rng(1).integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a picture\n" * 10)
+    paths = [*crops, big_photo, noise, broken]
+
+    rows = score(paths, tmp_path, face_model_path)
+
+    assert [r["path"] for r in rows] == [str(p) for p in paths]
+    for r in rows[: len(crops) + 1]:  # tight crops and the big photo: one face each, scored
+        assert r["faces"] == 1, r
+        assert 0.0 <= r["score"] <= 1.0 and r["smiling"] == (r["score"] >= 0.5)
+    assert rows[-2] == {"path": str(noise), "faces": 0, "score": None, "smiling": None}
+    assert rows[-1]["error"] == "unreadable image" and rows[-1]["score"] is None
+
+
+def test_the_big_photo_scores_like_the_frame_it_came_from(tmp_path: Path, shared_dir: Path, face_model_path: Path, big_photo: Path) -> None:
+    """Found by a tile and looked at again closer up, the small face gets nearly the score of
+    the same face at twice the size in the original frame."""
+    frame = tmp_path / "frame.png"
+    cv2.imwrite(str(frame), frame_60(shared_dir))
+    big, original = score([big_photo, frame], tmp_path, face_model_path)
+    assert original["faces"] == 1 and original["smiling"] is True
+    assert big["smiling"] is True
+    assert abs(big["score"] - original["score"]) < 0.05
+
+
+def test_scores_equal_the_training_path_on_dataset_crops(tmp_path: Path, shared_dir: Path, face_model_path: Path, repo_root: Path) -> None:
+    """``score`` and training prepare chips through the same stills code: on dataset crops the
+    scores agree with the model run on the training chips of the same images."""
+    paths = sample(shared_dir, "smilesmiled/SMILEs/*/*/*.jpg", 25) + sample(shared_dir, "fer2013/*/*.png", 25)
+    rows = score(paths, tmp_path, face_model_path)
+    with FaceDetector(face_model_path, video=False, min_confidence=0.5) as det:
+        chips, detected = prepare_chips(LabelledSet("sample", paths, np.zeros(len(paths), np.int64), ["x"] * len(paths)), det, None, progress=False)
+    probs = SmileClassifier(repo_root / "model" / "smile.tflite").predict(chips)
+    assert detected.mean() >= 0.9
+    for row, found, p in zip(rows, detected, probs, strict=True):
+        assert (row["faces"] > 0) == found, row
+        if found:
+            assert row["score"] == pytest.approx(float(p), abs=2e-3), row
+
+
+def test_tight_crops_need_the_padded_view(tmp_path: Path, shared_dir: Path, face_model_path: Path) -> None:
+    """What the still views are for: SMILEsmileD's 64x64 crops at the gate's own detector
+    confidence (0.7) and without padding are mostly missed."""
+    paths = sample(shared_dir, "smilesmiled/SMILEs/*/*/*.jpg", 40, seed=11)
+    rows = score(paths, tmp_path, face_model_path)
+    assert sum(r["faces"] > 0 for r in rows) >= 36
+    with FaceDetector(face_model_path, video=False, min_confidence=0.7) as det:
+        plain = sum(bool(det.detect(cv2.imread(str(p)))) for p in paths)
+    assert plain <= 30
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "abc"])
+def test_bad_min_confidence_is_one_error_line(tmp_path: Path, shared_dir: Path, face_model_path: Path, value: str) -> None:
+    proc = run_gatekeeper(["score", str(sample(shared_dir, "fer2013/happy/*.png", 1)[0]), "--min-confidence", value], tmp_path, {ENV_FACE_MODEL: str(face_model_path)})
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "min-confidence" in lines[0], proc.stderr
+    assert proc.stdout == ""
+
+
+def test_a_path_that_does_not_exist(tmp_path: Path, face_model_path: Path) -> None:
+    proc = run_gatekeeper(["score", str(tmp_path / "nope.jpg")], tmp_path, {ENV_FACE_MODEL: str(face_model_path)})
+    assert proc.returncode == 2
+    assert "nope.jpg" in proc.stderr and "does not exist" in proc.stderr
