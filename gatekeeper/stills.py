@@ -129,13 +129,17 @@ def refine(detector: FaceDetector, image: np.ndarray, face: Face, min_score: flo
     better when the face fills a good part of its input. Returns None when it does not find the
     face again with at least ``min_score``."""
     x, y, w, h = face.box
-    side = REFINE_CONTEXT * max(w, h)
-    cx, cy = x + w / 2.0, y + h / 2.0
+    side = max(8, round(REFINE_CONTEXT * max(w, h)))
+    x0, y0 = round(x + w / 2.0 - side / 2.0), round(y + h / 2.0 - side / 2.0)
+    ih, iw = image.shape[:2]
+    # The square, cut from the image and completed with replicated borders where it runs over.
+    roi = image[max(y0, 0) : min(y0 + side, ih), max(x0, 0) : min(x0 + side, iw)]
+    if roi.size == 0:
+        return None
+    square = cv2.copyMakeBorder(roi, max(-y0, 0), max(y0 + side - ih, 0), max(-x0, 0), max(x0 + side - iw, 0), cv2.BORDER_REPLICATE)
     scale = REFINE_SIDE / side
-    # Image -> crop: translate the square's corner to the origin, then scale.
-    m = np.array([[scale, 0.0, (side / 2.0 - cx) * scale], [0.0, scale, (side / 2.0 - cy) * scale]])
-    crop = cv2.warpAffine(image, m, (REFINE_SIDE, REFINE_SIDE), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    view = View("refined", crop, scale, (side / 2.0 - cx, side / 2.0 - cy))
+    crop = cv2.resize(square, (REFINE_SIDE, REFINE_SIDE), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    view = View("refined", crop, scale, (-float(x0), -float(y0)))
     centre = REFINE_SIDE / 2.0
     near = [f for f in detector.detect(crop) if f.score >= min_score and abs(f.box[0] + f.box[2] / 2 - centre) < REFINE_SIDE / 4 and abs(f.box[1] + f.box[3] / 2 - centre) < REFINE_SIDE / 4]
     if not near:
