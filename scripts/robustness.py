@@ -8,7 +8,7 @@ test splits, never trained on), and the model is scored at the card's threshold:
 
 * image quality: sharpening (a crisper camera than the training photos), blur, sensor noise;
 * occlusion by a flat patch (a hand, a sleeve, a microphone): over the mouth, over the eyes, over
-  the whole lower face.
+  the whole lower face; and dark glasses.
 
 A gate must fail closed: with the mouth covered, "smiling" should become rare (the camera cannot
 see a smile), not more common. The numbers are the share of faces called smiling among the
@@ -51,6 +51,16 @@ def _patch(rows: slice, cols: slice) -> Callable[[np.ndarray], np.ndarray]:
     return apply
 
 
+def _dark_glasses(chip: np.ndarray) -> np.ndarray:
+    """Two dark, round-cornered rectangular lenses and a bridge over the eyes (row 16, 16 px either
+    side of the centre); the training augmentation draws ellipses."""
+    out = chip.copy()
+    for cx in (16, 48):
+        cv2.rectangle(out, (cx - 11, 11), (cx + 11, 22), 25.0, thickness=-1, lineType=cv2.LINE_AA)
+    cv2.line(out, (27, 13), (37, 13), 25.0, thickness=2)
+    return out
+
+
 def perturbations(seed: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     rng = np.random.default_rng(seed)
     return {
@@ -60,6 +70,7 @@ def perturbations(seed: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         "noise": lambda c: c + rng.normal(0.0, 8.0, c.shape),
         "mouth covered": _patch(*MOUTH_COVER),
         "eyes covered": _patch(slice(10, 26), slice(4, 60)),
+        "dark glasses": _dark_glasses,
         "lower face covered": _patch(slice(40, 64), slice(0, 64)),
     }
 
@@ -69,16 +80,17 @@ def main() -> int:
     ap.add_argument("--model", default=None, help="smile .tflite (default: the shipped model)")
     ap.add_argument("--data", nargs="+", default=[d.format(shared=shared_dir()) for d in DEFAULT_DATA])
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--split", choices=("val", "test"), default="test", help="which fixed-seed split (compare candidate models on val)")
     ap.add_argument("--cache", default=".cache")
     ap.add_argument("--out", default="artifacts/robustness.json")
     args = ap.parse_args()
 
     clf = SmileClassifier(args.model)
     threshold = float(clf.card.get("threshold", 0.5))
-    report: dict = {"model": str(clf.path), "threshold": threshold}
+    report: dict = {"model": str(clf.path), "threshold": threshold, "split": args.split}
     print(f"{'dataset':12s} {'perturbation':20s} {'AUC':>6s} {'bal acc':>8s} {'TP rate':>8s} {'FP rate':>8s}")
     for p in prepare(args.data, resolve_face_model(None, download=False), Path(args.cache), args.seed):
-        idx = p.splits["test"]
+        idx = p.splits[args.split]
         x, y = p.chips[idx].astype(np.float32), p.labels[idx]
         report[p.name] = {}
         for name, f in perturbations(args.seed).items():
