@@ -70,3 +70,19 @@ def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     mp.setenv("XDG_CACHE_HOME", str(base / "cache"))
     yield
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def smiling_frame_bgr(shared_dir: Path):
+    """Frame 60 of the shared single_face.mp4 (960x540, BGR): a broad smile, the face about
+    174 px wide. A real picture for the still-photo tests."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(shared_dir / "videos" / "single_face.mp4"))
+    try:
+        for _ in range(60):
+            ok, bgr = cap.read()
+            assert ok, "single_face.mp4 has fewer than 60 frames"
+    finally:
+        cap.release()
+    return bgr

@@ -28,21 +28,10 @@ def score(paths: list[Path], cwd: Path, face_model_path: Path, *extra: str) -> l
     return [json.loads(line) for line in proc.stdout.splitlines()]
 
 
-def frame_60(shared_dir: Path) -> np.ndarray:
-    """Frame 60 of single_face.mp4 (960x540, BGR): a broad smile, the face about 174 px wide."""
-    cap = cv2.VideoCapture(str(shared_dir / "videos" / "single_face.mp4"))
-    for _ in range(60):
-        ok, bgr = cap.read()
-        assert ok
-    cap.release()
-    return bgr
-
-
 @pytest.fixture(scope="module")
-def big_photo(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> Path:
+def big_photo(tmp_path_factory: pytest.TempPathFactory, smiling_frame_bgr: np.ndarray) -> Path:
     """A 1600x1200 photo with one face about 87 px wide near its corner."""
-    bgr = frame_60(shared_dir)
-    small = cv2.resize(bgr, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    small = cv2.resize(smiling_frame_bgr, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
     photo = np.random.default_rng(0).integers(90, 150, (1200, 1600, 1), dtype=np.uint8).repeat(3, axis=2)
     photo[1200 - small.shape[0] - 30 :, 1600 - small.shape[1] - 40 : -40][: small.shape[0]] = small
     path = tmp_path_factory.mktemp("photos") / "big.jpg"
@@ -68,11 +57,11 @@ def test_one_line_per_image_in_order(tmp_path: Path, shared_dir: Path, face_mode
     assert rows[-1]["error"] == "unreadable image" and rows[-1]["score"] is None
 
 
-def test_the_big_photo_scores_like_the_frame_it_came_from(tmp_path: Path, shared_dir: Path, face_model_path: Path, big_photo: Path) -> None:
+def test_the_big_photo_scores_like_the_frame_it_came_from(tmp_path: Path, smiling_frame_bgr: np.ndarray, face_model_path: Path, big_photo: Path) -> None:
     """Found by a tile and looked at again closer up, the small face gets nearly the score of
     the same face at twice the size in the original frame."""
     frame = tmp_path / "frame.png"
-    cv2.imwrite(str(frame), frame_60(shared_dir))
+    cv2.imwrite(str(frame), smiling_frame_bgr)
     big, original = score([big_photo, frame], tmp_path, face_model_path)
     assert original["faces"] == 1 and original["smiling"] is True
     assert big["smiling"] is True

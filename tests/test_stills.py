@@ -26,14 +26,9 @@ def detector(face_model_path: Path) -> Iterator[FaceDetector]:
 
 
 @pytest.fixture(scope="module")
-def frame(shared_dir: Path) -> np.ndarray:
-    """Frame 60 of single_face.mp4 (960x540, RGB): one face about 174 px wide."""
-    cap = cv2.VideoCapture(str(shared_dir / "videos" / "single_face.mp4"))
-    for _ in range(60):
-        ok, bgr = cap.read()
-        assert ok
-    cap.release()
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+def frame(smiling_frame_bgr: np.ndarray) -> np.ndarray:
+    """The shared clip's smiling frame, RGB: one face about 174 px wide."""
+    return cv2.cvtColor(smiling_frame_bgr, cv2.COLOR_BGR2RGB)
 
 
 def on_canvas(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, tuple[int, int]]:
