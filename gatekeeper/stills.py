@@ -51,6 +51,7 @@ MIN_TILE = 256
 TILE_OVERLAP = 0.25
 #: A face narrower than this share of its view's long side is looked at again, closer up.
 SMALL_IN_VIEW = 0.25
+#: The closer look: a square this many times the face's box, scaled to REFINE_SIDE pixels.
 REFINE_CONTEXT = 2.5
 REFINE_SIDE = 256
 #: The confidence a face found in a tile must have when looked at again.
