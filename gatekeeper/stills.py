@@ -20,7 +20,9 @@ So a still is tried in up to three kinds of view, stopping at the first that fin
 A face that is small in the view that found it is looked at again, closer up (:func:`refine`):
 the keypoints, and so the chip, come out far more precise. A face found in a tile must survive
 that second look with confidence :data:`REFINE_CONFIDENCE`, because dozens of small looks at a
-photo otherwise turn texture into faces. Measured on a frame of the shared clip: an 87-pixel
+photo otherwise turn texture into faces. Faces under :data:`SURE` confidence (blurred lettering,
+a pattern on a shirt) are doubtful: the search goes on to the next views, and they are reported
+only when no sure face turns up; next to a sure face they are dropped. Measured on a frame of the shared clip: an 87-pixel
 face is found, with its box within 2 pixels, on canvases up to 2000x1500; at 3000x2250 (face
 under 4% of the short side) it is not.
 
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ._native import captured_stderr
 from .detect import Face, FaceDetector
 
 #: Padding on each side of a padded view, as a share of the image's height and width.
@@ -56,6 +59,8 @@ REFINE_CONTEXT = 2.5
 REFINE_SIDE = 256
 #: The confidence a face found in a tile must have when looked at again.
 REFINE_CONFIDENCE = 0.75
+#: Faces found with less confidence are doubtful: they count only when no view finds a surer one.
+SURE = 0.7
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,31 +154,46 @@ def refine(detector: FaceDetector, image: np.ndarray, face: Face, min_score: flo
 
 
 def detect_still(detector: FaceDetector, image: np.ndarray) -> tuple[list[Face], str | None]:
-    """Faces in one still (``detector`` in IMAGE mode), in the image's own pixels, and the name
-    of the view that found them (None when none did)."""
+    """Faces in one still (``detector`` in IMAGE mode), in the image's own pixels, most
+    confident first, and the name of the view that found them (None when none did).
+
+    The first view that finds a sure face wins; when no view does, the first doubtful find."""
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    for group in views(image):
-        found = []
-        for v in group:
-            for f in detector.detect(v.image):
-                small = f.box[2] < SMALL_IN_VIEW * max(v.image.shape[:2])
-                f = v.to_original(f)
-                if v.name.startswith("tile"):
-                    # Dozens of small looks at a photo turn texture into faces now and then
-                    # (two at 0.56 in a noise picture): a tile's face must be found again, surely.
-                    f = refine(detector, image, f, REFINE_CONFIDENCE)
-                elif small:
-                    f = refine(detector, image, f) or f
-                if f is not None:
-                    found.append(f)
-        if found:
+    # New image sizes make LiteRT print a notice about buffer alignment now and then; it goes
+    # to the log at DEBUG instead of the middle of the output.
+    with captured_stderr():
+        unsure: tuple[list[Face], str] | None = None
+        for group in views(image):
+            found = _detect_group(detector, image, group)
+            if not found:
+                continue
             kept: list[Face] = []
             for f in sorted(found, key=lambda f: f.score, reverse=True):
                 if not any(_overlaps(f, k) for k in kept):
                     kept.append(f)
-            return kept, group[0].name
-    return [], None
+            if kept[0].score >= SURE:
+                return [f for f in kept if f.score >= SURE], group[0].name
+            # Only doubtful faces here: a later view may still find a sure one.
+            unsure = unsure or (kept, group[0].name)
+    return unsure or ([], None)
+
+
+def _detect_group(detector: FaceDetector, image: np.ndarray, group: list[View]) -> list[Face]:
+    found = []
+    for v in group:
+        for f in detector.detect(v.image):
+            small = f.box[2] < SMALL_IN_VIEW * max(v.image.shape[:2])
+            f = v.to_original(f)
+            if v.name.startswith("tile"):
+                # Dozens of small looks at a photo turn texture into faces now and then
+                # (two at 0.56 in a noise picture): a tile's face must be found again, surely.
+                f = refine(detector, image, f, REFINE_CONFIDENCE)
+            elif small:
+                f = refine(detector, image, f) or f
+            if f is not None:
+                found.append(f)
+    return found
 
 
 __all__ = ["View", "detect_still", "padded_view", "tile_views", "views"]

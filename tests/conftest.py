@@ -74,7 +74,7 @@ def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 
 @pytest.fixture(scope="session")
 def smiling_frame_bgr(shared_dir: Path):
-    """Frame 60 of the shared single_face.mp4 (960x540, BGR): a broad smile, the face about
+    """Frame 60 of the shared single_face.mp4 (640x360, BGR): a broad smile, the face about
     174 px wide. A real picture for the still-photo tests."""
     import cv2
 
