@@ -141,7 +141,8 @@ class MqttHook(Hook):
             if self._closing:
                 return
             self._closing = True
-            connected = self._connected
+            # Also when paho has the link but our on-connect has not run yet.
+            connected = self._connected or self.client.is_connected()
         if connected:
             info = self.client.publish(self.availability_topic, "offline", qos=1, retain=True)
             if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -159,15 +160,18 @@ class MqttHook(Hook):
             self._log.error("%s: %s", self.name, self.last_error)
             return
         with self._link:
+            if self._closing:
+                return  # release() is saying goodbye; announcing "online" now would outlive it
+            # Queued before anyone can see the link as up: an "offline" from release() is
+            # always queued after this "online", never before it.
+            client.publish(self.availability_topic, "online", qos=1, retain=True)
+            if self.config.discovery:
+                client.publish(self.discovery_topic, json.dumps(self.discovery_config()), qos=1, retain=True)
+            client.publish(self.state_topic, json.dumps(self._state), qos=1, retain=True)
             self._connected = True
             self._failures_in_a_row = 0
-            state = dict(self._state)
             self._link.notify_all()
         self._log.info("%s: connected to %s:%d", self.name, self.config.host, self.config.port)
-        client.publish(self.availability_topic, "online", qos=1, retain=True)
-        if self.config.discovery:
-            client.publish(self.discovery_topic, json.dumps(self.discovery_config()), qos=1, retain=True)
-        client.publish(self.state_topic, json.dumps(state), qos=1, retain=True)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         with self._link:
