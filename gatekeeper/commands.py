@@ -46,9 +46,9 @@ def score(argv: list[str]) -> int:
     )
     ap.add_argument("--log-level", default="warning")
     args = ap.parse_args(argv)
-    _logging(args.log_level)
     if not 0.0 < args.min_confidence < 1.0:
-        raise GatekeeperError(f"--min-confidence must be between 0 and 1, got {args.min_confidence}")
+        ap.error(f"argument --min-confidence: expected a confidence between 0 and 1, got {args.min_confidence}")
+    _logging(args.log_level)
     import cv2
 
     from .app import Pipeline

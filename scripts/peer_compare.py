@@ -91,27 +91,25 @@ def main() -> int:
     try:
         for p in prepare(args.data, resolve_face_model(None, download=False), Path(args.cache), args.seed):
             out = {}
+            val, test = p.splits["val"], p.splits["test"]
+            y_va, y_te = p.labels[val], p.labels[test]
+            # The peer goes first: ours is also measured at the peer's validation recall.
             for who in ("peer", "ours"):
-                scores = {}
                 t0 = time.perf_counter()
-                for split in ("val", "test"):
-                    idx = p.splits[split]
-                    if who == "ours":
-                        scores[split] = ours.predict_in_batches(p.chips[idx])
-                    else:
-                        scores[split] = np.array([np.nan if (s := peer.score(read_grey(p.ds.paths[i]))) is None else s for i in idx], dtype=np.float64)
-                test = p.splits["test"]
-                m = measure(scores["val"], p.labels[p.splits["val"]], scores["test"], p.labels[test], p.groups[test])
+                if who == "ours":
+                    scores = {split: ours.predict_in_batches(p.chips[idx]) for split, idx in (("val", val), ("test", test))}
+                else:
+                    scores = {split: np.array([np.nan if (s := peer.score(read_grey(p.ds.paths[i]))) is None else s for i in idx], dtype=np.float64) for split, idx in (("val", val), ("test", test))}
+                m = measure(scores["val"], y_va, scores["test"], y_te, p.groups[test])
                 if who == "peer":
                     m["no_face_found"] = round(float(np.isnan(scores["test"]).mean()), 4)
-                    y_va = p.labels[p.splits["val"]] == 1
-                    peer_val_recall = float((np.nan_to_num(scores["val"], nan=0.0)[y_va] >= m["threshold"]).mean())
+                    peer_val_recall = float((np.nan_to_num(scores["val"], nan=0.0)[y_va == 1] >= m["threshold"]).mean())
                 else:
                     # The thresholds above sit wherever each model's balanced accuracy peaks, so the
                     # per-class rates compare two operating points. Also compare at equal
                     # sensitivity: our threshold set on validation to the peer's validation recall.
-                    at = float(np.quantile(scores["val"][y_va], 1.0 - peer_val_recall))
-                    out["ours_at_peer_recall"] = measure(scores["val"], p.labels[p.splits["val"]], scores["test"], p.labels[test], p.groups[test], threshold=at)
+                    at = float(np.quantile(scores["val"][y_va == 1], 1.0 - peer_val_recall))
+                    out["ours_at_peer_recall"] = measure(scores["val"], y_va, scores["test"], y_te, p.groups[test], threshold=at)
                     print(json.dumps({"dataset": p.name, "model": "ours at the peer's validation recall", **out["ours_at_peer_recall"]}), flush=True)
                 m["seconds"] = round(time.perf_counter() - t0, 1)
                 out[who] = m

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import resolve_face_model
 from gatekeeper.training.metrics import binary_metrics
-from gatekeeper.training.train import DEFAULT_DATA, MOUTH, prepare, shared_dir
+from gatekeeper.training.train import DEFAULT_DATA, EYES_HALF_APART, EYES_ROW, MOUTH, prepare, shared_dir
 
 #: The training augmentation's mouth box, 2 pixels wider on every side.
 MOUTH_COVER = (slice(int(MOUTH[0]) - 2, int(MOUTH[1]) + 2), slice(int(MOUTH[2]) - 2, int(MOUTH[3]) + 2))
@@ -52,12 +52,13 @@ def _patch(rows: slice, cols: slice) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _dark_glasses(chip: np.ndarray) -> np.ndarray:
-    """Two dark, round-cornered rectangular lenses and a bridge over the eyes (row 16, 16 px either
-    side of the centre); the training augmentation draws ellipses."""
+    """Two dark, round-cornered rectangular lenses and a bridge over the training augmentation's
+    eye positions (which draws ellipses)."""
     out = chip.copy()
-    for cx in (16, 48):
-        cv2.rectangle(out, (cx - 11, 11), (cx + 11, 22), 25.0, thickness=-1, lineType=cv2.LINE_AA)
-    cv2.line(out, (27, 13), (37, 13), 25.0, thickness=2)
+    row, apart = int(EYES_ROW), int(EYES_HALF_APART)
+    for cx in (32 - apart, 32 + apart):
+        cv2.rectangle(out, (cx - 11, row - 5), (cx + 11, row + 6), 25.0, thickness=-1, lineType=cv2.LINE_AA)
+    cv2.line(out, (27, row - 3), (37, row - 3), 25.0, thickness=2)
     return out
 
 
@@ -69,7 +70,7 @@ def perturbations(seed: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         "blur": lambda c: cv2.GaussianBlur(c, (0, 0), 1.0),
         "noise": lambda c: c + rng.normal(0.0, 8.0, c.shape),
         "mouth covered": _patch(*MOUTH_COVER),
-        "eyes covered": _patch(slice(10, 26), slice(4, 60)),
+        "eyes covered": _patch(slice(int(EYES_ROW) - 6, int(EYES_ROW) + 10), slice(4, 60)),
         "dark glasses": _dark_glasses,
         "lower face covered": _patch(slice(40, 64), slice(0, 64)),
     }

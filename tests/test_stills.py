@@ -88,8 +88,8 @@ def test_order_of_views(shape: tuple[int, int], expected: list[str]) -> None:
 # -- the real detector on real pictures -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("pattern", "as_is_at_most"), [("smilesmiled/SMILEs/*/*/*.jpg", 0.9), ("fer2013/*/*.png", 1.0)])
-def test_tight_dataset_crops_are_found(detector: FaceDetector, shared_dir: Path, pattern: str, as_is_at_most: float) -> None:
+@pytest.mark.parametrize(("pattern", "as_is_at_most"), [("smilesmiled/SMILEs/*/*/*.jpg", 0.9), ("fer2013/*/*.png", None)])
+def test_tight_dataset_crops_are_found(detector: FaceDetector, shared_dir: Path, pattern: str, as_is_at_most: float | None) -> None:
     """Tight crops need the padded view: measured on 200 random SMILEsmileD crops, 76% are found
     as they are and 97% padded; FER2013 96% either way."""
     files = random.Random(7).sample(sorted((shared_dir / "data").glob(pattern)), 60)
@@ -105,7 +105,8 @@ def test_tight_dataset_crops_are_found(detector: FaceDetector, shared_dir: Path,
         if faces:
             assert view in ("padded", "as_is")
     assert found / len(files) >= 0.9
-    assert plain / len(files) <= as_is_at_most
+    if as_is_at_most is not None:  # FER's 48x48 crops are found about as often as they are
+        assert plain / len(files) <= as_is_at_most
     assert found >= plain
 
 

@@ -57,6 +57,15 @@ def prepare(specs: list[str], face_model: Path, cache_dir: Path, seed: int) -> l
 MOUTH = (42.0, 56.0, 20.0, 44.0)
 
 
+def _chip_grid():
+    """Row and column indices of a chip, shaped to broadcast against a (batch, 64, 64, 1) tensor."""
+    import tensorflow as tf
+
+    rows = tf.reshape(tf.range(64, dtype=tf.float32), (1, 64, 1, 1))
+    cols = tf.reshape(tf.range(64, dtype=tf.float32), (1, 1, 64, 1))
+    return rows, cols
+
+
 def occlude(x, y, rate: float = 0.2):
     """Flat patches over a share ``rate`` of a batch of chips; mouth-covered chips become "not smiling"."""
     import tensorflow as tf
@@ -73,8 +82,7 @@ def occlude(x, y, rate: float = 0.2):
     # Top-left corner, from a centre drawn in the mouth box or anywhere.
     cy = tf.where(at_mouth, tf.random.uniform(shape, MOUTH[0], MOUTH[1]), tf.random.uniform(shape, 0.0, 64.0)) - hh / 2.0
     cx = tf.where(at_mouth, tf.random.uniform(shape, MOUTH[2], MOUTH[3]), tf.random.uniform(shape, 0.0, 64.0)) - ww / 2.0
-    rows = tf.reshape(tf.range(64, dtype=tf.float32), (1, 64, 1, 1))
-    cols = tf.reshape(tf.range(64, dtype=tf.float32), (1, 1, 64, 1))
+    rows, cols = _chip_grid()
     patch = (rows >= cy) & (rows < cy + hh) & (cols >= cx) & (cols < cx + ww)
     patch &= tf.random.uniform(shape) < rate
     tone = tf.random.uniform(shape, 40.0, 220.0) + tf.random.normal(tf.shape(x)) * 4.0
@@ -104,8 +112,7 @@ def sunglasses(x, rate: float = 0.08):
     cy = EYES_ROW + tf.random.uniform(shape, -2.5, 2.5)
     apart = EYES_HALF_APART + tf.random.uniform(shape, -2.0, 2.0)
     rx, ry = tf.random.uniform(shape, 8.0, 12.0), tf.random.uniform(shape, 5.0, 8.0)
-    rows = tf.reshape(tf.range(64, dtype=tf.float32), (1, 64, 1, 1))
-    cols = tf.reshape(tf.range(64, dtype=tf.float32), (1, 1, 64, 1))
+    rows, cols = _chip_grid()
 
     def lens(cx):
         return tf.square((cols - cx) / rx) + tf.square((rows - cy) / ry) <= 1.0
@@ -366,7 +373,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--data", nargs="+", default=[d.format(shared=shared) for d in DEFAULT_DATA], help="datasets: smilesmiled:PATH, fer2013:PATH or folders:PATH (class folders)")
     ap.add_argument("--arch", choices=("seed", "gate"), default="gate", help="gate: the shipped topology; seed: the original project's CNN")
     ap.add_argument("--out", default="model", help="where the model files and model.json go (default: model/)")
-    ap.add_argument("--epochs", type=int, default=10, help="10 epochs of the gate topology take about 22 min on 2 idle cores")
+    ap.add_argument("--epochs", type=int, default=10, help="10 epochs of the gate topology take about 25 min on 2 idle cores, export included")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--patience", type=int, default=3, help="early stopping on validation AUC")
