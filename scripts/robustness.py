@@ -6,7 +6,8 @@
 Each perturbation is applied to the 64x64 test chips of SMILEsmileD and FER2013 (the fixed-seed
 test splits, never trained on), and the model is scored at the card's threshold:
 
-* image quality: sharpening (a crisper camera than the training photos), blur, sensor noise;
+* image quality: sharpening (a crisper camera than the training photos), blur, sensor noise,
+  light from one side;
 * occlusion by a flat patch (a hand, a sleeve, a microphone): over the mouth, over the eyes, over
   the whole lower face; and dark glasses.
 
@@ -62,6 +63,17 @@ def _dark_glasses(chip: np.ndarray) -> np.ndarray:
     return out
 
 
+def _side_light(rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
+    """Light from one side (the sun low beside the queue): brightness falls linearly across the
+    face to 30% on the far side, the side drawn at random."""
+
+    def apply(chip: np.ndarray) -> np.ndarray:
+        ramp = np.linspace(1.0, 0.3, chip.shape[1])
+        return chip * (ramp if rng.random() < 0.5 else ramp[::-1])[None, :]
+
+    return apply
+
+
 def perturbations(seed: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     rng = np.random.default_rng(seed)
     return {
@@ -69,6 +81,7 @@ def perturbations(seed: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         "sharpen": lambda c: _sharpen(c, 1.0),
         "blur": lambda c: cv2.GaussianBlur(c, (0, 0), 1.0),
         "noise": lambda c: c + rng.normal(0.0, 8.0, c.shape),
+        "side light": _side_light(rng),
         "mouth covered": _patch(*MOUTH_COVER),
         "eyes covered": _patch(slice(int(EYES_ROW) - 6, int(EYES_ROW) + 10), slice(4, 60)),
         "dark glasses": _dark_glasses,

@@ -79,6 +79,18 @@ def test_fit_platt_with_balanced_weights_centres_an_imbalanced_set() -> None:
     assert -b_raw / a_raw > 0.8  # unweighted, the 10% prior pushes the boundary far to the right
 
 
+def test_fit_platt_converges_from_far_off_logits() -> None:
+    """Logits three units too high, as a part-trained model gives: plain Newton steps from (1, 0)
+    diverged here (to a = -12,000 in five steps)."""
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.3).astype(int)
+    z = np.where(y == 1, 2.0, -2.0) + rng.normal(0.0, 1.0, len(y)) + 3.0
+    a, b = fit_platt(z, y, np.where(y == 1, (1 - y.mean()) / y.mean(), 1.0))
+    # The two classes are unit normals 4 apart, equally weighted: the log-odds are 4 (z - 3), up
+    # to the sampling noise of 2000 faces (200,000 give a = 3.98-4.03).
+    assert a == pytest.approx(4.0, abs=1.0) and -b / a == pytest.approx(3.0, abs=0.15)
+
+
 def test_choose_threshold_separable() -> None:
     probs = np.array([0.1, 0.2, 0.3, 0.62, 0.7, 0.9])
     t = choose_threshold(probs, np.array([0, 0, 0, 1, 1, 1]))
