@@ -6,6 +6,7 @@ The only place (with :mod:`gatekeeper.training.models`) where TensorFlow is impo
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -357,6 +358,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "datasets": [{"name": p.name, "count": len(p.ds), "smiling": int(p.labels.sum()), "detector_found": round(float(p.detected.mean()), 4), "splits": {k: len(v) for k, v in p.splits.items()}} for p in sets],
             "seed": args.seed,
             "init": str(args.init) if args.init else None,
+            # The path may be a scratch file; the hash says which weights it held.
+            "init_sha256": hashlib.sha256(Path(args.init).read_bytes()).hexdigest() if args.init else None,
             # The training that produced an --init model, when its card is beside it.
             "init_training": _previous_training(args.init),
             "epochs_run": len(fit_history.get("loss", [])),

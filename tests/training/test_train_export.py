@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,21 +20,26 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path, face_model_path: Path) -> Path:
+def tiny_faces(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> Path:
     root = tmp_path_factory.mktemp("faces")
     for cls, src in (("smile", "happy"), ("neutral", "neutral"), ("sad", "sad")):
         (root / cls).mkdir()
         for f in sorted((shared_dir / "data" / "fer2013" / src).glob("*.png"))[:60]:
             shutil.copy(f, root / cls / f.name)
-    out = tmp_path_factory.mktemp("model")
+    return root
+
+
+def run_train(face_model_path: Path, *args: str) -> None:
     env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "gatekeeper.cli", "train", "--data", f"folders:{root}", "--epochs", "2", "--batch", "32",
-         "--clean-after", "1", "--clean-sources", root.name,
-         "--out", str(out), "--cache", str(out / "cache"), "--no-progress"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )
+    proc = subprocess.run([sys.executable, "-m", "gatekeeper.cli", "train", "--no-progress", *args], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_faces: Path, face_model_path: Path) -> Path:
+    out = tmp_path_factory.mktemp("model")
+    run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "2", "--batch", "32", "--clean-after", "1",
+              "--clean-sources", tiny_faces.name, "--out", str(out), "--cache", str(out / "cache"))
     return out
 
 
@@ -53,7 +59,27 @@ def test_label_cleaning_ran_between_the_two_phases(tiny_model: Path) -> None:
     cleaning = training["label_cleaning"]
     assert cleaning["after_epoch"] == 1 and cleaning["of"] == training["datasets"][0]["splits"]["train"]
     assert 0 <= cleaning["dropped_smiling"] + cleaning["dropped_not_smiling"] <= cleaning["of"]
+    assert cleaning["calibration"]["kind"].startswith("platt") and np.isfinite([cleaning["calibration"]["a"], cleaning["calibration"]["b"]]).all()
     assert len(training["history"]["val_auc"]) == training["epochs_run"]
+
+
+def test_init_with_no_epochs_recalibrates_the_same_weights(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
+    """How a shipped model is re-calibrated and re-exported after its chips change."""
+    init = tiny_model / "gate.best.keras"
+    run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--init", str(init), "--epochs", "0",
+              "--out", str(tmp_path), "--cache", str(tiny_model / "cache"))
+    before = json.loads((tiny_model / "model.json").read_text())
+    after = json.loads((tmp_path / "model.json").read_text())
+    assert after["training"]["init_sha256"] == hashlib.sha256(init.read_bytes()).hexdigest()
+    assert after["training"]["init_training"] == before["training"]
+    assert after["training"]["epochs_run"] == 0
+    # The same weights on the same chips: the same calibration and the same scores.
+    assert after["calibration"]["a"] == pytest.approx(before["calibration"]["a"], abs=1e-4)
+    assert after["calibration"]["b"] == pytest.approx(before["calibration"]["b"], abs=1e-4)
+    chips = np.random.default_rng(1).integers(0, 255, (8, 64, 64), dtype=np.uint8)
+    p_before = SmileClassifier(tiny_model / "smile.tflite").predict(chips)
+    p_after = SmileClassifier(tmp_path / "smile.tflite").predict(chips)
+    assert np.allclose(p_before, p_after, atol=1e-4)
 
 
 def test_runtime_runs_both_exports(tiny_model: Path) -> None:
