@@ -65,3 +65,11 @@ def test_cleaning_calibrates_before_it_judges() -> None:
     assert cal[:20].all()  # the contradictions are still caught
     assert cal[20:].mean() < 0.02
     assert b < -2.0  # the calibration took the offset out
+
+
+def test_sources_can_weigh_by_their_size() -> None:
+    labels = np.array([1, 0, 0, 0, 1, 0])
+    sources = np.array([0, 0, 0, 0, 1, 1])
+    sums = cell_sums(_weights(labels, sources, by_size=True), labels, sources)
+    # Source 0 holds 4 of the 6 chips and weighs 4 in all, 2 per class; source 1 weighs 2, 1 per class.
+    assert np.allclose([sums[(0, 0)], sums[(0, 1)], sums[(1, 0)], sums[(1, 1)]], [2.0, 2.0, 1.0, 1.0])
