@@ -22,9 +22,9 @@ the keypoints, and so the chip, come out far more precise. A face found in a til
 that second look with confidence :data:`REFINE_CONFIDENCE`, because dozens of small looks at a
 photo otherwise turn texture into faces. Faces under :data:`SURE` confidence (blurred lettering,
 a pattern on a shirt) are doubtful: the search goes on to the next views, and they are reported
-only when no sure face turns up; next to a sure face they are dropped. Measured on a frame of the shared clip: an 87-pixel
-face is found, with its box within 2 pixels, on canvases up to 2000x1500; at 3000x2250 (face
-under 4% of the short side) it is not.
+only when no sure face turns up; next to a sure face they are dropped. Measured on a frame of
+the shared clip: an 87-pixel face is found, with its box within 2 pixels, on canvases up to
+2000x1500; at 3000x2250 (face under 4% of the short side) it is not.
 
 Faces come back in the original image's pixels, so chips are cut from the original, never from
 a resampled view. The training sets (SMILEsmileD, FER2013) take the padded view first, which is

@@ -8,7 +8,8 @@ sees a face with some context) and upscaled 3x with bicubic interpolation (Blaze
 of at least about 40 px), then tried as it is; the MediaPipe detector runs in IMAGE mode, and
 the chip is cut from the original with :func:`gatekeeper.crop.chip_from_keypoints`. This finds
 a face in 97.4% of SMILEsmileD and 98.0% of FER2013. For the rest, the median keypoints of the
-detected images of the same dataset are used, so no label is thrown away and the geometry stays the run-time one.
+detected images of the same dataset are used, so no label is thrown away and the geometry stays
+the run-time one.
 
 Prepared chips are cached (``.npz``) by dataset, file list and crop geometry version.
 """

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..classify import SmileClassifier
 from ..crop import GEOMETRY
-from .metrics import at_own_prior, binary_metrics, smile_rate_by_class
+from .metrics import PLATT_KIND, at_own_prior, binary_metrics, smile_rate_by_class
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def export_all(*, model: Any, logit_model: Any, out_dir: Path, arch: str, calibr
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "input": {"shape": [None, 64, 64, 1], "dtype": "float32", "range": [0, 255], "crop": GEOMETRY},
         "output": "probability that the face smiles, calibrated for a half-smiling world",
-        "calibration": {"kind": "platt on validation logits, class-balanced", **{k: round(v, 5) for k, v in calibration.items()}},
+        "calibration": {"kind": PLATT_KIND, **{k: round(v, 5) for k, v in calibration.items()}},
         "threshold": round(threshold, 4),
         "params": int(logit_model.count_params()),
         "training": training,

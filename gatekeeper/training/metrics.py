@@ -93,6 +93,15 @@ def choose_threshold(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray 
     return float(grid[best[len(best) // 2]])
 
 
+#: How the exported model and label cleaning are calibrated (written to the model card).
+PLATT_KIND = "platt on validation logits, class-balanced"
+
+
+def sigmoid(t: np.ndarray | float) -> np.ndarray:
+    """The logistic function, without overflow for large negative ``t``."""
+    return 0.5 + 0.5 * np.tanh(np.asarray(t, dtype=np.float64) / 2.0)
+
+
 def fit_platt(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None, iters: int = 100) -> tuple[float, float]:
     """Fit p = sigmoid(a*z + b) by weighted logistic regression on one feature (Newton-Raphson,
     each step halved until the loss goes down).
@@ -115,16 +124,17 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None
     a, b = 1.0, 0.0
     current = loss(a, b)
     for _ in range(iters):
-        p = 0.5 + 0.5 * np.tanh((a * z + b) / 2.0)
+        p = sigmoid(a * z + b)
         g = np.array([np.sum(w * (p - y) * z), np.sum(w * (p - y))])
         s = w * p * (1 - p)
         h = np.array([[np.sum(s * z * z), np.sum(s * z)], [np.sum(s * z), np.sum(s)]]) + 1e-9 * np.eye(2)
         step = np.linalg.solve(h, g)
         scale = 1.0
-        while scale > 1e-6 and loss(a - scale * step[0], b - scale * step[1]) > current:
+        trial = loss(a - step[0], b - step[1])
+        while scale > 1e-6 and trial > current:
             scale /= 2.0
-        a, b = a - scale * step[0], b - scale * step[1]
-        current = loss(a, b)
+            trial = loss(a - scale * step[0], b - scale * step[1])
+        a, b, current = a - scale * step[0], b - scale * step[1], trial
         if np.abs(scale * step).max() < 1e-8:
             break
     return float(a), float(b)

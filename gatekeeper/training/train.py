@@ -18,7 +18,7 @@ import numpy as np
 
 from ..detect import FaceDetector, resolve_face_model
 from .data import LabelledSet, load_dataset, prepare_chips, split_indices
-from .metrics import choose_threshold, fit_platt
+from .metrics import PLATT_KIND, choose_threshold, fit_platt, sigmoid
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +225,7 @@ def calibrated_suspects(
     the three runs above).
     """
     a, b = fit_platt(logits_va, labels_va, weights_va)
-    probs = 0.5 + 0.5 * np.tanh((a * np.asarray(logits_tr, dtype=np.float64) + b) / 2.0)  # the sigmoid, without overflow
-    return suspect_labels(probs, labels_tr, confidence), (a, b)
+    return suspect_labels(sigmoid(a * np.asarray(logits_tr, dtype=np.float64) + b), labels_tr, confidence), (a, b)
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -268,6 +267,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     jpeg, batch_aug = _augment_fn(args.seed)
     x_tr4 = x_tr[..., None].astype(np.float32)
+    x_va4 = x_va[..., None].astype(np.float32)
 
     def train_data(weights: np.ndarray):
         ds = tf.data.Dataset.from_tensor_slices((x_tr4, y_tr.astype(np.float32), weights))
@@ -279,7 +279,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             ds = ds.map(batch_aug, num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
 
-    val = tf.data.Dataset.from_tensor_slices((x_va[..., None].astype(np.float32), y_va.astype(np.float32), w_va)).batch(512)
+    val = tf.data.Dataset.from_tensor_slices((x_va4, y_va.astype(np.float32), w_va)).batch(512)
 
     if args.init:
         # Fine-tune (or, with --epochs 0, only re-calibrate and re-export) an existing logit model.
@@ -318,7 +318,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             suspect, (ca, cb) = calibrated_suspects(
                 model.predict(x_tr4, batch_size=512, verbose=0).reshape(-1),
                 y_tr,
-                model.predict(x_va[..., None].astype(np.float32), batch_size=512, verbose=0).reshape(-1),
+                model.predict(x_va4, batch_size=512, verbose=0).reshape(-1),
                 y_va,
                 w_va,
                 args.clean_confidence,
@@ -328,7 +328,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "after_epoch": clean_at,
                 "sources": sorted(set(args.clean_sources) & set(names)),
                 "confidence": args.clean_confidence,
-                "calibration": {"kind": "platt on validation logits, class-balanced", "a": round(ca, 5), "b": round(cb, 5)},
+                "calibration": {"kind": PLATT_KIND, "a": round(ca, 5), "b": round(cb, 5)},
                 "dropped_not_smiling": int((suspect & (y_tr == 0)).sum()),
                 "dropped_smiling": int((suspect & (y_tr == 1)).sum()),
                 "of": int(in_scope.sum()),
@@ -338,9 +338,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             fit_history = {k: fit_history[k] + more.get(k, []) for k in fit_history}
         model = keras.models.load_model(best)
 
-    logits_va = exported_logits(model, x_va[..., None].astype(np.float32), args.flip_average)
+    logits_va = exported_logits(model, x_va4, args.flip_average)
     a, b = fit_platt(logits_va, y_va, w_va)
-    prob_va = 1.0 / (1.0 + np.exp(-(a * logits_va + b)))
+    prob_va = sigmoid(a * logits_va + b)
     # The calibration is fitted on class-balanced validation, so 0.5 already is the balanced
     # decision. The arg-max of balanced accuracy on validation is reported, not used by default:
     # the curve is flat at its top and its arg-max wandered from 0.39 to 0.53 between three runs
