@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +229,66 @@ def calibrated_suspects(
     return suspect_labels(sigmoid(a * np.asarray(logits_tr, dtype=np.float64) + b), labels_tr, confidence), (a, b)
 
 
+def parse_teacher(spec: str) -> tuple[str | None, Path]:
+    """``PATH`` (a teacher for every dataset) or ``DATASET:PATH`` (for that dataset's faces only)."""
+    name, sep, rest = spec.partition(":")
+    if sep and name and "/" not in name and "\\" not in name and not Path(spec).exists():
+        return name, Path(rest)
+    return None, Path(spec)
+
+
+def teacher_logits(
+    teachers: list[tuple[str | None, Callable[[np.ndarray], np.ndarray]]], names: list[str], chips: np.ndarray, sources: np.ndarray
+) -> np.ndarray:
+    """The teachers' mean logit for each chip, over the teachers that apply to its dataset.
+
+    ``teachers``: (dataset name or None for all, ``predict``), ``predict`` mapping chips to
+    calibrated probabilities (an exported model). Averaging in logit space keeps a sure teacher
+    sure; every dataset needs at least one teacher.
+    """
+    total = np.zeros(len(chips), dtype=np.float64)
+    count = np.zeros(len(chips), dtype=np.float64)
+    for only, predict in teachers:
+        mask = np.ones(len(chips), bool) if only is None else sources == names.index(only)
+        if not mask.any():
+            continue
+        p = np.clip(np.asarray(predict(chips[mask]), dtype=np.float64), 1e-6, 1.0 - 1e-6)
+        total[mask] += np.log(p / (1.0 - p))
+        count[mask] += 1
+    missing = sorted({names[i] for i in np.unique(sources[count == 0])})
+    if missing:
+        raise ValueError(f"no teacher applies to dataset(s) {', '.join(missing)}; give a teacher PATH for all, or DATASET:PATH for each")
+    return total / count
+
+
+def soft_targets(labels: np.ndarray, logits: np.ndarray, weight: float) -> np.ndarray:
+    """Training targets: ``weight`` of the teachers' probability, the rest the dataset's label.
+
+    The teachers (several runs, and models trained on one dataset alone, which know its labelling
+    convention best) say how smiling a face is, not only which side of the line: a faint smile
+    is not taught as surely as a grin, and a label the ensemble doubts counts for less.
+    """
+    return ((1.0 - weight) * np.asarray(labels, dtype=np.float64) + weight * sigmoid(np.asarray(logits, dtype=np.float64))).astype(np.float32)
+
+
+def _side_accuracy(y_true, y_pred):
+    """Accuracy of the logit's sign against the target's side (targets may be soft)."""
+    import keras
+
+    return keras.ops.cast(keras.ops.equal(keras.ops.reshape(y_true, (-1,)) > 0.5, keras.ops.reshape(y_pred, (-1,)) > 0.0), "float32")
+
+
+def _side_auc(**kwargs):
+    """ROC AUC against the target's side: Keras' own AUC counts any target above 0 as positive."""
+    import keras
+
+    class SideAUC(keras.metrics.AUC):
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            return super().update_state(keras.ops.cast(y_true > 0.5, "float32"), y_pred, sample_weight)
+
+    return SideAUC(**kwargs)
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     import keras
     import tensorflow as tf
@@ -265,12 +326,35 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     w_va = _weights(y_va, s_va)
     log.info("train %d chips (%.1f%% smiling), val %d", len(x_tr), 100 * y_tr.mean(), len(x_va))
 
+    names = [p.name for p in sets]
+    targets = y_tr.astype(np.float32)
+    distillation: dict[str, Any] | None = None
+    if args.teacher:
+        from ..classify import SmileClassifier
+
+        teachers = []
+        for spec in args.teacher:
+            only, path = parse_teacher(spec)
+            if only is not None and only not in names:
+                raise SystemExit(f"gatekeeper train: --teacher {spec!r} names dataset {only!r}, which is not among the training data ({', '.join(names)})")
+            clf = SmileClassifier(path)
+            teachers.append((only, clf.predict_in_batches, path))
+        z_t = teacher_logits([(only, predict) for only, predict, _ in teachers], names, x_tr, s_tr)
+        targets = soft_targets(y_tr, z_t, args.distill_weight)
+        agree = float(((z_t > 0) == (y_tr == 1)).mean())
+        distillation = {
+            "weight": args.distill_weight,
+            "teachers": [{"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "datasets": [only] if only else names} for only, _, path in teachers],
+            "teacher_agrees_with_labels": round(agree, 4),
+        }
+        log.info("distillation: %d teachers, weight %.2f; the teachers agree with %.1f%% of the training labels", len(teachers), args.distill_weight, 100 * agree)
+
     jpeg, batch_aug = _augment_fn(args.seed)
     x_tr4 = x_tr[..., None].astype(np.float32)
     x_va4 = x_va[..., None].astype(np.float32)
 
     def train_data(weights: np.ndarray):
-        ds = tf.data.Dataset.from_tensor_slices((x_tr4, y_tr.astype(np.float32), weights))
+        ds = tf.data.Dataset.from_tensor_slices((x_tr4, targets, weights))
         ds = ds.shuffle(len(x_tr), seed=args.seed, reshuffle_each_iteration=True)
         if args.augment:
             ds = ds.map(jpeg, num_parallel_calls=tf.data.AUTOTUNE)
@@ -283,7 +367,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.init:
         # Fine-tune (or, with --epochs 0, only re-calibrate and re-export) an existing logit model.
-        model = keras.models.load_model(args.init)
+        model = keras.models.load_model(args.init, compile=False)
     else:
         model = build(args.arch)
     best = out_dir / f"{args.arch}.best.keras"
@@ -295,7 +379,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         model.compile(
             optimizer=keras.optimizers.Adam(lr),
             loss=keras.losses.BinaryCrossentropy(from_logits=True),
-            weighted_metrics=[keras.metrics.AUC(name="auc", from_logits=True), keras.metrics.BinaryAccuracy(name="acc", threshold=0.0)],
+            # Against the side of the target (the label itself, or with --teacher the blended
+            # target, whose side is the label's at a distillation weight up to 0.5).
+            weighted_metrics=[_side_auc(name="auc", from_logits=True), keras.metrics.MeanMetricWrapper(_side_accuracy, name="acc")],
         )
         model.summary(print_fn=log.info)
         # Checkpoints are chosen on the class-balanced validation AUC: accuracy at a fixed
@@ -313,7 +399,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             # Drop the labels the part-trained model contradicts, in the named sources only (FER's
             # confident "mistakes" are mostly real hard negatives: screams and cries), then go on
             # with the same optimiser state and learning-rate schedule.
-            names = [p.name for p in sets]
             in_scope = np.isin(s_tr, [i for i, n in enumerate(names) if n in args.clean_sources])
             suspect, (ca, cb) = calibrated_suspects(
                 model.predict(x_tr4, batch_size=512, verbose=0).reshape(-1),
@@ -336,7 +421,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             log.info("label cleaning: %s", cleaning)
             more = fit(_weights(y_tr, s_tr, g_tr, keep=~suspect, by_size=by_size), clean_at, args.epochs, max(fit_history["val_auc"]))
             fit_history = {k: fit_history[k] + more.get(k, []) for k in fit_history}
-        model = keras.models.load_model(best)
+        model = keras.models.load_model(best, compile=False)
 
     logits_va = exported_logits(model, x_va4, args.flip_average)
     a, b = fit_platt(logits_va, y_va, w_va)
@@ -375,6 +460,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "source_weight": args.source_weight,
             "flip_average": bool(args.flip_average),
             "label_cleaning": cleaning,
+            "distillation": distillation,
             "threshold_rule": "balanced-accuracy arg-max on validation" if args.threshold == "val" else f"fixed {threshold:g} on the balanced calibration",
             "val_best_threshold": round(float(val_best), 4),
             "best_val_auc": round(float(max(fit_history["val_auc"])), 4) if fit_history else None,
@@ -390,6 +476,16 @@ def _previous_training(init: str | None) -> dict[str, Any] | None:
     if card is None or not card.is_file():
         return None
     return json.loads(card.read_text(encoding="utf-8")).get("training")
+
+
+def _unit_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
 
 
 def _threshold_arg(text: str) -> str:
@@ -431,6 +527,14 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--clean-after", type=int, default=3, help="after this many epochs, drop training labels the model contradicts (0: never)")
     ap.add_argument("--clean-sources", nargs="+", default=["smilesmiled"], help="datasets whose labels may be dropped (default: smilesmiled)")
     ap.add_argument("--clean-confidence", type=float, default=0.9, help="drop a label when the model, calibrated on validation, gives the other class at least this probability")
+    ap.add_argument(
+        "--teacher",
+        nargs="+",
+        default=[],
+        metavar="[DATASET:]MODEL",
+        help="exported models (.tflite with their model.json) whose mean logit becomes part of the training target; DATASET: limits one to that dataset's faces",
+    )
+    ap.add_argument("--distill-weight", type=_unit_arg, default=0.5, help="with --teacher: share of the target taken from the teachers (default 0.5)")
     ap.add_argument("--init", default=None, help="start from this logit model (.best.keras); with --epochs 0 only calibrate and export")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default=".cache", help="where prepared chips are cached")

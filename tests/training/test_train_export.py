@@ -103,3 +103,28 @@ def test_runtime_refuses_a_model_without_a_card(tiny_model: Path, tmp_path: Path
     shutil.copy(tiny_model / "smile.tflite", tmp_path / "smile.tflite")
     with pytest.raises(ModelError, match="no model card"):
         SmileClassifier(tmp_path / "smile.tflite")
+
+
+def test_a_teacher_is_recorded_on_the_card(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
+    teacher = tiny_model / "smile.tflite"
+    run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "1", "--batch", "32", "--clean-after", "0",
+              "--teacher", f"{tiny_faces.name}:{teacher}", "--distill-weight", "0.3", "--out", str(tmp_path), "--cache", str(tiny_model / "cache"))
+    training = json.loads((tmp_path / "model.json").read_text())["training"]
+    distillation = training["distillation"]
+    assert distillation["weight"] == 0.3
+    assert distillation["teachers"] == [{"path": str(teacher), "sha256": hashlib.sha256(teacher.read_bytes()).hexdigest(), "datasets": [tiny_faces.name]}]
+    assert 0.0 <= distillation["teacher_agrees_with_labels"] <= 1.0
+    # Training metrics are read against the target's side, which at weight 0.3 is the label's.
+    assert 0.0 < training["history"]["acc"][0] < 1.0 and 0.0 < training["history"]["auc"][0] < 1.0
+
+
+def test_a_teacher_for_an_unknown_dataset_is_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gatekeeper.cli", "train", "--no-progress", "--data", f"folders:{tiny_faces}", "--epochs", "1",
+         "--teacher", f"fer2013:{tiny_model / 'smile.tflite'}", "--out", str(tmp_path), "--cache", str(tiny_model / "cache")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode != 0
+    assert "--teacher" in proc.stderr and "'fer2013'" in proc.stderr and tiny_faces.name in proc.stderr
+    assert not (tmp_path / "model.json").exists()

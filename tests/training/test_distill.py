@@ -1,0 +1,84 @@
+"""Distillation targets: which teachers apply to which faces, how their logits combine, the blend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gatekeeper.training.train import parse_teacher, soft_targets, teacher_logits
+
+
+def constant(p: float):
+    """A teacher that gives every chip probability ``p`` and records how many chips it saw."""
+
+    def predict(chips: np.ndarray) -> np.ndarray:
+        predict.seen += len(chips)
+        return np.full(len(chips), p)
+
+    predict.seen = 0
+    return predict
+
+
+def logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
+def test_teachers_average_in_logit_space_over_those_that_apply() -> None:
+    names = ["smilesmiled", "fer2013"]
+    sources = np.array([0, 0, 1, 1, 1])
+    chips = np.zeros((5, 64, 64), np.uint8)
+    everyone, smd_expert, fer_expert = constant(0.9), constant(0.99), constant(0.2)
+    z = teacher_logits([(None, everyone), ("smilesmiled", smd_expert), ("fer2013", fer_expert)], names, chips, sources)
+    assert z[:2] == pytest.approx((logit(0.9) + logit(0.99)) / 2)
+    assert z[2:] == pytest.approx((logit(0.9) + logit(0.2)) / 2)
+    # An expert only sees its own dataset's faces.
+    assert (everyone.seen, smd_expert.seen, fer_expert.seen) == (5, 2, 3)
+
+
+def test_a_dataset_without_a_teacher_is_an_error_that_names_it() -> None:
+    sources = np.array([0, 1])
+    with pytest.raises(ValueError, match="fer2013"):
+        teacher_logits([("smilesmiled", constant(0.5))], ["smilesmiled", "fer2013"], np.zeros((2, 64, 64), np.uint8), sources)
+
+
+def test_sure_teachers_stay_finite() -> None:
+    z = teacher_logits([(None, constant(1.0)), (None, constant(0.0))], ["a"], np.zeros((1, 64, 64), np.uint8), np.array([0]))
+    assert np.isfinite(z).all()
+
+
+def test_soft_targets_blend_label_and_teacher() -> None:
+    labels = np.array([1, 0, 1, 0])
+    z = np.array([logit(0.8), logit(0.8), -50.0, 50.0])
+    t = soft_targets(labels, z, 0.5)
+    assert t == pytest.approx([0.9, 0.4, 0.5, 0.5], abs=1e-6)
+    assert soft_targets(labels, z, 0.0) == pytest.approx(labels)
+    # At a weight up to one half the target stays on the label's side (or on the line).
+    assert (t[labels == 1] >= 0.5).all() and (t[labels == 0] <= 0.5).all() and t.dtype == np.float32
+
+
+def test_teacher_spec_may_name_a_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_teacher("runs/a/smile.tflite") == (None, Path("runs/a/smile.tflite"))
+    assert parse_teacher("fer2013:runs/b/smile.tflite") == ("fer2013", Path("runs/b/smile.tflite"))
+    assert parse_teacher("/abs/c.tflite") == (None, Path("/abs/c.tflite"))
+    # A file whose name holds a colon is taken as it is.
+    monkeypatch.chdir(tmp_path)
+    Path("x:y.tflite").write_bytes(b"")
+    assert parse_teacher("x:y.tflite") == (None, Path("x:y.tflite"))
+
+
+def test_training_metrics_read_soft_targets_by_their_side() -> None:
+    pytest.importorskip("keras")
+    from gatekeeper.training.train import _side_accuracy, _side_auc
+
+    hard = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0], np.float32)
+    soft = np.array([0.9, 0.2, 0.6, 0.45, 0.55, 0.1], np.float32)
+    logits = np.array([[2.0], [-1.0], [-0.5], [0.3], [1.5], [0.2]], np.float32)
+    aucs = []
+    for y in (hard, soft):
+        m = _side_auc(from_logits=True)
+        m.update_state(y, logits)
+        aucs.append(float(m.result()))
+    assert aucs[0] == pytest.approx(aucs[1]) and aucs[0] == pytest.approx(7 / 9, abs=0.02)
+    assert np.asarray(_side_accuracy(soft, logits)).tolist() == [1.0, 1.0, 0.0, 0.0, 1.0, 0.0]
