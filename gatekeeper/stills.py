@@ -14,7 +14,11 @@ So a still is tried in up to three kinds of view, stopping at the first that fin
 1. the image as it is, and the image padded by half its size on each side with replicated
    borders (small images upscaled to about :data:`PADDED_SIDE` pixels); small images (long side
    under :data:`SMALL_IMAGE`) try the padded view first, because they are usually tight crops;
-2. overlapping tiles, 2x2, 3x3 then 4x4, for images large enough that a tile still shows a
+2. the same padding as a flat frame of the image's mean grey: a face cut off by its crop (chin
+   and forehead outside the picture) smears into streaks when its borders are replicated. Of the
+   dataset crops the views above miss, this one finds 332 of 337 on SMILEsmileD and 507 of 708
+   on FER2013 (the rest are mostly profiles, cartoons and blank pictures);
+3. overlapping tiles, 2x2, 3x3 then 4x4, for images large enough that a tile still shows a
    whole face (short side at least :data:`MIN_TILE` pixels per tile row).
 
 A face that is small in the view that found it is looked at again, closer up (:func:`refine`):
@@ -80,17 +84,28 @@ class View:
         return Face(box, face.keypoints / s - np.array([ox, oy], dtype=np.float32), face.score)
 
 
-def padded_view(image: np.ndarray) -> View:
-    """The image padded by :data:`PAD_FRACTION` of its size on each side (replicated borders),
-    then upscaled with bicubic interpolation by up to :data:`MAX_UPSCALE` towards
-    :data:`PADDED_SIDE` pixels. A 64x64 or 48x48 crop is upscaled 3x."""
+def padded_view(image: np.ndarray, border: str = "replicate") -> View:
+    """The image padded by :data:`PAD_FRACTION` of its size on each side, then upscaled with
+    bicubic interpolation by up to :data:`MAX_UPSCALE` towards :data:`PADDED_SIDE` pixels (a
+    64x64 or 48x48 crop is upscaled 3x).
+
+    ``border``: "replicate" (the edge pixels drawn outwards: view "padded") or "mean" (a flat
+    frame of the image's mean grey: view "padded_mean"). A face cut off by its crop (chin and
+    forehead outside the picture) smears into long streaks when replicated; a flat frame shows
+    where it ends."""
     h, w = image.shape[:2]
     py, px = int(PAD_FRACTION * h), int(PAD_FRACTION * w)
-    padded = cv2.copyMakeBorder(image, py, py, px, px, cv2.BORDER_REPLICATE)
+    if border == "replicate":
+        padded, name = cv2.copyMakeBorder(image, py, py, px, px, cv2.BORDER_REPLICATE), "padded"
+    elif border == "mean":
+        value = [round(float(c)) for c in np.asarray(image, dtype=np.float64).reshape(h * w, -1).mean(axis=0)]
+        padded, name = cv2.copyMakeBorder(image, py, py, px, px, cv2.BORDER_CONSTANT, value=value), "padded_mean"
+    else:
+        raise ValueError(f"border must be 'replicate' or 'mean', got {border!r}")
     scale = float(np.clip(PADDED_SIDE / max(padded.shape[:2]), 1.0, MAX_UPSCALE))
     if scale > 1.0:
         padded = cv2.resize(padded, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-    return View("padded", padded, scale, (float(px), float(py)))
+    return View(name, padded, scale, (float(px), float(py)))
 
 
 def tile_views(image: np.ndarray, n: int) -> Iterator[View]:
@@ -112,6 +127,7 @@ def views(image: np.ndarray) -> Iterator[list[View]]:
     else:
         yield [as_is]
         yield [padded_view(image)]
+    yield [padded_view(image, "mean")]
     for n in (2, 3, 4):
         if min(h, w) >= n * MIN_TILE:
             yield list(tile_views(image, n))

@@ -75,10 +75,10 @@ def test_tiles_overlap_and_cover_the_whole_image(n: int) -> None:
 @pytest.mark.parametrize(
     ("shape", "expected"),
     [
-        ((64, 64), ["padded", "as_is"]),
-        ((480, 640), ["as_is", "padded"]),
-        ((600, 800), ["as_is", "padded", "tile2"]),
-        ((1080, 1920), ["as_is", "padded", "tile2", "tile3", "tile4"]),
+        ((64, 64), ["padded", "as_is", "padded_mean"]),
+        ((480, 640), ["as_is", "padded", "padded_mean"]),
+        ((600, 800), ["as_is", "padded", "padded_mean", "tile2"]),
+        ((1080, 1920), ["as_is", "padded", "padded_mean", "tile2", "tile3", "tile4"]),
     ],
 )
 def test_order_of_views(shape: tuple[int, int], expected: list[str]) -> None:
@@ -103,11 +103,46 @@ def test_tight_dataset_crops_are_found(detector: FaceDetector, shared_dir: Path,
             # In the crop's own pixels: the eyes are inside the picture.
             assert 0 <= face.keypoints[0][0] <= grey.shape[1] and 0 <= face.keypoints[0][1] <= grey.shape[0]
         if faces:
-            assert view in ("padded", "as_is")
+            assert view in ("padded", "as_is", "padded_mean")
     assert found / len(files) >= 0.9
     if as_is_at_most is not None:  # FER's 48x48 crops are found about as often as they are
         assert plain / len(files) <= as_is_at_most
     assert found >= plain
+
+
+#: SMILEsmileD crops that cut the face off at chin and forehead: replicated borders smear them
+#: into streaks and neither the crop nor its replicate-padded view shows the detector a face.
+CUT_OFF_CROPS = ["positives/positives7/10012.jpg", "positives/positives7/1554.jpg", "positives/positives7/5332.jpg",
+                 "positives/positives7/9149.jpg", "negatives/negatives7/11822.jpg", "negatives/negatives7/1944.jpg",
+                 "negatives/negatives7/3645.jpg", "negatives/negatives7/5572.jpg", "negatives/negatives7/6781.jpg",
+                 "negatives/negatives7/8848.jpg"]
+
+
+def test_a_face_cut_off_by_its_crop_is_found_in_a_flat_frame(detector: FaceDetector, shared_dir: Path) -> None:
+    found = 0
+    for name in CUT_OFF_CROPS:
+        rgb = cv2.cvtColor(cv2.imread(str(shared_dir / "data" / "smilesmiled" / "SMILEs" / name)), cv2.COLOR_BGR2RGB)
+        assert detector.detect(rgb) == [] and detector.detect(padded_view(rgb).image) == [], name
+        faces, view = detect_still(detector, rgb)
+        if faces:
+            found += 1
+            assert view == "padded_mean"
+            (rx, ry), (lx, ly), _, (mx, my) = faces[0].keypoints[:4]
+            # In the crop's own pixels, upright: the eyes side by side in the upper part, the mouth below, between them.
+            assert 0 <= rx < mx < lx <= 64 and 0 <= ry < 40 and 0 <= ly < 40 and my > max(ry, ly) + 10, (name, faces[0].keypoints)
+    assert found >= 9
+
+
+def test_the_flat_frame_is_the_mean_grey_and_maps_back(detector: FaceDetector) -> None:
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[:, :30] = (200, 100, 0)
+    view = padded_view(image, "mean")
+    assert view.name == "padded_mean" and view.scale == pytest.approx(3.0)
+    assert view.image[0, 0].tolist() == [100, 50, 0]
+    face = Face((90.0, 60.0, 30.0, 30.0), np.full((6, 2), 90.0, np.float32), 0.9)
+    assert view.to_original(face).box == pytest.approx((0.0, 0.0, 10.0, 10.0))
+    with pytest.raises(ValueError, match="border"):
+        padded_view(image, "reflect")
 
 
 @pytest.mark.parametrize(("width", "view"), [(700, "as_is"), (1200, "tile2"), (2000, "tile4")])

@@ -142,7 +142,7 @@ def find_keypoints(detector: FaceDetector, grey: np.ndarray) -> np.ndarray | Non
 
 def prepare_chips(dataset: LabelledSet, detector: FaceDetector, cache_dir: Path | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Return (chips uint8 (N,64,64), detected bool (N,)) for every image of ``dataset``."""
-    key = hashlib.sha256(json.dumps([GEOMETRY, PAD_FRACTION, PADDED_SIDE, "stills-3", [str(p) for p in dataset.paths]]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([GEOMETRY, PAD_FRACTION, PADDED_SIDE, "stills-4", [str(p) for p in dataset.paths]]).encode()).hexdigest()[:16]
     cache = Path(cache_dir) / f"chips-{dataset.name}-{key}.npz" if cache_dir else None
     if cache is not None and cache.is_file():
         with np.load(cache) as z:
