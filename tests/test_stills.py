@@ -133,7 +133,7 @@ def test_a_face_cut_off_by_its_crop_is_found_in_a_flat_frame(detector: FaceDetec
     assert found >= 9
 
 
-def test_the_flat_frame_is_the_mean_grey_and_maps_back(detector: FaceDetector) -> None:
+def test_the_flat_frame_is_the_mean_grey_and_maps_back() -> None:
     image = np.zeros((40, 60, 3), np.uint8)
     image[:, :30] = (200, 100, 0)
     view = padded_view(image, "mean")

@@ -303,6 +303,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     face_model = resolve_face_model(args.face_model, download=False)
+    # Teachers are loaded (and their cards checked) before the chips are prepared, which takes minutes.
+    from ..classify import SmileClassifier
+
+    teachers = []
+    for spec in args.teacher:
+        only, path = parse_teacher(spec)
+        if not path.is_file():
+            raise SystemExit(f"gatekeeper train: --teacher {spec!r}: {str(path)!r} does not exist; expected a .tflite exported by 'gatekeeper train', its model.json beside it")
+        teachers.append((spec, only, path, SmileClassifier(path)))
     sets = prepare(args.data, face_model, Path(args.cache), args.seed)
 
     def gather(split: str) -> tuple[np.ndarray, ...]:
@@ -329,22 +338,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     names = [p.name for p in sets]
     targets = y_tr.astype(np.float32)
     distillation: dict[str, Any] | None = None
-    if args.teacher:
-        from ..classify import SmileClassifier
-
-        teachers = []
-        for spec in args.teacher:
-            only, path = parse_teacher(spec)
+    if teachers:
+        for spec, only, _, _ in teachers:
             if only is not None and only not in names:
                 raise SystemExit(f"gatekeeper train: --teacher {spec!r} names dataset {only!r}, which is not among the training data ({', '.join(names)})")
-            clf = SmileClassifier(path)
-            teachers.append((only, clf.predict_in_batches, path))
-        z_t = teacher_logits([(only, predict) for only, predict, _ in teachers], names, x_tr, s_tr)
+        z_t = teacher_logits([(only, clf.predict_in_batches) for _, only, _, clf in teachers], names, x_tr, s_tr)
         targets = soft_targets(y_tr, z_t, args.distill_weight)
         agree = float(((z_t > 0) == (y_tr == 1)).mean())
         distillation = {
             "weight": args.distill_weight,
-            "teachers": [{"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "datasets": [only] if only else names} for only, _, path in teachers],
+            "teachers": [{"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "datasets": [only] if only else names} for _, only, path, _ in teachers],
             "teacher_agrees_with_labels": round(agree, 4),
         }
         log.info("distillation: %d teachers, weight %.2f; the teachers agree with %.1f%% of the training labels", len(teachers), args.distill_weight, 100 * agree)

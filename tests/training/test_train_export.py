@@ -118,13 +118,15 @@ def test_a_teacher_is_recorded_on_the_card(tiny_model: Path, tiny_faces: Path, f
     assert 0.0 < training["history"]["acc"][0] < 1.0 and 0.0 < training["history"]["auc"][0] < 1.0
 
 
-def test_a_teacher_for_an_unknown_dataset_is_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("teacher", "expected"), [("fer2013:{model}", ["'fer2013'", "not among the training data"]), ("{model}.missing", ["does not exist"])])
+def test_a_bad_teacher_is_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path, teacher: str, expected: list[str]) -> None:
     env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
     proc = subprocess.run(
         [sys.executable, "-m", "gatekeeper.cli", "train", "--no-progress", "--data", f"folders:{tiny_faces}", "--epochs", "1",
-         "--teacher", f"fer2013:{tiny_model / 'smile.tflite'}", "--out", str(tmp_path), "--cache", str(tiny_model / "cache")],
+         "--teacher", teacher.format(model=tiny_model / "smile.tflite"), "--out", str(tmp_path), "--cache", str(tiny_model / "cache")],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert proc.returncode != 0
-    assert "--teacher" in proc.stderr and "'fer2013'" in proc.stderr and tiny_faces.name in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("gatekeeper train: --teacher") and all(e in last for e in expected), proc.stderr[-2000:]
     assert not (tmp_path / "model.json").exists()
