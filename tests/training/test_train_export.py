@@ -58,6 +58,7 @@ def test_label_cleaning_ran_between_the_two_phases(tiny_model: Path) -> None:
     training = json.loads((tiny_model / "model.json").read_text())["training"]
     cleaning = training["label_cleaning"]
     assert cleaning["after_epoch"] == 1 and cleaning["of"] == training["datasets"][0]["splits"]["train"]
+    assert cleaning["judged_on"] == "raw"  # the default: the shipped model's recipe
     assert 0 <= cleaning["dropped_smiling"] + cleaning["dropped_not_smiling"] <= cleaning["of"]
     assert cleaning["calibration"]["kind"].startswith("platt") and np.isfinite([cleaning["calibration"]["a"], cleaning["calibration"]["b"]]).all()
     assert len(training["history"]["val_auc"]) == training["epochs_run"]
@@ -105,11 +106,13 @@ def test_runtime_refuses_a_model_without_a_card(tiny_model: Path, tmp_path: Path
         SmileClassifier(tmp_path / "smile.tflite")
 
 
-def test_a_teacher_is_recorded_on_the_card(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
+def test_a_teacher_and_calibrated_cleaning_are_recorded_on_the_card(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
     teacher = tiny_model / "smile.tflite"
-    run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "1", "--batch", "32", "--clean-after", "0",
-              "--teacher", f"{tiny_faces.name}:{teacher}", "--distill-weight", "0.3", "--out", str(tmp_path), "--cache", str(tiny_model / "cache"))
+    run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "2", "--batch", "32", "--clean-after", "1", "--clean-sources", tiny_faces.name,
+              "--clean-logits", "calibrated", "--teacher", f"{tiny_faces.name}:{teacher}", "--distill-weight", "0.3",
+              "--out", str(tmp_path), "--cache", str(tiny_model / "cache"))
     training = json.loads((tmp_path / "model.json").read_text())["training"]
+    assert training["label_cleaning"]["judged_on"] == "calibrated"
     distillation = training["distillation"]
     assert distillation["weight"] == 0.3
     assert distillation["teachers"] == [{"path": str(teacher), "sha256": hashlib.sha256(teacher.read_bytes()).hexdigest(), "datasets": [tiny_faces.name]}]
