@@ -98,7 +98,7 @@ def padded_view(image: np.ndarray, border: str = "replicate") -> View:
     if border == "replicate":
         padded, name = cv2.copyMakeBorder(image, py, py, px, px, cv2.BORDER_REPLICATE), "padded"
     elif border == "mean":
-        value = [round(float(c)) for c in np.asarray(image, dtype=np.float64).reshape(h * w, -1).mean(axis=0)]
+        value = [round(float(c)) for c in image.reshape(h * w, -1).mean(axis=0)]
         padded, name = cv2.copyMakeBorder(image, py, py, px, px, cv2.BORDER_CONSTANT, value=value), "padded_mean"
     else:
         raise ValueError(f"border must be 'replicate' or 'mean', got {border!r}")

@@ -212,10 +212,17 @@ def suspect_labels(probs: np.ndarray, labels: np.ndarray, confidence: float) -> 
 
 
 def calibrated_suspects(
-    logits_tr: np.ndarray, labels_tr: np.ndarray, logits_va: np.ndarray, labels_va: np.ndarray, weights_va: np.ndarray, confidence: float
+    logits_tr: np.ndarray,
+    labels_tr: np.ndarray,
+    logits_va: np.ndarray,
+    labels_va: np.ndarray,
+    weights_va: np.ndarray,
+    confidence: float,
+    calibrate: bool = True,
 ) -> tuple[np.ndarray, tuple[float, float]]:
-    """:func:`suspect_labels` on probabilities calibrated on validation first; returns the mask
-    and the calibration (a, b).
+    """:func:`suspect_labels` on probabilities calibrated on validation first (or, with
+    ``calibrate=False``, on the raw logits); returns the mask and the calibration (a, b), which
+    is fitted either way: it says how far off centre the raw logits were.
 
     A part-trained model's raw logits are not probabilities: a few epochs in, their offset swings
     from one epoch to the next while the ranking holds (at the cleaning point, the calibration
@@ -230,7 +237,8 @@ def calibrated_suspects(
     raw logits (107 and 65 dropped). So training reads raw logits by default (``--clean-logits``).
     """
     a, b = fit_platt(logits_va, labels_va, weights_va)
-    return suspect_labels(sigmoid(a * np.asarray(logits_tr, dtype=np.float64) + b), labels_tr, confidence), (a, b)
+    z = np.asarray(logits_tr, dtype=np.float64)
+    return suspect_labels(sigmoid(a * z + b if calibrate else z), labels_tr, confidence), (a, b)
 
 
 def parse_teacher(spec: str) -> tuple[str | None, Path]:
@@ -407,12 +415,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             # confident "mistakes" are mostly real hard negatives: screams and cries), then go on
             # with the same optimiser state and learning-rate schedule.
             in_scope = np.isin(s_tr, [i for i, n in enumerate(names) if n in args.clean_sources])
-            z_tr = model.predict(x_tr4, batch_size=512, verbose=0).reshape(-1)
-            suspect, (ca, cb) = calibrated_suspects(z_tr, y_tr, model.predict(x_va4, batch_size=512, verbose=0).reshape(-1), y_va, w_va, args.clean_confidence)
-            if args.clean_logits == "raw":
-                # The calibration is still fitted and recorded: it says how far off centre the
-                # raw logits were, and so how the counts below came about.
-                suspect = suspect_labels(sigmoid(z_tr), y_tr, args.clean_confidence)
+            suspect, (ca, cb) = calibrated_suspects(
+                model.predict(x_tr4, batch_size=512, verbose=0).reshape(-1),
+                y_tr,
+                model.predict(x_va4, batch_size=512, verbose=0).reshape(-1),
+                y_va,
+                w_va,
+                args.clean_confidence,
+                calibrate=args.clean_logits == "calibrated",
+            )
             suspect &= in_scope
             cleaning = {
                 "after_epoch": clean_at,
@@ -484,11 +495,15 @@ def _previous_training(init: str | None) -> dict[str, Any] | None:
     return json.loads(card.read_text(encoding="utf-8")).get("training")
 
 
-def _unit_arg(text: str) -> float:
+def _float_or_nan(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = float("nan")
+        return float("nan")
+
+
+def _unit_arg(text: str) -> float:
+    value = _float_or_nan(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
     return value
@@ -497,11 +512,7 @@ def _unit_arg(text: str) -> float:
 def _threshold_arg(text: str) -> str:
     if text == "val":
         return text
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 < value < 1.0:
+    if not 0.0 < _float_or_nan(text) < 1.0:
         raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1 or 'val', got {text!r}")
     return text
 
