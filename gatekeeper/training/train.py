@@ -201,14 +201,17 @@ def _weights(
     return w.astype(np.float32)
 
 
-def suspect_labels(probs: np.ndarray, labels: np.ndarray, confidence: float) -> np.ndarray:
-    """Chips whose label the model contradicts with at least ``confidence``.
+def suspect_labels(probs: np.ndarray, labels: np.ndarray, confidence: float, smiling_confidence: float | None = None) -> np.ndarray:
+    """Chips whose label the model contradicts with at least ``confidence`` (for "smiling"
+    labels ``smiling_confidence``, when given).
 
     SMILEsmileD's labels are noisy: of 36 randomly drawn test "false positives" of the first
     shipped model, about 20 show a plain smile (checked by eye). Such a chip teaches that a grin
     is not a smile. The model, part-trained on everything, flags them; they then weigh nothing.
     """
-    return ((labels == 0) & (probs >= confidence)) | ((labels == 1) & (probs <= 1.0 - confidence))
+    if smiling_confidence is None:
+        smiling_confidence = confidence
+    return ((labels == 0) & (probs >= confidence)) | ((labels == 1) & (probs <= 1.0 - smiling_confidence))
 
 
 def calibrated_suspects(
@@ -219,6 +222,7 @@ def calibrated_suspects(
     weights_va: np.ndarray,
     confidence: float,
     calibrate: bool = True,
+    smiling_confidence: float | None = None,
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """:func:`suspect_labels` on probabilities calibrated on validation first (or, with
     ``calibrate=False``, on the raw logits); returns the mask and the calibration (a, b), which
@@ -238,7 +242,7 @@ def calibrated_suspects(
     """
     a, b = fit_platt(logits_va, labels_va, weights_va)
     z = np.asarray(logits_tr, dtype=np.float64)
-    return suspect_labels(sigmoid(a * z + b if calibrate else z), labels_tr, confidence), (a, b)
+    return suspect_labels(sigmoid(a * z + b if calibrate else z), labels_tr, confidence, smiling_confidence), (a, b)
 
 
 def parse_teacher(spec: str) -> tuple[str | None, Path]:
@@ -281,6 +285,23 @@ def soft_targets(labels: np.ndarray, logits: np.ndarray, weight: float) -> np.nd
     is not taught as surely as a grin, and a label the ensemble doubts counts for less.
     """
     return ((1.0 - weight) * np.asarray(labels, dtype=np.float64) + weight * sigmoid(np.asarray(logits, dtype=np.float64))).astype(np.float32)
+
+
+def fit_callbacks(best: Path, patience: int, best_so_far: float | None, ema: bool) -> list:
+    """Checkpoint and early stopping on validation AUC (``val_auc``), resumable from ``best_so_far``.
+
+    With ``ema`` (an optimiser with ``use_ema``), SwapEMAWeights goes first: validation, the
+    checkpoint and early stopping all see the averaged weights, and training goes on with the raw
+    ones. In any other order the checkpoint would hold weights other than those validated.
+    """
+    import keras
+
+    swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []
+    return [
+        *swap,
+        keras.callbacks.ModelCheckpoint(best, monitor="val_auc", mode="max", save_best_only=True, initial_value_threshold=best_so_far),
+        keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=patience, baseline=best_so_far, restore_best_weights=True),
+    ]
 
 
 def _side_accuracy(y_true, y_pred):
@@ -391,8 +412,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if args.epochs > 0:
         steps = args.epochs * (len(x_tr) // args.batch)
         lr = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(steps, 1), alpha=0.05)
+        # With --ema, the weights validated, checkpointed and exported are an exponential moving
+        # average of the trained ones (Polyak averaging): the epoch-to-epoch wobble averages out.
+        ema = {"use_ema": True, "ema_momentum": args.ema} if args.ema > 0 else {}
         model.compile(
-            optimizer=keras.optimizers.Adam(lr),
+            optimizer=keras.optimizers.Adam(lr, **ema),
             loss=keras.losses.BinaryCrossentropy(from_logits=True),
             # Against the side of the target (the label itself, or with --teacher the blended
             # target, whose side is the label's at a distillation weight up to 0.5).
@@ -402,11 +426,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         # Checkpoints are chosen on the class-balanced validation AUC: accuracy at a fixed
         # threshold swings with the prior from epoch to epoch, the ranking does not.
         def fit(weights: np.ndarray, first: int, last: int, best_so_far: float | None) -> dict[str, list[float]]:
-            callbacks = [
-                keras.callbacks.ModelCheckpoint(best, monitor="val_auc", mode="max", save_best_only=True, initial_value_threshold=best_so_far),
-                keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience, baseline=best_so_far, restore_best_weights=True),
-            ]
-            return model.fit(train_data(weights), validation_data=val, initial_epoch=first, epochs=last, callbacks=callbacks, verbose=1 if args.progress else 2).history
+            callbacks = fit_callbacks(best, args.patience, best_so_far, ema=bool(ema))
+            # shuffle=False: the dataset reshuffles itself each epoch (Keras would only warn).
+            return model.fit(train_data(weights), validation_data=val, initial_epoch=first, epochs=last, shuffle=False, callbacks=callbacks, verbose=1 if args.progress else 2).history
 
         clean_at = args.clean_after if 0 < args.clean_after < args.epochs else args.epochs
         fit_history = fit(w_tr, 0, clean_at, None)
@@ -423,12 +445,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 w_va,
                 args.clean_confidence,
                 calibrate=args.clean_logits == "calibrated",
+                smiling_confidence=args.clean_smiling_confidence,
             )
             suspect &= in_scope
             cleaning = {
                 "after_epoch": clean_at,
                 "sources": sorted(set(args.clean_sources) & set(names)),
                 "confidence": args.clean_confidence,
+                "smiling_confidence": args.clean_smiling_confidence if args.clean_smiling_confidence is not None else args.clean_confidence,
                 "judged_on": args.clean_logits,
                 "calibration": {"kind": PLATT_KIND, "a": round(ca, 5), "b": round(cb, 5)},
                 "dropped_not_smiling": int((suspect & (y_tr == 0)).sum()),
@@ -476,6 +500,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "augment": bool(args.augment),
             "source_weight": args.source_weight,
             "flip_average": bool(args.flip_average),
+            "ema_momentum": args.ema if args.ema > 0 and args.epochs > 0 else None,
             "label_cleaning": cleaning,
             "distillation": distillation,
             "threshold_rule": "balanced-accuracy arg-max on validation" if args.threshold == "val" else f"fixed {threshold:g} on the balanced calibration",
@@ -506,6 +531,13 @@ def _unit_arg(text: str) -> float:
     value = _float_or_nan(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
+
+
+def _ema_arg(text: str) -> float:
+    value = _float_or_nan(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a momentum from 0 (off) up to but not including 1, such as 0.995, got {text!r}")
     return value
 
 
@@ -545,6 +577,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--clean-sources", nargs="+", default=["smilesmiled"], help="datasets whose labels may be dropped (default: smilesmiled)")
     ap.add_argument("--clean-confidence", type=float, default=0.9, help="drop a label when the model gives the other class at least this probability")
     ap.add_argument(
+        "--clean-smiling-confidence",
+        type=_unit_arg,
+        default=None,
+        help="drop a \"smiling\" label at this probability of \"not smiling\" instead (default: --clean-confidence)",
+    )
+    ap.add_argument(
         "--clean-logits",
         choices=("raw", "calibrated"),
         default="raw",
@@ -559,6 +597,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         help="exported models (.tflite with their model.json) whose mean logit becomes part of the training target; DATASET: limits one to that dataset's faces",
     )
     ap.add_argument("--distill-weight", type=_unit_arg, default=0.5, help="with --teacher: share of the target taken from the teachers (default 0.5)")
+    ap.add_argument("--ema", type=_ema_arg, default=0.0, help="validate, checkpoint and export an exponential moving average of the weights with this momentum per step (0: off)")
     ap.add_argument("--init", default=None, help="start from this logit model (.best.keras); with --epochs 0 only calibrate and export")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default=".cache", help="where prepared chips are cached")

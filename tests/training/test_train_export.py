@@ -59,6 +59,8 @@ def test_label_cleaning_ran_between_the_two_phases(tiny_model: Path) -> None:
     cleaning = training["label_cleaning"]
     assert cleaning["after_epoch"] == 1 and cleaning["of"] == training["datasets"][0]["splits"]["train"]
     assert cleaning["judged_on"] == "raw"  # the default: the shipped model's recipe
+    assert cleaning["smiling_confidence"] == cleaning["confidence"] == 0.9
+    assert training["ema_momentum"] is None
     assert 0 <= cleaning["dropped_smiling"] + cleaning["dropped_not_smiling"] <= cleaning["of"]
     assert cleaning["calibration"]["kind"].startswith("platt") and np.isfinite([cleaning["calibration"]["a"], cleaning["calibration"]["b"]]).all()
     assert len(training["history"]["val_auc"]) == training["epochs_run"]
@@ -106,13 +108,16 @@ def test_runtime_refuses_a_model_without_a_card(tiny_model: Path, tmp_path: Path
         SmileClassifier(tmp_path / "smile.tflite")
 
 
-def test_a_teacher_and_calibrated_cleaning_are_recorded_on_the_card(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
+def test_a_teacher_weight_averaging_and_calibrated_cleaning_are_recorded_on_the_card(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
     teacher = tiny_model / "smile.tflite"
     run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "2", "--batch", "32", "--clean-after", "1", "--clean-sources", tiny_faces.name,
               "--clean-logits", "calibrated", "--teacher", f"{tiny_faces.name}:{teacher}", "--distill-weight", "0.3",
+              "--ema", "0.9", "--clean-smiling-confidence", "0.7",
               "--out", str(tmp_path), "--cache", str(tiny_model / "cache"))
     training = json.loads((tmp_path / "model.json").read_text())["training"]
     assert training["label_cleaning"]["judged_on"] == "calibrated"
+    assert training["label_cleaning"]["smiling_confidence"] == 0.7 and training["label_cleaning"]["confidence"] == 0.9
+    assert training["ema_momentum"] == 0.9
     distillation = training["distillation"]
     assert distillation["weight"] == 0.3
     assert distillation["teachers"] == [{"path": str(teacher), "sha256": hashlib.sha256(teacher.read_bytes()).hexdigest(), "datasets": [tiny_faces.name]}]

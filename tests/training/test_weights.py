@@ -43,6 +43,14 @@ def test_suspect_labels_are_confident_contradictions_only() -> None:
     assert suspect_labels(probs, labels, 0.9).tolist() == [True, False, True, False, False, False]
 
 
+def test_smiling_labels_can_be_doubted_at_a_lower_confidence() -> None:
+    probs = np.array([0.85, 0.35, 0.45, 0.15, 0.7])
+    labels = np.array([0, 1, 1, 1, 0])
+    # "not smiling" at >= 0.9 (none here), "smiling" when P(smile) <= 0.4.
+    assert suspect_labels(probs, labels, 0.9, smiling_confidence=0.6).tolist() == [False, True, False, True, False]
+    assert suspect_labels(probs, labels, 0.9, smiling_confidence=None).tolist() == suspect_labels(probs, labels, 0.9).tolist()
+
+
 def test_cleaning_calibrates_before_it_judges() -> None:
     # A part-trained model that ranks well but whose logits sit 3 too high: read raw, one
     # negative in nine looks like a "90% sure smile"; calibrated on validation, only the real
