@@ -416,6 +416,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         lr = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(steps, 1), alpha=0.05)
         # With --ema, the weights validated, checkpointed and exported are an exponential moving
         # average of the trained ones (Polyak averaging): the epoch-to-epoch wobble averages out.
+        # Batch-norm statistics are not averaged (Keras averages trainable weights only). With
+        # label cleaning, the first fit ends on the averaged weights, and cleaning judges with them
+        # and the second fit starts from them.
         ema = {"use_ema": True, "ema_momentum": args.ema} if args.ema > 0 else {}
         model.compile(
             optimizer=keras.optimizers.Adam(lr, **ema),
@@ -577,7 +580,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--threshold", default="0.5", type=_threshold_arg, help="decision threshold written to the card: a probability, or 'val' for the balanced-accuracy arg-max on validation (default 0.5)")
     ap.add_argument("--clean-after", type=int, default=3, help="after this many epochs, drop training labels the model contradicts (0: never)")
     ap.add_argument("--clean-sources", nargs="+", default=["smilesmiled"], help="datasets whose labels may be dropped (default: smilesmiled)")
-    ap.add_argument("--clean-confidence", type=float, default=0.9, help="drop a label when the model gives the other class at least this probability")
+    ap.add_argument("--clean-confidence", type=_unit_arg, default=0.9, help="drop a label when the model gives the other class at least this probability")
     ap.add_argument(
         "--clean-smiling-confidence",
         type=_unit_arg,

@@ -1,4 +1,5 @@
-"""Weight averaging (--ema): what is validated is what is checkpointed, and it is the average."""
+"""Weight averaging (--ema): what is validated is what is checkpointed, and it is the average; the
+training options it came with are parsed strictly."""
 
 from __future__ import annotations
 
@@ -70,3 +71,13 @@ def test_the_default_is_off_and_a_momentum_is_read() -> None:
     add_arguments(ap)
     assert ap.parse_args([]).ema == 0.0
     assert ap.parse_args(["--ema", "0.995"]).ema == 0.995
+
+
+@pytest.mark.parametrize("option", ["--clean-confidence", "--clean-smiling-confidence"])
+def test_a_cleaning_confidence_outside_0_to_1_is_refused(option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    ap = argparse.ArgumentParser(prog="gatekeeper train")
+    add_arguments(ap)
+    with pytest.raises(SystemExit):
+        ap.parse_args([option, "1.5"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert option in err and "between 0 and 1" in err
