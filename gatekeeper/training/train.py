@@ -419,9 +419,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         # Batch-norm statistics are not averaged (Keras averages trainable weights only). With
         # label cleaning, the first fit ends on the averaged weights, and cleaning judges with them
         # and the second fit starts from them.
-        ema = {"use_ema": True, "ema_momentum": args.ema} if args.ema > 0 else {}
+        use_ema = args.ema > 0
         model.compile(
-            optimizer=keras.optimizers.Adam(lr, **ema),
+            optimizer=keras.optimizers.Adam(lr, use_ema=use_ema, ema_momentum=args.ema),
             loss=keras.losses.BinaryCrossentropy(from_logits=True),
             # Against the side of the target (the label itself, or with --teacher the blended
             # target, whose side is the label's at a distillation weight up to 0.5).
@@ -431,7 +431,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         # Checkpoints are chosen on the class-balanced validation AUC: accuracy at a fixed
         # threshold swings with the prior from epoch to epoch, the ranking does not.
         def fit(weights: np.ndarray, first: int, last: int, best_so_far: float | None) -> dict[str, list[float]]:
-            callbacks = fit_callbacks(best, args.patience, best_so_far, ema=bool(ema))
+            callbacks = fit_callbacks(best, args.patience, best_so_far, ema=use_ema)
             # shuffle=False: the dataset reshuffles itself each epoch (Keras would only warn).
             return model.fit(train_data(weights), validation_data=val, initial_epoch=first, epochs=last, shuffle=False, callbacks=callbacks, verbose=1 if args.progress else 2).history
 
@@ -441,6 +441,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             # Drop the labels the part-trained model contradicts, in the named sources only (FER's
             # confident "mistakes" are mostly real hard negatives: screams and cries), then go on
             # with the same optimiser state and learning-rate schedule.
+            smiling_confidence = args.clean_confidence if args.clean_smiling_confidence is None else args.clean_smiling_confidence
             in_scope = np.isin(s_tr, [i for i, n in enumerate(names) if n in args.clean_sources])
             suspect, (ca, cb) = calibrated_suspects(
                 model.predict(x_tr4, batch_size=512, verbose=0).reshape(-1),
@@ -450,14 +451,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 w_va,
                 args.clean_confidence,
                 calibrate=args.clean_logits == "calibrated",
-                smiling_confidence=args.clean_smiling_confidence,
+                smiling_confidence=smiling_confidence,
             )
             suspect &= in_scope
             cleaning = {
                 "after_epoch": clean_at,
                 "sources": sorted(set(args.clean_sources) & set(names)),
                 "confidence": args.clean_confidence,
-                "smiling_confidence": args.clean_smiling_confidence if args.clean_smiling_confidence is not None else args.clean_confidence,
+                "smiling_confidence": smiling_confidence,
                 "judged_on": args.clean_logits,
                 "calibration": {"kind": PLATT_KIND, "a": round(ca, 5), "b": round(cb, 5)},
                 "dropped_not_smiling": int((suspect & (y_tr == 0)).sum()),

@@ -25,7 +25,7 @@ def _data(seed: int, n: int = 256) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _fit(tmp_path: Path, ema: float) -> tuple[keras.Model, dict, Path]:
+def _fit(tmp_path: Path, ema: float) -> tuple[dict, Path]:
     keras.utils.set_random_seed(7)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
     opt = keras.optimizers.Adam(0.05, use_ema=True, ema_momentum=ema) if ema else keras.optimizers.Adam(0.05)
@@ -34,12 +34,12 @@ def _fit(tmp_path: Path, ema: float) -> tuple[keras.Model, dict, Path]:
     train = tf.data.Dataset.from_tensor_slices(_data(0)).batch(16)
     val = tf.data.Dataset.from_tensor_slices(_data(1)).batch(64)
     history = model.fit(train, validation_data=val, epochs=4, shuffle=False, verbose=0, callbacks=fit_callbacks(best, 10, None, ema=bool(ema)))
-    return model, history.history, best
+    return history.history, best
 
 
 @pytest.mark.parametrize("ema", [0.0, 0.9])
 def test_the_checkpoint_holds_the_weights_that_were_validated(tmp_path: Path, ema: float) -> None:
-    _, history, best = _fit(tmp_path, ema)
+    history, best = _fit(tmp_path, ema)
     at = int(np.argmax(history["val_auc"]))
     saved = keras.models.load_model(best)
     x_va, y_va = _data(1)
@@ -49,8 +49,8 @@ def test_the_checkpoint_holds_the_weights_that_were_validated(tmp_path: Path, em
 
 def test_averaged_weights_differ_from_the_raw_ones(tmp_path: Path) -> None:
     # The same seed and data: the averaged run must validate on other weights than the plain run.
-    _, plain, _ = _fit(tmp_path / "plain", 0.0)
-    _, averaged, _ = _fit(tmp_path / "ema", 0.9)
+    plain, _ = _fit(tmp_path / "plain", 0.0)
+    averaged, _ = _fit(tmp_path / "ema", 0.9)
     assert plain["loss"] == pytest.approx(averaged["loss"], rel=1e-5)  # training itself is unchanged
     assert not np.allclose(plain["val_loss"], averaged["val_loss"], rtol=1e-3)
 
