@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import _mediapipe, resolve_face_model
-from gatekeeper.training.data import detector_view, read_grey
+from gatekeeper.training.data import card_split_seed, detector_view, read_grey
 from gatekeeper.training.metrics import binary_metrics, choose_threshold, smile_rate_by_class
 from gatekeeper.training.train import DEFAULT_DATA, prepare, shared_dir
 
@@ -80,16 +80,17 @@ def main() -> int:
     ap.add_argument("--model", default=None, help="our smile .tflite (default: the shipped model)")
     ap.add_argument("--peer", default=str(shared / "models" / "face_landmarker.task"))
     ap.add_argument("--data", nargs="+", default=[d.format(shared=shared) for d in DEFAULT_DATA])
-    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--split-seed", "--seed", dest="split_seed", type=int, default=None, help="seed of the fixed splits (default: the one on our model's card)")
     ap.add_argument("--cache", default=".cache")
     ap.add_argument("--out", default="artifacts/peer.json")
     args = ap.parse_args()
 
     ours = SmileClassifier(args.model)
     peer = Peer(Path(args.peer))
-    report: dict = {"model": str(ours.path), "peer": args.peer}
+    split_seed = card_split_seed(ours.card) if args.split_seed is None else args.split_seed
+    report: dict = {"model": str(ours.path), "peer": args.peer, "split_seed": split_seed}
     try:
-        for p in prepare(args.data, resolve_face_model(None, download=False), Path(args.cache), args.seed):
+        for p in prepare(args.data, resolve_face_model(None, download=False), Path(args.cache), split_seed):
             out = {}
             val, test = p.splits["val"], p.splits["test"]
             y_va, y_te = p.labels[val], p.labels[test]

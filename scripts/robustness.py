@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import resolve_face_model
+from gatekeeper.training.data import card_split_seed
 from gatekeeper.training.metrics import binary_metrics
 from gatekeeper.training.train import DEFAULT_DATA, EYES_HALF_APART, EYES_ROW, MOUTH, prepare, shared_dir
 
@@ -93,7 +94,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="smile .tflite (default: the shipped model)")
     ap.add_argument("--data", nargs="+", default=[d.format(shared=shared_dir()) for d in DEFAULT_DATA])
-    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--seed", type=int, default=1234, help="seed of the random perturbations (noise, light)")
+    ap.add_argument("--split-seed", type=int, default=None, help="seed of the fixed splits (default: the one on the model's card)")
     ap.add_argument("--split", choices=("val", "test"), default="test", help="which fixed-seed split (compare candidate models on val)")
     ap.add_argument("--cache", default=".cache")
     ap.add_argument("--out", default="artifacts/robustness.json")
@@ -101,9 +103,10 @@ def main() -> int:
 
     clf = SmileClassifier(args.model)
     threshold = float(clf.card.get("threshold", 0.5))
-    report: dict = {"model": str(clf.path), "threshold": threshold, "split": args.split}
+    split_seed = card_split_seed(clf.card) if args.split_seed is None else args.split_seed
+    report: dict = {"model": str(clf.path), "threshold": threshold, "split": args.split, "split_seed": split_seed}
     print(f"{'dataset':12s} {'perturbation':20s} {'AUC':>6s} {'bal acc':>8s} {'TP rate':>8s} {'FP rate':>8s}")
-    for p in prepare(args.data, resolve_face_model(None, download=False), Path(args.cache), args.seed):
+    for p in prepare(args.data, resolve_face_model(None, download=False), Path(args.cache), split_seed):
         idx = p.splits[args.split]
         x, y = p.chips[idx].astype(np.float32), p.labels[idx]
         report[p.name] = {}

@@ -110,6 +110,19 @@ def load_dataset(spec: str) -> LabelledSet:
     return load_class_folders(p)
 
 
+#: The split seed of the shipped model. Splits depend on this seed alone, never on the training
+#: seed, so models trained with different ``--seed`` values are measured on the same test faces.
+SPLIT_SEED = 1234
+
+
+def card_split_seed(card: dict) -> int:
+    """The split seed a model was trained with, from its card (cards before ``split_seed``
+    was recorded used their training seed for the splits as well)."""
+    training = card.get("training") or {}
+    seed = training.get("split_seed", training.get("seed", SPLIT_SEED))
+    return int(seed)
+
+
 def split_indices(labels: np.ndarray, seed: int, fractions: tuple[float, float] = (0.1, 0.1)) -> dict[str, np.ndarray]:
     """Stratified train/val/test split by a fixed seed; ``fractions`` are (val, test)."""
     rng = np.random.default_rng(seed)

@@ -17,7 +17,7 @@ import numpy as np
 from ..classify import SmileClassifier
 from ..detect import FaceDetector, resolve_face_model
 from ..errors import ArgumentParser
-from .data import load_dataset, prepare_chips, split_indices
+from .data import card_split_seed, load_dataset, prepare_chips, split_indices
 from .metrics import at_own_prior, binary_metrics, choose_threshold, reliability, roc_curve, smile_rate_by_class
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--data", required=True, help="smilesmiled:PATH, fer2013:PATH or folders:PATH (class folders: smile/ and others)")
     ap.add_argument("--model", default=None, help="smile .tflite (default: the shipped model)")
     ap.add_argument("--split", choices=("all", "train", "val", "test"), default="all", help="which fixed-seed split to score (default: every image)")
-    ap.add_argument("--seed", type=int, default=1234, help="split seed (the training default)")
+    ap.add_argument("--split-seed", "--seed", dest="split_seed", type=int, default=None, help="seed of the fixed splits (default: the one on the model's card)")
     ap.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model card's)")
     ap.add_argument("--out", default="artifacts/eval", help="folder for metrics.json and eval.png")
     ap.add_argument("--cache", default=".cache")
@@ -84,7 +84,8 @@ def main(argv: list[str]) -> int:
     ds = load_dataset(args.data)
     with FaceDetector(resolve_face_model(args.face_model, download=False), video=False, min_confidence=0.5) as det:
         chips, detected = prepare_chips(ds, det, Path(args.cache))
-    splits = split_indices(ds.labels, args.seed)
+    split_seed = card_split_seed(clf.card) if args.split_seed is None else args.split_seed
+    splits = split_indices(ds.labels, split_seed)
     idx = np.arange(len(ds)) if args.split == "all" else splits[args.split]
     probs = clf.predict_in_batches(chips[idx])
     labels = ds.labels[idx]
@@ -93,7 +94,7 @@ def main(argv: list[str]) -> int:
         # The model is calibrated for a half-smiling world; also score it at this set's own prior,
         # taken from the training split (never from the split being measured).
         metrics["at_own_prior"] = at_own_prior(probs, labels, float(ds.labels[splits["train"]].mean()))
-    metrics.update(dataset=ds.name, split=args.split, model=str(clf.path), detector_found=round(float(detected[idx].mean()), 4))
+    metrics.update(dataset=ds.name, split=args.split, split_seed=split_seed, model=str(clf.path), detector_found=round(float(detected[idx].mean()), 4))
     groups = np.array(ds.groups)[idx]
     if len(set(groups)) > 2:
         metrics["smile_rate_by_class"] = smile_rate_by_class(probs, groups, threshold)

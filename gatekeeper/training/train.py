@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..detect import FaceDetector, resolve_face_model
-from .data import LabelledSet, load_dataset, prepare_chips, split_indices
+from .data import SPLIT_SEED, LabelledSet, load_dataset, prepare_chips, split_indices
 from .metrics import PLATT_KIND, choose_threshold, fit_platt, sigmoid
 
 log = logging.getLogger(__name__)
@@ -33,23 +33,23 @@ def shared_dir() -> Path:
 class Prepared:
     """Chips, labels and fixed-seed splits of one dataset."""
 
-    def __init__(self, ds: LabelledSet, chips: np.ndarray, detected: np.ndarray, seed: int) -> None:
+    def __init__(self, ds: LabelledSet, chips: np.ndarray, detected: np.ndarray, split_seed: int) -> None:
         self.name = ds.name
         self.ds = ds
         self.chips = chips
         self.labels = ds.labels
         self.detected = detected
         self.groups = np.array(ds.groups)
-        self.splits = split_indices(ds.labels, seed)
+        self.splits = split_indices(ds.labels, split_seed)
 
 
-def prepare(specs: list[str], face_model: Path, cache_dir: Path, seed: int) -> list[Prepared]:
+def prepare(specs: list[str], face_model: Path, cache_dir: Path, split_seed: int) -> list[Prepared]:
     out = []
     with FaceDetector(face_model, video=False, min_confidence=0.5) as det:
         for spec in specs:
             ds = load_dataset(spec)
             chips, detected = prepare_chips(ds, det, cache_dir)
-            out.append(Prepared(ds, chips, detected, seed))
+            out.append(Prepared(ds, chips, detected, split_seed))
             log.info("%s: %d faces (%d smiling), detector found %.1f%%", ds.name, len(ds), int(ds.labels.sum()), 100 * detected.mean())
     return out
 
@@ -347,7 +347,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         if not path.is_file():
             raise SystemExit(f"gatekeeper train: --teacher {spec!r}: {str(path)!r} does not exist; expected a .tflite exported by 'gatekeeper train', its model.json beside it")
         teachers.append((spec, only, path, SmileClassifier(path)))
-    sets = prepare(args.data, face_model, Path(args.cache), args.seed)
+    sets = prepare(args.data, face_model, Path(args.cache), args.split_seed)
 
     def gather(split: str) -> tuple[np.ndarray, ...]:
         cat = np.concatenate
@@ -495,6 +495,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         training={
             "datasets": [{"name": p.name, "count": len(p.ds), "smiling": int(p.labels.sum()), "detector_found": round(float(p.detected.mean()), 4), "splits": {k: len(v) for k, v in p.splits.items()}} for p in sets],
             "seed": args.seed,
+            "split_seed": args.split_seed,
             "init": str(args.init) if args.init else None,
             # The path may be a scratch file; the hash says which weights it held.
             "init_sha256": hashlib.sha256(Path(args.init).read_bytes()).hexdigest() if args.init else None,
@@ -564,7 +565,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--patience", type=int, default=3, help="early stopping on validation AUC")
-    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--seed", type=int, default=1234, help="training randomness: initial weights, shuffling, augmentation (the splits do not move with it)")
+    ap.add_argument("--split-seed", type=int, default=SPLIT_SEED, help=f"seed of the train/val/test splits (default {SPLIT_SEED}, the shipped model's; eval and the scripts read it from the card)")
     ap.add_argument("--limit", type=int, default=0, help="train on at most this many chips (smoke tests)")
     ap.add_argument("--no-augment", dest="augment", action="store_false")
     ap.add_argument(

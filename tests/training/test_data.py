@@ -10,6 +10,8 @@ import pytest
 
 from gatekeeper.detect import FaceDetector
 from gatekeeper.training.data import (
+    SPLIT_SEED,
+    card_split_seed,
     load_class_folders,
     load_dataset,
     load_fer2013,
@@ -68,6 +70,13 @@ def test_splits_are_fixed_stratified_and_disjoint() -> None:
     assert len(allidx) == 1000 and len(np.unique(allidx)) == 1000
     assert labels[a["test"]].sum() == 10 and len(a["test"]) == 100
     assert not np.array_equal(split_indices(labels, 8)["test"], a["test"])
+
+
+def test_the_split_seed_is_read_from_the_card() -> None:
+    assert card_split_seed({"training": {"seed": 5, "split_seed": 99}}) == 99
+    # Cards written before split_seed was recorded split by their training seed.
+    assert card_split_seed({"training": {"seed": 77}}) == 77
+    assert card_split_seed({}) == card_split_seed({"training": None}) == SPLIT_SEED == 1234
 
 
 def test_prepare_chips_runs_the_detector_and_caches(tmp_path: Path, shared_dir: Path, face_model_path: Path) -> None:

@@ -50,6 +50,7 @@ def test_export_writes_every_file_with_a_matching_card(tiny_model: Path) -> None
     assert card["input"]["crop"]["size"] == 64
     assert 0.0 < card["threshold"] < 1.0
     assert card["training"]["datasets"][0]["count"] == 180
+    assert card["training"]["seed"] == card["training"]["split_seed"] == 1234
     assert set(card["metrics"]) == {"smile.tflite", "smile_int8.tflite"}
     assert (tiny_model / "smile.tflite").stat().st_size <= 500_000
 
@@ -112,9 +113,12 @@ def test_a_teacher_weight_averaging_and_calibrated_cleaning_are_recorded_on_the_
     teacher = tiny_model / "smile.tflite"
     run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "2", "--batch", "32", "--clean-after", "1", "--clean-sources", tiny_faces.name,
               "--clean-logits", "calibrated", "--teacher", f"{tiny_faces.name}:{teacher}", "--distill-weight", "0.3",
-              "--ema", "0.9", "--clean-smiling-confidence", "0.7",
+              "--ema", "0.9", "--clean-smiling-confidence", "0.7", "--seed", "5",
               "--out", str(tmp_path), "--cache", str(tiny_model / "cache"))
     training = json.loads((tmp_path / "model.json").read_text())["training"]
+    # Another training seed, the same splits.
+    assert (training["seed"], training["split_seed"]) == (5, 1234)
+    assert training["label_cleaning"]["of"] == json.loads((tiny_model / "model.json").read_text())["training"]["label_cleaning"]["of"]
     assert training["label_cleaning"]["judged_on"] == "calibrated"
     assert training["label_cleaning"]["smiling_confidence"] == 0.7 and training["label_cleaning"]["confidence"] == 0.9
     assert training["ema_momentum"] == 0.9
@@ -138,3 +142,54 @@ def test_a_bad_teacher_is_refused(tiny_model: Path, tiny_faces: Path, face_model
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("gatekeeper train: --teacher") and all(e in last for e in expected), proc.stderr[-2000:]
     assert not (tmp_path / "model.json").exists()
+
+
+def run_eval(model: Path, data: str, out: Path, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "gatekeeper.cli", "eval", "--model", str(model), "--data", data, "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {k: metrics[k] for k in summary} == summary
+    assert (out / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return metrics
+
+
+def test_eval_scores_the_split_on_the_models_card(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
+    """`gatekeeper eval` measures the split the model was held out from, unless told otherwise."""
+    from gatekeeper.detect import FaceDetector
+    from gatekeeper.training.data import load_dataset, prepare_chips, split_indices
+    from gatekeeper.training.metrics import binary_metrics
+
+    data = f"folders:{tiny_faces}"
+    cache = str(tiny_model / "cache")
+    first = run_eval(tiny_model / "smile.tflite", data, tmp_path / "a", "--split", "test", "--cache", cache)
+    assert (first["split"], first["split_seed"], first["n"]) == ("test", 1234, 18)  # 10% of 60 smiles and of 120 others
+    assert sum(first["confusion"].values()) == 18 and "at_own_prior" in first
+    assert set(first["smile_rate_by_class"]) == {"neutral", "sad", "smile"}
+
+    # The same model carried by a card that says it was split with seed 7.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copy(tiny_model / "smile.tflite", moved / "smile.tflite")
+    card = json.loads((tiny_model / "model.json").read_text())
+    card["training"]["split_seed"] = 7
+    (moved / "model.json").write_text(json.dumps(card))
+    second = run_eval(moved / "smile.tflite", data, tmp_path / "b", "--split", "test", "--cache", cache)
+    assert second["split_seed"] == 7
+
+    # Both numbers are those of the faces each seed holds out, scored here without eval.
+    ds = load_dataset(data)
+    with FaceDetector(face_model_path, video=False, min_confidence=0.5) as det:
+        chips, _ = prepare_chips(ds, det, Path(cache))
+    held_out = {seed: split_indices(ds.labels, seed)["test"] for seed in (1234, 7)}
+    assert not np.array_equal(held_out[1234], held_out[7])
+    clf = SmileClassifier(tiny_model / "smile.tflite")
+    for seed, metrics in ((1234, first), (7, second)):
+        idx = held_out[seed]
+        expected = binary_metrics(clf.predict_in_batches(chips[idx]), ds.labels[idx], card["threshold"])
+        assert (metrics["accuracy"], metrics["roc_auc"], metrics["confusion"]) == (expected["accuracy"], expected["roc_auc"], expected["confusion"])
+
+    # --split-seed overrides the card.
+    third = run_eval(moved / "smile.tflite", data, tmp_path / "c", "--split", "test", "--split-seed", "1234", "--cache", cache)
+    assert third["split_seed"] == 1234 and third["confusion"] == first["confusion"] and third["roc_auc"] == first["roc_auc"]
