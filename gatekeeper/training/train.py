@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..detect import FaceDetector, resolve_face_model
-from .data import SPLIT_SEED, LabelledSet, load_dataset, prepare_chips, split_indices
+from .data import SPLIT_SEED, LabelledSet, card_split_seed, load_dataset, prepare_chips, split_indices
 from .metrics import PLATT_KIND, choose_threshold, fit_platt, sigmoid
 
 log = logging.getLogger(__name__)
@@ -347,6 +347,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         if not path.is_file():
             raise SystemExit(f"gatekeeper train: --teacher {spec!r}: {str(path)!r} does not exist; expected a .tflite exported by 'gatekeeper train', its model.json beside it")
         teachers.append((spec, only, path, SmileClassifier(path)))
+    # A model trained on other splits has seen this run's validation and test faces: starting
+    # from it, or learning from it, would leak them into training.
+    init_training = _previous_training(args.init)
+    known = [(f"--init {args.init!r}", {"training": init_training})] if init_training is not None else []
+    known += [(f"--teacher {spec!r}", clf.card) for spec, _, _, clf in teachers]
+    for what, card in known:
+        if (seed := card_split_seed(card)) != args.split_seed:
+            raise SystemExit(f"gatekeeper train: {what} was trained on the splits of seed {seed}, so it has seen faces that --split-seed {args.split_seed} holds out; pass --split-seed {seed}")
     sets = prepare(args.data, face_model, Path(args.cache), args.split_seed)
 
     def gather(split: str) -> tuple[np.ndarray, ...]:
@@ -500,7 +508,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             # The path may be a scratch file; the hash says which weights it held.
             "init_sha256": hashlib.sha256(Path(args.init).read_bytes()).hexdigest() if args.init else None,
             # The training that produced an --init model, when its card is beside it.
-            "init_training": _previous_training(args.init),
+            "init_training": init_training,
             "epochs_run": len(fit_history.get("loss", [])),
             "epochs_max": args.epochs,
             "batch": args.batch,

@@ -144,6 +144,22 @@ def test_a_bad_teacher_is_refused(tiny_model: Path, tiny_faces: Path, face_model
     assert not (tmp_path / "model.json").exists()
 
 
+@pytest.mark.parametrize("option", ["--init", "--teacher"])
+def test_a_model_from_other_splits_is_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path, option: str) -> None:
+    """Starting from, or learning from, a model split another way would train on held-out faces."""
+    model = tiny_model / ("gate.best.keras" if option == "--init" else "smile.tflite")
+    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gatekeeper.cli", "train", "--no-progress", "--data", f"folders:{tiny_faces}", "--epochs", "1",
+         option, str(model), "--split-seed", "7", "--out", str(tmp_path), "--cache", str(tiny_model / "cache")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"gatekeeper train: {option}") and "splits of seed 1234" in last and "--split-seed 7" in last, proc.stderr[-2000:]
+    assert not (tmp_path / "model.json").exists()
+
+
 def run_eval(model: Path, data: str, out: Path, *args: str) -> dict:
     proc = subprocess.run([sys.executable, "-m", "gatekeeper.cli", "eval", "--model", str(model), "--data", data, "--out", str(out), *args],
                           capture_output=True, text=True, timeout=600)
