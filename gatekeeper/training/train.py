@@ -125,7 +125,7 @@ def sunglasses(x, rate: float = 0.08):
     return tf.where(glasses, tone, x)
 
 
-def _augment_fn(seed: int):
+def _augment_fn(seed: int, occlusion_rate: float = 0.2, glasses_rate: float = 0.08):
     import keras
     import tensorflow as tf
 
@@ -162,8 +162,8 @@ def _augment_fn(seed: int):
         # Sensor noise.
         sigma = tf.random.uniform((b, 1, 1, 1), 0.0, 6.0)
         x = x + tf.random.normal(tf.shape(x)) * sigma
-        x, y = occlude(x, y)
-        x = sunglasses(x)
+        x, y = occlude(x, y, occlusion_rate)
+        x = sunglasses(x, glasses_rate)
         return tf.clip_by_value(x, 0.0, 255.0), y, w
 
     return jpeg, batch_aug
@@ -395,7 +395,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         }
         log.info("distillation: %d teachers, weight %.2f; the teachers agree with %.1f%% of the training labels", len(teachers), args.distill_weight, 100 * agree)
 
-    jpeg, batch_aug = _augment_fn(args.seed)
+    jpeg, batch_aug = _augment_fn(args.seed, args.occlusion_rate, args.glasses_rate)
     x_tr4 = x_tr[..., None].astype(np.float32)
     x_va4 = x_va[..., None].astype(np.float32)
 
@@ -513,6 +513,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "epochs_max": args.epochs,
             "batch": args.batch,
             "augment": bool(args.augment),
+            "occlusion_rate": args.occlusion_rate if args.augment else None,
+            "glasses_rate": args.glasses_rate if args.augment else None,
             "source_weight": args.source_weight,
             "flip_average": bool(args.flip_average),
             "ema_momentum": args.ema if args.ema > 0 and args.epochs > 0 else None,
@@ -577,6 +579,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--split-seed", type=int, default=SPLIT_SEED, help=f"seed of the train/val/test splits (default {SPLIT_SEED}, the shipped model's; eval and the scripts read it from the card)")
     ap.add_argument("--limit", type=int, default=0, help="train on at most this many chips (smoke tests)")
     ap.add_argument("--no-augment", dest="augment", action="store_false")
+    ap.add_argument("--occlusion-rate", type=_unit_arg, default=0.2, help="share of training chips under a flat patch, half of them over the mouth (default 0.2)")
+    ap.add_argument("--glasses-rate", type=_unit_arg, default=0.08, help="share of training chips given dark glasses, label unchanged (default 0.08)")
     ap.add_argument(
         "--source-weight",
         choices=("equal", "size"),

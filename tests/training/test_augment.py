@@ -44,3 +44,28 @@ def test_sunglasses_cover_both_eyes_and_nothing_below_the_cheeks() -> None:
     assert (dark[worn][:, row, left] < 80).all() and (dark[worn][:, row, right] < 80).all()
     assert (dark[:, 28:, :] == 1000.0).all()  # the mouth and the lower cheeks stay visible
     assert (dark[~worn] == 1000.0).all()
+
+
+def test_the_training_pipeline_applies_the_rates_it_is_given() -> None:
+    """`--occlusion-rate` and `--glasses-rate` reach the batch augmentation."""
+    from gatekeeper.training.train import _augment_fn
+
+    tf.random.set_seed(11)
+    n = 400
+    # Bright, flat chips: flips, shifts, blur and exposure keep them well above 100; a lens
+    # (5-70) or a patch (40-220) over an eye is what makes that eye dark.
+    x = tf.constant(np.full((n, 64, 64, 1), 200.0, dtype=np.float32))
+    y = tf.ones(n)
+    w = tf.ones(n)
+    row, left, right = int(EYES_ROW), int(32 - EYES_HALF_APART), int(32 + EYES_HALF_APART)
+
+    def eyes_dark(occlusion_rate: float, glasses_rate: float) -> np.ndarray:
+        _, batch_aug = _augment_fn(5, occlusion_rate, glasses_rate)
+        out, y2, _ = batch_aug(x, y, w)
+        assert out.shape == x.shape and y2.shape == y.shape
+        out = out.numpy()[..., 0]
+        return (out[:, row, left] < 100) & (out[:, row, right] < 100)
+
+    assert not eyes_dark(0.0, 0.0).any()
+    assert eyes_dark(0.0, 1.0).all()
+    assert 0.2 < eyes_dark(0.0, 0.4).mean() < 0.6

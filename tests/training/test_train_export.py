@@ -51,6 +51,7 @@ def test_export_writes_every_file_with_a_matching_card(tiny_model: Path) -> None
     assert 0.0 < card["threshold"] < 1.0
     assert card["training"]["datasets"][0]["count"] == 180
     assert card["training"]["seed"] == card["training"]["split_seed"] == 1234
+    assert (card["training"]["occlusion_rate"], card["training"]["glasses_rate"]) == (0.2, 0.08)
     assert set(card["metrics"]) == {"smile.tflite", "smile_int8.tflite"}
     assert (tiny_model / "smile.tflite").stat().st_size <= 500_000
 
@@ -113,11 +114,12 @@ def test_a_teacher_weight_averaging_and_calibrated_cleaning_are_recorded_on_the_
     teacher = tiny_model / "smile.tflite"
     run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "2", "--batch", "32", "--clean-after", "1", "--clean-sources", tiny_faces.name,
               "--clean-logits", "calibrated", "--teacher", f"{tiny_faces.name}:{teacher}", "--distill-weight", "0.3",
-              "--ema", "0.9", "--clean-smiling-confidence", "0.7", "--seed", "5",
+              "--ema", "0.9", "--clean-smiling-confidence", "0.7", "--seed", "5", "--glasses-rate", "0.3",
               "--out", str(tmp_path), "--cache", str(tiny_model / "cache"))
     training = json.loads((tmp_path / "model.json").read_text())["training"]
     # Another training seed, the same splits.
     assert (training["seed"], training["split_seed"]) == (5, 1234)
+    assert (training["occlusion_rate"], training["glasses_rate"]) == (0.2, 0.3)
     assert training["label_cleaning"]["of"] == json.loads((tiny_model / "model.json").read_text())["training"]["label_cleaning"]["of"]
     assert training["label_cleaning"]["judged_on"] == "calibrated"
     assert training["label_cleaning"]["smiling_confidence"] == 0.7 and training["label_cleaning"]["confidence"] == 0.9
