@@ -125,7 +125,7 @@ def sunglasses(x, rate: float = 0.08):
     return tf.where(glasses, tone, x)
 
 
-def _augment_fn(seed: int, occlusion_rate: float = 0.2, glasses_rate: float = 0.08):
+def _augment_fn(seed: int, occlusion_rate: float, glasses_rate: float):
     import keras
     import tensorflow as tf
 
