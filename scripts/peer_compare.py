@@ -87,7 +87,7 @@ def main() -> int:
 
     ours = SmileClassifier(args.model)
     peer = Peer(Path(args.peer))
-    split_seed = card_split_seed(ours.card) if args.split_seed is None else args.split_seed
+    split_seed = card_split_seed(ours.card, args.split_seed)
     report: dict = {"model": str(ours.path), "peer": args.peer, "split_seed": split_seed}
     try:
         for p in prepare(args.data, resolve_face_model(None, download=False), Path(args.cache), split_seed):

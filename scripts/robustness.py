@@ -103,7 +103,7 @@ def main() -> int:
 
     clf = SmileClassifier(args.model)
     threshold = float(clf.card.get("threshold", 0.5))
-    split_seed = card_split_seed(clf.card) if args.split_seed is None else args.split_seed
+    split_seed = card_split_seed(clf.card, args.split_seed)
     report: dict = {"model": str(clf.path), "threshold": threshold, "split": args.split, "split_seed": split_seed}
     print(f"{'dataset':12s} {'perturbation':20s} {'AUC':>6s} {'bal acc':>8s} {'TP rate':>8s} {'FP rate':>8s}")
     for p in prepare(args.data, resolve_face_model(None, download=False), Path(args.cache), split_seed):

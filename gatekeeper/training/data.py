@@ -115,9 +115,12 @@ def load_dataset(spec: str) -> LabelledSet:
 SPLIT_SEED = 1234
 
 
-def card_split_seed(card: dict) -> int:
+def card_split_seed(card: dict, override: int | None = None) -> int:
     """The split seed a model was trained with, from its card (cards before ``split_seed``
-    was recorded used their training seed for the splits as well)."""
+    was recorded used their training seed for the splits as well); ``override``, when given
+    (a ``--split-seed`` option), wins."""
+    if override is not None:
+        return override
     training = card.get("training") or {}
     seed = training.get("split_seed", training.get("seed", SPLIT_SEED))
     return int(seed)

@@ -84,7 +84,7 @@ def main(argv: list[str]) -> int:
     ds = load_dataset(args.data)
     with FaceDetector(resolve_face_model(args.face_model, download=False), video=False, min_confidence=0.5) as det:
         chips, detected = prepare_chips(ds, det, Path(args.cache))
-    split_seed = card_split_seed(clf.card) if args.split_seed is None else args.split_seed
+    split_seed = card_split_seed(clf.card, args.split_seed)
     splits = split_indices(ds.labels, split_seed)
     idx = np.arange(len(ds)) if args.split == "all" else splits[args.split]
     probs = clf.predict_in_batches(chips[idx])

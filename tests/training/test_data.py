@@ -77,6 +77,7 @@ def test_the_split_seed_is_read_from_the_card() -> None:
     # Cards written before split_seed was recorded split by their training seed.
     assert card_split_seed({"training": {"seed": 77}}) == 77
     assert card_split_seed({}) == card_split_seed({"training": None}) == SPLIT_SEED == 1234
+    assert card_split_seed({"training": {"split_seed": 99}}, 7) == 7  # --split-seed wins
 
 
 def test_prepare_chips_runs_the_detector_and_caches(tmp_path: Path, shared_dir: Path, face_model_path: Path) -> None:

@@ -117,7 +117,8 @@ def test_a_teacher_weight_averaging_and_calibrated_cleaning_are_recorded_on_the_
               "--ema", "0.9", "--clean-smiling-confidence", "0.7", "--seed", "5", "--glasses-rate", "0.3",
               "--out", str(tmp_path), "--cache", str(tiny_model / "cache"))
     training = json.loads((tmp_path / "model.json").read_text())["training"]
-    # Another training seed, the same splits.
+    # Another training seed, the split seed unchanged (the eval test below shows that this seed is
+    # what decides the held-out faces; the size check only shows cleaning saw the same-size split).
     assert (training["seed"], training["split_seed"]) == (5, 1234)
     assert (training["occlusion_rate"], training["glasses_rate"]) == (0.2, 0.3)
     assert training["label_cleaning"]["of"] == json.loads((tiny_model / "model.json").read_text())["training"]["label_cleaning"]["of"]
