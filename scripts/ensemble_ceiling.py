@@ -57,6 +57,8 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="also write the numbers as JSON here")
     args = ap.parse_args()
 
+    if len(set(args.model)) != len(args.model):
+        raise SystemExit("ensemble_ceiling: a model is named twice in --model; expected each exported model once (a repeat would weigh it double)")
     models = [SmileClassifier(m) for m in args.model]
     seeds = {card_split_seed(m.card) for m in models}
     if len(seeds) != 1:
