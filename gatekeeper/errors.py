@@ -48,4 +48,6 @@ class ArgumentParser(argparse.ArgumentParser):
     status 2 through the CLI, instead of a usage block."""
 
     def error(self, message: str):  # type: ignore[override]
-        raise ConfigError(f"{self.prog}: {message} (see {self.prog} --help)")
+        # The CLI prefixes "gatekeeper: error:"; a subcommand names itself ("gatekeeper score: ...").
+        where = "" if self.prog == "gatekeeper" else f"{self.prog}: "
+        raise ConfigError(f"{where}{message} (see {self.prog} --help)")

@@ -96,6 +96,9 @@ CASES = [
     ),
     pytest.param(Case([], "no source given"), id="no source given"),
     pytest.param(Case(["--camera", "7"], "cannot open video source 7"), id="a camera index that does not exist"),
+    # The message names the option once, after the one "gatekeeper: error:" prefix.
+    pytest.param(Case(["--camera", "abc"], "error: argument --camera: invalid int value: 'abc'"), id="a camera index that is not a number"),
+    pytest.param(Case(["score"], "error: gatekeeper score: the following arguments are required: paths"), id="a subcommand without its arguments"),
 ]
 
 
