@@ -11,8 +11,6 @@ from .errors import ArgumentParser, GatekeeperError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
 
 def _logging(level: str = "info") -> None:
     from .cli import _setup_logging
@@ -21,6 +19,8 @@ def _logging(level: str = "info") -> None:
 
 
 def _image_paths(paths: list[str]) -> list[Path]:
+    from .stills import IMAGE_SUFFIXES  # here, not at the top: "gatekeeper events" needs no OpenCV
+
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():

@@ -46,6 +46,10 @@ import numpy as np
 from ._native import captured_stderr
 from .detect import Face, FaceDetector
 
+#: File names taken for photos when a folder is scanned (``gatekeeper score``, class-folder
+#: datasets); OpenCV reads all of them (a GIF's first frame).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+
 #: Padding on each side of a padded view, as a share of the image's height and width.
 PAD_FRACTION = 0.5
 #: A padded view is upscaled (at most :data:`MAX_UPSCALE` times) until its long side is this big.

@@ -107,3 +107,26 @@ def test_a_path_that_does_not_exist(tmp_path: Path, face_model_path: Path) -> No
     proc = run_gatekeeper(["score", str(tmp_path / "nope.jpg")], tmp_path, {ENV_FACE_MODEL: str(face_model_path)})
     assert proc.returncode == 2
     assert "nope.jpg" in proc.stderr and "does not exist" in proc.stderr
+
+
+def test_a_folder_is_scanned_for_every_photo_format(tmp_path: Path, smiling_frame_bgr: np.ndarray, face_model_path: Path) -> None:
+    """A folder of photos as people keep them: JPEG under several names and cases, PNG, TIFF,
+    WebP, BMP and GIF are all scored (and score alike); other files are left out."""
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    face = cv2.resize(smiling_frame_bgr, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    names = ["a.JPG", "b.jpeg", "c.jfif", "d.png", "e.tif", "f.webp", "g.bmp", "h.gif", "sub/i.jpg"]
+    for name in names:
+        suffix = Path(name).suffix.lower()
+        ok, data = cv2.imencode(".jpg" if suffix in {".jpg", ".jpeg", ".jfif"} else suffix, face)
+        assert ok, name
+        (folder / name).write_bytes(data.tobytes())
+    (folder / "notes.txt").write_text("not a photo\n")
+    (folder / "clip.mp4").write_bytes(b"\x00" * 64)
+
+    rows = score([folder], tmp_path, face_model_path)
+
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(Path(n).name for n in names)
+    assert all(r["faces"] == 1 and r["smiling"] is True for r in rows), rows
+    # GIF holds 256 colours, the others the picture itself (JPEG-compressed for the JPEG names).
+    assert max(r["score"] for r in rows) - min(r["score"] for r in rows) < 0.05, rows

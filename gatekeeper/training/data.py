@@ -27,11 +27,10 @@ import numpy as np
 
 from ..crop import GEOMETRY, chip_from_keypoints
 from ..detect import FaceDetector
-from ..stills import PAD_FRACTION, PADDED_SIDE, detect_still, padded_view
+from ..stills import IMAGE_SUFFIXES, PAD_FRACTION, PADDED_SIDE, detect_still, padded_view
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 #: Folder names read as "smiling" by the generic class-folder loader (case-insensitive).
 POSITIVE_NAMES = {"smile", "smiling", "happy", "positive", "positives", "1"}
 
