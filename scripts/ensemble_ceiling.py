@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import resolve_face_model
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.training.data import card_split_seed
 from gatekeeper.training.metrics import at_own_prior, binary_metrics, fit_platt, sigmoid
 from gatekeeper.training.train import DEFAULT_DATA, _weights, prepare, shared_dir
@@ -57,9 +58,12 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="also write the numbers as JSON here")
     args = ap.parse_args()
 
-    if len(set(args.model)) != len(args.model):
+    if len({Path(m).resolve() for m in args.model}) != len(args.model):
         raise SystemExit("ensemble_ceiling: a model is named twice in --model; expected each exported model once (a repeat would weigh it double)")
-    models = [SmileClassifier(m) for m in args.model]
+    try:
+        models = [SmileClassifier(m) for m in args.model]
+    except GatekeeperError as exc:  # a missing file, or a model without its card
+        raise SystemExit(f"ensemble_ceiling: {exc}") from None
     seeds = {card_split_seed(m.card) for m in models}
     if len(seeds) != 1:
         raise SystemExit(f"ensemble_ceiling: the models were trained on different splits (split seeds {sorted(seeds)}); expected one split seed for all")
