@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ArgumentParser, ConfigError, GatekeeperError
+from .errors import CLI_NAME, ArgumentParser, ConfigError, GatekeeperError
 
 if TYPE_CHECKING:
     from .app import Pipeline
@@ -58,7 +58,7 @@ def _default_config_path(given: str | None) -> Path | None:
 
 
 def run_parser() -> argparse.ArgumentParser:
-    ap = ArgumentParser(prog="gatekeeper", description="A camera gate that opens for a held smile.", epilog="subcommands: " + ", ".join(SUBCOMMANDS) + " (gatekeeper SUBCOMMAND --help)")
+    ap = ArgumentParser(prog=CLI_NAME, description="A camera gate that opens for a held smile.", epilog="subcommands: " + ", ".join(SUBCOMMANDS) + " (gatekeeper SUBCOMMAND --help)")
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--camera", type=int, metavar="INDEX", help="camera index (0 is the first camera)")
     src.add_argument("--video", metavar="PATH", help="replay a video file frame by frame")
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             return getattr(commands, argv[0])(argv[1:])
         return _run(argv)
     except GatekeeperError as exc:
-        print(f"gatekeeper: error: {exc}", file=sys.stderr)
+        print(f"{CLI_NAME}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130

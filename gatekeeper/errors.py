@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 __all__ = [
+    "CLI_NAME",
     "ArgumentParser",
     "ConfigError",
     "GatekeeperError",
@@ -17,6 +18,10 @@ __all__ = [
     "ModelError",
     "SourceError",
 ]
+
+
+#: The command's name: the top-level parser's ``prog`` and the prefix of every error line.
+CLI_NAME = "gatekeeper"
 
 
 class GatekeeperError(Exception):
@@ -49,5 +54,5 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         # The CLI prefixes "gatekeeper: error:"; a subcommand names itself ("gatekeeper score: ...").
-        where = "" if self.prog == "gatekeeper" else f"{self.prog}: "
+        where = "" if self.prog == CLI_NAME else f"{self.prog}: "
         raise ConfigError(f"{where}{message} (see {self.prog} --help)")

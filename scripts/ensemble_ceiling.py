@@ -32,7 +32,7 @@ from gatekeeper.detect import resolve_face_model
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.training.data import card_split_seed
 from gatekeeper.training.metrics import at_own_prior, binary_metrics, fit_platt, sigmoid
-from gatekeeper.training.train import DEFAULT_DATA, _weights, prepare, shared_dir
+from gatekeeper.training.train import DEFAULT_DATA, _weights, gather, prepare, shared_dir
 
 
 def mean_logit(probs: list[np.ndarray]) -> np.ndarray:
@@ -69,14 +69,8 @@ def main() -> int:
         raise SystemExit(f"ensemble_ceiling: the models were trained on different splits (split seeds {sorted(seeds)}); expected one split seed for all")
     sets = prepare(args.data, resolve_face_model(args.face_model, download=False), Path(args.cache), seeds.pop())
 
-    def gather(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return (
-            np.concatenate([p.chips[p.splits[split]] for p in sets]),
-            np.concatenate([p.labels[p.splits[split]] for p in sets]),
-            np.concatenate([np.full(len(p.splits[split]), i) for i, p in enumerate(sets)]),
-        )
-
-    (x_va, y_va, s_va), (x_te, y_te, s_te) = gather("val"), gather("test")
+    x_va, y_va, s_va, _ = gather(sets, "val")
+    x_te, y_te, s_te, _ = gather(sets, "test")
     probs_va = [m.predict_in_batches(x_va) for m in models]
     probs_te = [m.predict_in_batches(x_te) for m in models]
     rows = {str(path): p for path, p in zip(args.model, probs_te, strict=True)}

@@ -54,6 +54,17 @@ def prepare(specs: list[str], face_model: Path, cache_dir: Path, split_seed: int
     return out
 
 
+def gather(sets: list[Prepared], split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One split of every dataset together: chips, labels, the dataset's index, and groups."""
+    cat = np.concatenate
+    return (
+        cat([p.chips[p.splits[split]] for p in sets]),
+        cat([p.labels[p.splits[split]] for p in sets]),
+        cat([np.full(len(p.splits[split]), i) for i, p in enumerate(sets)]),
+        cat([p.groups[p.splits[split]] for p in sets]),
+    )
+
+
 #: Where the mouth lies in a chip (rows, then columns, pixels): below the eyes (row 16) by
 #: at most d, centred. Used by the occlusion augmentation.
 MOUTH = (42.0, 56.0, 20.0, 44.0)
@@ -357,17 +368,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"gatekeeper train: {what} was trained on the splits of seed {seed}, so it has seen faces that --split-seed {args.split_seed} holds out; pass --split-seed {seed}")
     sets = prepare(args.data, face_model, Path(args.cache), args.split_seed)
 
-    def gather(split: str) -> tuple[np.ndarray, ...]:
-        cat = np.concatenate
-        return (
-            cat([p.chips[p.splits[split]] for p in sets]),
-            cat([p.labels[p.splits[split]] for p in sets]),
-            cat([np.full(len(p.splits[split]), i) for i, p in enumerate(sets)]),
-            cat([p.groups[p.splits[split]] for p in sets]),
-        )
-
-    x_tr, y_tr, s_tr, g_tr = gather("train")
-    x_va, y_va, s_va, _ = gather("val")
+    x_tr, y_tr, s_tr, g_tr = gather(sets, "train")
+    x_va, y_va, s_va, _ = gather(sets, "val")
     if args.limit:
         keep = np.random.default_rng(args.seed).permutation(len(x_tr))[: args.limit]
         x_tr, y_tr, s_tr, g_tr = x_tr[keep], y_tr[keep], s_tr[keep], g_tr[keep]
