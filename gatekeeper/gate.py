@@ -6,10 +6,13 @@ every frame. Every rule about when the gate opens lives here and only here:
 * **deciding face**: with several faces, the largest decides. If the deciding face jumps (its
   centre moves by more than its own width between frames) it is treated as another person and
   its smile hold starts again, so two people cannot add up one smile.
-* **hold with hysteresis**: a smile starts when the score reaches ``enter_threshold`` and goes on
-  while it stays at or above ``exit_threshold``. OPEN fires once a smile has lasted
-  ``hold_frames`` frames, or ``hold_seconds`` when that is set (so the frame rate does not change
-  behaviour).
+* **a steady hold, then hysteresis**: a smile starts when the score reaches ``enter_threshold``.
+  Until it opens, every frame must stay at or above ``hold_threshold`` (by default the enter
+  threshold itself): a talking mouth, a grimace or a wink flickers across the line, and each dip
+  starts the hold again (``hold_threshold: 0.4`` with the default exit threshold gives the
+  hysteresis of earlier versions, from the first frame). OPEN fires once a smile has lasted ``hold_frames`` frames, or
+  ``hold_seconds`` when that is set (so the frame rate does not change behaviour). After OPEN the
+  smile goes on while the score stays at or above ``exit_threshold``, so one smile opens once.
 * **one OPEN per smile, then cooldown**: after an OPEN the smile must end (score below
   ``exit_threshold`` or face gone) and ``cooldown_s`` must pass before another OPEN.
 * **DENY** once per visit, when a face has been present for ``deny_after_s`` without an OPEN.
@@ -97,7 +100,13 @@ class GateConfig:
     """Gate timing and thresholds (the ``gate:`` section of ``config.yaml``)."""
 
     enter_threshold: float = opt(0.6, "a smile starts when the deciding face's probability reaches this", ge=0, le=1)
-    exit_threshold: float = opt(0.4, "a smile goes on while the probability stays at or above this (hysteresis)", ge=0, le=1)
+    exit_threshold: float = opt(0.4, "after OPEN, the smile goes on while the probability stays at or above this (hysteresis)", ge=0, le=1)
+    hold_threshold: float | None = opt(
+        None,
+        "before OPEN, every frame of the hold must reach this or the hold starts again; null: enter_threshold (between exit and enter)",
+        ge=0,
+        le=1,
+    )
     hold_frames: int = opt(6, "frames a smile must be held before OPEN", ge=1)
     hold_seconds: float | None = opt(None, "if set, seconds a smile must be held instead of hold_frames (frame-rate independent)", gt=0)
     cooldown_s: float = opt(3.0, "no second OPEN within this many seconds of the last", ge=0)
@@ -110,6 +119,11 @@ class GateConfig:
             raise ValueError(
                 f"thresholds must satisfy 0 <= exit_threshold <= enter_threshold <= 1, "
                 f"got exit_threshold={self.exit_threshold}, enter_threshold={self.enter_threshold}"
+            )
+        if self.hold_threshold is not None and not self.exit_threshold <= self.hold_threshold <= self.enter_threshold:
+            raise ValueError(
+                f"hold_threshold must lie between exit_threshold and enter_threshold, "
+                f"got exit_threshold={self.exit_threshold}, hold_threshold={self.hold_threshold}, enter_threshold={self.enter_threshold}"
             )
         if self.hold_frames < 1:
             raise ValueError(f"hold_frames must be >= 1, got {self.hold_frames}")
@@ -199,7 +213,10 @@ class Gate:
             self._end_smile()
             return self._dispatch(events)
 
-        threshold = cfg.exit_threshold if self._smile_frames else cfg.enter_threshold
+        if not self._smile_frames:
+            threshold = cfg.enter_threshold
+        else:
+            threshold = cfg.exit_threshold if self._opened_for_smile else self._hold_threshold
         if face.score >= threshold:
             if not self._smile_frames:
                 self._smile_start = (frame, t)
@@ -235,6 +252,11 @@ class Gate:
         return [self._event(EventType.RECOVERED, frame, t, None, None, 0, reason)]
 
     # -- helpers -------------------------------------------------------------------------------
+    @property
+    def _hold_threshold(self) -> float:
+        held = self.config.hold_threshold
+        return self.config.enter_threshold if held is None else held
+
     def _held(self, t: float) -> bool:
         if self.config.hold_seconds is not None:
             assert self._smile_start is not None

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""The gate's rule over time, measured on every labelled clip without re-running the model.
+
+    python scripts/clip_gate.py [--model model/smile.tflite] [--set gate.hold_seconds=0.3 ...]
+
+Each clip of ``labels.yaml`` and ``labels-expressions.yaml`` is scored once through the run-time
+path (detector in VIDEO mode, crop, classifier; cached per model in ``.cache/clip-scores-*.json``),
+then fed to :class:`gatekeeper.gate.Gate` with the default gate config and the ``--set``
+overrides. For each clip it prints the OPEN frames, whether they satisfy the clip's ``expect``
+block (the rules of ``../shared/tools/replay_check.py``), and the time from the start of the
+first labelled smile to the first OPEN. Gate rules can be compared in seconds this way; the
+real check stays ``replay_check.py`` on the real command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gatekeeper.app import Pipeline
+from gatekeeper.capture import FileSource
+from gatekeeper.classify import SmileClassifier
+from gatekeeper.config import Config
+from gatekeeper.detect import FaceDetector, resolve_face_model
+from gatekeeper.gate import EventType, FaceScore, Gate, GateConfig
+
+
+def score_clip(path: Path, clf: SmileClassifier, cfg: Config) -> list[dict]:
+    frames = []
+    with FaceDetector(resolve_face_model(None, download=False), min_confidence=cfg.detector.min_confidence, min_face_px=cfg.detector.min_face_px) as det:
+        pipe = Pipeline(det, clf, Gate(cfg.gate))
+        source = FileSource(path)
+        try:
+            for frame in source:
+                faces = pipe.score_faces(frame.image, det.detect(frame.image, frame.t))
+                frames.append({"i": frame.index, "t": frame.t, "faces": [[list(f.box), f.score] for f in faces]})
+        finally:
+            source.close()
+    return frames
+
+
+def check(expect: dict, opens: list[int]) -> list[str]:
+    problems = []
+    if "open_count" in expect and len(opens) != expect["open_count"]:
+        problems.append(f"expected {expect['open_count']} OPEN")
+    if "open_min" in expect and len(opens) < expect["open_min"]:
+        problems.append(f"expected at least {expect['open_min']} OPEN")
+    if "open_max" in expect and len(opens) > expect["open_max"]:
+        problems.append(f"expected at most {expect['open_max']} OPEN")
+    if "opens_only_in" in expect:
+        stray = [f for f in opens if not any(a <= f <= b for a, b in expect["opens_only_in"] or [])]
+        if stray:
+            problems.append(f"false OPEN at {stray}")
+    if opens and "open_not_before" in expect and min(opens) < expect["open_not_before"]:
+        problems.append("OPEN before the smile")
+    if opens and "open_by" in expect and min(opens) > expect["open_by"]:
+        problems.append(f"first OPEN later than frame {expect['open_by']}")
+    return problems
+
+
+def parse_set(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key.startswith("gate.") or not value:
+            raise SystemExit(f"--set {item!r}: expected gate.KEY=VALUE")
+        out[key[5:]] = yaml.safe_load(value)
+    return out
+
+
+def main() -> int:
+    shared = Path(os.environ.get("GATEKEEPER_SHARED", "../shared"))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--labels", nargs="+", default=[str(shared / "videos" / "labels.yaml"), str(shared / "videos" / "labels-expressions.yaml")])
+    ap.add_argument("--set", nargs="*", default=[], metavar="gate.KEY=VALUE")
+    ap.add_argument("--cache", default=".cache")
+    args = ap.parse_args()
+    cfg = Config()
+    clf = SmileClassifier(args.model)
+    gate_cfg = GateConfig(**{**{k: getattr(cfg.gate, k) for k in cfg.gate.__dataclass_fields__}, **parse_set(args.set)})
+    digest = hashlib.sha256(clf.path.read_bytes()).hexdigest()[:12]
+    failed = 0
+    for labels_path in map(Path, args.labels):
+        labels = yaml.safe_load(labels_path.read_text())
+        for clip, spec in labels.items():
+            cache = Path(args.cache) / f"clip-scores-{digest}-{clip}.json"
+            if cache.is_file():
+                frames = json.loads(cache.read_text())
+            else:
+                frames = score_clip(labels_path.parent / clip, clf, cfg)
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps(frames))
+            gate = Gate(gate_cfg)
+            opens, open_t = [], []
+            for fr in frames:
+                for e in gate.update(fr["i"], fr["t"], [FaceScore(tuple(b), s) for b, s in fr["faces"]]):
+                    if e.event is EventType.OPEN:
+                        opens.append(e.frame)
+                        open_t.append(e.t)
+            # Time to OPEN: from the first frame labelled smile to the first OPEN of the window
+            # that holds it (negative: opened while the smile was forming).
+            smile_starts = [a for a, _, lab in spec.get("segments", []) if lab == "smile"]
+            delay = None
+            if smile_starts:
+                first = smile_starts[0]
+                window = next((w for w in spec.get("expect", {}).get("opens_only_in") or [] if w[0] <= first <= w[1]), [first - 15, first + 10**6])
+                start_t = next(fr["t"] for fr in frames if fr["i"] >= first)
+                delay = next((round(t - start_t, 3) for f, t in zip(opens, open_t, strict=True) if window[0] <= f <= window[1]), None)
+            problems = check(spec.get("expect", {}), opens)
+            failed += bool(problems)
+            print(f"{'FAIL' if problems else 'ok  '} {clip:28s} opens {opens} to_open_s {delay} {'; '.join(problems)}")
+    print(f"{failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
