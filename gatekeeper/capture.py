@@ -23,9 +23,22 @@ import numpy as np
 
 from .errors import SourceError
 
-__all__ = ["FileSource", "Frame", "LiveSource", "SourceStatus", "open_capture"]
+__all__ = ["MAX_CAMERA_INDEX", "FileSource", "Frame", "LiveSource", "SourceStatus", "check_camera_index", "open_capture"]
 
 log = logging.getLogger(__name__)
+
+#: The largest camera index taken (``--camera``; on Linux, ``/dev/video<index>``). OpenCV reads a
+#: number from 100 up as a backend code plus an index (200 is camera 0 through V4L2, 2600 an
+#: Orbbec camera), a negative one asks some backends for "any camera" and has crashed them, and
+#: one beyond 32 bits raises from inside cv2.
+MAX_CAMERA_INDEX = 99
+
+
+def check_camera_index(index: int) -> int:
+    """``index`` when it is a camera index OpenCV takes as one; :class:`SourceError` otherwise."""
+    if isinstance(index, bool) or not 0 <= index <= MAX_CAMERA_INDEX:
+        raise SourceError(f"camera index {index} is out of range; expected 0 to {MAX_CAMERA_INDEX} (0 is the first camera)")
+    return index
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +71,8 @@ def open_capture(target: str | int, *, open_timeout_s: float | None = None, read
     indices ignore them (V4L2 refuses an open with parameters it does not know).
     """
     # OpenCV logs decoder warnings to stderr by itself; ours are enough.
+    if not isinstance(target, str):
+        check_camera_index(target)
     params: list[int] = []
     if isinstance(target, str):
         if open_timeout_s is not None:

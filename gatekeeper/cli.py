@@ -50,6 +50,18 @@ def _setup_logging(level: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _camera_index(text: str) -> int:
+    """``--camera``: a camera index OpenCV takes as one (0 to 99), checked before it reaches OpenCV."""
+    from .capture import MAX_CAMERA_INDEX, check_camera_index  # here: OpenCV is imported only when a camera is named
+
+    try:
+        return check_camera_index(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}; expected a camera index from 0 to {MAX_CAMERA_INDEX}") from None
+    except GatekeeperError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _default_config_path(given: str | None) -> Path | None:
     if given:
         return Path(given)
@@ -60,7 +72,7 @@ def _default_config_path(given: str | None) -> Path | None:
 def run_parser() -> argparse.ArgumentParser:
     ap = ArgumentParser(prog=CLI_NAME, description="A camera gate that opens for a held smile.", epilog="subcommands: " + ", ".join(SUBCOMMANDS) + " (gatekeeper SUBCOMMAND --help)")
     src = ap.add_mutually_exclusive_group()
-    src.add_argument("--camera", type=int, metavar="INDEX", help="camera index (0 is the first camera)")
+    src.add_argument("--camera", type=_camera_index, metavar="INDEX", help="camera index, 0 to 99 (0 is the first camera)")
     src.add_argument("--video", metavar="PATH", help="replay a video file frame by frame")
     src.add_argument("--url", metavar="URL", help="a network stream (rtsp://, http://...)")
     ap.add_argument("--config", metavar="PATH", help="config file (default: ./config.yaml if present, else built-in defaults)")

@@ -5,8 +5,11 @@ for the cases no real file produces (frames of the wrong type, exact frame-by-fr
 
 from __future__ import annotations
 
+import os
 import queue
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -403,3 +406,36 @@ def test_live_source_loops_a_file_path(clip: Path, live: list[LiveSource]) -> No
     assert take(src, 1)[0].image.shape == (360, 640, 3)
     wait_for(lambda: src.status.reconnects >= 1, 10, "the file to be reopened at its end")
     assert src.status.read + src.status.dropped >= 72
+
+
+# -- camera indices --------------------------------------------------------------------------
+
+OUT_OF_RANGE = [-1, -2, 100, 200, 2147483648, 2**63]
+
+
+@pytest.mark.parametrize("index", OUT_OF_RANGE)
+def test_a_camera_index_out_of_range_never_reaches_opencv(monkeypatch: pytest.MonkeyPatch, index: int) -> None:
+    """-1 segfaulted inside OpenCV, 2147483648 raised from inside cv2, and 100 and up are read by
+    OpenCV as a backend code plus an index: each is refused before OpenCV sees it."""
+
+    def not_called(*args: object) -> None:
+        raise AssertionError("cv2.VideoCapture was called")
+
+    monkeypatch.setattr(capture.cv2, "VideoCapture", not_called)
+    with pytest.raises(SourceError, match=rf"^camera index {index} is out of range; expected 0 to 99 \(0 is the first camera\)$"):
+        LiveSource(index, **FAST)
+
+
+def test_camera_indices_in_range_are_taken() -> None:
+    assert [capture.check_camera_index(i) for i in (0, 1, 99)] == [0, 1, 99]
+    with pytest.raises(SourceError):
+        capture.check_camera_index(True)  # type: ignore[arg-type]  # a bool is not an index
+
+
+@pytest.mark.parametrize("text", ["-1", "-2", "2147483648"])
+def test_cli_refuses_an_out_of_range_camera_in_one_line(text: str, tmp_path: Path) -> None:
+    """In a real process, so that a crash inside OpenCV would show as one."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "gatekeeper.cli", "--camera", text], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == f"gatekeeper: error: argument --camera: camera index {text} is out of range; expected 0 to 99 (0 is the first camera) (see gatekeeper --help)\n"
