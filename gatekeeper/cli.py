@@ -31,6 +31,7 @@ from .errors import CLI_NAME, ArgumentParser, ConfigError, GatekeeperError
 if TYPE_CHECKING:
     from .app import Pipeline
     from .capture import Frame
+    from .config import Config
 
 __all__ = ["main"]
 
@@ -111,15 +112,10 @@ def _fan_out(callbacks: list[Callable[[Frame, Pipeline], None]]) -> Callable[[Fr
 def _run(argv: list[str]) -> int:
     args = run_parser().parse_args(argv)
     _setup_logging(args.log_level)
-    from .config import config_to_dict, load_config
+    from .config import load_config
 
     cfg = load_config(_default_config_path(args.config))
-    if args.check_config:
-        import yaml
-
-        sys.stdout.write(yaml.safe_dump(config_to_dict(cfg, redact=True), sort_keys=False))
-        return 0
-    if args.camera is None and args.video is None and args.url is None:
+    if args.camera is None and args.video is None and args.url is None and not args.check_config:
         raise GatekeeperError("no source given; expected one of --camera INDEX, --video PATH or --url URL")
     if args.hold_open < 0 or (args.hold_open and not args.http):
         raise ConfigError("--hold-open: expected a number of seconds >= 0, used together with --http")
@@ -132,6 +128,8 @@ def _run(argv: list[str]) -> int:
         require_extra("report", "--report", ("matplotlib",))
     if args.http is not None:
         require_extra("web", "--http", ("aiohttp", "prometheus_client"))
+    if args.check_config:
+        return _check_config(cfg, args)
 
     from .app import App, EventSink, StdoutSink, build_pipeline
     from .capture import FileSource, LiveSource
@@ -216,6 +214,35 @@ def _run(argv: list[str]) -> int:
         if server is not None:
             server.stop()
     return 0
+
+
+def _check_config(cfg: Config, args: argparse.Namespace) -> int:
+    """``--check-config``: the effective values on stdout (secrets masked), then every check
+    start-up runs (models, hooks, journal; and the --video file and --http address when given),
+    without opening a camera or stream or starting a hook. Each problem is one line on stderr;
+    any problem exits 2."""
+    import yaml
+
+    from .config import config_to_dict
+    from .preflight import check
+
+    sys.stdout.write(yaml.safe_dump(config_to_dict(cfg, redact=True), sort_keys=False))
+    sys.stdout.flush()
+    problems = check(cfg)
+    try:
+        if args.video is not None:
+            from .capture import FileSource
+
+            FileSource(args.video).close()
+        if args.http is not None:
+            from .web import LiveView, WebServer, parse_listen
+
+            WebServer(LiveView(cfg), *parse_listen(args.http))  # not started: the address and token rules only
+    except GatekeeperError as exc:
+        problems.append(str(exc))
+    for problem in problems:
+        print(f"{CLI_NAME}: error: {problem}", file=sys.stderr)
+    return EXIT_BAD_INPUT if problems else 0
 
 
 def _quiet_opencv() -> None:

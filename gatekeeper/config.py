@@ -7,6 +7,12 @@ Every field has a type, a default and a one-line description (``doc``), optional
 
 ``config.yaml`` at the repository root documents every key with its default; a test keeps it
 equal to the defaults declared here.
+
+A config file is small and written by hand, so the reader refuses what only a mistake or an
+attack produces, each in one line: a file over :data:`MAX_CONFIG_BYTES`, more than
+:data:`MAX_CONFIG_NODES` keys and values (counted with YAML aliases expanded, so an alias bomb
+is refused in milliseconds instead of filling memory), or nesting deeper than
+:data:`MAX_CONFIG_DEPTH`. Anchors and aliases within those bounds work as YAML says.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -27,7 +35,14 @@ from .gate import GateConfig
 from .hooks.config import HOOK_TYPES, HookConfig
 from .schema import bounds_text, check_bounds, opt
 
-__all__ = ["Config", "HttpConfig", "config_from_dict", "config_to_dict", "load_config"]
+__all__ = ["Config", "HttpConfig", "config_from_dict", "config_to_dict", "load_config", "redact_text"]
+
+#: Largest config file read, in bytes. The documented config.yaml with every key is about 7 KB.
+MAX_CONFIG_BYTES = 1 << 20
+#: Most YAML nodes (keys, values, list items) in a config once aliases are expanded.
+MAX_CONFIG_NODES = 10_000
+#: Deepest nesting of mappings and lists (a hook's event list is at depth 4).
+MAX_CONFIG_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -104,8 +119,12 @@ class Config:
 # -- validation ----------------------------------------------------------------------------------
 
 
-def _describe(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
+def _describe(value: Any, limit: int = 80) -> str:
+    """The value as an error message shows it: its repr, cut to ``limit`` characters, and its type."""
+    text = repr(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{text} ({type(value).__name__})"
 
 
 def _convert(tp: Any, value: Any, path: str, meta: dict[str, Any]) -> Any:
@@ -195,8 +214,69 @@ def config_from_dict(data: dict[str, Any] | None) -> Config:
     return _build(Config, data, "")
 
 
+class _LimitError(Exception):
+    """A config outside the reader's bounds: what was wrong, where it was noticed, what was expected."""
+
+    def __init__(self, problem: str, mark: Any, expected: str) -> None:
+        super().__init__(problem)
+        self.problem, self.mark, self.expected = problem, mark, expected
+
+
+def _too_many(mark: Any, expanded: str = "") -> _LimitError:
+    return _LimitError(f"has more than {MAX_CONFIG_NODES} keys and values{expanded}", mark, f"at most {MAX_CONFIG_NODES}")
+
+
+def _too_deep(mark: Any, expanded: str = "") -> _LimitError:
+    return _LimitError(f"nests deeper than {MAX_CONFIG_DEPTH} levels{expanded}", mark, f"at most {MAX_CONFIG_DEPTH} levels of mappings and lists")
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key given twice in one mapping (YAML would keep the last)."""
+    """SafeLoader that rejects a key given twice in one mapping (YAML would keep the last) and
+    stops composing at :data:`MAX_CONFIG_NODES` nodes or :data:`MAX_CONFIG_DEPTH` levels, before
+    a pathological file has been read to its end (pure-Python YAML reads about 50k nodes a second)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._nodes = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            return super().compose_node(parent, index)  # an alias adds no node; expand_count() counts it
+        mark = self.peek_event().start_mark
+        self._nodes += 1
+        if self._nodes > MAX_CONFIG_NODES:
+            raise _too_many(mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_CONFIG_DEPTH:
+                raise _too_deep(mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Raise :class:`_LimitError` when ``root`` has more than :data:`MAX_CONFIG_NODES` nodes, or
+    more than :data:`MAX_CONFIG_DEPTH` levels, with every alias expanded.
+
+    An alias is the node it names, shared; the "billion laughs" file nests nine aliases of nine
+    aliases nine times. Walking the expanded tree stops after the limit, so this costs at most
+    MAX_CONFIG_NODES steps, and an alias inside its own anchor (a cycle) ends at the depth limit.
+    """
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_NODES:
+            raise _too_many(node.start_mark, " once its aliases (*name) are expanded")
+        if depth > MAX_CONFIG_DEPTH:
+            raise _too_deep(node.start_mark, " once its aliases (*name) are expanded")
+        if isinstance(node, yaml.SequenceNode):
+            stack += [(child, depth + 1) for child in node.value]
+        elif isinstance(node, yaml.MappingNode):
+            stack += [(child, depth + 1) for pair in node.value for child in pair]
 
 
 def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -219,26 +299,86 @@ def load_config(path: Path | str | None) -> Config:
     if path is None:
         return Config()
     p = Path(path)
+    name = str(p)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)  # never more: /dev/zero or a 45 MB file is refused unread
+        if len(raw) > MAX_CONFIG_BYTES:
+            size = p.stat().st_size if p.is_file() else 0
+            what = f"{size / (1 << 20):.1f} MiB" if size > MAX_CONFIG_BYTES else f"more than {MAX_CONFIG_BYTES} bytes"
+            raise ConfigError(f"config file {name!r} is {what}; expected a YAML file of at most {MAX_CONFIG_BYTES // (1 << 20)} MiB")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {str(p)!r} does not exist; expected a YAML file (see config.yaml)") from None
+        raise ConfigError(f"config file {name!r} does not exist; expected a YAML file (see config.yaml)") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {str(p)!r} cannot be read: {exc}") from None
+        raise ConfigError(f"config file {name!r} cannot be read: {exc}") from None
+    loader = _StrictLoader(text)
     try:
-        data = yaml.load(text, Loader=_StrictLoader)
+        node = loader.get_single_node()
+        if node is not None:
+            _check_expanded_size(node)
+        data = None if node is None else loader.construct_document(node)
+    except _LimitError as exc:
+        raise ConfigError(f"config file {name!r} {exc.problem} (line {exc.mark.line + 1}); expected {exc.expected}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(f"config file {name!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    finally:
+        loader.dispose()
     return config_from_dict(data)
+
+
+#: Query parameters (and ``#fragment`` parameters) whose values ``redact_text`` masks in URLs.
+_SECRET_PARAM = re.compile(r"key|token|secret|pass|pwd|sig|auth|credential|session|jwt", re.IGNORECASE)
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+_AUTH_SCHEME = re.compile(r"\b(bearer|basic|token)(\s+)[^\s\"']+", re.IGNORECASE)
+
+
+def _redact_params(text: str) -> str:
+    pairs = []
+    for pair in text.split("&"):
+        key, eq, value = pair.partition("=")
+        if eq and value and _SECRET_PARAM.search(urllib.parse.unquote_plus(key)):
+            pair = f"{key}={REDACTED}"
+        pairs.append(pair)
+    return "&".join(pairs)
+
+
+def _redact_url(url: str) -> str:
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        # user:password keeps the user; a lone user part is usually a token (https://TOKEN@host).
+        netloc = f"{user}:{REDACTED}@{host}" if colon else f"{REDACTED}@{host}"
+    fragment = _redact_params(parts.fragment) if "=" in parts.fragment else parts.fragment
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, _redact_params(parts.query), fragment))
+
+
+def redact_text(text: str) -> str:
+    """``text`` with the secrets it may carry masked: the credentials of every URL in it
+    (``https://user:<redacted>@host``), URL parameters with secret-looking names (``key``,
+    ``token``, ``secret``, ``password``, ``sig``, ``auth``...) and ``Bearer``/``Basic``/``Token``
+    credentials (a command hook's ``-H 'Authorization: Bearer ...'``).
+
+    >>> redact_text("https://user:pass@host/x?key=abc&page=2")
+    'https://user:<redacted>@host/x?key=<redacted>&page=2'
+    """
+    text = _URL.sub(lambda m: _redact_url(m.group(0)), text)
+    return _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
 
 
 def config_to_dict(cfg: Any, *, redact: bool = False) -> Any:
     """The effective values as plain data (for ``--check-config`` and tests).
 
-    ``redact=True`` replaces every set secret (see :data:`SECRET_FIELDS`) with ``<redacted>``,
-    so the output can be pasted into a ticket.
+    ``redact=True`` replaces every set secret (see :data:`SECRET_FIELDS`) with ``<redacted>``
+    and masks the secrets inside every other string (see :func:`redact_text`: URL credentials
+    and secret query parameters), so the output can be pasted into a ticket.
     """
     if dataclasses.is_dataclass(cfg):
         out = {}
@@ -249,4 +389,6 @@ def config_to_dict(cfg: Any, *, redact: bool = False) -> Any:
         return out
     if isinstance(cfg, tuple):
         return [config_to_dict(v, redact=redact) for v in cfg]
+    if redact and isinstance(cfg, str):
+        return redact_text(cfg)
     return cfg

@@ -20,6 +20,7 @@ from gatekeeper.config import (
     config_from_dict,
     config_to_dict,
     load_config,
+    redact_text,
 )
 from gatekeeper.config_doc import EXAMPLE_REQUIRED, render
 from gatekeeper.errors import ConfigError, GatekeeperError
@@ -191,6 +192,63 @@ def test_unreadable_config_file(tmp_path: Path, kind: str, expected: str) -> Non
     assert str(info.value).startswith(f"config file {str(path)!r} ")
 
 
+# -- hostile files: bounded size, nodes and nesting --------------------------------------------
+
+
+def billion_laughs() -> str:
+    """The "billion laughs" in one value: nine aliases of nine aliases, nine levels deep, 9**9
+    (387 million) strings once expanded, in a few hundred bytes. A reader that expands it (to
+    validate it, or to quote the wrong value in its error) runs out of memory."""
+    levels = ["&l0 [" + ", ".join(["lol"] * 9) + "]"]
+    levels += [f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    return "name: [" + ", ".join(levels) + "]\n"
+
+
+HOSTILE = [
+    pytest.param(billion_laughs(), "has more than 10000 keys and values once its aliases (*name) are expanded (line ", id="billion laughs in a value"),
+    pytest.param("name: &a [*a]\n", "nests deeper than 32 levels once its aliases (*name) are expanded", id="an alias inside its own anchor"),
+    pytest.param("name: " + "[" * 5000 + "]" * 5000 + "\n", "nests deeper than 32 levels (line 1); expected at most 32 levels", id="5000 nested lists"),
+    pytest.param("name: [" + ", ".join(["0"] * 20000) + "]\n", "has more than 10000 keys and values (line 1); expected at most 10000", id="20000 list items"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), HOSTILE)
+def test_hostile_config_is_refused_in_one_line(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"config file {str(path)!r} "), message
+    assert expected in message
+    assert "\n" not in message and len(message) < 300
+
+
+def test_a_config_over_one_mebibyte_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    with path.open("w", encoding="utf-8") as f:  # 45 MiB of comment: valid YAML, and the default config
+        for _ in range(45):
+            f.write("#" + "x" * ((1 << 20) - 2) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"config file {str(path)!r} is 45.0 MiB; expected a YAML file of at most 1 MiB"
+
+
+def test_an_endless_config_file_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^config file '/dev/zero' is more than 1048576 bytes; expected a YAML file of at most 1 MiB$"):
+        load_config("/dev/zero")
+
+
+def test_aliases_within_the_bounds_work(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "hooks:\n  - {type: command, argv: [/bin/true], events: &events [OPEN, FAULT]}\n  - {type: mqtt, events: *events}\n"))
+    assert cfg.hooks[0].events == cfg.hooks[1].events == ("OPEN", "FAULT")
+
+
+def test_a_long_wrong_value_is_cut_short_in_the_message(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "name: [" + ", ".join(["1234567890"] * 900) + "]\n"))
+    assert str(info.value) == "name: expected a string, got [" + ", ".join(["1234567890"] * 6) + ", 1234... (list)"
+
+
 def test_config_error_is_a_value_error_and_a_gatekeeper_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         config_from_dict({"bogus": 1})
@@ -306,12 +364,20 @@ def test_config_to_dict_round_trips_as_plain_data(cfg: Config) -> None:
 
 
 @pytest.fixture
-def run_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
-    """Call ``cli.main(argv)`` in an empty working directory; returns (status, stdout, stderr)."""
+def run_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str], face_model_path: Path) -> Any:
+    """Call ``cli.main(argv)`` in an empty working directory; returns (status, stdout, stderr).
+
+    The face detector model comes from the shared folder, and gpiozero starts with no pin
+    factory loaded and none named in the environment: this machine has no GPIO."""
+    from gpiozero import Device
+
     monkeypatch.chdir(tmp_path)
     # main() sets these with os.environ.setdefault; setting them here restores them afterwards.
     monkeypatch.setenv("GLOG_minloglevel", "2")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.setenv("GATEKEEPER_FACE_MODEL", str(face_model_path))
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    monkeypatch.setattr(Device, "pin_factory", None)
 
     def run(argv: list[str]) -> tuple[int, str, str]:
         status = cli.main(argv)
@@ -382,3 +448,147 @@ def test_check_config_with_a_bad_config(tmp_path: Path, run_cli: Any, text: str 
     assert len(lines) == 1, err
     assert lines[0].startswith(expected)
     assert "Traceback" not in err
+
+
+# -- --check-config runs the start-up checks -----------------------------------------------------
+
+SECRET = "whsec_" + "QUFB" * 8  # 24 bytes, base64
+GOOD_HOOKS = (
+    "hooks:\n"
+    "  - {type: gpio, pin: GPIO17, pin_factory: mock}\n"
+    "  - {type: webhook, url: 'https://gate.example/e', secret_env: GATE_SECRET}\n"
+    "  - {type: mqtt, username: gate, password_env: GATE_MQTT_PASSWORD}\n"
+    "  - {type: command, argv: [/bin/true]}\n"
+)
+
+
+def journal_in(tmp_path: Path, kind: str) -> str:
+    """A journal.path: one that a run could create, one under a file, one that is not SQLite."""
+    if kind == "under a file":
+        (tmp_path / "a-file").write_text("x")
+        return str(tmp_path / "a-file" / "journal.sqlite3")
+    path = tmp_path / "state" / "journal.sqlite3"
+    if kind == "not SQLite":
+        path.parent.mkdir()
+        path.write_bytes(b"this is not a database" * 100)
+    return str(path)
+
+
+# (config text, environment, extra arguments, the problems start-up would refuse it for)
+STARTUP_CHECKS = [
+    pytest.param(GOOD_HOOKS, {"GATE_SECRET": SECRET, "GATE_MQTT_PASSWORD": "pw"}, [], [], id="every hook type, secrets set: passes"),
+    pytest.param(GOOD_HOOKS, {"GATE_MQTT_PASSWORD": "pw"}, [], ["hooks[1].secret_env: environment variable GATE_SECRET is not set or empty"], id="unset secret_env"),
+    pytest.param(GOOD_HOOKS, {"GATE_SECRET": SECRET}, [], ["hooks[2].password_env: environment variable GATE_MQTT_PASSWORD is not set or empty"], id="unset password_env"),
+    pytest.param(GOOD_HOOKS, {"GATE_SECRET": "whsec_short", "GATE_MQTT_PASSWORD": "pw"}, [], ["hooks[1].secret_env: $GATE_SECRET: "], id="malformed secret in the environment"),
+    pytest.param(
+        "hooks:\n  - {type: command, name: door, argv: [/bin/true]}\n  - {type: webhook, name: door, url: 'https://x.example/'}\n",
+        {}, [], ["hooks[1].name: 'door' is already the name of hooks[0]; expected unique names"], id="duplicate hook names",
+    ),
+    pytest.param("hooks: [{type: gpio, pin: NOTAPIN, pin_factory: mock}]\n", {}, [], ["gpio[0]: cannot use pin 'NOTAPIN': NOTAPIN is not a valid pin name"], id="GPIO pin NOTAPIN"),
+    pytest.param("hooks: [{type: gpio, pin: GND, pin_factory: mock}]\n", {}, [], ["gpio[0]: cannot use pin 'GND'"], id="a ground pin"),
+    pytest.param("hooks: [{type: gpio, pin: GPIO17}]\n", {}, [], ["gpio[0]: no GPIO on this machine that gpiozero can drive"], id="pin_factory auto without GPIO"),
+    pytest.param(
+        "hooks: [{type: gpio, pin: NOTAPIN}]\n", {}, [],
+        ["gpio[0]: cannot use pin 'NOTAPIN'", "gpio[0]: no GPIO on this machine"], id="bad pin and no GPIO: both said",
+    ),
+    pytest.param("name: a/b\nhooks: [{type: mqtt}]\n", {}, [], ["mqtt[0]: the gate name 'a/b' cannot be an MQTT topic level"], id="gate name not an MQTT topic level"),
+    pytest.param("detector: {model_path: /nonexistent/face.tflite}\n", {}, [], ["detector.model_path points at '/nonexistent/face.tflite', which is not a file"], id="missing face model"),
+    pytest.param("classifier: {model_path: /nonexistent/smile.tflite}\n", {}, [], ["smile model '/nonexistent/smile.tflite' (classifier.model_path) does not exist"], id="missing smile model"),
+    pytest.param("detector: {model_path: site.yaml}\n", {}, [], ["face detector model 'site.yaml' is not a TFLite model"], id="a face model that is not a model"),
+    pytest.param("journal: {path: JOURNAL}\n", {}, [], [], id="a journal the run can create"),
+    pytest.param("journal: {path: JOURNAL-under a file}\n", {}, [], ["' cannot be created: '"], id="a journal under a file"),
+    pytest.param("journal: {path: JOURNAL-not SQLite}\n", {}, [], ["' cannot be opened: file is not a database"], id="a journal that is not SQLite"),
+    pytest.param("journal: {path: JOURNAL-under a file, enabled: false}\n", {}, [], [], id="a disabled journal is not checked"),
+    pytest.param("", {}, ["--video", "missing.mp4"], ["video file 'missing.mp4' does not exist"], id="--video that does not exist"),
+    pytest.param("", {}, ["--http", "0.0.0.0:8080"], ["--http 0.0.0.0:8080: listening beyond loopback needs http.token"], id="--http beyond loopback without a token"),
+    pytest.param("", {}, ["--http", "127.0.0.1:8080"], [], id="--http on loopback"),
+    pytest.param(
+        "detector: {model_path: /nonexistent/face.tflite}\nhooks: [{type: webhook, url: 'https://x.example/', secret_env: GATE_SECRET}]\n",
+        {}, [], ["detector.model_path points at", "hooks[0].secret_env: environment variable GATE_SECRET"], id="two problems: each on its own line",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "env", "extra", "problems"), STARTUP_CHECKS)
+def test_check_config_runs_the_startup_checks(
+    tmp_path: Path, run_cli: Any, monkeypatch: pytest.MonkeyPatch, text: str, env: dict[str, str], extra: list[str], problems: list[str]
+) -> None:
+    """Exit 0 only for a config start-up accepts; otherwise exit 2 with each problem on its own
+    line. The effective values are printed either way, and nothing is created."""
+    for name in ("GATE_SECRET", "GATE_MQTT_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for kind in ("under a file", "not SQLite", ""):
+        placeholder = f"JOURNAL-{kind}" if kind else "JOURNAL"
+        if placeholder in text:
+            text = text.replace(placeholder, journal_in(tmp_path, kind))
+    path = write(tmp_path, text, name="site.yaml")
+    before = sorted(tmp_path.rglob("*"))
+    status, out, err = run_cli(["--check-config", "--config", str(path), *extra])
+    assert yaml.safe_load(out) == config_to_dict(load_config(path), redact=True)
+    lines = err.splitlines()
+    assert all(line.startswith("gatekeeper: error: ") for line in lines), err
+    for expected in problems:
+        assert any(expected in line for line in lines), f"{expected!r} not in:\n{err}"
+    assert (status, len(lines)) == (2 if problems else 0, len(problems)), err
+    assert sorted(tmp_path.rglob("*")) == before  # no journal, no file of any kind was written
+
+
+def test_check_config_of_the_shipped_example(run_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/config.example.yaml is a Raspberry Pi's config: a relay on GPIO17 with
+    ``pin_factory: auto`` and the webhook secret in $GATE_WEBHOOK_SECRET. On a machine without
+    GPIO and without that variable, such as a laptop or CI, the run would refuse it, so the
+    check does too, naming both; with a GPIO driver present (simulated with gpiozero's mock
+    factory) and the secret set, as on the Pi it was written for, it passes."""
+    example = str(REPO / "examples" / "config.example.yaml")
+    monkeypatch.delenv("GATE_WEBHOOK_SECRET", raising=False)
+    status, _, err = run_cli(["--check-config", "--config", example])
+    assert status == 2
+    assert [line.split(": ", 3)[2] for line in err.splitlines()] == ["hooks[1].secret_env", "gpio[0]"], err
+    assert "environment variable GATE_WEBHOOK_SECRET is not set" in err and "no GPIO on this machine" in err
+
+    monkeypatch.setenv("GATE_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")  # what gpiozero finds on a Pi: a driver that loads
+    assert run_cli(["--check-config", "--config", example])[::2] == (0, "")
+
+
+MASKED = [
+    pytest.param("https://user:pass@host/x?key=abc", "https://user:<redacted>@host/x?key=<redacted>", id="user, password and key"),
+    pytest.param("https://ghp_0123456789@host/repo", "https://<redacted>@host/repo", id="a token as the user part"),
+    pytest.param(
+        "http://h:8080/e?page=2&api_key=a&Signature=b&X-Amz-Credential=c&access_token=d&sessionid=e&pwd=f&q=1",
+        "http://h:8080/e?page=2&api_key=<redacted>&Signature=<redacted>&X-Amz-Credential=<redacted>&access_token=<redacted>&sessionid=<redacted>&pwd=<redacted>&q=1",
+        id="secret-looking query parameters",
+    ),
+    pytest.param("https://h/cb#access_token=abc&state=1", "https://h/cb#access_token=<redacted>&state=1", id="parameters in the fragment"),
+    pytest.param("https://h/x?key=", "https://h/x?key=", id="an empty value stays"),
+    pytest.param("https://h/x?monkey=1", "https://h/x?monkey=<redacted>", id="masks too much rather than too little"),
+    pytest.param("--url=mqtts://u:p@broker:8883", "--url=mqtts://u:<redacted>@broker:8883", id="a URL inside an argument"),
+    pytest.param("Authorization: Bearer eyJ0eXAi.x.y", "Authorization: Bearer <redacted>", id="a bearer credential"),
+    pytest.param("Authorization: basic dXNlcjpwYXNz", "Authorization: basic <redacted>", id="a basic credential, any case"),
+    pytest.param("https://gate-server.example/events", "https://gate-server.example/events", id="a URL without secrets"),
+    pytest.param("/usr/local/bin/on-open", "/usr/local/bin/on-open", id="not a URL"),
+]
+
+
+@pytest.mark.parametrize(("value", "masked"), MASKED)
+def test_redact_text(value: str, masked: str) -> None:
+    assert redact_text(value) == masked
+
+
+def test_check_config_masks_url_credentials_and_secret_parameters(tmp_path: Path, run_cli: Any) -> None:
+    path = write(
+        tmp_path,
+        "hooks:\n"
+        "  - {type: webhook, url: 'https://user:pass@host/x?key=abc'}\n"
+        "  - {type: command, argv: [curl, -H, 'Authorization: Bearer s3cr3t-t0ken', 'https://h/x?token=abc123']}\n",
+    )
+    status, out, err = run_cli(["--check-config", "--config", str(path)])
+    assert (status, err) == (0, "")
+    for secret in ("pass", "abc", "s3cr3t-t0ken", "abc123"):
+        assert f"{secret}@" not in out and f"={secret}" not in out and f" {secret}" not in out
+    printed = yaml.safe_load(out)
+    assert printed["hooks"][0]["url"] == "https://user:<redacted>@host/x?key=<redacted>"
+    assert printed["hooks"][1]["argv"] == ["curl", "-H", "Authorization: Bearer <redacted>", "https://h/x?token=<redacted>"]
+    assert load_config(path).hooks[0].url == "https://user:pass@host/x?key=abc"  # masked in the output only

@@ -1,0 +1,115 @@
+"""The checks start-up runs, run without starting: what ``gatekeeper --check-config`` reports.
+
+A config the schema accepts can still be refused when the gate starts: a model path that is
+missing or a model file that is broken, a webhook or MQTT secret whose environment variable is
+unset, two hooks with one name, a GPIO pin gpiozero does not know, ``pin_factory: auto`` on a
+machine without GPIO, a journal that cannot be opened. :func:`check` runs those checks through
+the code start-up uses (:func:`~gatekeeper.app.build_pipeline`,
+:func:`~gatekeeper.hooks.build_hooks`, :class:`~gatekeeper.journal.Journal`) and returns every
+problem it finds, one line each, instead of stopping at the first.
+
+Nothing is started and nothing is left changed: no camera or stream is opened, no hook is
+started or fired, the relay pin is not claimed (the pin name is checked on gpiozero's mock
+board and the machine's GPIO driver is loaded and closed, so a check next to a running gate
+does not fight it for the pin), an existing journal is opened as start-up opens it (which
+writes no event), and one that does not exist yet is not created (its folder must be writable).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+from .config import Config
+from .errors import GatekeeperError
+from .hooks.config import GpioHookConfig
+
+__all__ = ["check"]
+
+
+def check(cfg: Config, *, env: Mapping[str, str] | None = None) -> list[str]:
+    """The problems start-up would refuse ``cfg`` for on this machine; empty when it would start.
+
+    ``env``: where secrets named by ``secret_env``/``password_env`` are read (default: the
+    process environment, as at start-up).
+    """
+    problems: list[str] = []
+    for step in (_check_models, _check_hooks, _check_journal):
+        problems += step(cfg, os.environ if env is None else env)
+    return problems
+
+
+def _check_models(cfg: Config, env: Mapping[str, str]) -> list[str]:
+    from .app import build_pipeline
+
+    try:
+        build_pipeline(cfg).close()
+    except GatekeeperError as exc:
+        return [str(exc)]
+    return []
+
+
+def _check_hooks(cfg: Config, env: Mapping[str, str]) -> list[str]:
+    from .hooks import build_hooks, hook_name
+
+    problems: list[str] = []
+    # Built as start-up builds them (names, secrets, pin names, MQTT topics), with every relay
+    # on gpiozero's mock board: the real pin may belong to a gate that is running.
+    mocked = tuple(dataclasses.replace(h, pin_factory="mock") if isinstance(h, GpioHookConfig) else h for h in cfg.hooks)
+    try:
+        hooks = build_hooks(mocked, gate=cfg.name, env=env)
+    except GatekeeperError as exc:
+        problems.append(str(exc))
+    else:
+        for hook in hooks:
+            hook.release()
+    for i, h in enumerate(cfg.hooks):
+        if isinstance(h, GpioHookConfig) and h.pin_factory == "auto":
+            problem = _check_gpio_driver(hook_name(h, i))
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def _check_gpio_driver(name: str) -> str | None:
+    """Whether gpiozero finds a GPIO driver on this machine (what ``pin_factory: auto`` uses);
+    the driver is loaded and closed again, and no pin is claimed."""
+    from gpiozero import Device
+    from gpiozero.exc import BadPinFactory, PinFactoryFallback
+
+    if Device.pin_factory is not None:
+        return None  # one is loaded already ($GPIOZERO_PIN_FACTORY, or a device made earlier)
+    try:
+        with warnings.catch_warnings():
+            # gpiozero warns once per driver it fails to load; the one line below says it better.
+            warnings.simplefilter("ignore", PinFactoryFallback)
+            factory = Device._default_pin_factory()  # the factory gpiozero would pick for the first device
+    except BadPinFactory as exc:
+        return (
+            f"{name}: no GPIO on this machine that gpiozero can drive ({exc}); on a Raspberry Pi install lgpio "
+            "(pip install lgpio), elsewhere set pin_factory: mock to simulate the relay"
+        )
+    factory.close()
+    return None
+
+
+def _check_journal(cfg: Config, env: Mapping[str, str]) -> list[str]:
+    if not cfg.journal.enabled:
+        return []
+    path = cfg.journal.resolved_path()
+    if path.exists():
+        from .journal import Journal
+
+        try:
+            Journal(path).close()  # what start-up opens: a SQLite file of a schema this version reads
+        except GatekeeperError as exc:
+            return [str(exc)]
+        return []
+    # Start-up creates it; the check only makes sure it could.
+    folder = next(p for p in (path.parent, *path.parent.parents) if p.exists() or p == Path(p.anchor))
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        return [f"journal {str(path)!r} cannot be created: {str(folder)!r} is not a folder this user can write to; expected a writable journal.path, or journal.enabled: false"]
+    return []
