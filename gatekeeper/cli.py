@@ -6,6 +6,7 @@
     gatekeeper --check-config             validate the config and print the effective values (secrets masked)
     gatekeeper ... --http 127.0.0.1:8080  live view, /healthz, /status, /metrics (pip install '.[web]')
     gatekeeper --video clip.mp4 --report out.png   plot of the score and events (pip install '.[report]')
+    gatekeeper demo [--no-http]           replay a clip shipped with gatekeeper, with the live view
     gatekeeper score PHOTO|DIR ...        smile score of the largest face of each photo
     gatekeeper train / eval               training and evaluation (pip install '.[train]')
     gatekeeper events                     recent events and their delivery state
@@ -37,7 +38,7 @@ __all__ = ["main"]
 
 log = logging.getLogger("gatekeeper")
 
-SUBCOMMANDS = ("train", "eval", "score", "events")
+SUBCOMMANDS = ("demo", "train", "eval", "score", "events")
 EXIT_BAD_INPUT = 2
 
 

@@ -1,4 +1,4 @@
-"""Subcommands of ``gatekeeper``: score, train, eval, events. Each takes argv and returns a status."""
+"""Subcommands of ``gatekeeper``: demo, score, train, eval, events. Each takes argv and returns a status."""
 
 from __future__ import annotations
 
@@ -32,6 +32,12 @@ def _image_paths(paths: list[str]) -> list[Path]:
     return out
 
 
+def demo(argv: list[str]) -> int:
+    from .demo import main as demo_main
+
+    return demo_main(argv)
+
+
 def score(argv: list[str]) -> int:
     """Smile score of the largest face in each photo, through the full run-time path."""
     ap = ArgumentParser(prog="gatekeeper score", description="Score photos through detector -> crop -> classifier; one JSON line per image.")
@@ -63,7 +69,7 @@ def score(argv: list[str]) -> int:
     paths = _image_paths(args.paths)
     clf = SmileClassifier(cfg.classifier.model_path, threads=cfg.classifier.threads)
     threshold = args.threshold if args.threshold is not None else float(clf.card.get("threshold", 0.5))
-    model = resolve_face_model(cfg.detector.model_path, download=cfg.detector.download)
+    model = resolve_face_model(cfg.detector.model_path)
     # Photos are unrelated stills: IMAGE mode, no minimum face size, and several views of each
     # photo (padded for tight crops, tiled for large pictures), as in gatekeeper.stills.
     with FaceDetector(model, video=False, min_confidence=args.min_confidence) as det:

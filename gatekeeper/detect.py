@@ -7,10 +7,7 @@ import hashlib
 import logging
 import os
 import sys
-import tempfile
 import types
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,19 +21,19 @@ from .errors import ModelError
 __all__ = [
     "ENV_FACE_MODEL",
     "FACE_MODEL_SHA256",
-    "FACE_MODEL_URL",
+    "PACKAGED_FACE_MODEL",
     "Face",
     "FaceDetector",
+    "packaged_face_model",
     "resolve_face_model",
 ]
 
 log = logging.getLogger(__name__)
 
 FACE_MODEL_NAME = "blaze_face_short_range.tflite"
-FACE_MODEL_URL = (
-    "https://storage.googleapis.com/mediapipe-models/face_detector/"
-    "blaze_face_short_range/float16/1/blaze_face_short_range.tflite"
-)
+#: The official file (Apache-2.0, its licence notice beside it), shipped inside the package: a
+#: gate never reaches out to the internet for a model.
+PACKAGED_FACE_MODEL = Path(__file__).resolve().parent / "assets" / FACE_MODEL_NAME
 FACE_MODEL_SHA256 = "b4578f35940bf5a1a655214a1cce5cab13eba73c1297cd78e1a04c2380b0152f"
 ENV_FACE_MODEL = "GATEKEEPER_FACE_MODEL"
 
@@ -61,25 +58,14 @@ class Face:
         return self.box[2] * self.box[3]
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gatekeeper"
-
-
-def resolve_face_model(
-    configured: str | None = None,
-    *,
-    cache_dir: Path | None = None,
-    download: bool = True,
-    url: str = FACE_MODEL_URL,
-    timeout_s: float = 20.0,
-) -> Path:
-    """Find the face detector model file.
+def resolve_face_model(configured: str | None = None, *, download: bool | None = None) -> Path:
+    """Find the face detector model file; nothing is ever downloaded.
 
     Order: the configured path (``detector.model_path``), the ``GATEKEEPER_FACE_MODEL``
-    environment variable, the user cache, then a download from the official URL, verified by
-    SHA-256 before it is moved into the cache. A path that is named but missing is an error
-    (it is never silently replaced by another model).
+    environment variable, then the copy shipped inside the package, checked against its SHA-256.
+    A path that is named but missing is an error (it is never silently replaced by another
+    model). ``download`` is ignored: it is accepted while callers still pass the old
+    ``detector.download`` setting.
     """
     for origin, value in (("detector.model_path", configured), (ENV_FACE_MODEL, os.environ.get(ENV_FACE_MODEL))):
         if value:
@@ -87,38 +73,21 @@ def resolve_face_model(
             if not path.is_file():
                 raise ModelError(f"{origin} points at {str(path)!r}, which is not a file; expected the face detector model ({FACE_MODEL_NAME})")
             return path
-    cached = (cache_dir or default_cache_dir()) / FACE_MODEL_NAME
-    if cached.is_file():
-        return cached
-    hint = f"set {ENV_FACE_MODEL} or detector.model_path to a copy of {FACE_MODEL_NAME}"
-    if not download:
-        raise ModelError(f"face detector model not found and downloads are off (detector.download: false); {hint}")
-    log.info("downloading the face detector model from %s", url)
-    try:
-        _download_verified(url, cached, FACE_MODEL_SHA256, timeout_s)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        if isinstance(exc, urllib.error.HTTPError):
-            exc.close()  # an error response holds its socket open until closed
-        reason = getattr(exc, "reason", exc)
-        raise ModelError(f"face detector model not found and its download failed ({reason}); {hint}") from None
-    return cached
+    return packaged_face_model()
 
 
-def _download_verified(url: str, dest: Path, sha256: str, timeout_s: float) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
+def packaged_face_model(path: Path | None = None) -> Path:
+    """The face detector model shipped in the package (or ``path``), once its SHA-256 is checked."""
+    path = path or PACKAGED_FACE_MODEL
+    hint = f"reinstall gatekeeper, or set detector.model_path or {ENV_FACE_MODEL} to a copy of {FACE_MODEL_NAME}"
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            while chunk := resp.read(1 << 16):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != sha256:
-            raise OSError(f"checksum mismatch: got sha256 {digest.hexdigest()}, expected {sha256}")
-        os.replace(tmp, dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"the packaged face detector model {str(path)!r} cannot be read ({exc.strerror}); {hint}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != FACE_MODEL_SHA256:
+        raise ModelError(f"the packaged face detector model {str(path)!r} is damaged (sha256 {digest[:12]}..., expected {FACE_MODEL_SHA256[:12]}...); {hint}")
+    return path
 
 
 def check_tflite_file(path: Path, what: str) -> bytes:

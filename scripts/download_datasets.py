@@ -10,7 +10,8 @@ Writes the layouts that ``gatekeeper train`` reads:
   ``msambare/fer2013`` (needs the ``kaggle`` command and an API token in ~/.kaggle/kaggle.json;
   FER2013 is for research use). Its train/ and test/ folders are merged: gatekeeper makes its own
   fixed-seed splits;
-* ``DEST/models/blaze_face_short_range.tflite``: the MediaPipe face detector, checked by SHA-256.
+* ``DEST/models/blaze_face_short_range.tflite``: the MediaPipe face detector, copied from the package
+  (which ships it), checked by SHA-256.
 
 Each step is skipped when its target already exists. Fails with one clear line per problem.
 """
@@ -74,16 +75,16 @@ def fer2013(dest: Path) -> None:
 
 def face_model(dest: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from gatekeeper.detect import FACE_MODEL_NAME, resolve_face_model
+    from gatekeeper.detect import FACE_MODEL_NAME, packaged_face_model
 
     target = dest / "models" / FACE_MODEL_NAME
     if target.is_file():
         print(f"face model: {target} exists, skipped")
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    # resolve_face_model downloads into a cache dir and verifies the SHA-256 before moving it in.
-    path = resolve_face_model(None, cache_dir=target.parent, download=True)
-    print(f"face model: {path}")
+    # The package ships the official file; packaged_face_model() checks its SHA-256 first.
+    shutil.copyfile(packaged_face_model(), target)
+    print(f"face model: {target}")
 
 
 def main() -> int:

@@ -1,101 +1,49 @@
-"""Face detection: where the model comes from (configured path, environment, cache, a checked
-download from a real local HTTP server) and the MediaPipe detector on a real frame."""
+"""Face detection: where the model comes from (configured path, environment, the copy shipped in
+the package, never the network) and the MediaPipe detector on a real frame."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
-import http.server
 import os
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import urllib.request
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+import gatekeeper
 import gatekeeper.detect as detect
-from gatekeeper.detect import ENV_FACE_MODEL, FaceDetector, resolve_face_model
+from gatekeeper.detect import ENV_FACE_MODEL, PACKAGED_FACE_MODEL, FaceDetector, packaged_face_model, resolve_face_model
 from gatekeeper.errors import ModelError
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "blaze_face_short_range.tflite"
 
 
-# -- a real HTTP server on the loopback ----------------------------------------------------------
-
-
-@dataclass
-class ModelServer:
-    """Serves ``body`` at every path (or ``status`` with no body) and counts the requests."""
-
-    body: bytes = b""
-    status: int = 200
-    requests: list[str] = field(default_factory=list)
-    port: int = 0
-    url: str = ""
-
-
 @pytest.fixture
-def model_server() -> Iterator[ModelServer]:
-    state = ModelServer()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.requests.append(self.path)
-            body = state.body if state.status == 200 else b""
-            self.send_response(state.status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.port = server.server_address[1]
-    state.url = f"http://127.0.0.1:{state.port}/models/{NAME}"
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def closed_port() -> int:
-    """A loopback port with nothing listening on it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def open_connections_to(port: int) -> int:
-    """How many sockets of this process are connected to ``port`` on the loopback (Linux /proc)."""
-    count = 0
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
-                continue
-            with socket.socket(fileno=os.dup(int(name))) as s:
-                peer = s.getpeername()
-        except OSError:
-            continue
-        count += isinstance(peer, tuple) and peer[:2] == ("127.0.0.1", port)
-    return count
-
-
-@pytest.fixture
-def no_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No model from the environment, and the default cache inside tmp_path."""
+def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No model from the environment."""
     monkeypatch.delenv(ENV_FACE_MODEL, raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every way out of this process fails loudly, and is counted."""
+    attempts: list[object] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        attempts.append(args)
+        raise AssertionError(f"network access attempted: {args!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    return attempts
 
 
 def model_file(directory: Path, content: bytes = b"model") -> Path:
@@ -111,49 +59,78 @@ def model_file(directory: Path, content: bytes = b"model") -> Path:
 @pytest.mark.parametrize(
     ("available", "winner"),
     [
-        pytest.param({"configured", "env", "cache", "download"}, "configured", id="configured path first"),
-        pytest.param({"env", "cache", "download"}, "env", id="then GATEKEEPER_FACE_MODEL"),
-        pytest.param({"cache", "download"}, "cache", id="then the cache"),
-        pytest.param({"download"}, "download", id="download last"),
+        pytest.param({"configured", "env"}, "configured", id="configured path first"),
+        pytest.param({"env"}, "env", id="then GATEKEEPER_FACE_MODEL"),
+        pytest.param(set(), "packaged", id="then the packaged file"),
     ],
 )
 @pytest.mark.usefixtures("no_env")
-def test_resolve_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_server: ModelServer, available: set[str], winner: str
-) -> None:
-    cache = tmp_path / "cache"
+def test_resolve_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: list[object], available: set[str], winner: str) -> None:
     configured = model_file(tmp_path / "configured") if "configured" in available else None
     if "env" in available:
         monkeypatch.setenv(ENV_FACE_MODEL, str(model_file(tmp_path / "env")))
-    if "cache" in available:
-        model_file(cache, b"cached")
-    model_server.body = b"downloaded model bytes"
-    monkeypatch.setattr(detect, "FACE_MODEL_SHA256", hashlib.sha256(model_server.body).hexdigest())
 
-    path = resolve_face_model(str(configured) if configured else None, cache_dir=cache, url=model_server.url)
+    path = resolve_face_model(str(configured) if configured else None)
 
-    expected = {
-        "configured": tmp_path / "configured" / NAME,
-        "env": tmp_path / "env" / NAME,
-        "cache": cache / NAME,
-        "download": cache / NAME,
-    }[winner]
+    expected = {"configured": tmp_path / "configured" / NAME, "env": tmp_path / "env" / NAME, "packaged": PACKAGED_FACE_MODEL}[winner]
     assert path == expected
-    assert len(model_server.requests) == (1 if winner == "download" else 0)
+    assert no_network == []
 
 
 @pytest.mark.usefixtures("no_env")
-def test_default_cache_dir_follows_xdg_cache_home(tmp_path: Path) -> None:
-    cached = model_file(tmp_path / "xdg" / "gatekeeper", b"cached")
-    assert detect.default_cache_dir() == tmp_path / "xdg" / "gatekeeper"
-    assert resolve_face_model(None, download=False) == cached
+def test_default_config_resolves_the_packaged_official_file_offline(no_network: list[object], face_model_path: Path) -> None:
+    """No config, no environment variable, no network: the model shipped in the package, which is
+    the official file (the same bytes as ../shared's copy)."""
+    path = resolve_face_model(None, download=True)  # the old setting is accepted and changes nothing
+    assert path == PACKAGED_FACE_MODEL
+    assert path.parent == Path(gatekeeper.__file__).resolve().parent / "assets"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == detect.FACE_MODEL_SHA256
+    assert path.read_bytes() == face_model_path.read_bytes()
+    assert no_network == []
+
+
+def test_the_packaged_model_has_its_licence_notice_beside_it() -> None:
+    notice = PACKAGED_FACE_MODEL.with_name(NAME + ".LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in notice and "Version 2.0, January 2004" in notice
+    assert detect.FACE_MODEL_SHA256 in notice
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(None, "cannot be read", id="missing"),
+        pytest.param(b"", "is damaged", id="empty"),
+        pytest.param(b"TFL3" * 1000, "is damaged", id="another file"),
+        pytest.param("truncated", "is damaged", id="truncated copy"),
+    ],
+)
+def test_a_damaged_or_missing_packaged_model_is_refused(tmp_path: Path, face_model_path: Path, content: bytes | str | None, expected: str) -> None:
+    path = tmp_path / NAME
+    if content == "truncated":
+        path.write_bytes(face_model_path.read_bytes()[:-1])
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ModelError) as info:
+        packaged_face_model(path)
+    message = str(info.value)
+    assert message.startswith(f"the packaged face detector model {str(path)!r} {expected}")
+    assert "reinstall gatekeeper" in message and ENV_FACE_MODEL in message
+    assert "\n" not in message
+
+
+def test_packaged_model_is_checked_when_resolved(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(ENV_FACE_MODEL, raising=False)
+    fake = model_file(tmp_path, b"not the official model")
+    monkeypatch.setattr(detect, "PACKAGED_FACE_MODEL", fake)
+    with pytest.raises(ModelError, match="is damaged"):
+        resolve_face_model(None)
 
 
 @pytest.mark.usefixtures("no_env")
 def test_configured_path_expands_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     path = model_file(tmp_path / "models")
-    assert resolve_face_model(f"~/models/{NAME}", download=False) == path
+    assert resolve_face_model(f"~/models/{NAME}") == path
 
 
 @pytest.mark.parametrize(
@@ -162,7 +139,7 @@ def test_configured_path_expands_the_home_directory(tmp_path: Path, monkeypatch:
         pytest.param("missing.tflite", None, "detector.model_path points at", id="configured path missing"),
         pytest.param("missing.tflite", "GOOD", "detector.model_path points at", id="configured path missing, never replaced by the env"),
         pytest.param("DIR", None, "detector.model_path points at", id="configured path is a directory"),
-        pytest.param(None, "missing.tflite", f"{ENV_FACE_MODEL} points at", id="env var pointing nowhere"),
+        pytest.param(None, "missing.tflite", f"{ENV_FACE_MODEL} points at", id="env var pointing nowhere, never replaced by the packaged file"),
         pytest.param(None, "DIR", f"{ENV_FACE_MODEL} points at", id="env var pointing at a directory"),
     ],
 )
@@ -171,7 +148,6 @@ def test_named_model_that_is_not_a_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, configured: str | None, env: str | None, expected: str
 ) -> None:
     good = model_file(tmp_path / "good")
-    model_file(tmp_path / "cache")  # a cached model must not be used instead of a named one
 
     def where(value: str | None) -> str | None:
         return {None: None, "GOOD": str(good), "DIR": str(tmp_path)}.get(value, str(tmp_path / str(value)))
@@ -179,73 +155,32 @@ def test_named_model_that_is_not_a_file(
     if env is not None:
         monkeypatch.setenv(ENV_FACE_MODEL, where(env))
     with pytest.raises(ModelError) as info:
-        resolve_face_model(where(configured), cache_dir=tmp_path / "cache", download=False)
+        resolve_face_model(where(configured))
     message = str(info.value)
     assert message.startswith(expected)
     assert "which is not a file" in message and NAME in message
 
 
-@pytest.mark.usefixtures("no_env")
-def test_no_model_and_downloads_off(tmp_path: Path) -> None:
-    with pytest.raises(ModelError) as info:
-        resolve_face_model(None, cache_dir=tmp_path / "cache", download=False)
-    assert "detector.download: false" in str(info.value)
-    assert ENV_FACE_MODEL in str(info.value)
-
-
-@pytest.mark.usefixtures("no_env")
-def test_download_that_cannot_connect(tmp_path: Path) -> None:
-    cache = tmp_path / "cache"
-    with pytest.raises(ModelError) as info:
-        resolve_face_model(None, cache_dir=cache, url=f"http://127.0.0.1:{closed_port()}/x", timeout_s=5)
-    message = str(info.value)
-    assert "\n" not in message
-    assert "download failed" in message and ENV_FACE_MODEL in message
-    assert not cache.exists() or list(cache.iterdir()) == []
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "expected"),
-    [
-        pytest.param(404, b"", "Not Found", id="HTTP 404"),
-        pytest.param(200, b"not the model " * 100, "checksum mismatch", id="wrong bytes"),
-        pytest.param(200, b"", "checksum mismatch", id="empty body"),
-    ],
-)
-@pytest.mark.usefixtures("no_env")
-def test_failed_download_leaves_nothing_in_the_cache(
-    tmp_path: Path, model_server: ModelServer, status: int, body: bytes, expected: str
-) -> None:
-    model_server.status, model_server.body = status, body
-    cache = tmp_path / "cache"
-    with pytest.raises(ModelError) as info:
-        resolve_face_model(None, cache_dir=cache, url=model_server.url)
-    message = str(info.value)
-    assert expected in message and ENV_FACE_MODEL in message
-    assert "\n" not in message
-    assert model_server.requests == [f"/models/{NAME}"]
-    assert list(cache.iterdir()) == []  # no model, no .part file
-    assert open_connections_to(model_server.port) == 0  # the failed response was closed, not left to the GC
-
-
-@pytest.mark.usefixtures("no_env")
-def test_download_with_the_expected_checksum_lands_in_the_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_server: ModelServer, face_model_path: Path
-) -> None:
-    model_server.body = face_model_path.read_bytes()
-    monkeypatch.setattr(detect, "FACE_MODEL_SHA256", hashlib.sha256(model_server.body).hexdigest())
-    cache = tmp_path / "cache"
-    path = resolve_face_model(None, cache_dir=cache, url=model_server.url)
-    assert path == cache / NAME
-    assert path.read_bytes() == model_server.body
-    assert sorted(p.name for p in cache.iterdir()) == [NAME]
-    # the second time it comes from the cache
-    assert resolve_face_model(None, cache_dir=cache, url=model_server.url) == path
-    assert len(model_server.requests) == 1
-
-
-def test_shared_model_is_the_official_file(face_model_path: Path) -> None:
-    assert hashlib.sha256(face_model_path.read_bytes()).hexdigest() == detect.FACE_MODEL_SHA256
+def test_the_library_has_no_download_code() -> None:
+    """A gate never reaches out to the internet on its own: no module of the package opens URLs.
+    Only the webhook hook speaks HTTP, to the receiver its config names."""
+    package = Path(gatekeeper.__file__).resolve().parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Attribute) and node.attr in ("urlopen", "urlretrieve"):
+                names = [node.attr]
+            for name in names:
+                if name in ("urllib.request", "urlopen", "urlretrieve", "requests", "httpx") or (name == "http.client" and rel != "hooks/webhook.py"):
+                    offenders.append(f"{rel}:{node.lineno}: {name}")
+    assert offenders == []
 
 
 # -- FaceDetector --------------------------------------------------------------------------------
