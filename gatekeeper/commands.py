@@ -29,6 +29,9 @@ def _image_paths(paths: list[str]) -> list[Path]:
             out.append(p)
         else:
             raise GatekeeperError(f"{str(p)!r} does not exist; expected image files or folders of images")
+    if not out:
+        suffixes = " ".join(sorted(IMAGE_SUFFIXES))
+        raise GatekeeperError(f"no photos found in {', '.join(map(repr, paths))}; expected image files or folders holding them ({suffixes})")
     return out
 
 
@@ -54,6 +57,8 @@ def score(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     if not 0.0 < args.min_confidence < 1.0:
         ap.error(f"argument --min-confidence: expected a confidence between 0 and 1, got {args.min_confidence}")
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        ap.error(f"argument --threshold: expected a threshold between 0 and 1, got {args.threshold}")
     _logging(args.log_level)
     import cv2
 
@@ -63,7 +68,7 @@ def score(argv: list[str]) -> int:
     from .config import load_config
     from .detect import FaceDetector, resolve_face_model
     from .gate import Gate
-    from .stills import detect_still
+    from .stills import PhotoError, detect_still, read_photo
 
     cfg = load_config(_default_config_path(args.config))
     paths = _image_paths(args.paths)
@@ -75,10 +80,12 @@ def score(argv: list[str]) -> int:
     with FaceDetector(model, video=False, min_confidence=args.min_confidence) as det:
         pipe = Pipeline(det, clf, Gate(cfg.gate))
         for p in paths:
-            bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
             row: dict[str, object] = {"path": str(p), "faces": 0, "score": None, "smiling": None}
-            if bgr is None:
-                row["error"] = "unreadable image"
+            try:
+                # The size is read from the header first: a huge photo is one error line, and the batch goes on.
+                bgr = read_photo(p)
+            except PhotoError as exc:
+                row["error"] = str(exc)
             else:
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 faces, _ = detect_still(det, rgb)

@@ -37,8 +37,11 @@ exactly how their chips were always prepared.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -49,6 +52,166 @@ from .detect import Face, FaceDetector
 #: File names taken for photos when a folder is scanned (``gatekeeper score``, class-folder
 #: datasets); OpenCV reads all of them (a GIF's first frame).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+
+#: The most pixels a photo is decoded at (a 48-megapixel phone photo is 8000x6000). Decoded, a
+#: pixel takes 3 bytes, and the views below take several copies: a 20000x20000 PNG of 389 KB
+#: would need 1.2 GB to decode and several more to look at. A JPEG above it is decoded at a half,
+#: a quarter or an eighth of its size (libjpeg scales while decoding, so the full picture is
+#: never in memory); any other photo above it is refused.
+MAX_PHOTO_PIXELS = 50_000_000
+
+#: The formats whose size :func:`image_size` reads from the header: every suffix above, and PNM.
+PHOTO_FORMATS = "JPEG, PNG, WebP, BMP, GIF, TIFF or PNM"
+
+
+class PhotoError(ValueError):
+    """A photo that is not read: unreadable, of an unknown format, or too large. The message is
+    the ``error`` of its line in ``gatekeeper score``."""
+
+
+def read_photo(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> np.ndarray:
+    """The photo at ``path`` as BGR pixels, its size read from the header before anything is
+    decoded: at most ``max_pixels`` (a larger JPEG is decoded reduced to fit), else
+    :class:`PhotoError` ("image too large: 20000x20000, expected at most 50 megapixels")."""
+    size = image_size(path)
+    if size is None:
+        raise PhotoError(f"unreadable image: not a {PHOTO_FORMATS} file")
+    kind, width, height = size
+    if width <= 0 or height <= 0:
+        raise PhotoError(f"unreadable image: its header says {width}x{height} pixels")
+    flags = cv2.IMREAD_COLOR
+    if width * height > max_pixels:
+        factors = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+        fitting = [f for f in factors if kind == "jpeg" and -(-width // f) * -(-height // f) <= max_pixels]
+        if not fitting:
+            raise PhotoError(f"image too large: {width}x{height}, expected at most {max_pixels / 1e6:g} megapixels")
+        flags = factors[fitting[0]]
+    try:
+        # libjpeg reports a damaged file ("Premature end of JPEG file") on fd 2 by itself.
+        with captured_stderr():
+            image = cv2.imread(str(path), flags)
+    except cv2.error:
+        image = None
+    if image is None:
+        raise PhotoError("unreadable image")
+    return image
+
+
+def image_size(path: str | Path) -> tuple[str, int, int] | None:
+    """``(format, width, height)`` from the file's header, without decoding it; None when it is
+    not one of :data:`PHOTO_FORMATS` (or its header is cut short or malformed)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+            for kind, sniff, reader in _SIZE_READERS:
+                if sniff(head):
+                    f.seek(0)
+                    dims = reader(f)
+                    return None if dims is None else (kind, *dims)
+    except (OSError, struct.error, ValueError):
+        return None
+    return None
+
+
+def _read(f: BinaryIO, n: int) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise ValueError("cut short")
+    return data
+
+
+def _png_size(f: BinaryIO) -> tuple[int, int] | None:
+    head = _read(f, 24)
+    return struct.unpack(">II", head[16:24]) if head[12:16] == b"IHDR" else None
+
+
+def _gif_size(f: BinaryIO) -> tuple[int, int]:
+    return struct.unpack("<HH", _read(f, 10)[6:10])
+
+
+def _bmp_size(f: BinaryIO) -> tuple[int, int]:
+    head = _read(f, 26)
+    if struct.unpack("<I", head[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER
+        return struct.unpack("<HH", head[18:22])
+    width, height = struct.unpack("<ii", head[18:26])
+    return width, abs(height)  # a negative height is a top-down bitmap
+
+
+def _webp_size(f: BinaryIO) -> tuple[int, int] | None:
+    head = _read(f, 30)
+    chunk = head[12:16]
+    if chunk == b"VP8X":
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", head[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and head[20] == 0x2F:
+        bits = int.from_bytes(head[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    return None
+
+
+#: JPEG start-of-frame markers (the frame header holds the size); C4, C8 and CC are not frames.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(f: BinaryIO) -> tuple[int, int] | None:
+    _read(f, 2)  # SOI
+    for _ in range(10_000):  # segments before the frame header: APPn (EXIF, ICC...), DQT, DHT
+        if _read(f, 1) != b"\xff":
+            return None
+        marker = _read(f, 1)[0]
+        while marker == 0xFF:  # fill bytes
+            marker = _read(f, 1)[0]
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            continue  # markers without a length
+        if marker in (0xD9, 0xDA):
+            return None  # the end, or the image data, before any frame header
+        (length,) = struct.unpack(">H", _read(f, 2))
+        if marker in _SOF:
+            height, width = struct.unpack(">xHH", _read(f, 5))
+            return width, height
+        f.seek(length - 2, 1)
+    return None
+
+
+def _tiff_size(f: BinaryIO) -> tuple[int, int] | None:
+    head = _read(f, 16)
+    order = "<" if head[:2] == b"II" else ">"
+    big = struct.unpack(order + "H", head[2:4])[0] == 43  # BigTIFF: 64-bit offsets and counts
+    f.seek(struct.unpack(order + "Q", head[8:16])[0] if big else struct.unpack(order + "I", head[4:8])[0])
+    count_fmt, entry_fmt, entry_size = ("Q", "HHQ8s", 20) if big else ("H", "HHI4s", 12)
+    (count,) = struct.unpack(order + count_fmt, _read(f, struct.calcsize(count_fmt)))
+    dims: dict[int, int] = {}
+    for _ in range(min(count, 4096)):
+        tag, kind, _n, value = struct.unpack(order + entry_fmt, _read(f, entry_size))
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG (LONG8 in BigTIFF)
+            fmt = {3: "H", 4: "I", 16: "Q"}.get(kind)
+            if fmt is None:
+                return None
+            dims[tag] = struct.unpack(order + fmt, value[: struct.calcsize(fmt)])[0]
+    return (dims[256], dims[257]) if len(dims) == 2 else None
+
+
+def _pnm_size(f: BinaryIO) -> tuple[int, int] | None:
+    tokens: list[int] = []
+    for line in f.read(4096)[2:].splitlines():
+        for word in line.split(b"#", 1)[0].split():
+            tokens.append(int(word))
+            if len(tokens) == 2:
+                return tokens[0], tokens[1]
+    return None
+
+
+_SIZE_READERS = (
+    ("png", lambda h: h.startswith(b"\x89PNG\r\n\x1a\n"), _png_size),
+    ("jpeg", lambda h: h.startswith(b"\xff\xd8\xff"), _jpeg_size),
+    ("gif", lambda h: h[:6] in (b"GIF87a", b"GIF89a"), _gif_size),
+    ("bmp", lambda h: h.startswith(b"BM"), _bmp_size),
+    ("webp", lambda h: h.startswith(b"RIFF") and h[8:12] == b"WEBP", _webp_size),
+    ("tiff", lambda h: h[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), _tiff_size),
+    ("pnm", lambda h: h[:1] == b"P" and h[1:2] in b"123456" and h[2:3].isspace(), _pnm_size),
+)
 
 #: Padding on each side of a padded view, as a share of the image's height and width.
 PAD_FRACTION = 0.5
@@ -216,4 +379,4 @@ def _detect_group(detector: FaceDetector, image: np.ndarray, group: list[View]) 
     return found
 
 
-__all__ = ["View", "detect_still", "padded_view", "tile_views", "views"]
+__all__ = ["MAX_PHOTO_PIXELS", "PhotoError", "View", "detect_still", "image_size", "padded_view", "read_photo", "tile_views", "views"]

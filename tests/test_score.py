@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from test_cli import ENV_FACE_MODEL, run_gatekeeper
+from test_stills import flat_png
 
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import FaceDetector
@@ -54,7 +55,7 @@ def test_one_line_per_image_in_order(tmp_path: Path, shared_dir: Path, face_mode
         assert r["faces"] == 1, r
         assert 0.0 <= r["score"] <= 1.0 and r["smiling"] == (r["score"] >= 0.5)
     assert rows[-2] == {"path": str(noise), "faces": 0, "score": None, "smiling": None}
-    assert rows[-1]["error"] == "unreadable image" and rows[-1]["score"] is None
+    assert rows[-1]["error"] == "unreadable image: not a JPEG, PNG, WebP, BMP, GIF, TIFF or PNM file" and rows[-1]["score"] is None
 
 
 def test_the_big_photo_scores_like_the_frame_it_came_from(tmp_path: Path, smiling_frame_bgr: np.ndarray, face_model_path: Path, big_photo: Path) -> None:
@@ -92,6 +93,38 @@ def test_tight_crops_need_the_padded_view(tmp_path: Path, shared_dir: Path, face
     with FaceDetector(face_model_path, video=False, min_confidence=0.7) as det:
         plain = sum(bool(det.detect(cv2.imread(str(p)))) for p in paths)
     assert plain <= 30
+
+
+def test_huge_photos_are_one_error_line_each_and_the_batch_goes_on(tmp_path: Path, smiling_frame_bgr: np.ndarray, face_model_path: Path) -> None:
+    """A 20000x20000 PNG ran out of memory and a 60000x60000 one raised inside cv2, losing the rest
+    of the batch. Each is now refused from its header in one line, and the photo after them is
+    scored. (Valid PNGs of one flat colour: 50 KB and 0.4 MB.)"""
+    paths = [flat_png(tmp_path / "big.png", 20000, 20000), flat_png(tmp_path / "bigger.png", 60000, 60000), tmp_path / "face.jpg"]
+    cv2.imwrite(str(paths[2]), smiling_frame_bgr)
+    big, bigger, face = score(paths, tmp_path, face_model_path)
+    assert big == {"path": str(paths[0]), "faces": 0, "score": None, "smiling": None, "error": "image too large: 20000x20000, expected at most 50 megapixels"}
+    assert bigger["error"] == "image too large: 60000x60000, expected at most 50 megapixels"
+    assert face["faces"] == 1 and face["smiling"] is True
+
+
+@pytest.mark.parametrize("kind", ["an empty folder", "a folder without photos"])
+def test_no_photos_found_is_an_error(tmp_path: Path, face_model_path: Path, kind: str) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    if kind == "a folder without photos":
+        (folder / "notes.txt").write_text("not a photo\n")
+        (folder / "sub").mkdir()
+    proc = run_gatekeeper(["score", str(folder)], tmp_path, {ENV_FACE_MODEL: str(face_model_path)})
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.startswith(f"gatekeeper: error: no photos found in {str(folder)!r}; expected image files or folders holding them (.bmp .gif "), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("value", ["1.5", "1", "0", "-0.2", "nan"])
+def test_a_threshold_outside_0_and_1_is_one_error_line(tmp_path: Path, face_model_path: Path, value: str) -> None:
+    proc = run_gatekeeper(["score", str(tmp_path), "--threshold", value], tmp_path, {ENV_FACE_MODEL: str(face_model_path)})
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == f"gatekeeper: error: gatekeeper score: argument --threshold: expected a threshold between 0 and 1, got {float(value)} (see gatekeeper score --help)\n"
 
 
 @pytest.mark.parametrize("value", ["0", "1.5", "abc"])

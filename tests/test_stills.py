@@ -8,6 +8,8 @@ face in it.
 from __future__ import annotations
 
 import random
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,17 @@ import numpy as np
 import pytest
 
 from gatekeeper.detect import Face, FaceDetector
-from gatekeeper.stills import View, detect_still, padded_view, tile_views, views
+from gatekeeper.stills import (
+    MAX_PHOTO_PIXELS,
+    PhotoError,
+    View,
+    detect_still,
+    image_size,
+    padded_view,
+    read_photo,
+    tile_views,
+    views,
+)
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +210,104 @@ def test_a_doubtful_find_does_not_hide_a_sure_face(detector: FaceDetector, share
 def test_no_face_anywhere(detector: FaceDetector) -> None:
     photo = np.random.default_rng(1).integers(0, 255, (1100, 1500, 3), dtype=np.uint8)
     assert detect_still(detector, photo) == ([], None)
+
+
+# -- reading photos: the size from the header, before anything is decoded -------------------------
+
+
+def flat_png(path: Path, width: int, height: int) -> Path:
+    """A valid black 1-bit greyscale PNG of any size, written without ever holding its pixels:
+    60000x60000 takes 0.4 MB and milliseconds. Every scanline is zero bytes (filter 0, black),
+    so the zlib stream is one block of K compressed rows, flushed to a byte boundary with the
+    dictionary reset, repeated; a zero byte leaves Adler-32's first sum at 1 and adds 1 to the
+    second, which makes the checksum of n zero bytes (n mod 65521) << 16 | 1."""
+    row = 1 + -(-width // 8)
+    rows_per_block = max(1, (1 << 20) // row)
+
+    def deflate(rows: int) -> bytes:
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        return c.compress(bytes(rows * row)) + c.flush(zlib.Z_FULL_FLUSH)
+
+    blocks, rest = divmod(height, rows_per_block)
+    body = deflate(rows_per_block) * blocks + (deflate(rest) if rest else b"")
+    end = zlib.compressobj(9, zlib.DEFLATED, -15).flush()  # an empty final block
+    idat = b"\x78\xda" + body + end + struct.pack(">I", (height * row % 65521) << 16 | 1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, greyscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_the_hand_written_png_is_a_real_png(tmp_path: Path) -> None:
+    """What the huge-photo tests stand on: a small one decodes to black with OpenCV, and a
+    2000x3000 one's stream inflates to exactly its scanlines, checksum included."""
+    small = cv2.imread(str(flat_png(tmp_path / "small.png", 301, 7)), cv2.IMREAD_UNCHANGED)
+    assert small.shape == (7, 301) and not small.any()
+    data = flat_png(tmp_path / "mid.png", 2000, 3000).read_bytes()
+    (length,) = struct.unpack(">I", data[33:37])
+    raw = zlib.decompress(data[41 : 41 + length])  # checks the Adler-32 too
+    assert raw == bytes(3000 * 251)
+
+
+SIZES = [(".jpg", []), (".png", []), (".bmp", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80]), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),
+         (".tif", []), (".tiff", [cv2.IMWRITE_TIFF_COMPRESSION, 1]), (".ppm", []), (".pgm", []), (".gif", [])]  # fmt: skip
+
+
+@pytest.mark.parametrize(("suffix", "params"), SIZES, ids=[f"{s}{p}" for s, p in SIZES])
+def test_image_size_reads_every_photo_format_header(tmp_path: Path, suffix: str, params: list[int]) -> None:
+    """Files written by OpenCV itself (WebP lossy and lossless, TIFF with and without
+    compression, PNM in colour and grey): the header's size is the decoded size."""
+    picture = np.random.default_rng(0).integers(0, 255, (123, 257, 3), dtype=np.uint8)
+    path = tmp_path / f"photo{suffix}"
+    assert cv2.imwrite(str(path), picture[..., 0] if suffix == ".pgm" else picture, params)
+    size = image_size(path)
+    assert size is not None and size[1:] == (257, 123)
+    assert read_photo(path).shape == (123, 257, 3)
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        pytest.param(b"not a picture\n" * 10, "unreadable image: not a JPEG, PNG, WebP, BMP, GIF, TIFF or PNM file", id="text"),
+        pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00", "unreadable image: not a JPEG", id="a PNG cut in its header"),
+        pytest.param(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(7) + b"\xff\xda", "unreadable image: not a JPEG", id="a JPEG without a frame header"),
+        pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR" + bytes(8) + bytes(5), "unreadable image: its header says 0x0 pixels", id="a PNG of 0x0"),
+        pytest.param(b"\xff\xd8\xff\xc0\x00\x11\x08\x00\x10\x00\x10\x03" + bytes(20), "unreadable image", id="a JPEG with a header and no data"),
+    ],
+)
+def test_a_photo_that_cannot_be_read_is_one_error(tmp_path: Path, content: bytes, error: str) -> None:
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(content)
+    with pytest.raises(PhotoError) as info:
+        read_photo(path)
+    assert str(info.value).startswith(error)
+
+
+@pytest.mark.parametrize(("width", "height"), [(20000, 20000), (60000, 60000), (7072, 7072)])
+def test_a_photo_above_the_pixel_limit_is_refused_before_decoding(tmp_path: Path, width: int, height: int) -> None:
+    """20000x20000 needed 1.2 GB to decode, 60000x60000 raised inside cv2; both are refused from
+    their header. (50 megapixels: 7071x7071 is just under, 7072x7072 just over.)"""
+    path = flat_png(tmp_path / "huge.png", width, height)
+    with pytest.raises(PhotoError) as info:
+        read_photo(path)
+    assert str(info.value) == f"image too large: {width}x{height}, expected at most 50 megapixels"
+    assert MAX_PHOTO_PIXELS == 50_000_000
+
+
+def test_a_jpeg_above_the_limit_is_decoded_reduced(tmp_path: Path, smiling_frame_bgr: np.ndarray) -> None:
+    """libjpeg scales while it decodes, so a JPEG over the limit is read at 1/2, 1/4 or 1/8."""
+    path = tmp_path / "frame.jpg"
+    cv2.imwrite(str(path), smiling_frame_bgr)  # 640x360: 230400 pixels
+    assert read_photo(path).shape == (360, 640, 3)
+    assert read_photo(path, max_pixels=60_000).shape == (180, 320, 3)
+    assert read_photo(path, max_pixels=15_000).shape == (90, 160, 3)
+    assert read_photo(path, max_pixels=3_600).shape == (45, 80, 3)
+    with pytest.raises(PhotoError, match=r"^image too large: 640x360, expected at most 0.003 megapixels$"):
+        read_photo(path, max_pixels=3_000)
+    png = tmp_path / "frame.png"
+    cv2.imwrite(str(png), smiling_frame_bgr)
+    with pytest.raises(PhotoError, match=r"^image too large: 640x360"):
+        read_photo(png, max_pixels=60_000)  # other formats decode whole, or not at all
