@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._native import route_native_stderr
 from .errors import CLI_NAME, ArgumentParser, ConfigError, GatekeeperError
 
 if TYPE_CHECKING:
@@ -255,6 +256,9 @@ def _quiet_opencv() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command. Run as a program (``argv`` None), it keeps stderr to its own log: what native
+    libraries write to fd 2 goes to the ``gatekeeper.native`` logger (see ``gatekeeper._native``)."""
+    restore_stderr = route_native_stderr() if argv is None else None
     argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_opencv()
     try:
@@ -268,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
+    finally:
+        if restore_stderr is not None:
+            restore_stderr()
 
 
 if __name__ == "__main__":
