@@ -35,14 +35,32 @@ log = logging.getLogger(__name__)
 POSITIVE_NAMES = {"smile", "smiling", "happy", "positive", "positives", "1"}
 
 
+#: Expression class names as FER2013 spells them; the other sets' names are mapped onto these so
+#: that per-class reports and hard-negative weighting read the same across datasets.
+EXPRESSION_NAMES = {
+    "anger": "angry",
+    "sadness": "sad",
+    "happiness": "happy",
+}
+
+
 @dataclass
 class LabelledSet:
-    """Image paths with binary labels (1 = smiling) and a per-image group name (e.g. class)."""
+    """Image paths with binary labels (1 = smiling) and a per-image group name (e.g. class).
+
+    ``fixed_split`` holds the dataset's own split ("train" or "test") per image where it has one
+    (RAF-DB, MTFL); validation is then carved out of its training part. ``subjects`` names the
+    person in each image where a set holds several images of one person (CK+): a subject lies in
+    one split only. ``landmarks`` (N, 6, 2), in the image's pixels and in BlazeFace keypoint order
+    (NaN where unknown), says which face of a photo the label belongs to (MTFL)."""
 
     name: str
     paths: list[Path]
     labels: np.ndarray
     groups: list[str]
+    fixed_split: np.ndarray | None = None
+    subjects: list[str] | None = None
+    landmarks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -98,10 +116,81 @@ def load_class_folders(root: Path, name: str | None = None) -> LabelledSet:
     return LabelledSet(name or root.name, paths, np.array(labels, dtype=np.int64), groups)
 
 
+#: RAF-DB (basic) label numbers, as its ``*_labels.csv`` and class folders use them.
+RAFDB_CLASSES = {1: "surprise", 2: "fear", 3: "disgust", 4: "happy", 5: "sad", 6: "angry", 7: "neutral"}
+
+
+def load_rafdb(root: Path) -> LabelledSet:
+    """RAF-DB basic: ``train/<n>/*.jpg`` and ``test/<n>/*.jpg``, n = 1..7 (4 = happiness), in the
+    dataset's own train/test split. Happiness is smiling, every other expression is not."""
+    root = Path(root)
+    paths, labels, groups, split = [], [], [], []
+    for part in ("train", "test"):
+        for number, cls in RAFDB_CLASSES.items():
+            files = _images(root / part / str(number))
+            paths += files
+            labels += [int(cls == "happy")] * len(files)
+            groups += [cls] * len(files)
+            split += [part] * len(files)
+    if not any(s == "train" for s in split) or not any(s == "test" for s in split):
+        raise FileNotFoundError(f"{root} does not look like RAF-DB: expected train/1..7/*.jpg and test/1..7/*.jpg")
+    return LabelledSet("rafdb", paths, np.array(labels, dtype=np.int64), groups, fixed_split=np.array(split))
+
+
+def _mtfl_lines(path: Path) -> list[list[str]]:
+    return [line.split() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def load_mtfl(root: Path) -> LabelledSet:
+    """MTFL: ``training.txt`` (train and validation) and ``testing.txt`` (test), one face per line:
+    ``path x1..x5 y1..y5 gender smile glasses pose``, smile 1 = smiling, 2 = not.
+
+    The five landmarks (left eye, right eye, nose, left and right mouth corner, as seen in the
+    picture) become BlazeFace keypoints (the eye on the picture's left is the subject's right eye;
+    the mouth is the corners' midpoint), so the face the label belongs to is the one cut out."""
+    root = Path(root)
+    if not (root / "training.txt").is_file() or not (root / "testing.txt").is_file():
+        raise FileNotFoundError(f"{root} does not look like MTFL: expected training.txt and testing.txt beside the image folders")
+    paths, labels, split, marks = [], [], [], []
+    for part, file in (("train", "training.txt"), ("test", "testing.txt")):
+        for f in _mtfl_lines(root / file):
+            if len(f) != 15 or f[12] not in {"1", "2"}:
+                raise ValueError(f"{root / file}: expected 'path x1..x5 y1..y5 gender smile glasses pose' with smile 1 or 2, got {' '.join(f)!r}")
+            xs, ys = np.array(f[1:6], dtype=np.float32), np.array(f[6:11], dtype=np.float32)
+            k = np.full((6, 2), np.nan, dtype=np.float32)
+            k[0], k[1], k[2] = (xs[0], ys[0]), (xs[1], ys[1]), (xs[2], ys[2])
+            k[3] = ((xs[3] + xs[4]) / 2, (ys[3] + ys[4]) / 2)
+            paths.append(root / f[0].replace("\\", "/"))
+            labels.append(int(f[12] == "1"))
+            split.append(part)
+            marks.append(k)
+    groups = ["smiling" if y else "not_smiling" for y in labels]
+    return LabelledSet("mtfl", paths, np.array(labels, dtype=np.int64), groups, fixed_split=np.array(split), landmarks=np.stack(marks))
+
+
+def load_ckplus(root: Path) -> LabelledSet:
+    """CK+48 in class folders (anger, contempt, disgust, fear, happy, sadness, surprise): happy is
+    smiling. Files are named ``S<subject>_<sequence>_<frame>``; several frames of one sequence are
+    near-duplicates, so a subject is kept in one split."""
+    ds = load_class_folders(root, "ckplus")
+    ds.groups = [EXPRESSION_NAMES.get(g, g) for g in ds.groups]
+    ds.subjects = [p.name.split("_", 1)[0] for p in ds.paths]
+    return ds
+
+
+LOADERS = {"smilesmiled": load_smilesmiled, "fer2013": load_fer2013, "rafdb": load_rafdb, "mtfl": load_mtfl, "ckplus": load_ckplus, "folders": load_class_folders}
+
+
 def load_dataset(spec: str) -> LabelledSet:
-    """``smilesmiled:PATH``, ``fer2013:PATH`` or ``folders:PATH`` (or a bare path: auto-detected)."""
-    kind, _, path = spec.partition(":") if ":" in spec and spec.split(":", 1)[0] in {"smilesmiled", "fer2013", "folders"} else ("", "", spec)
+    """``KIND:PATH`` with KIND one of :data:`LOADERS` (or a bare path: auto-detected)."""
+    kind, _, path = spec.partition(":") if ":" in spec and spec.split(":", 1)[0] in LOADERS else ("", "", spec)
     p = Path(path)
+    if kind and kind not in {"smilesmiled", "fer2013", "folders"}:
+        return LOADERS[kind](p)
+    if not kind and (p / "train_labels.csv").is_file() and (p / "train").is_dir():
+        return load_rafdb(p)
+    if not kind and (p / "training.txt").is_file() and (p / "testing.txt").is_file():
+        return load_mtfl(p)
     if kind == "smilesmiled" or (not kind and ((p / "SMILEs").is_dir() or (p / "positives").is_dir())):
         return load_smilesmiled(p)
     if kind == "fer2013" or (not kind and (p / "happy").is_dir() and (p / "sad").is_dir()):
@@ -139,6 +228,25 @@ def split_indices(labels: np.ndarray, seed: int, fractions: tuple[float, float] 
     return {k: np.array(sorted(v), dtype=np.int64) for k, v in out.items()}
 
 
+def dataset_splits(ds: LabelledSet, seed: int, fractions: tuple[float, float] = (0.1, 0.1)) -> dict[str, np.ndarray]:
+    """The train/val/test indices of a dataset: its own test split where it has one (validation
+    then drawn, stratified, from its training part, the size of ``fractions[0]`` of the whole);
+    whole subjects where it names them; otherwise :func:`split_indices`."""
+    if ds.fixed_split is not None:
+        test = np.flatnonzero(ds.fixed_split == "test")
+        pool = np.flatnonzero(ds.fixed_split != "test")
+        inner = split_indices(ds.labels[pool], seed, (fractions[0] * len(ds) / max(len(pool), 1), 0.0))
+        return {"train": pool[inner["train"]], "val": pool[inner["val"]], "test": test}
+    if ds.subjects is not None:
+        subjects = np.array(ds.subjects)
+        names = np.unique(subjects)
+        order = np.random.default_rng(seed).permutation(len(names))
+        n_val, n_test = max(1, round(len(names) * fractions[0])), max(1, round(len(names) * fractions[1]))
+        part = {"test": names[order[:n_test]], "val": names[order[n_test : n_test + n_val]], "train": names[order[n_test + n_val :]]}
+        return {k: np.flatnonzero(np.isin(subjects, v)) for k, v in part.items()}
+    return split_indices(ds.labels, seed, fractions)
+
+
 def read_grey(path: Path) -> np.ndarray | None:
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     return img
@@ -149,15 +257,26 @@ def detector_view(grey: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(padded_view(grey).image, cv2.COLOR_GRAY2RGB)
 
 
-def find_keypoints(detector: FaceDetector, grey: np.ndarray) -> np.ndarray | None:
-    """Keypoints (6, 2) of the largest face in the image's own pixels, or None."""
+def find_keypoints(detector: FaceDetector, grey: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray | None:
+    """Keypoints (6, 2) of the largest face in the image's own pixels, or None.
+
+    With ``landmarks`` (the dataset's own eyes and mouth for the labelled face), the found face
+    whose eyes lie nearest them, if they lie within half the eye distance; else None (the
+    caller then cuts the chip at the landmarks themselves)."""
     faces, _ = detect_still(detector, grey)
-    return max(faces, key=lambda f: f.area).keypoints if faces else None
+    if landmarks is None or np.isnan(landmarks[[0, 1, 3]]).any():
+        return max(faces, key=lambda f: f.area).keypoints if faces else None
+    iod = float(np.linalg.norm(landmarks[0] - landmarks[1]))
+    dist = [float(np.linalg.norm(f.keypoints[:2] - landmarks[:2], axis=1).mean()) for f in faces]
+    if dist and min(dist) <= 0.5 * iod:
+        return faces[int(np.argmin(dist))].keypoints
+    return None
 
 
 def prepare_chips(dataset: LabelledSet, detector: FaceDetector, cache_dir: Path | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Return (chips uint8 (N,64,64), detected bool (N,)) for every image of ``dataset``."""
-    key = hashlib.sha256(json.dumps([GEOMETRY, PAD_FRACTION, PADDED_SIDE, "stills-4", [str(p) for p in dataset.paths]]).encode()).hexdigest()[:16]
+    marks = None if dataset.landmarks is None else hashlib.sha256(np.ascontiguousarray(dataset.landmarks).tobytes()).hexdigest()
+    key = hashlib.sha256(json.dumps([GEOMETRY, PAD_FRACTION, PADDED_SIDE, "stills-4", [str(p) for p in dataset.paths], marks]).encode()).hexdigest()[:16]
     cache = Path(cache_dir) / f"chips-{dataset.name}-{key}.npz" if cache_dir else None
     if cache is not None and cache.is_file():
         with np.load(cache) as z:
@@ -174,7 +293,7 @@ def prepare_chips(dataset: LabelledSet, detector: FaceDetector, cache_dir: Path 
             raise OSError(f"cannot read image {path}")
         images.append(img)
         # Keypoints are stored relative to the crop size so that sets with mixed sizes share a median.
-        k = find_keypoints(detector, img)
+        k = find_keypoints(detector, img, None if dataset.landmarks is None else dataset.landmarks[i])
         if k is not None:
             kps[i] = k / np.array(img.shape[::-1], dtype=np.float32)
             detected[i] = True
@@ -183,10 +302,21 @@ def prepare_chips(dataset: LabelledSet, detector: FaceDetector, cache_dir: Path 
     median = np.median(kps[detected], axis=0)
     chips = np.empty((n, 64, 64), dtype=np.uint8)
     for i, img in enumerate(images):
-        rel = kps[i] if detected[i] else median
-        chips[i] = chip_from_keypoints(img, rel * np.array(img.shape[::-1], dtype=np.float32))
+        size = np.array(img.shape[::-1], dtype=np.float32)
+        if detected[i]:
+            points = kps[i] * size
+        elif dataset.landmarks is not None and not np.isnan(dataset.landmarks[i][[0, 1, 3]]).any():
+            # The run-time crop reads only the eyes and the mouth, which the dataset gives.
+            points = np.nan_to_num(dataset.landmarks[i])
+        else:
+            points = median * size
+        chips[i] = chip_from_keypoints(img, points)
     log.info("%s: %d images, face found in %.1f%%", dataset.name, n, 100 * detected.mean())
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache, chips=chips, detected=detected)
+        # Written aside and renamed: a run stopped mid-write leaves no half file under the name.
+        partial = cache.with_name(cache.name + ".partial")
+        with partial.open("wb") as f:
+            np.savez_compressed(f, chips=chips, detected=detected)
+        partial.replace(cache)
     return chips, detected

@@ -17,8 +17,16 @@ import numpy as np
 from ..classify import SmileClassifier
 from ..detect import FaceDetector, resolve_face_model
 from ..errors import ArgumentParser
-from .data import card_split_seed, load_dataset, prepare_chips, split_indices
-from .metrics import at_own_prior, binary_metrics, choose_threshold, reliability, roc_curve, smile_rate_by_class
+from .data import card_split_seed, dataset_splits, load_dataset, prepare_chips
+from .metrics import (
+    at_own_prior,
+    binary_metrics,
+    choose_threshold,
+    reliability,
+    resample_chips,
+    roc_curve,
+    smile_rate_by_class,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +75,14 @@ def main(argv: list[str]) -> int:
     from ..cli import _setup_logging
 
     ap = ArgumentParser(prog="gatekeeper eval", description="Evaluate the exported smile model on a labelled set.")
-    ap.add_argument("--data", required=True, help="smilesmiled:PATH, fer2013:PATH or folders:PATH (class folders: smile/ and others)")
+    ap.add_argument("--data", required=True, help="smilesmiled:PATH, fer2013:PATH, rafdb:PATH, mtfl:PATH, ckplus:PATH or folders:PATH (class folders: smile/ and others)")
+    ap.add_argument(
+        "--face-widths",
+        type=int,
+        nargs="*",
+        default=[24, 32, 48],
+        help="also score the chips as faces this many pixels wide would give them (default 24 32 48; none to skip)",
+    )
     ap.add_argument("--model", default=None, help="smile .tflite (default: the shipped model)")
     ap.add_argument("--split", choices=("all", "train", "val", "test"), default="all", help="which fixed-seed split to score (default: every image)")
     ap.add_argument("--split-seed", "--seed", dest="split_seed", type=int, default=None, help="seed of the fixed splits (default: the one on the model's card)")
@@ -85,7 +100,7 @@ def main(argv: list[str]) -> int:
     with FaceDetector(resolve_face_model(args.face_model, download=False), video=False, min_confidence=0.5) as det:
         chips, detected = prepare_chips(ds, det, Path(args.cache))
     split_seed = card_split_seed(clf.card, args.split_seed)
-    splits = split_indices(ds.labels, split_seed)
+    splits = dataset_splits(ds, split_seed)
     idx = np.arange(len(ds)) if args.split == "all" else splits[args.split]
     probs = clf.predict_in_batches(chips[idx])
     labels = ds.labels[idx]
@@ -98,11 +113,22 @@ def main(argv: list[str]) -> int:
     groups = np.array(ds.groups)[idx]
     if len(set(groups)) > 2:
         metrics["smile_rate_by_class"] = smile_rate_by_class(probs, groups, threshold)
+    # Small faces: the same chips as faces FACE_WIDTHS pixels wide would give them.
+    metrics["by_face_width"] = {}
+    for width in args.face_widths:
+        small = clf.predict_in_batches(resample_chips(chips[idx], width))
+        m = binary_metrics(small, labels, threshold)
+        row = {k: m[k] for k in ("accuracy", "balanced_accuracy", "roc_auc")}
+        if len(set(groups)) > 2:
+            row["smile_rate_by_class"] = smile_rate_by_class(small, groups, threshold)
+        metrics["by_face_width"][str(width)] = row
+    metrics["balanced_accuracy_by_face_width"] = {w: r["balanced_accuracy"] for w, r in metrics["by_face_width"].items()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     plot(out / "eval.png", f"{ds.name} ({args.split}, n={len(idx)}) - {clf.path.name}", probs, labels, metrics)
     summary = {k: metrics[k] for k in ("dataset", "split", "n", "threshold", "accuracy", "balanced_accuracy", "roc_auc", "confusion")}
+    summary.update({k: metrics[k] for k in ("smile_rate_by_class", "balanced_accuracy_by_face_width") if k in metrics})
     print(json.dumps(summary))
     log.info("wrote %s and %s", out / "metrics.json", out / "eval.png")
     return 0

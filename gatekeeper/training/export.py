@@ -26,6 +26,23 @@ FLOAT_NAME = "smile.tflite"
 INT8_NAME = "smile_int8.tflite"
 KERAS_NAME = "smile.keras"
 
+#: How each dataset's labels become "smiling" / "not smiling" (they differ in kind: an attribute,
+#: expression classes, a binary folder).
+LABELS = {
+    "smilesmiled": "positives7 smiling, negatives7 not",
+    "fer2013": "happy smiling; angry, disgust, fear, neutral, sad, surprise not",
+    "rafdb": "4 (happiness) smiling; surprise, fear, disgust, sadness, anger, neutral not",
+    "mtfl": "smile attribute 1 smiling, 2 not",
+    "ckplus": "happy smiling; anger, contempt, disgust, fear, sadness, surprise not",
+    "folders": "a class folder named smile, smiling, happy, positive(s) or 1 smiling; every other folder not",
+}
+
+#: The public datasets are for research use under their owners' terms; so are weights learned from them.
+TERMS = (
+    "Trained on public face datasets (SMILEsmileD, FER2013, RAF-DB, MTFL, CK+) that are licensed for research use "
+    "under their owners' terms; these weights are for research use too. Retrain on faces you may use before any other use."
+)
+
 
 def _convert(model: Any, representative: np.ndarray | None) -> bytes:
     import tensorflow as tf
@@ -73,6 +90,8 @@ def export_all(*, model: Any, logit_model: Any, out_dir: Path, arch: str, calibr
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "input": {"shape": [None, 64, 64, 1], "dtype": "float32", "range": [0, 255], "crop": GEOMETRY},
         "output": "probability that the face smiles, calibrated for a half-smiling world",
+        "labels": LABELS,
+        "terms": TERMS,
         "calibration": {"kind": PLATT_KIND, **{k: round(v, 5) for k, v in calibration.items()}},
         "threshold": round(threshold, 4),
         "params": int(logit_model.count_params()),

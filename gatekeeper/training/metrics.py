@@ -152,3 +152,18 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[s
         out["mean_prob"].append(round(float(probs[m].mean()), 4) if m.any() else float("nan"))
         out["frac_smiling"].append(round(float(labels[m].mean()), 4) if m.any() else float("nan"))
     return out
+
+
+def resample_chips(chips: np.ndarray, width: int) -> np.ndarray:
+    """Chips as a face ``width`` pixels wide would give them: each 64x64 chip taken down to
+    ``width`` pixels (area averaging, as a camera's sensor does) and back up bilinearly (as the
+    run-time crop's warp enlarges a small face). The chip's width stands for the face's; the
+    detector's own reach at that size is not part of this measure."""
+    import cv2
+
+    out = np.empty_like(chips)
+    for i, c in enumerate(chips):
+        small = cv2.resize(c, (width, width), interpolation=cv2.INTER_AREA)
+        out[i] = cv2.resize(small, chips.shape[1:][::-1], interpolation=cv2.INTER_LINEAR)
+    return out
+

@@ -18,12 +18,18 @@ from typing import Any
 import numpy as np
 
 from ..detect import FaceDetector, resolve_face_model
-from .data import SPLIT_SEED, LabelledSet, card_split_seed, load_dataset, prepare_chips, split_indices
+from .data import SPLIT_SEED, LabelledSet, card_split_seed, dataset_splits, load_dataset, prepare_chips
 from .metrics import PLATT_KIND, choose_threshold, fit_platt, sigmoid
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA = ("smilesmiled:{shared}/data/smilesmiled", "fer2013:{shared}/data/fer2013")
+DEFAULT_DATA = (
+    "smilesmiled:{shared}/data/smilesmiled",
+    "fer2013:{shared}/data/fer2013",
+    "rafdb:{shared}/data/rafdb",
+    "mtfl:{shared}/data/mtfl",
+    "ckplus:{shared}/data/ckplus48",
+)
 
 
 def shared_dir() -> Path:
@@ -40,7 +46,7 @@ class Prepared:
         self.labels = ds.labels
         self.detected = detected
         self.groups = np.array(ds.groups)
-        self.splits = split_indices(ds.labels, split_seed)
+        self.splits = dataset_splits(ds, split_seed)
 
 
 def prepare(specs: list[str], face_model: Path, cache_dir: Path, split_seed: int) -> list[Prepared]:
@@ -136,7 +142,7 @@ def sunglasses(x, rate: float = 0.08):
     return tf.where(glasses, tone, x)
 
 
-def _augment_fn(seed: int, occlusion_rate: float, glasses_rate: float):
+def _augment_fn(seed: int, occlusion_rate: float, glasses_rate: float, lowres_rate: float = 0.3):
     import keras
     import tensorflow as tf
 
@@ -160,10 +166,11 @@ def _augment_fn(seed: int, occlusion_rate: float, glasses_rate: float):
         flip = tf.random.uniform((b, 1, 1, 1)) < 0.5
         x = tf.where(flip, tf.reverse(x, axis=[2]), x)
         x = geo(x, training=True)
-        # Low resolution / defocus: down to 24-48 px and back, on 20%.
-        small = tf.random.uniform((), 24, 49, dtype=tf.int32)
+        # A distant or cheap camera (faces 20-30 px wide) and defocus: down to 18-48 px and back,
+        # on a share ``lowres_rate`` of the chips.
+        small = tf.random.uniform((), 18, 49, dtype=tf.int32)
         xs = tf.image.resize(tf.image.resize(x, [small, small], antialias=True), [64, 64])
-        x = tf.where(tf.random.uniform((b, 1, 1, 1)) < 0.2, xs, x)
+        x = tf.where(tf.random.uniform((b, 1, 1, 1)) < lowres_rate, xs, x)
         # Exposure: gamma, contrast, brightness.
         g = tf.exp(tf.random.normal((b, 1, 1, 1), stddev=0.25))
         x = 255.0 * tf.pow(tf.clip_by_value(x / 255.0, 1e-4, 1.0), g)
@@ -183,12 +190,17 @@ def _augment_fn(seed: int, occlusion_rate: float, glasses_rate: float):
 #: Expressions that stretch the mouth or squint the eyes without a smile: the faces a gate must
 #: not open for (a crying face looks like a grin to a mouth detector). They weigh more among the
 #: negatives; the class totals stay balanced.
-HARD_NEGATIVES = {"sad", "fear", "angry", "disgust", "surprise"}
-HARD_WEIGHT = 1.5
+HARD_NEGATIVES = {"sad", "fear", "angry", "disgust", "surprise", "contempt"}
+HARD_WEIGHT = 2.0
 
 
 def _weights(
-    labels: np.ndarray, sources: np.ndarray, groups: np.ndarray | None = None, keep: np.ndarray | None = None, by_size: bool = False
+    labels: np.ndarray,
+    sources: np.ndarray,
+    groups: np.ndarray | None = None,
+    keep: np.ndarray | None = None,
+    by_size: bool = False,
+    hard_weight: float = HARD_WEIGHT,
 ) -> np.ndarray:
     """Balance classes within each source; sources weigh equally, or by their size with ``by_size``.
 
@@ -198,7 +210,7 @@ def _weights(
     """
     raw = np.ones(len(labels), dtype=np.float64)
     if groups is not None:
-        raw[(labels == 0) & np.isin(groups, list(HARD_NEGATIVES))] = HARD_WEIGHT
+        raw[(labels == 0) & np.isin(groups, list(HARD_NEGATIVES))] = hard_weight
     if keep is not None:
         raw[~keep] = 0.0
     w = np.zeros(len(labels), dtype=np.float64)
@@ -374,7 +386,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         keep = np.random.default_rng(args.seed).permutation(len(x_tr))[: args.limit]
         x_tr, y_tr, s_tr, g_tr = x_tr[keep], y_tr[keep], s_tr[keep], g_tr[keep]
     by_size = args.source_weight == "size"
-    w_tr = _weights(y_tr, s_tr, g_tr, by_size=by_size)
+    w_tr = _weights(y_tr, s_tr, g_tr, by_size=by_size, hard_weight=args.hard_weight)
     # Validation (checkpoints, calibration, threshold) is class-balanced only: it should
     # measure the world, not our emphasis.
     w_va = _weights(y_va, s_va)
@@ -397,7 +409,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         }
         log.info("distillation: %d teachers, weight %.2f; the teachers agree with %.1f%% of the training labels", len(teachers), args.distill_weight, 100 * agree)
 
-    jpeg, batch_aug = _augment_fn(args.seed, args.occlusion_rate, args.glasses_rate)
+    jpeg, batch_aug = _augment_fn(args.seed, args.occlusion_rate, args.glasses_rate, args.lowres_rate)
     x_tr4 = x_tr[..., None].astype(np.float32)
     x_va4 = x_va[..., None].astype(np.float32)
 
@@ -476,7 +488,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "of": int(in_scope.sum()),
             }
             log.info("label cleaning: %s", cleaning)
-            more = fit(_weights(y_tr, s_tr, g_tr, keep=~suspect, by_size=by_size), clean_at, args.epochs, max(fit_history["val_auc"]))
+            more = fit(_weights(y_tr, s_tr, g_tr, keep=~suspect, by_size=by_size, hard_weight=args.hard_weight), clean_at, args.epochs, max(fit_history["val_auc"]))
             fit_history = {k: fit_history[k] + more.get(k, []) for k in fit_history}
         model = keras.models.load_model(best, compile=False)
 
@@ -517,6 +529,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "augment": bool(args.augment),
             "occlusion_rate": args.occlusion_rate if args.augment else None,
             "glasses_rate": args.glasses_rate if args.augment else None,
+            "lowres_rate": args.lowres_rate if args.augment else None,
+            "hard_weight": args.hard_weight,
+            "hard_negatives": sorted(HARD_NEGATIVES),
             "source_weight": args.source_weight,
             "flip_average": bool(args.flip_average),
             "ema_momentum": args.ema if args.ema > 0 and args.epochs > 0 else None,
@@ -570,7 +585,12 @@ def _threshold_arg(text: str) -> str:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     shared = shared_dir()
-    ap.add_argument("--data", nargs="+", default=[d.format(shared=shared) for d in DEFAULT_DATA], help="datasets: smilesmiled:PATH, fer2013:PATH or folders:PATH (class folders)")
+    ap.add_argument(
+        "--data",
+        nargs="+",
+        default=[d.format(shared=shared) for d in DEFAULT_DATA],
+        help="datasets: smilesmiled:PATH, fer2013:PATH, rafdb:PATH, mtfl:PATH, ckplus:PATH or folders:PATH (class folders); default: all five from $GATEKEEPER_SHARED/data",
+    )
     ap.add_argument("--arch", choices=("seed", "gate"), default="gate", help="gate: the shipped topology; seed: the original project's CNN")
     ap.add_argument("--out", default="model", help="where the model files and model.json go (default: model/)")
     ap.add_argument("--epochs", type=int, default=10, help="10 epochs of the gate topology take about 25 min on 2 idle cores, export included")
@@ -583,6 +603,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--no-augment", dest="augment", action="store_false")
     ap.add_argument("--occlusion-rate", type=_unit_arg, default=0.2, help="share of training chips under a flat patch, half of them over the mouth (default 0.2)")
     ap.add_argument("--glasses-rate", type=_unit_arg, default=0.08, help="share of training chips given dark glasses, label unchanged (default 0.08)")
+    ap.add_argument("--lowres-rate", type=_unit_arg, default=0.3, help="share of training chips taken down to 18-48 px and back, a distant or cheap camera (default 0.3)")
+    ap.add_argument(
+        "--hard-weight",
+        type=float,
+        default=HARD_WEIGHT,
+        help=f"weight of the expressive non-smiles ({', '.join(sorted(HARD_NEGATIVES))}) among the negatives of their dataset (default {HARD_WEIGHT:g})",
+    )
     ap.add_argument(
         "--source-weight",
         choices=("equal", "size"),

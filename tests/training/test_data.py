@@ -12,9 +12,14 @@ from gatekeeper.detect import FaceDetector
 from gatekeeper.training.data import (
     SPLIT_SEED,
     card_split_seed,
+    dataset_splits,
+    find_keypoints,
+    load_ckplus,
     load_class_folders,
     load_dataset,
     load_fer2013,
+    load_mtfl,
+    load_rafdb,
     load_smilesmiled,
     prepare_chips,
     split_indices,
@@ -38,7 +43,16 @@ def test_fer2013_layout_happy_is_the_only_smile(shared_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "name"),
-    [("smilesmiled:{s}/data/smilesmiled", "smilesmiled"), ("{s}/data/fer2013", "fer2013"), ("fer2013:{s}/data/fer2013", "fer2013")],
+    [
+        ("smilesmiled:{s}/data/smilesmiled", "smilesmiled"),
+        ("{s}/data/fer2013", "fer2013"),
+        ("fer2013:{s}/data/fer2013", "fer2013"),
+        ("rafdb:{s}/data/rafdb", "rafdb"),
+        ("{s}/data/rafdb", "rafdb"),
+        ("mtfl:{s}/data/mtfl", "mtfl"),
+        ("{s}/data/mtfl", "mtfl"),
+        ("ckplus:{s}/data/ckplus48", "ckplus"),
+    ],
 )
 def test_load_dataset_specs(shared_dir: Path, spec: str, name: str) -> None:
     assert load_dataset(spec.format(s=shared_dir)).name == name
@@ -95,3 +109,69 @@ def test_prepare_chips_runs_the_detector_and_caches(tmp_path: Path, shared_dir: 
         cached, _ = prepare_chips(ds, det, tmp_path / "cache", progress=False)
     assert np.array_equal(cached, chips)
     assert len(list((tmp_path / "cache").glob("chips-*.npz"))) == 1
+
+
+def test_rafdb_keeps_its_own_test_split(shared_dir: Path) -> None:
+    ds = load_rafdb(shared_dir / "data" / "rafdb")
+    assert len(ds) == 15339
+    groups = np.array(ds.groups)
+    assert set(groups) == {"angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"}  # FER's spelling
+    assert np.array_equal(ds.labels == 1, groups == "happy")
+    # The folder's class agrees with the dataset's own label file, for every test image.
+    csv = dict(line.split(",") for line in (shared_dir / "data" / "rafdb" / "test_labels.csv").read_text().split()[1:])
+    test = [(p, g) for p, g, s in zip(ds.paths, groups, ds.fixed_split, strict=True) if s == "test"]
+    assert len(test) == 3068
+    names = {4: "happy", 2: "fear", 6: "angry", 5: "sad", 3: "disgust", 1: "surprise", 7: "neutral"}
+    assert all(names[int(csv[p.name])] == g for p, g in test)
+    splits = dataset_splits(ds, SPLIT_SEED)
+    assert sorted(splits["test"].tolist()) == sorted(np.flatnonzero(ds.fixed_split == "test").tolist())
+    # Validation comes out of the training part, about a tenth of the whole, stratified.
+    assert not set(splits["val"]) & set(splits["test"]) and not set(splits["val"]) & set(splits["train"])
+    assert abs(len(splits["val"]) - len(ds) // 10) < 20
+    assert abs(ds.labels[splits["val"]].mean() - ds.labels[splits["train"]].mean()) < 0.01
+    assert len(splits["train"]) + len(splits["val"]) + len(splits["test"]) == len(ds)
+
+
+def test_mtfl_reads_the_smile_attribute_and_landmarks(shared_dir: Path) -> None:
+    ds = load_mtfl(shared_dir / "data" / "mtfl")
+    assert len(ds) == 12995 and (ds.fixed_split == "test").sum() == 2995
+    assert all(p.is_file() for p in ds.paths[:20] + ds.paths[-20:])  # Windows separators mapped
+    first = (shared_dir / "data" / "mtfl" / "training.txt").read_text().split("\n")[0].split()
+    # The first two lines end "1 2 2 3" and "1 1 2 3": gender, smile, glasses, pose (mtfl/readme.txt).
+    # Both are men (gender 1): the first does not smile, the second does.
+    assert first[11:] == ["1", "2", "2", "3"]
+    assert ds.labels[:2].tolist() == [0, 1] and ds.groups[:2] == ["not_smiling", "smiling"]
+    k = ds.landmarks[0]
+    assert np.allclose(k[0], [float(first[1]), float(first[6])])  # the eye on the picture's left is BlazeFace's right eye
+    assert np.allclose(k[1], [float(first[2]), float(first[7])])
+    assert np.allclose(k[3], [(float(first[4]) + float(first[5])) / 2, (float(first[9]) + float(first[10])) / 2])  # mouth: between the corners
+    assert np.isnan(k[4:]).all()
+
+
+def test_ckplus_keeps_each_subject_in_one_split(shared_dir: Path) -> None:
+    ds = load_ckplus(shared_dir / "data" / "ckplus48")
+    assert len(ds) == 981 and set(ds.groups) == {"angry", "contempt", "disgust", "fear", "happy", "sad", "surprise"}
+    splits = dataset_splits(ds, SPLIT_SEED)
+    subjects = np.array(ds.subjects)
+    seen = [set(subjects[splits[k]]) for k in ("train", "val", "test")]
+    assert not seen[0] & seen[1] and not seen[0] & seen[2] and not seen[1] & seen[2]
+    assert all(len(s) > 0 for s in seen)
+    assert sum(len(v) for v in splits.values()) == len(ds)
+
+
+def test_landmarks_pick_the_labelled_face_among_several(shared_dir: Path, face_model_path: Path, smiling_frame_bgr: np.ndarray) -> None:
+    import cv2
+
+    # Two copies of a real face side by side: the landmarks name the right-hand one.
+    grey = cv2.cvtColor(smiling_frame_bgr, cv2.COLOR_BGR2GRAY)
+    pair = np.hstack([grey, grey])
+    with FaceDetector(face_model_path, video=False, min_confidence=0.5) as det:
+        alone = find_keypoints(det, grey)
+        assert alone is not None
+        marks = np.full((6, 2), np.nan, np.float32)
+        marks[[0, 1, 3]] = alone[[0, 1, 3]] + [grey.shape[1], 0]
+        picked = find_keypoints(det, pair, marks)
+        assert picked is not None and picked[0, 0] > grey.shape[1]
+        # Landmarks where no face is found: no keypoints, the caller cuts at the landmarks.
+        marks[[0, 1, 3]] = [[5, 5], [15, 5], [10, 15]]
+        assert find_keypoints(det, pair, marks) is None

@@ -126,3 +126,18 @@ def test_smile_rate_by_class_counts_each_group_at_the_threshold() -> None:
     probs = np.array([0.9, 0.2, 0.5, 0.49, 0.7, 0.1])
     groups = np.array(["happy", "happy", "sad", "sad", "sad", "neutral"])
     assert smile_rate_by_class(probs, groups, 0.5) == {"happy": 0.5, "neutral": 0.0, "sad": round(2 / 3, 4)}
+
+
+def test_resample_chips_keeps_coarse_detail_and_loses_fine_detail() -> None:
+    """A face 24 px wide cannot show what a 64 px chip can: fine stripes wash out, broad ones stay."""
+    from gatekeeper.training.metrics import resample_chips
+
+    cols = np.arange(64)
+    fine = np.tile(np.where(cols % 2 == 0, 40, 200).astype(np.uint8), (64, 1))  # 1 px stripes
+    coarse = np.tile(np.where((cols // 16) % 2 == 0, 40, 200).astype(np.uint8), (64, 1))  # 16 px bands
+    chips = np.stack([fine, coarse])
+    assert np.array_equal(resample_chips(chips, 64), chips)  # full size: unchanged
+    small = resample_chips(chips, 24)
+    assert small.shape == chips.shape and small.dtype == np.uint8
+    assert small[0].std() < 0.2 * fine.std()
+    assert small[1].std() > 0.8 * coarse.std()
