@@ -105,10 +105,10 @@ class WebhookHookConfig:
     require_signature: bool = opt(False, "refuse to start when no secret is configured")
     events: tuple[str, ...] = opt(EVENT_NAMES, "event types sent to this hook")
     timeout_s: float = opt(2.0, "per-request timeout", gt=0)
-    max_attempts: int = opt(6, "attempts per event before it is given up", ge=1)
+    max_attempts: int | None = opt(None, "attempts per event before it is given up (null: no count; retried until max_age_s)", ge=1)
     backoff_initial_s: float = opt(0.25, "first retry delay; doubles each attempt, with jitter", gt=0)
     backoff_max_s: float = opt(5.0, "longest retry delay", gt=0)
-    max_age_s: float = opt(30.0, "events older than this are marked expired instead of sent", gt=0)
+    max_age_s: float = opt(30.0, "events older than this are marked expired instead of sent (or retried)", gt=0)
     queue_size: int = opt(256, "events waiting for this hook; beyond it the oldest is dropped and counted", ge=1)
 
     def __post_init__(self) -> None:
@@ -153,6 +153,7 @@ class MqttHookConfig:
     discovery: bool = opt(False, "publish Home Assistant MQTT discovery for a binary sensor")
     discovery_prefix: str = opt("homeassistant", "Home Assistant discovery prefix")
     events: tuple[str, ...] = opt(EVENT_NAMES, "event types published (the state topic follows these)")
+    open_s: float = opt(0.5, "the state topic says open this long after an OPEN, then closed (match the relay's pulse_ms)", gt=0, le=3600)
     max_age_s: float = opt(30.0, "events older than this are marked expired instead of published", gt=0)
     queue_size: int = opt(256, "events waiting for this hook; beyond it the oldest is dropped and counted", ge=1)
 

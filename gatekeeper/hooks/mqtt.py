@@ -4,8 +4,22 @@ Topics, with ``<p>`` the ``topic_prefix`` and ``<gate>`` the gate's name:
 
 * ``<p>/<gate>/event``: one message per event, ``Event.to_dict()`` plus ``"gate"``, QoS 1 by
   default. Delivered means the broker acknowledged it (PUBACK).
-* ``<p>/<gate>/state``: retained ``{"state": "open" | "closed" | "fault", "event": ..., "id": ...}``,
-  updated with every event this hook takes, so a subscriber that arrives later sees where the gate is.
+* ``<p>/<gate>/state``: retained ``{"state": ..., "event": ..., "id": ..., "t": ..., "since": ...}``,
+  so a subscriber that arrives later sees where the gate is. ``state`` follows the gate:
+
+  - ``open`` when an OPEN is delivered, for ``open_s`` seconds (0.5 s by default, the relay's
+    default pulse) counted from when the event was recorded; then ``closed``, still naming that
+    OPEN. A DENY or FACE_LOST meanwhile leaves it open (the relay pulse runs on); a later OPEN
+    starts a new period. An OPEN delivered after its period (a broker that was down) only
+    updates the event and leaves the state ``closed``.
+  - ``fault`` from a FAULT (the relay is held shut) until RECOVERED, which makes it ``closed``.
+  - ``closed`` otherwise: DENY and FACE_LOST update ``event``/``id`` and leave it closed.
+  - on a clean shutdown, ``closed`` is published (retained) before ``offline``.
+
+  ``event``, ``id`` and ``t`` are those of the event that led to the state; ``since`` is the
+  wall clock (Unix seconds) of the change. With the broker unreachable at shutdown the retained
+  state cannot be changed; ``availability`` then says ``offline`` (the last will), and a state
+  read while ``offline`` is stale.
 * ``<p>/<gate>/availability``: retained ``online`` once the broker accepts the connection;
   ``offline`` on a clean shutdown and, as the last will, when the process dies.
 * with ``discovery: true``, a retained Home Assistant discovery config under
@@ -42,7 +56,7 @@ _RECONNECT_MIN_S, _RECONNECT_MAX_S = 1, 30
 
 
 def gate_state(event: EventType) -> str:
-    """The state an event leaves the gate in, as published on the state topic."""
+    """The state an event puts the gate in when it is delivered (an OPEN's ``open`` lasts ``open_s``)."""
     if event is EventType.OPEN:
         return "open"
     if event is EventType.FAULT:
@@ -94,7 +108,9 @@ class MqttHook(Hook):
         self._closing = False
         self._failures_in_a_row = 0
         self.last_error: str | None = None
-        self._state: dict[str, Any] = {"state": "closed", "event": None, "id": None}  # the gate starts shut
+        # The gate starts shut. _state is what the state topic says (republished on every connect).
+        self._state: dict[str, Any] = {"state": "closed", "event": None, "id": None, "t": None, "since": round(clock(), 3)}
+        self._open_timer: threading.Timer | None = None  # ends the current OPEN's period
 
         client_id = config.client_id or f"gatekeeper-{gate}-{uuid.uuid4().hex[:8]}"
         self.client = mqtt.Client(
@@ -136,17 +152,27 @@ class MqttHook(Hook):
             self._link.notify_all()
 
     def release(self) -> None:
-        """Say ``offline`` (a clean disconnect does not trigger the will), then disconnect."""
+        """Say the gate is ``closed``, then ``offline`` (a clean disconnect does not trigger the will), then disconnect."""
         with self._link:
             if self._closing:
                 return
             self._closing = True
+            self._cancel_open_timer()
+            # Shut down, the gate is shut: nothing drives the relay any more.
+            self._state = {**self._state, "state": "closed", "since": round(self._clock(), 3)}
+            state = json.dumps(self._state)
             # Also when paho has the link but our on-connect has not run yet.
             connected = self._connected or self.client.is_connected()
         if connected:
-            info = self.client.publish(self.availability_topic, "offline", qos=1, retain=True)
-            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                _wait_published(info, 1.0)
+            # Both QoS 1 from one client, in this order: a subscriber sees closed before offline.
+            infos = [
+                self.client.publish(self.state_topic, state, qos=1, retain=True),
+                self.client.publish(self.availability_topic, "offline", qos=1, retain=True),
+            ]
+            deadline = time.monotonic() + 1.0
+            for info in infos:
+                if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    _wait_published(info, max(0.0, deadline - time.monotonic()))
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -227,10 +253,52 @@ class MqttHook(Hook):
             raise DeliveryError(f"publish failed: {mqtt.error_string(info.rc)}")
         if not _wait_published(info, cfg.timeout_s):
             raise DeliveryError(f"the broker did not acknowledge within timeout_s={cfg.timeout_s:g}")
-        state = {"state": gate_state(event.event), "event": event.event.value, "id": event.id, "t": round(event.t, 4)}
+        self._follow(delivery)
+
+    # -- the state topic -------------------------------------------------------------------------
+    def _follow(self, delivery: Delivery) -> None:
+        """Update the state topic for a delivered event (see the module's description)."""
+        event = delivery.event
+        now = self._clock()
+        about = {"event": event.event.value, "id": event.id, "t": round(event.t, 4)}
         with self._link:
-            self._state = state
-        self.client.publish(self.state_topic, json.dumps(state), qos=1, retain=True)
+            if self._closing:
+                return  # release() has said closed; nothing may follow it
+            if event.event is EventType.OPEN:
+                self._cancel_open_timer()
+                left = delivery.created_at + self.config.open_s - now
+                state = "open" if left > 0 else "closed"  # a late OPEN: its pulse is long over
+                if left > 0:
+                    timer = threading.Timer(left, self._open_ended, args=(event.id,))
+                    timer.daemon = True
+                    self._open_timer = timer
+                    timer.start()
+            elif event.event in (EventType.DENY, EventType.FACE_LOST) and self._state["state"] == "open":
+                return  # the relay pulse runs on; the state stays with the OPEN
+            else:
+                self._cancel_open_timer()
+                state = gate_state(event.event)
+            self._publish_state({"state": state, **about, "since": round(now, 3)})
+
+    def _open_ended(self, event_id: str) -> None:
+        """Timer thread: the OPEN's period is over, unless something newer changed the state since."""
+        with self._link:
+            if self._closing or self._state["id"] != event_id or self._state["state"] != "open":
+                return
+            self._open_timer = None
+            self._publish_state({**self._state, "state": "closed", "since": round(self._clock(), 3)})
+
+    def _publish_state(self, state: dict[str, Any]) -> None:
+        """Hold ``_link``. Retained, QoS 1; while disconnected, on-connect publishes it."""
+        self._state = state
+        if self._connected:
+            self.client.publish(self.state_topic, json.dumps(state), qos=1, retain=True)
+
+    def _cancel_open_timer(self) -> None:
+        """Hold ``_link``."""
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+            self._open_timer = None
 
 
 def _wait_published(info: mqtt.MQTTMessageInfo, timeout: float) -> bool:

@@ -10,9 +10,12 @@ keyed by the base64-decoded part of the ``whsec_...`` secret. The body is the St
 envelope ``{"type": "gate.open", "timestamp": ..., "gate": ..., "data": <Event.to_dict()>}``.
 
 2xx is delivered. 5xx, 408, 425, 429, timeouts and refused connections are retried with
-exponential backoff and jitter, waiting at least as long as a ``Retry-After`` asks, until
-``max_attempts`` or ``max_age_s``. 410 Gone means the receiver wants nothing more: this hook
-stops sending (until restart). Other 4xx answers are not retried.
+exponential backoff and jitter (doubling from ``backoff_initial_s`` up to ``backoff_max_s``),
+waiting at least as long as a ``Retry-After`` asks, until the event is ``max_age_s`` old: then
+it is marked expired. So a receiver that is back within ``max_age_s`` (30 s by default) gets the
+event. ``max_attempts``, when set, also bounds the number of attempts (then: failed). 410 Gone
+means the receiver wants nothing more: this hook stops sending (until restart). Other 4xx
+answers are not retried.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .config import WebhookHookConfig, decode_webhook_secret
 __all__ = ["WebhookHook", "sign", "webhook_body"]
 
 _RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+_UNCOUNTED = 1_000_000  # max_attempts: null; the base class then bounds retries by max_age_s alone
 _USER_AGENT = "gatekeeper-webhook/1"
 
 
@@ -93,7 +97,7 @@ class WebhookHook(Hook):
             events=config.events,
             max_age_s=config.max_age_s,
             queue_size=config.queue_size,
-            max_attempts=config.max_attempts,
+            max_attempts=_UNCOUNTED if config.max_attempts is None else config.max_attempts,
             backoff_initial_s=config.backoff_initial_s,
             backoff_max_s=config.backoff_max_s,
             clock=clock,

@@ -40,7 +40,7 @@ def started():
 
 def test_events_state_and_availability(broker, subscribe, started, outcomes, make_event):
     live = subscribe(broker.port, (f"{PREFIX}/front/#",))
-    hook = started(mqtt_hook(broker.port))
+    hook = started(mqtt_hook(broker.port, open_s=30))  # long enough to look at the open state
     got = outcomes(hook)
     assert hook.wait_connected(5)
     event = make_event("OPEN")
@@ -58,11 +58,81 @@ def test_events_state_and_availability(broker, subscribe, started, outcomes, mak
     assert state.retain and state.json["state"] == "open" and state.json["id"] == event.id
     assert avail.retain and avail.text == "online"
 
+    # The visitor walks on while the relay pulse runs: the gate is still open.
     lost = make_event("FACE_LOST")
     hook.publish(lost)
     assert got.final(lost.id).state is DeliveryState.DELIVERED
-    live.wait_for(lambda m: m.topic.endswith("/state") and m.json["id"] == lost.id)
-    assert [m.json["state"] for m in live.on(f"{PREFIX}/front/state")][-1] == "closed"
+    live.wait_for(lambda m: m.topic.endswith("/event") and m.json["id"] == lost.id)
+    assert [(m.json["state"], m.json["id"]) for m in live.on(f"{PREFIX}/front/state")][-1] == ("open", event.id)
+
+
+def states(sub) -> list[tuple[str, str | None]]:
+    return [(m.json["state"], m.json["event"]) for m in sub.on(f"{PREFIX}/front/state")]
+
+
+def watched(broker, subscribe, started, outcomes, **kw):
+    """A subscriber to the state topic, then a connected hook made with ``kw``, and its outcomes."""
+    live = subscribe(broker.port, (f"{PREFIX}/front/state",))
+    hook = started(mqtt_hook(broker.port, **kw))
+    got = outcomes(hook)
+    assert hook.wait_connected(5)
+    return live, hook, got
+
+
+def deliver(hook, got, event, **kw) -> None:
+    hook.publish(event, **kw)
+    assert got.final(event.id).state is DeliveryState.DELIVERED
+
+
+def test_the_state_is_open_for_open_s_then_closed(broker, subscribe, started, outcomes, make_event):
+    live, hook, got = watched(broker, subscribe, started, outcomes, open_s=0.3)
+    event = make_event("OPEN")
+    deliver(hook, got, event)
+    (opened,) = live.wait_for(lambda m: m.json["state"] == "open")
+    (closed,) = live.wait_for(lambda m: m.json["state"] == "closed" and m.json["id"] == event.id, timeout=5)
+    assert opened.json["id"] == event.id and closed.json["event"] == "OPEN"
+    assert 0.2 <= closed.json["since"] - opened.json["since"] < 2.0, (opened.json, closed.json)
+    # ... and closed is what stays (retained), not open.
+    (late,) = subscribe(broker.port, (f"{PREFIX}/front/state",)).wait_for(lambda m: True)
+    assert late.retain and late.json["state"] == "closed" and late.json["id"] == event.id
+
+    # A DENY while closed names itself and stays closed; a FAULT holds the gate until RECOVERED.
+    for kind in ("DENY", "FAULT", "RECOVERED"):
+        e = make_event(kind)
+        deliver(hook, got, e)
+        live.wait_for(lambda m, e=e: m.json["id"] == e.id)
+    assert states(live)[-3:] == [("closed", "DENY"), ("fault", "FAULT"), ("closed", "RECOVERED")]
+
+
+def test_an_open_delivered_after_its_period_leaves_the_state_closed(broker, subscribe, started, outcomes, make_event):
+    live, hook, got = watched(broker, subscribe, started, outcomes, open_s=0.5)
+    event = make_event("OPEN")
+    deliver(hook, got, event, created_at=time.time() - 5)  # held up 5 s, e.g. by a broker that was down
+    (msg,) = live.wait_for(lambda m: m.json["id"] == event.id)
+    assert (msg.json["state"], msg.json["event"]) == ("closed", "OPEN")
+    assert "open" not in [s for s, _ in states(live)]
+
+
+def test_a_clean_close_says_closed_then_offline(broker, subscribe, make_event, outcomes):
+    live = subscribe(broker.port, (f"{PREFIX}/front/state", f"{PREFIX}/front/availability"))
+    hook = mqtt_hook(broker.port, open_s=30)  # shut down in the middle of an OPEN's period
+    got = outcomes(hook)
+    hook.start()
+    assert hook.wait_connected(5)
+    event = make_event("OPEN")
+    hook.publish(event)
+    assert got.final(event.id).state is DeliveryState.DELIVERED
+    live.wait_for(lambda m: m.topic.endswith("/state") and m.json["state"] == "open")
+    hook.close(timeout=1)
+    live.wait_for(lambda m: m.text == "offline")
+    after_open = [(m.topic.rsplit("/", 1)[1], m.text if m.topic.endswith("availability") else m.json["state"]) for m in live.messages]
+    after_open = after_open[after_open.index(("state", "open")) + 1 :]
+    assert after_open == [("state", "closed"), ("availability", "offline")]
+    # Whoever looks later finds both retained.
+    late = subscribe(broker.port, (f"{PREFIX}/front/state", f"{PREFIX}/front/availability"))
+    state, avail = (late.wait_for(lambda m, t=t: m.topic.endswith(t))[0] for t in ("/state", "/availability"))
+    assert state.retain and state.json["state"] == "closed" and state.json["id"] == event.id
+    assert avail.retain and avail.text == "offline"
 
 
 def test_home_assistant_discovery(broker, subscribe, started):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import http.server
 import itertools
+import threading
 import time
 
 import pytest
@@ -201,7 +203,7 @@ def test_an_event_older_than_max_age_is_expired_unsent(receiver, started, outcom
 def test_retries_stop_at_max_age(receiver, started, outcomes, make_event):
     rx = receiver()
     rx.always(500)
-    hook = started(webhook(rx.url, max_age_s=0.5, backoff_initial_s=0.1, backoff_max_s=0.2, max_attempts=50))
+    hook = started(webhook(rx.url, max_age_s=0.5, backoff_initial_s=0.1, backoff_max_s=0.2))  # no max_attempts
     got = outcomes(hook)
     event = make_event()
     hook.publish(event)
@@ -209,6 +211,80 @@ def test_retries_stop_at_max_age(receiver, started, outcomes, make_event):
     assert outcome.state is DeliveryState.EXPIRED
     assert 2 <= len(rx.requests) < 10
     assert rx.requests[-1].at - rx.requests[0].at < 0.5
+
+
+class ComingBack:
+    """A receiver on ``port`` that is not there (connections refused) until ``up_at``, then
+    answers 503 until ``ok_at``, then 200: a real server going through a restart."""
+
+    def __init__(self, port: int, up_at: float, ok_at: float) -> None:
+        self.port, self.ok_at = port, ok_at
+        self.answers: list[tuple[float, int]] = []  # (time.time(), status) of each request
+        self.server: http.server.ThreadingHTTPServer | None = None
+        self._timer = threading.Timer(max(0.0, up_at - time.time()), self._listen)
+        self._timer.start()
+
+    def _listen(self) -> None:
+        back = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                status = 200 if time.time() >= back.ok_at else 503
+                back.answers.append((time.time(), status))
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self._timer.cancel()
+        self._timer.join()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def test_a_receiver_back_within_max_age_gets_the_event(closed_port, started, outcomes, make_event):
+    # Scaled down from the report: max_age_s 30 s, the receiver back after 10 s. Here max_age_s
+    # is 3 s and the receiver refuses for 0.8 s, then answers 503 until 1.5 s: far more than the
+    # six attempts the hook used to give up after, well within max_age_s.
+    t0 = time.time()
+    rx = ComingBack(closed_port, up_at=t0 + 0.8, ok_at=t0 + 1.5)
+    try:
+        hook = started(webhook(f"http://127.0.0.1:{closed_port}/hook", max_age_s=3, backoff_initial_s=0.05, backoff_max_s=0.2))
+        got = outcomes(hook)
+        event = make_event()
+        hook.publish(event, created_at=t0)
+        outcome = got.final(event.id, timeout=10)
+        assert outcome.state is DeliveryState.DELIVERED, outcome
+        assert outcome.at - t0 < 3
+        errors = [o.error for o in got.settled if o.state is DeliveryState.PENDING]
+        assert "connection refused" in errors and "HTTP 503 Service Unavailable" in errors
+        assert len(got.attempts) > 6
+        assert [status for _, status in rx.answers][-1] == 200
+        # Capped backoff: uncapped, the tenth wait alone would be 0.05 * 2**9 s, over 25 s.
+        gaps = [b - a for (_, a), (_, b) in itertools.pairwise(got.attempts)]
+        assert max(gaps) < 1.0, gaps
+    finally:
+        rx.close()
+
+
+def test_a_receiver_that_never_comes_back_expires_the_event(closed_port, started, outcomes, make_event):
+    hook = started(webhook(f"http://127.0.0.1:{closed_port}/hook", max_age_s=1.0, backoff_initial_s=0.05, backoff_max_s=0.2))
+    got = outcomes(hook)
+    event = make_event()
+    t0 = time.time()
+    hook.publish(event, created_at=t0)
+    outcome = got.final(event.id, timeout=5)
+    assert outcome.state is DeliveryState.EXPIRED and "connection refused" in (outcome.error or "")
+    assert len(got.attempts) > 6  # retried past the old count of six, until max_age_s
+    assert got.attempts[-1][1] - t0 < 1.0 <= outcome.at - t0 + 0.2  # no attempt past max_age_s
 
 
 def test_publish_never_blocks_on_a_hung_receiver(receiver, started, outcomes, make_event):
