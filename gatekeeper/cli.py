@@ -160,7 +160,7 @@ def _run(argv: list[str]) -> int:
         from .web import LiveView, WebServer, parse_listen
 
         # The server starts before the models load, so the page is up as early as possible.
-        view = LiveView(cfg, source_status=source.status)
+        view = LiveView(cfg, source_status=source.status, live=isinstance(source, LiveSource))
         try:
             server = WebServer(view, *parse_listen(args.http))
             server.start()
@@ -173,7 +173,7 @@ def _run(argv: list[str]) -> int:
     if report_path is not None:
         from .report import ReplayRecorder
 
-        recorder = ReplayRecorder()
+        recorder = ReplayRecorder(live=isinstance(source, LiveSource))
         sinks.append(recorder)
         on_frame.append(recorder.on_frame)
     try:
@@ -207,7 +207,7 @@ def _run(argv: list[str]) -> int:
             from .report import write_report
 
             name = Path(args.video).name if args.video is not None else str(args.url if args.camera is None else f"camera {args.camera}")
-            write_report(report_path, recorder.rows, recorder.events, cfg.gate, title=name)
+            write_report(report_path, recorder.rows, recorder.events, cfg.gate, title=name, live=recorder.live)
             log.info("report written to %s", report_path)
         if server is not None and args.hold_open > 0 and not app.stopping.is_set():
             log.info("source ended; live view stays up for %g s (Ctrl-C ends it)", args.hold_open)

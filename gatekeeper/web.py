@@ -24,8 +24,19 @@ stuck browser can never stall the gate. Each ``/events`` client has a bounded qu
 that does not keep up loses its oldest events, counted in ``gatekeeper_web_events_dropped_total``.
 
 With ``http.token`` set, every route but ``/healthz`` needs it, as ``Authorization: Bearer
-TOKEN`` or ``?token=TOKEN`` (the page passes its own ``?token=`` on to the picture and events).
-A bind beyond loopback refuses to start without a token.
+TOKEN`` (the scheme in any case, as RFC 7235 has it) or ``?token=TOKEN`` (the page passes its
+own ``?token=`` on to the picture and events). A bind beyond loopback refuses to start without
+a token.
+
+A request the HTTP parser refuses (a request line or header over 8190 bytes, a malformed URL)
+gets a short 400 that echoes nothing of the request, and one warning line in the log with any
+token masked; no traceback.
+
+Times. ``t`` in the state and the events is the source's own time: the position in a video
+file, the wall clock (Unix seconds) for a live source. Each also carries ``elapsed``, seconds
+since the start (a file: the same as ``t``; a live source: since the first frame or event the
+view saw), and ``wall``, the wall clock for a live source (null for a file). The page shows
+``elapsed``, and for a live source the local time of day.
 """
 
 from __future__ import annotations
@@ -38,16 +49,19 @@ import importlib.resources
 import ipaddress
 import json
 import logging
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod, InvalidHeader, InvalidURLError, LineTooLong
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
@@ -62,7 +76,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .hooks.base import Hook
 
-__all__ = ["EventHub", "LiveView", "WebServer", "is_loopback", "parse_listen"]
+__all__ = ["EventHub", "LiveView", "WebServer", "bearer_token", "is_loopback", "mask_secrets", "parse_listen"]
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +243,8 @@ class LiveView:
     >>> app = App(cfg, pipeline, [StdoutSink(), view], on_frame=view.on_frame)  # doctest: +SKIP
 
     ``source_status`` and ``hooks`` may be set after construction (the server starts before the
-    models load, so the page is up early); until then their counters read zero.
+    models load, so the page is up early); until then their counters read zero. ``live``: the
+    source is a camera or stream, whose times are the wall clock (see the module's "Times").
     """
 
     def __init__(
@@ -238,11 +253,14 @@ class LiveView:
         *,
         source_status: SourceStatus | None = None,
         hooks: Sequence[Hook] = (),
+        live: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
         self.source_status = source_status
         self.hooks: Sequence[Hook] = hooks
+        self.live = live
+        self._t0: float | None = None  # a live source's start: the first frame's or event's time
         self.hub = EventHub(cfg.http.event_queue, cfg.http.recent_events)
         self._clock = clock
         self.started_at = clock()
@@ -279,6 +297,8 @@ class LiveView:
     def on_frame(self, frame: Frame, pipeline: Pipeline) -> None:
         """Hand the newest frame over (one slot: an unsent older frame is simply replaced)."""
         with self._lock:
+            if self._t0 is None:
+                self._t0 = frame.t
             seq = self._snapshot.seq + 1 if self._snapshot else 0
             state = GateState.FAULT.value if self.fault else pipeline.gate.state.value
             score = pipeline.gate.last_score
@@ -292,6 +312,8 @@ class LiveView:
         """Event sink: count it and queue it for the live-view clients."""
         kind = event.event.value
         with self._lock:
+            if self._t0 is None:
+                self._t0 = event.t
             self.events_by_type[kind] = self.events_by_type.get(kind, 0) + 1
             if event.event is EventType.FAULT:
                 self.fault = event.reason or "fault"
@@ -300,7 +322,7 @@ class LiveView:
         self._events.labels(kind).inc()
         if event.event is EventType.FAULT:
             self._set_state(GateState.FAULT.value)
-        self.hub.publish(event.to_dict())
+        self.hub.publish({**event.to_dict(), **self.times(event.t)})
 
     def close(self) -> None:
         """Event sink: the source has ended (the server may stay up; health says so)."""
@@ -312,6 +334,13 @@ class LiveView:
         self._state_shown = state
         for s in GateState:
             self._state.labels(s.value).set(1 if s.value == state else 0)
+
+    def times(self, t: float) -> dict[str, float | None]:
+        """``elapsed`` (seconds since the start) and ``wall`` (Unix seconds, live sources only) of source time ``t``."""
+        if not self.live:
+            return {"elapsed": round(t, 3), "wall": None}
+        t0 = t if self._t0 is None else self._t0
+        return {"elapsed": round(t - t0, 3), "wall": round(t, 3)}
 
     # -- read by the server ------------------------------------------------------------------
     def snapshot(self) -> Snapshot | None:
@@ -342,6 +371,8 @@ class LiveView:
             "faces": [] if snap is None else [[round(v, 1) for v in f.box] + [round(f.score, 4)] for f in snap.faces],
             "frame": None if snap is None else snap.frame,
             "t": None if snap is None else round(snap.t, 3),
+            **(self.times(snap.t) if snap is not None else {"elapsed": None, "wall": None}),
+            "live": self.live,
             "healthy": healthy,
             "health": why,
             "ended": self.ended,
@@ -431,6 +462,106 @@ def _sse(kind: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
     return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
+# -- requests the HTTP parser refuses -----------------------------------------------------------
+
+_TOKEN_PARAM = re.compile(r"(?i)(token=)[^&\s'\"\\]*")
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"\\]+")
+
+
+def mask_secrets(text: str, token: str | None = None) -> str:
+    """``text`` with ``token=...`` values, bearer credentials and ``token`` itself replaced by ``***``.
+
+    >>> mask_secrets("GET /status?token=abc&x=1 HTTP/1.1")
+    'GET /status?token=***&x=1 HTTP/1.1'
+    """
+    if token:
+        text = text.replace(token, "***")
+    return _BEARER.sub(r"\1***", _TOKEN_PARAM.sub(r"\1***", text))
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    """The first line of ``text``, control characters escaped and cut to ``limit`` characters."""
+    first = text.strip().split("\n", 1)[0]
+    printable = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in first)
+    return printable if len(printable) <= limit else printable[: limit - 3] + "..."
+
+
+def _what_was_wrong(exc: BaseException | None) -> str:
+    if isinstance(exc, LineTooLong):
+        return "request line or header field too long"
+    if isinstance(exc, InvalidURLError):
+        return "malformed URL"
+    if isinstance(exc, InvalidHeader):
+        return "malformed header"
+    if isinstance(exc, BadHttpMethod):
+        return "not an HTTP request"
+    return "malformed request"
+
+
+class _GuardedRequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering requests its parser refuses without echoing them.
+
+    aiohttp's own answer to such a request repeats the start of the offending line (with any
+    ``?token=``) in the 400 body, and logs it with a traceback. Here the client gets a fixed
+    line, and the log one masked warning line. Errors of our own handlers (5xx) keep aiohttp's
+    handling: their tracebacks are bugs worth seeing.
+    """
+
+    secret: str | None = None  # set per server by _GuardedServer
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None) -> web.StreamResponse:
+        if status >= 500:
+            return super().handle_error(request, status, exc, message)
+        what = _what_was_wrong(exc)
+        detail = mask_secrets(_one_line(message or str(exc or "")), self.secret)
+        # Scanners and TLS clients on a plain HTTP port are routine: their first line is not worth a warning.
+        level = logging.DEBUG if isinstance(exc, BadHttpMethod) else logging.WARNING
+        log.log(level, "bad request from %s: %d, %s: %s", request.remote, status, what, detail)
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        resp = web.Response(status=status, text=f"{status} {phrase}: {what}\n")
+        resp.force_close()
+        return resp
+
+
+class _GuardedServer(web.Server):
+    """An aiohttp server whose connections are handled by :class:`_GuardedRequestHandler`."""
+
+    secret: str | None = None
+
+    def __call__(self) -> web.RequestHandler:
+        handler = _GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler.secret = self.secret
+        return handler
+
+
+class _GuardedAppRunner(web.AppRunner):
+    """``AppRunner`` serving through :class:`_GuardedServer` (aiohttp offers no option for it)."""
+
+    def __init__(self, app: web.Application, *, secret: str | None, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._secret = secret
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _GuardedServer  # the same object, only its protocol factory differs
+        assert isinstance(server, _GuardedServer)
+        server.secret = self._secret
+        return server
+
+
+def bearer_token(header: str) -> str | None:
+    """The credentials of an ``Authorization: Bearer ...`` header (scheme in any case), else None.
+
+    >>> bearer_token("bearer abc"), bearer_token("Bearer  abc"), bearer_token("Basic abc")
+    ('abc', 'abc', None)
+    """
+    scheme, _, credentials = header.strip().partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else None
+
+
 class WebServer:
     """aiohttp on its own event loop and thread, serving a :class:`LiveView`.
 
@@ -518,7 +649,7 @@ class WebServer:
         app.router.add_get("/status", self._status)
         app.router.add_get("/metrics", self._metrics)
         # Streams end on their own once _closing is set; the timeout only bounds a stuck client.
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        self._runner = _GuardedAppRunner(app, secret=self.token, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -534,10 +665,9 @@ class WebServer:
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if self.token and request.path != "/healthz":
-            given = request.query.get("token", "")
-            auth = request.headers.get("Authorization", "")
-            if auth.startswith("Bearer "):
-                given = auth[len("Bearer ") :]
+            given = bearer_token(request.headers.get("Authorization", ""))
+            if given is None:
+                given = request.query.get("token", "")
             if not hmac.compare_digest(given.encode(), self.token.encode()):
                 raise web.HTTPUnauthorized(text="a token is required: Authorization: Bearer TOKEN or ?token=TOKEN\n", headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)

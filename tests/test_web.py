@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import http.client
 import json
+import logging
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -36,7 +38,7 @@ from gatekeeper.config import Config, HttpConfig
 from gatekeeper.errors import ConfigError
 from gatekeeper.gate import Event, EventType, FaceScore, Gate
 from gatekeeper.hooks.base import HookStats
-from gatekeeper.web import EventHub, LiveView, WebServer, is_loopback, parse_listen
+from gatekeeper.web import EventHub, LiveView, WebServer, is_loopback, mask_secrets, parse_listen
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token-0123456789"
@@ -59,16 +61,21 @@ def image(shade: int, size: tuple[int, int] = (120, 160)) -> np.ndarray:
 
 
 class Feeder:
-    """Plays the frame loop's part: frames through a real Gate, then into the view."""
+    """Plays the frame loop's part: frames through a real Gate, then into the view.
 
-    def __init__(self, view: LiveView) -> None:
+    Frame times are a file's (index / 30), or with ``start`` a live source's: the wall clock,
+    ``start`` plus index / 30.
+    """
+
+    def __init__(self, view: LiveView, start: float | None = None) -> None:
         self.view = view
         self.gate = Gate(view.cfg.gate)
         self.index = 0
+        self.start = start
 
     def frame(self, score: float | None, shade: int = 90) -> None:
         faces = [] if score is None else [FaceScore((40.0, 30.0, 50.0, 50.0), score)]
-        t = self.index / 30
+        t = self.index / 30 + (self.start or 0.0)
         for e in self.gate.update(self.index, t, faces):
             self.view.emit(e)
         self.view.on_frame(Frame(image(shade), self.index, t), SimpleNamespace(gate=self.gate, last_faces=faces))
@@ -80,17 +87,17 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def make_view(clock: FakeClock, **http: Any) -> LiveView:
-    return LiveView(Config(http=HttpConfig(**http)), source_status=SourceStatus(), clock=clock)
+def make_view(clock: FakeClock, *, live: bool = False, **http: Any) -> LiveView:
+    return LiveView(Config(http=HttpConfig(**http)), source_status=SourceStatus(), live=live, clock=clock)
 
 
 @pytest.fixture
 def served(clock: FakeClock) -> Iterator[Callable[..., tuple[LiveView, WebServer]]]:
-    """Start a server for a view made with the given http settings; stopped after the test."""
+    """Start a server for a view made with the given http settings (``live=True``: a camera's view); stopped after the test."""
     servers: list[WebServer] = []
 
-    def start(**http: Any) -> tuple[LiveView, WebServer]:
-        view = make_view(clock, **http)
+    def start(*, live: bool = False, **http: Any) -> tuple[LiveView, WebServer]:
+        view = make_view(clock, live=live, **http)
         server = WebServer(view, "127.0.0.1", 0)
         server.start()
         servers.append(server)
@@ -417,6 +424,10 @@ def test_the_page_is_served(served: Callable[..., tuple[LiveView, WebServer]]) -
         ("/", {}, 401),
         ("/status", {"Authorization": "Bearer wrong-token-0123456789"}, 401),
         ("/status", {"Authorization": f"Bearer {TOKEN}"}, 200),
+        ("/status", {"Authorization": f"bearer {TOKEN}"}, 200),  # the scheme is case-insensitive (RFC 7235)
+        ("/status", {"Authorization": f"BEARER  {TOKEN}"}, 200),
+        ("/status", {"Authorization": f"Basic {TOKEN}"}, 401),
+        (f"/status?token={TOKEN}", {"Authorization": "bearer wrong-token-0123456789"}, 401),  # the header decides
         (f"/metrics?token={TOKEN}", {}, 200),
         (f"/?token={TOKEN}", {}, 200),
         ("/healthz", {}, 503),  # health needs no token (probes carry none); no frame yet
@@ -425,6 +436,93 @@ def test_the_page_is_served(served: Callable[..., tuple[LiveView, WebServer]]) -
 def test_token(served: Callable[..., tuple[LiveView, WebServer]], path: str, headers: dict[str, str], expected: int) -> None:
     _, server = served(token=TOKEN)
     assert get(server, path, headers)[0] == expected
+
+
+def raw_request(server: WebServer, data: bytes) -> bytes:
+    """Send ``data`` on a plain socket and read the whole answer (the server closes after it)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        # a 9 KB request line, the token first in it
+        f"GET /status?token={TOKEN}&pad={'a' * 9000} HTTP/1.1\r\nHost: gate\r\n\r\n".encode(),
+        # a 9 KB header carrying the token
+        f"GET /status HTTP/1.1\r\nHost: gate\r\nAuthorization: bearer {TOKEN}{'b' * 9000}\r\n\r\n".encode(),
+        # a malformed URL, which aiohttp's parser quotes back
+        f"GET /status?token={TOKEN}&x=\x01 HTTP/1.1\r\nHost: gate\r\n\r\n".encode(),
+    ],
+    ids=["long-request-line", "long-header", "bad-url"],
+)
+def test_a_bad_request_is_one_log_line_and_echoes_no_token(served: Callable[..., tuple[LiveView, WebServer]], caplog: pytest.LogCaptureFixture, request_bytes: bytes) -> None:
+    _, server = served(token=TOKEN)
+    caplog.set_level(logging.DEBUG)
+    answer = raw_request(server, request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400 ") or head.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert TOKEN.encode() not in answer and TOKEN[:8].encode() not in answer
+    assert body.startswith(b"400 Bad Request: ") and len(body) < 100, body  # a fixed line, nothing of the request
+    # Still serving, and the same request within bounds is fine.
+    assert get(server, f"/status?token={TOKEN}")[0] == 200
+    logged = [r for r in caplog.records if r.name.startswith(("aiohttp", "gatekeeper"))]
+    bad = [r for r in logged if "bad request" in r.getMessage()]
+    assert len(bad) == 1 and bad[0].levelno == logging.WARNING, [r.getMessage() for r in logged]
+    assert "\n" not in bad[0].getMessage() and "from 127.0.0.1" in bad[0].getMessage()
+    for record in logged:
+        assert record.exc_info is None and record.exc_text is None, record.getMessage()  # no traceback
+        assert TOKEN[:8] not in caplog.handler.format(record)
+    assert not [r for r in logged if r.name.startswith("aiohttp") and r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        (f"GET /x?token={TOKEN}&a=1", "GET /x?token=***&a=1"),
+        (f"bytearray(b'/status?TOKEN={TOKEN[:10]}...')", "bytearray(b'/status?TOKEN=***')"),
+        (f"Authorization: bearer {TOKEN}", "Authorization: bearer ***"),
+        (f"b'{TOKEN}zzz'", "b'***zzz'"),
+    ],
+)
+def test_mask_secrets(text: str, masked: str) -> None:
+    assert mask_secrets(text, TOKEN) == masked
+
+
+# -- times of a live source ----------------------------------------------------------------------
+
+
+def test_a_live_view_reports_time_since_the_start_and_the_wall_clock(served: Callable[..., tuple[LiveView, WebServer]]) -> None:
+    view, server = served(live=True)
+    start = time.time()
+    feed = Feeder(view, start=start)
+    for _ in range(6):
+        feed.frame(0.95)  # the sixth frame opens the gate, 5/30 s after the first
+    state = json.loads(get(server, "/status")[2])
+    assert state["live"] is True
+    assert state["t"] == pytest.approx(start + 5 / 30, abs=1e-3)  # the source's own time, as before
+    assert state["elapsed"] == pytest.approx(5 / 30, abs=1e-3)
+    assert state["wall"] == pytest.approx(start + 5 / 30, abs=1e-3)
+    conn, resp = open_stream(server, "/events")
+    try:
+        got = read_sse(resp, lambda k, d: k == "gate")
+    finally:
+        conn.close()
+    opened = got[-1][1]
+    assert opened["event"] == "OPEN" and opened["elapsed"] == pytest.approx(5 / 30, abs=1e-3) and opened["wall"] == pytest.approx(opened["t"])
+
+
+def test_a_file_view_reports_the_position_in_the_file(served: Callable[..., tuple[LiveView, WebServer]]) -> None:
+    view, server = served()
+    feed = Feeder(view)
+    for _ in range(4):
+        feed.frame(None)
+    state = json.loads(get(server, "/status")[2])
+    assert (state["live"], state["t"], state["elapsed"], state["wall"]) == (False, 0.1, 0.1, None)
 
 
 # -- the command line -------------------------------------------------------------------------------
@@ -469,6 +567,8 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    # The picture is an endless MJPEG stream: "load" may never come. The tests wait for what they check.
+    options.page_load_strategy = "eager"
     # No network beyond loopback here: keep Chromium from trying to reach its services.
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,860", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
         options.add_argument(flag)
@@ -497,6 +597,27 @@ const watch = (id, into) => new MutationObserver(() => into.push(document.getEle
 watch("state", window.seen.states);
 watch("scoretext", window.seen.scores);
 """
+
+
+@pytest.mark.slow
+def test_the_page_shows_a_live_sources_time_of_day_and_time_since_the_start(browser: Any, served: Callable[..., tuple[LiveView, WebServer]]) -> None:
+    from selenium.webdriver.common.by import By
+
+    view, server = served(live=True)
+    start = time.time() - 130.0
+    feed = Feeder(view, start=start)  # a camera: frame times are the wall clock
+    feed.frame(None)  # the first frame, 130 s ago
+    feed.index = 3765  # 125.5 s later (frames dropped, or nobody in view)
+    for _ in range(6):
+        feed.frame(0.95)  # the sixth opens the gate, at frame 3770: 125.67 s after the start
+    wall = start + 3770 / 30
+    clock = time.strftime("%H:%M:%S", time.localtime(wall))  # the browser runs on this machine, in its time zone
+    browser.get(server.url)
+    info = wait_for("the frame line", lambda: (text := browser.find_element(By.ID, "info").text) != "waiting for frames" and text)
+    assert info == f"frame 3770 · {clock} · 2 min 05 s since start · 1 face"
+    opened = wait_for("OPEN in the event list", lambda: browser.find_elements(By.CSS_SELECTOR, '#events li[data-event="OPEN"]'))
+    assert opened[0].text.splitlines() == ["OPEN", f"{clock} · 2 min 05 s since start · frame 3770 · score 0.95"]
+    assert str(int(wall))[:4] not in browser.find_element(By.TAG_NAME, "body").text  # never the Unix time
 
 
 @pytest.mark.slow
