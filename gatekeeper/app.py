@@ -106,7 +106,8 @@ class Pipeline:
         self.times.add("detect", time.perf_counter() - t0)
         self.last_faces = self.score_faces(frame.image, faces)
         t1 = time.perf_counter()
-        events = self.gate.update(frame.index, frame.t, self.last_faces)
+        height, width = frame.image.shape[:2]
+        events = self.gate.update(frame.index, frame.t, self.last_faces, (width, height))  # the size places gate.zone
         self.times.add("gate", time.perf_counter() - t1)
         return events
 

@@ -3,30 +3,44 @@
 No I/O and no clock of its own: the caller passes the frame index and time ``t`` (seconds) of
 every frame. Every rule about when the gate opens lives here and only here:
 
-* **deciding face**: with several faces, the largest decides. If the deciding face jumps (its
-  centre moves by more than its own width between frames) it is treated as another person and
-  its smile hold starts again, so two people cannot add up one smile.
+* **people, not frames**: the faces of each frame go through a :class:`~gatekeeper.track.Tracker`,
+  so each face has a track id that lasts while it stays in view (a few missed detections
+  included). A **visit** is a track that has been the deciding face at least once; OPEN, DENY and
+  FACE_LOST are about visits and carry the track id.
+* **deciding face**: the largest face whose centre lies inside ``zone`` (relative [x0, y0, x1,
+  y1], by default the whole frame). Faces outside it never decide; smaller faces behind the
+  person in front do not either. When another track starts to decide, the smile hold starts
+  again, so two people cannot add up one smile.
 * **a steady hold, then hysteresis**: a smile starts when the score reaches ``enter_threshold``.
   Until it opens, every frame must stay at or above ``hold_threshold`` (by default the enter
   threshold itself): a talking mouth, a grimace or a wink flickers across the line, and each dip
   starts the hold again (``hold_threshold: 0.4`` with the default exit threshold gives the
-  hysteresis of earlier versions, from the first frame). OPEN fires once a smile has lasted ``hold_frames`` frames, or
-  ``hold_seconds`` when that is set (so the frame rate does not change behaviour). After OPEN the
-  smile goes on while the score stays at or above ``exit_threshold``, so one smile opens once.
-* **one OPEN per smile, then cooldown**: after an OPEN the smile must end (score below
-  ``exit_threshold`` or face gone) and ``cooldown_s`` must pass before another OPEN.
-* **DENY** once per visit, when a face has been present for ``deny_after_s`` without an OPEN.
-  A DENY does not lock the person out: a held smile later still opens.
-* **FACE_LOST** when no face has been seen for ``lost_after_s`` (a visit ends). Single missed
-  detections inside that window do not end a visit.
-* **FAULT / RECOVERED**: :meth:`Gate.fault` shuts the gate (no OPEN while faulted, any smile
-  hold is dropped) and says why; :meth:`Gate.recover` ends it.
+  hysteresis of earlier versions, from the first frame). OPEN fires once a smile has lasted
+  ``hold_frames`` frames, or ``hold_seconds`` when that is set (so the frame rate does not change
+  behaviour). After OPEN the smile goes on while the score stays at or above ``exit_threshold``.
+* **one OPEN per visit** (``reopen: per_visit``): a person who talks and smiles on and off in
+  front of the camera opens once. With ``reopen: cooldown`` the same visit may open again once
+  its smile has ended and ``cooldown_s`` has passed since its last OPEN. Either way the next
+  person (another track) gets their own decision at once: the cooldown guards the same visit,
+  not the queue behind it.
+* **onset** (``require_onset``): a track's smile counts only after the same track was seen not
+  smiling (below ``exit_threshold``) for ``onset_s``. A photo or a screen showing a smile never
+  shows that onset; a person who walks up smiling must relax for a moment first.
+* **DENY** once per visit, when a track has been deciding for ``deny_after_s`` (counted from the
+  first frame it decided) without an OPEN. A DENY does not lock the person out: a held smile
+  later still opens.
+* **FACE_LOST** when a visit's track ends: its face has not been seen for ``lost_after_s``.
+  Single missed detections inside that window do not end a visit.
+* **FAULT / RECOVERED**: :meth:`Gate.fault` shuts the gate (no OPEN or DENY while faulted, any
+  smile hold is dropped) and says why; :meth:`Gate.recover` ends it. Tracks live on through a
+  fault while frames keep coming, so a visit that opened does not open again after it; a track
+  whose face was not seen for longer than ``lost_after_s`` when the fault ends is lost.
 
 >>> gate = Gate(GateConfig(hold_frames=2))
 >>> [e.event.value for e in gate.update(0, 0.00, [FaceScore((0, 0, 100, 100), 0.9)])]
 []
->>> [e.event.value for e in gate.update(1, 0.03, [FaceScore((0, 0, 100, 100), 0.9)])]
-['OPEN']
+>>> [(e.event.value, e.track) for e in gate.update(1, 0.03, [FaceScore((0, 0, 100, 100), 0.9)])]
+[('OPEN', 1)]
 """
 
 from __future__ import annotations
@@ -35,11 +49,14 @@ import enum
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .schema import check_bounds, opt
+from .track import Box, Track, Tracker
 
-__all__ = ["Event", "EventType", "FaceScore", "Gate", "GateConfig", "GateState"]
+__all__ = ["Event", "EventType", "FaceScore", "Gate", "GateConfig", "GateState", "TrackedFace"]
+
+WHOLE_FRAME = (0.0, 0.0, 1.0, 1.0)
 
 
 class EventType(str, enum.Enum):
@@ -57,7 +74,7 @@ class GateState(str, enum.Enum):
     IDLE = "idle"  # nobody in front of the camera
     PRESENT = "present"  # a face is there, no smile being held
     SMILING = "smiling"  # a smile is being held, not yet long enough
-    OPENED = "opened"  # OPEN fired for the current smile; waiting for it to end / cooldown
+    OPENED = "opened"  # OPEN fired for the current smile; waiting for it to end
     FAULT = "fault"  # the pipeline is not seeing the world; held shut
 
 
@@ -65,8 +82,20 @@ class GateState(str, enum.Enum):
 class FaceScore:
     """A face's box (x, y, w, h in pixels) and its smile probability."""
 
-    box: tuple[float, float, float, float]
+    box: Box
     score: float
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedFace:
+    """A face of the last frame as the gate saw it: its track id, whether its centre is inside
+    ``zone``, and whether it is the face that decides (see :attr:`Gate.faces`)."""
+
+    box: Box
+    score: float
+    track: int
+    in_zone: bool
+    decides: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +107,10 @@ class Event:
     t: float
     score: float | None
     id: str
-    box: tuple[float, float, float, float] | None = None
+    box: Box | None = None
     faces: int = 0
     reason: str | None = None
+    track: int | None = None  # the visit's track id (OPEN, DENY, FACE_LOST); None for FAULT, RECOVERED
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +122,7 @@ class Event:
             "box": None if self.box is None else [round(v, 1) for v in self.box],
             "faces": self.faces,
             "reason": self.reason,
+            "track": self.track,
         }
 
 
@@ -109,9 +140,19 @@ class GateConfig:
     )
     hold_frames: int = opt(6, "frames a smile must be held before OPEN", ge=1)
     hold_seconds: float | None = opt(None, "if set, seconds a smile must be held instead of hold_frames (frame-rate independent)", gt=0)
-    cooldown_s: float = opt(3.0, "no second OPEN within this many seconds of the last", ge=0)
-    deny_after_s: float = opt(6.0, "DENY once per visit when a face stays this long without a held smile", gt=0)
-    lost_after_s: float = opt(0.3, "FACE_LOST after no face has been seen for this long", ge=0)
+    reopen: Literal["per_visit", "cooldown"] = opt(
+        "per_visit", "per_visit: one OPEN per person in view (a track, until FACE_LOST); cooldown: the same person opens again after cooldown_s"
+    )
+    cooldown_s: float = opt(3.0, "with reopen: cooldown, no second OPEN for the same person within this many seconds; the next person never waits", ge=0)
+    deny_after_s: float = opt(6.0, "DENY once per visit when a person has been the deciding face this long without an OPEN", gt=0)
+    lost_after_s: float = opt(0.3, "a person's track ends (FACE_LOST) when their face has not been seen for this long", ge=0)
+    zone: tuple[float, ...] = opt(
+        WHOLE_FRAME, "region of interest [x0, y0, x1, y1], relative to the frame (0..1): only a face whose centre is inside decides"
+    )
+    require_onset: bool = opt(
+        False, "a smile counts only after the same person was seen not smiling for onset_s: refuses photos, also people who walk up smiling"
+    )
+    onset_s: float = opt(0.4, "with require_onset: how long a person must be seen below exit_threshold before their smile counts", gt=0)
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -127,6 +168,13 @@ class GateConfig:
             )
         if self.hold_frames < 1:
             raise ValueError(f"hold_frames must be >= 1, got {self.hold_frames}")
+        if self.reopen not in ("per_visit", "cooldown"):
+            raise ValueError(f"reopen: expected one of 'per_visit', 'cooldown', got {self.reopen!r}")
+        zone = tuple(self.zone)
+        ok = len(zone) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in zone)
+        if not ok or zone[0] >= zone[2] or zone[1] >= zone[3]:
+            raise ValueError(f"zone: expected [x0, y0, x1, y1] with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {list(self.zone)!r}")
+        object.__setattr__(self, "zone", tuple(float(v) for v in zone))
 
 
 def new_event_id() -> str:
@@ -134,11 +182,25 @@ def new_event_id() -> str:
 
 
 @dataclass
-class _Visit:
-    start_t: float
-    last_seen_t: float
+class _Person:
+    """What the gate knows about one track."""
+
+    decided_t: float | None = None  # the first frame it decided: its visit began
+    opened: bool = False  # an OPEN in this visit
+    last_open_t: float | None = None
+    smile_opened: bool = False  # the current smile has opened; it ends below exit_threshold
     denied: bool = False
-    opened: bool = False
+    calm_since: float | None = None  # first frame of the current run below exit_threshold
+    onset_seen: bool = False  # seen not smiling for onset_s (require_onset)
+
+
+@dataclass
+class _Hold:
+    """A smile being held by the deciding track, before OPEN."""
+
+    track: int
+    start_t: float
+    frames: int = 0
 
 
 @dataclass
@@ -146,34 +208,36 @@ class Gate:
     """Feed it one :meth:`update` per processed frame; it returns the events of that frame.
 
     ``when_opened`` (and the other ``when_*`` callbacks) are called with each event, in the
-    style of gpiozero; the app uses the returned list instead.
+    style of gpiozero; the app uses the returned list instead. ``tracker`` is made from the
+    config (``lost_after_s``) unless given.
     """
 
     config: GateConfig = field(default_factory=GateConfig)
     id_factory: Callable[[], str] = new_event_id
     when_opened: Callable[[Event], None] | None = None
     when_denied: Callable[[Event], None] | None = None
+    tracker: Tracker | None = None
 
     def __post_init__(self) -> None:
-        self._visit: _Visit | None = None
-        self._smile_start: tuple[int, float] | None = None  # (frame, t) the smile began
-        self._smile_frames = 0
-        self._opened_for_smile = False
-        self._last_open_t: float | None = None
-        self._last_box: tuple[float, float, float, float] | None = None
+        self._tracker = self.tracker if self.tracker is not None else Tracker(self.config.lost_after_s)
+        self._people: dict[int, _Person] = {}
+        self._decider: int | None = None  # the track that decided last, while it lives
+        self._hold: _Hold | None = None
         self._fault: str | None = None
-        self.last_score: float | None = None
+        self.faces: tuple[TrackedFace, ...] = ()  # the faces of the last frame, with their tracks
+        self.last_score: float | None = None  # the deciding face's score in the last frame
 
     # -- queries -------------------------------------------------------------------------------
     @property
     def state(self) -> GateState:
         if self._fault is not None:
             return GateState.FAULT
-        if self._visit is None:
-            return GateState.IDLE
-        if self._opened_for_smile:
+        person = self._people.get(self._decider) if self._decider is not None else None
+        if person is None:
+            return GateState.PRESENT if any(p.decided_t is not None for p in self._people.values()) else GateState.IDLE
+        if person.smile_opened:
             return GateState.OPENED
-        if self._smile_frames:
+        if self._hold is not None and self._hold.track == self._decider:
             return GateState.SMILING
         return GateState.PRESENT
 
@@ -182,74 +246,82 @@ class Gate:
         return self._fault is not None
 
     # -- transitions ---------------------------------------------------------------------------
-    def update(self, frame: int, t: float, faces: Sequence[FaceScore]) -> list[Event]:
-        """Advance by one frame with the faces found in it (any order)."""
+    def update(self, frame: int, t: float, faces: Sequence[FaceScore], size: tuple[int, int] | None = None) -> list[Event]:
+        """Advance by one frame with the faces found in it (any order).
+
+        ``size`` is the frame's (width, height) in pixels; it is needed when ``zone`` is set.
+        """
         cfg = self.config
-        events: list[Event] = []
-        face = max(faces, key=lambda f: f.box[2] * f.box[3]) if faces else None
-        self.last_score = face.score if face else None
+        tracks = self._tracker.update([f.box for f in faces], t)
+        events = [self._event(EventType.FACE_LOST, frame, t, None, None, len(faces), None, tr.id) for tr in self._end(self._tracker.lost)]
 
-        if face is None:
-            # A missed detection inside lost_after_s is not the face leaving: the visit, the
-            # smile in progress (and its "already opened" mark) and the last box all carry over,
-            # so a flickering detector can neither end a smile early nor re-arm an OPEN.
-            if self._visit is not None and t - self._visit.last_seen_t >= cfg.lost_after_s:
-                self._visit = None
-                self._end_smile()
-                self._last_box = None
-                events.append(self._event(EventType.FACE_LOST, frame, t, None, None, 0, None))
-            elif self._visit is None:
-                self._end_smile()
+        inside = [self._in_zone(f.box, size) for f in faces]
+        for f, tr in zip(faces, tracks, strict=True):
+            person = self._people.get(tr.id)
+            if person is None:
+                person = self._people[tr.id] = _Person()
+            self._observe(person, f, t)
+        candidates = [i for i, ok in enumerate(inside) if ok]
+        best = max(candidates, key=lambda i: faces[i].box[2] * faces[i].box[3]) if candidates else None
+        self.faces = tuple(TrackedFace(f.box, f.score, tr.id, ok, i == best) for i, (f, tr, ok) in enumerate(zip(faces, tracks, inside, strict=True)))
+        self.last_score = None if best is None else faces[best].score
+
+        if best is None:
+            # Nobody decides this frame. A missed detection keeps the hold (and the visit) going;
+            # its face seen outside the zone ends it.
+            if self._hold is not None and any(tf.track == self._hold.track for tf in self.faces):
+                self._hold = None
             return self._dispatch(events)
 
-        if self._visit is None:
-            self._visit = _Visit(start_t=t, last_seen_t=t)
-        self._visit.last_seen_t = t
-        if self._last_box is not None and _jumped(self._last_box, face.box):
-            self._end_smile()
-        self._last_box = face.box
-
+        face, track = faces[best], tracks[best].id
+        person = self._people[track]
+        if person.decided_t is None:
+            person.decided_t = t
+        self._decider = track
+        if self._hold is not None and self._hold.track != track:
+            self._hold = None  # another person decides now: their smile is held from its start
         if self._fault is not None:
-            self._end_smile()
+            self._hold = None
             return self._dispatch(events)
 
-        if not self._smile_frames:
-            threshold = cfg.enter_threshold
-        else:
-            threshold = cfg.exit_threshold if self._opened_for_smile else self._hold_threshold
-        if face.score >= threshold:
-            if not self._smile_frames:
-                self._smile_start = (frame, t)
-            self._smile_frames += 1
-        else:
-            self._end_smile()
+        if not person.smile_opened:  # after OPEN the smile goes on at or above exit_threshold
+            threshold = cfg.enter_threshold if self._hold is None else self._hold_threshold
+            if face.score >= threshold:
+                if self._hold is None:
+                    self._hold = _Hold(track, t)
+                self._hold.frames += 1
+            else:
+                self._hold = None
+            if self._hold is not None and self._held(self._hold, t) and self._may_open(person, t):
+                self._hold = None
+                person.opened = person.smile_opened = True
+                person.last_open_t = t
+                events.append(self._event(EventType.OPEN, frame, t, face.score, face.box, len(faces), None, track))
 
-        if self._smile_frames and not self._opened_for_smile and self._held(t) and self._cooled(t):
-            self._opened_for_smile = True
-            self._visit.opened = True
-            self._last_open_t = t
-            events.append(self._event(EventType.OPEN, frame, t, face.score, face.box, len(faces), None))
-
-        if not self._visit.opened and not self._visit.denied and t - self._visit.start_t >= cfg.deny_after_s:
-            self._visit.denied = True
-            events.append(self._event(EventType.DENY, frame, t, face.score, face.box, len(faces), f"no smile held within {cfg.deny_after_s:g} s"))
+        if not person.opened and not person.denied and t - person.decided_t >= cfg.deny_after_s:
+            person.denied = True
+            reason = f"no smile held within {cfg.deny_after_s:g} s"
+            events.append(self._event(EventType.DENY, frame, t, face.score, face.box, len(faces), reason, track))
         return self._dispatch(events)
 
     def fault(self, frame: int, t: float, reason: str) -> list[Event]:
         """Shut the gate because the pipeline cannot be trusted; one FAULT per fault episode."""
-        self._end_smile()
+        self._hold = None
         if self._fault is not None:
             return []
         self._fault = reason
-        return [self._event(EventType.FAULT, frame, t, None, None, 0, reason)]
+        return [self._event(EventType.FAULT, frame, t, None, None, 0, reason, None)]
 
     def recover(self, frame: int, t: float, reason: str = "frames arriving again") -> list[Event]:
-        """End a fault; the next smile must be held in full again."""
+        """End a fault; the next smile must be held in full again. Tracks not seen for longer
+        than ``lost_after_s`` by ``t`` end here (FACE_LOST), so a face seen before a long pause
+        in the frames is not taken for the one after it."""
         if self._fault is None:
             return []
         self._fault = None
-        self._visit = None
-        return [self._event(EventType.RECOVERED, frame, t, None, None, 0, reason)]
+        events = [self._event(EventType.RECOVERED, frame, t, None, None, 0, reason, None)]
+        events += [self._event(EventType.FACE_LOST, frame, t, None, None, 0, None, tr.id) for tr in self._end(self._tracker.expire(t))]
+        return events
 
     # -- helpers -------------------------------------------------------------------------------
     @property
@@ -257,22 +329,54 @@ class Gate:
         held = self.config.hold_threshold
         return self.config.enter_threshold if held is None else held
 
-    def _held(self, t: float) -> bool:
+    def _observe(self, person: _Person, face: FaceScore, t: float) -> None:
+        """What every sighting of a track tells, whether it decides or not."""
+        if face.score >= self.config.exit_threshold:
+            person.calm_since = None
+            return
+        person.smile_opened = False
+        if person.calm_since is None:
+            person.calm_since = t
+        if t - person.calm_since >= self.config.onset_s:
+            person.onset_seen = True
+
+    def _end(self, lost: Sequence[Track]) -> list[Track]:
+        """Forget the tracks in ``lost``; returns those that were visits (they get FACE_LOST)."""
+        ended = []
+        for tr in lost:
+            person = self._people.pop(tr.id, None)
+            if self._hold is not None and self._hold.track == tr.id:
+                self._hold = None
+            if self._decider == tr.id:
+                self._decider = None
+            if person is not None and person.decided_t is not None:
+                ended.append(tr)
+        return ended
+
+    def _in_zone(self, box: Box, size: tuple[int, int] | None) -> bool:
+        zone = self.config.zone
+        if zone == WHOLE_FRAME:
+            return True
+        if size is None:
+            raise ValueError("gate.zone is set: Gate.update() needs the frame size (width, height)")
+        cx, cy = (box[0] + box[2] / 2) / size[0], (box[1] + box[3] / 2) / size[1]
+        return zone[0] <= cx <= zone[2] and zone[1] <= cy <= zone[3]
+
+    def _held(self, hold: _Hold, t: float) -> bool:
         if self.config.hold_seconds is not None:
-            assert self._smile_start is not None
-            return t - self._smile_start[1] >= self.config.hold_seconds
-        return self._smile_frames >= self.config.hold_frames
+            return t - hold.start_t >= self.config.hold_seconds
+        return hold.frames >= self.config.hold_frames
 
-    def _cooled(self, t: float) -> bool:
-        return self._last_open_t is None or t - self._last_open_t >= self.config.cooldown_s
+    def _may_open(self, person: _Person, t: float) -> bool:
+        cfg = self.config
+        if cfg.require_onset and not person.onset_seen:
+            return False
+        if cfg.reopen == "per_visit":
+            return not person.opened
+        return person.last_open_t is None or t - person.last_open_t >= cfg.cooldown_s
 
-    def _end_smile(self) -> None:
-        self._smile_frames = 0
-        self._smile_start = None
-        self._opened_for_smile = False
-
-    def _event(self, kind: EventType, frame: int, t: float, score: float | None, box: tuple[float, float, float, float] | None, n: int, reason: str | None) -> Event:
-        return Event(kind, frame, t, score, self.id_factory(), box, n, reason)
+    def _event(self, kind: EventType, frame: int, t: float, score: float | None, box: Box | None, n: int, reason: str | None, track: int | None) -> Event:
+        return Event(kind, frame, t, score, self.id_factory(), box, n, reason, track)
 
     def _dispatch(self, events: list[Event]) -> list[Event]:
         for e in events:
@@ -280,9 +384,3 @@ class Gate:
             if cb is not None:
                 cb(e)
         return events
-
-
-def _jumped(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
-    ax, ay = a[0] + a[2] / 2, a[1] + a[3] / 2
-    bx, by = b[0] + b[2] / 2, b[1] + b[3] / 2
-    return ((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5 > max(a[2], b[2])

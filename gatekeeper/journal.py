@@ -140,6 +140,7 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         box=None if box is None else (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
         faces=int(data.get("faces", 0)),
         reason=data.get("reason"),
+        track=None if data.get("track") is None else int(data["track"]),  # absent in journals written before tracking
     )
 
 

@@ -173,7 +173,8 @@ def draw(ax: Axes, rows: list[FrameRecord], events: list[Event], gate: GateConfi
         ys = [TOP if e.score is None else e.score for e in of_kind]  # events without a score sit on top
         handles.append(ax.scatter([e.t for e in of_kind], ys, color=color, marker=marker, s=90, zorder=5, edgecolor="white", linewidth=0.8, label=f"{kind.value} ({len(of_kind)})", clip_on=False))
         for e in of_kind:
-            ax.annotate(f"{kind.value}\nframe {e.frame}", (e.t, TOP if e.score is None else e.score), textcoords="offset points", xytext=(5, 8), fontsize=8, color=color)
+            who = "" if e.track is None else f", track {e.track}"
+            ax.annotate(f"{kind.value}\nframe {e.frame}{who}", (e.t, TOP if e.score is None else e.score), textcoords="offset points", xytext=(5, 8), fontsize=8, color=color)
     ax.set_ylim(-0.02, TOP + 0.14)
     ax.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     # From 0 (or an earlier first frame) to the last frame; live, to a later event too (the FAULT when it ended).
@@ -207,11 +208,11 @@ def render_html(png: bytes, events: list[Event], *, title: str, live: bool = Fal
         return (_clock(e.t) + f".{int(e.t * 100) % 100:02d}", f"{e.t - start:.2f}") if live else (f"{e.t:.2f}",)
 
     rows = "\n".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (e.event.value, e.frame, *when(e), "" if e.score is None else f"{e.score:.3f}", e.faces, e.reason or "")) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (e.event.value, e.frame, *when(e), "" if e.score is None else f"{e.score:.3f}", e.faces, "" if e.track is None else e.track, e.reason or "")) + "</tr>"
         for e in events
     )
     time_heads = "<th>local time</th><th>since start (s)</th>" if live else "<th>t (s)</th>"
-    columns = 7 if live else 6
+    columns = 8 if live else 7
     data = base64.b64encode(png).decode("ascii")
     name = html.escape(title)
     return f"""<!doctype html>
@@ -221,7 +222,7 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.3em .7em
 <body><h1>gatekeeper report: {name}</h1>
 <img alt="smile score over time with thresholds, face-present spans and event markers" src="data:image/png;base64,{data}">
 <h2>Events</h2>
-<table><thead><tr><th>event</th><th>frame</th>{time_heads}<th>score</th><th>faces</th><th>reason</th></tr></thead>
+<table><thead><tr><th>event</th><th>frame</th>{time_heads}<th>score</th><th>faces</th><th>track</th><th>reason</th></tr></thead>
 <tbody>
 {rows or f'<tr><td colspan="{columns}">no events</td></tr>'}
 </tbody></table></body></html>

@@ -68,7 +68,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .errors import ConfigError
-from .gate import Event, EventType, FaceScore, GateState
+from .gate import WHOLE_FRAME, Event, EventType, GateState, TrackedFace
 
 if TYPE_CHECKING:
     from .app import Pipeline
@@ -135,7 +135,7 @@ class Snapshot:
     image: np.ndarray  # RGB; the source makes a new array per frame, so no copy is needed
     frame: int
     t: float
-    faces: tuple[FaceScore, ...]
+    faces: tuple[TrackedFace, ...]  # with their track ids, from the gate
     score: float | None
     state: str
 
@@ -302,7 +302,7 @@ class LiveView:
             seq = self._snapshot.seq + 1 if self._snapshot else 0
             state = GateState.FAULT.value if self.fault else pipeline.gate.state.value
             score = pipeline.gate.last_score
-            self._snapshot = Snapshot(seq, frame.image, frame.index, frame.t, tuple(pipeline.last_faces), score, state)
+            self._snapshot = Snapshot(seq, frame.image, frame.index, frame.t, tuple(pipeline.gate.faces), score, state)
             self._last_frame_at = self._clock()
             self.frames_processed += 1
         self._score.set(float("nan") if score is None else score)
@@ -405,16 +405,23 @@ class LiveView:
 # -- drawing ------------------------------------------------------------------------------------
 
 
-def annotate_jpeg(snap: Snapshot, *, enter: float, exit_: float, quality: int) -> bytes:
-    """The frame with each face's box and score drawn on it, as JPEG (runs on the server side)."""
+def annotate_jpeg(snap: Snapshot, *, enter: float, exit_: float, quality: int, zone: tuple[float, ...] = WHOLE_FRAME) -> bytes:
+    """The frame with the gate's zone and each face's box, track id and score drawn on it, as JPEG
+    (runs on the server side)."""
     img = cv2.cvtColor(snap.image, cv2.COLOR_RGB2BGR)  # a new array: the frame itself stays untouched
     thickness = max(2, img.shape[1] // 320)
+    if tuple(zone) != WHOLE_FRAME:
+        height, width = img.shape[:2]
+        corners = [(round(zone[0] * width), round(zone[1] * height)), (round(zone[2] * width), round(zone[3] * height))]
+        cv2.rectangle(img, corners[0], corners[1], (255, 255, 255), max(1, thickness // 2))
     for face in snap.faces:
         x, y, w, h = (round(v) for v in face.box)
-        # BGR: green for a smile that counts, amber inside the hysteresis band, red below it.
+        # BGR: green for a smile that counts, amber inside the hysteresis band, red below it; grey outside the zone.
         color = (80, 200, 60) if face.score >= enter else (0, 180, 255) if face.score >= exit_ else (60, 60, 230)
+        if not face.in_zone:
+            color = (150, 150, 150)
         cv2.rectangle(img, (x, y), (x + w, y + h), color, thickness)
-        label = f"{face.score:.2f}"
+        label = f"#{face.track} {face.score:.2f}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
         top = max(y - th - base - 4, 0)
         cv2.rectangle(img, (x, top), (x + tw + 6, top + th + base + 4), color, -1)
@@ -444,7 +451,7 @@ class _JpegCache:
             if snap.seq != self._seq:
                 g = self.view.cfg.gate
                 jpeg = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: annotate_jpeg(snap, enter=g.enter_threshold, exit_=g.exit_threshold, quality=self.view.cfg.http.jpeg_quality)
+                    None, lambda: annotate_jpeg(snap, enter=g.enter_threshold, exit_=g.exit_threshold, quality=self.view.cfg.http.jpeg_quality, zone=g.zone)
                 )
                 self._seq, self._jpeg = snap.seq, jpeg
         return self._seq, self._jpeg

@@ -1,5 +1,8 @@
 """The gate state machine: every rule of ``gatekeeper.gate``, driven by scripted frames.
 
+The gate tracks faces itself (:mod:`gatekeeper.track`): in these scripts a box that stays put
+(or moves less than a face width) is one person, a box elsewhere is another.
+
 A script is a list of steps ``(what, frame, t)``: ``what`` is the list of faces of that frame, or
 FAULT / RECOVER. :func:`feed` runs it through a gate and returns ``[(event, frame), ...]``.
 Frames are 1/16 s apart so that every frame time is exact in binary floating point and the
@@ -34,7 +37,9 @@ BASE: dict[str, Any] = {
     "cooldown_s": 1.0,
     "deny_after_s": 2.0,
     "lost_after_s": 0.25,
+    "reopen": "per_visit",
 }
+COOLDOWN = {"reopen": "cooldown"}  # the same person may open again after cooldown_s
 
 SMILE, MID, NEUTRAL = 0.9, 0.5, 0.1  # above enter, between exit and enter, below exit
 
@@ -96,18 +101,18 @@ def script(*parts: list[Faces] | Op, fps: float = FPS) -> list[Step]:
     return steps
 
 
-def feed_events(gate: Gate, steps: Sequence[Step]) -> list[Event]:
+def feed_events(gate: Gate, steps: Sequence[Step], size: tuple[int, int] | None = None) -> list[Event]:
     events: list[Event] = []
     for what, frame, t in steps:
         if isinstance(what, Op):
             events += gate.fault(frame, t, what.reason) if what.kind == "fault" else gate.recover(frame, t)
         else:
-            events += gate.update(frame, t, what)
+            events += gate.update(frame, t, what, size)
     return events
 
 
-def feed(gate: Gate, steps: Sequence[Step]) -> list[tuple[str, int]]:
-    return [(e.event.value, e.frame) for e in feed_events(gate, steps)]
+def feed(gate: Gate, steps: Sequence[Step], size: tuple[int, int] | None = None) -> list[tuple[str, int]]:
+    return [(e.event.value, e.frame) for e in feed_events(gate, steps, size)]
 
 
 def make_gate(**overrides: Any) -> Gate:
@@ -129,7 +134,7 @@ HOLD_CASES = [
     pytest.param({"hold_threshold": 0.5}, script(smile(2), faces(0.49, 1), smile(3)), [], id="just below hold_threshold breaks the hold"),
     pytest.param({}, script(smile(4), faces(MID, 6)), [("OPEN", 3)], id="after OPEN, scores between the thresholds keep the smile: no second OPEN"),
     pytest.param(
-        {"cooldown_s": 0.0},
+        {**COOLDOWN, "cooldown_s": 0.0},
         script(smile(4), faces(MID, 6), faces(0.3, 1), smile(4)),
         [("OPEN", 3), ("OPEN", 14)],
         id="after OPEN the smile ends only below exit; a new held smile opens again",
@@ -158,27 +163,76 @@ HOLD_CASES = [
     pytest.param({"hold_seconds": 0.5}, script(smile(5), faces(0.3, 1), smile(9)), [("OPEN", 14)], id="hold_seconds restarts after a dip"),
 ]
 
-COOLDOWN_CASES = [
-    pytest.param({}, script(smile(40)), [("OPEN", 3)], id="one OPEN per smile even when held past the cooldown"),
-    pytest.param({}, script(smile(4), neutral(2), smile(10)), [("OPEN", 3)], id="cooldown blocks a second OPEN"),
-    pytest.param(
-        {}, script(smile(4), neutral(2), smile(20)), [("OPEN", 3), ("OPEN", 19)], id="a new smile held into the end of the cooldown opens when it ends"
-    ),
-    pytest.param(
-        {}, script(smile(4), neutral(16), smile(4)), [("OPEN", 3), ("OPEN", 23)], id="second OPEN after the smile ends and the cooldown passes"
-    ),
-    pytest.param({"cooldown_s": 0.0}, script(smile(4), neutral(1), smile(4)), [("OPEN", 3), ("OPEN", 8)], id="cooldown 0: each new smile opens"),
+PER_VISIT_CASES = [
+    pytest.param({}, script(smile(40)), [("OPEN", 3)], id="one OPEN for a smile held on and on"),
+    pytest.param({}, script(smile(4), neutral(2), smile(60)), [("OPEN", 3)], id="a second smile of the same visit does not open, cooldown or not"),
     pytest.param(
         {},
+        script(*[part for _ in range(8) for part in (smile(6), neutral(14))]),
+        [("OPEN", 3)],
+        id="talking and smiling on and off for 10 s: one OPEN",
+    ),
+    pytest.param({}, script(smile(4), gap(1), smile(40)), [("OPEN", 3)], id="a one-frame detection gap does not start a new visit"),
+    pytest.param(
+        {"cooldown_s": 3.0},
+        script(smile(6), gap(4), neutral(2), smile(4)),
+        [("OPEN", 3), ("FACE_LOST", 9), ("OPEN", 15)],
+        id="queue: the next person opens at once, well within cooldown_s of the last OPEN",
+    ),
+    pytest.param(
+        {"cooldown_s": 3.0},
+        script(smile(6), smile(6, FAR)),
+        [("OPEN", 3), ("FACE_LOST", 9), ("OPEN", 9)],
+        id="queue: the next person steps in elsewhere while the first is still tracked",
+    ),
+    pytest.param({}, script(smile(4), gap(20), smile(4)), [("OPEN", 3), ("FACE_LOST", 7), ("OPEN", 27)], id="a face that left and came back is a new visit"),
+    pytest.param(
+        {},
+        script(pair((BIG_LEFT, SMILE), (SMALL_RIGHT, NEUTRAL), 6), pair((SMALL_LEFT, NEUTRAL), (BIG_RIGHT, SMILE), 6)),
+        [("OPEN", 3), ("OPEN", 9)],
+        id="two people side by side: each opens once, when it is the largest",
+    ),
+    pytest.param(
+        {},
+        script(pair((BIG_LEFT, SMILE), (SMALL_RIGHT, NEUTRAL), 6), pair((SMALL_LEFT, SMILE), (BIG_RIGHT, NEUTRAL), 3), pair((BIG_LEFT, SMILE), (SMALL_RIGHT, NEUTRAL), 6)),
+        [("OPEN", 3)],
+        id="the first person deciding again later does not open twice",
+    ),
+]
+
+REOPEN_COOLDOWN_CASES = [
+    pytest.param(COOLDOWN, script(smile(40)), [("OPEN", 3)], id="one OPEN per smile even when held past the cooldown"),
+    pytest.param(COOLDOWN, script(smile(4), neutral(2), smile(10)), [("OPEN", 3)], id="cooldown blocks a second OPEN"),
+    pytest.param(
+        COOLDOWN, script(smile(4), neutral(2), smile(20)), [("OPEN", 3), ("OPEN", 19)], id="a new smile held into the end of the cooldown opens when it ends"
+    ),
+    pytest.param(
+        COOLDOWN, script(smile(4), neutral(16), smile(4)), [("OPEN", 3), ("OPEN", 23)], id="second OPEN after the smile ends and the cooldown passes"
+    ),
+    pytest.param({**COOLDOWN, "cooldown_s": 0.0}, script(smile(4), neutral(1), smile(4)), [("OPEN", 3), ("OPEN", 8)], id="cooldown 0: each new smile opens"),
+    pytest.param(
+        COOLDOWN,
         script(smile(4), gap(20), smile(4)),
         [("OPEN", 3), ("FACE_LOST", 7), ("OPEN", 27)],
-        id="a face that left and came back smiling opens again after the cooldown",
+        id="a face that left and came back smiling opens again",
     ),
     pytest.param(
-        {},
+        COOLDOWN,
         script(smile(4), gap(1), smile(40)),
         [("OPEN", 3)],
         id="a one-frame detection gap inside an opened smile does not re-arm OPEN",
+    ),
+    pytest.param(
+        COOLDOWN,
+        script(smile(6), gap(4), neutral(2), smile(4)),
+        [("OPEN", 3), ("FACE_LOST", 9), ("OPEN", 15)],
+        id="the cooldown guards the same visit only: the next person opens at once",
+    ),
+    pytest.param(
+        {**COOLDOWN, "cooldown_s": 0.0},
+        script(pair((BIG_LEFT, SMILE), (SMALL_RIGHT, NEUTRAL), 6), pair((SMALL_LEFT, SMILE), (BIG_RIGHT, NEUTRAL), 3), pair((BIG_LEFT, SMILE), (SMALL_RIGHT, NEUTRAL), 6)),
+        [("OPEN", 3)],
+        id="a smile that opened goes on while another person decides: it does not open again",
     ),
 ]
 
@@ -213,7 +267,7 @@ FACE_CASES = [
     pytest.param({}, script(pair((SMALL_RIGHT, SMILE), (BIG_LEFT, NEUTRAL), 10)), [], id="largest face decides: a smaller smiling face does not open"),
     pytest.param({}, script(pair((SMALL_RIGHT, NEUTRAL), (BIG_LEFT, SMILE), 4)), [("OPEN", 3)], id="largest face decides: the larger smiling face opens"),
     pytest.param({}, script(pair((BIG_LEFT, SMILE), (SMALL_RIGHT, NEUTRAL), 4)), [("OPEN", 3)], id="the order of the faces does not matter"),
-    pytest.param({}, script(smile(3), smile(4, FAR)), [("OPEN", 6)], id="jump of the deciding face resets the hold"),
+    pytest.param({}, script(smile(3), smile(4, FAR)), [("FACE_LOST", 6), ("OPEN", 6)], id="jump of the deciding face: another person, whose hold starts"),
     pytest.param({}, script(smile(2), smile(2, NEAR)), [("OPEN", 3)], id="a small move continues the hold"),
     pytest.param({}, script(*[smile(1, FAR if i % 2 else BOX) for i in range(12)]), [], id="two people alternating cannot add up one smile"),
     pytest.param(
@@ -222,7 +276,7 @@ FACE_CASES = [
         [("OPEN", 6)],
         id="another person becoming the largest face restarts the hold",
     ),
-    pytest.param({}, script(smile(3), gap(1), smile(4, FAR)), [("OPEN", 7)], id="a jump across a one-frame gap does not add two smiles"),
+    pytest.param({}, script(smile(3), gap(1), smile(4, FAR)), [("FACE_LOST", 6), ("OPEN", 7)], id="a jump across a one-frame gap does not add two smiles"),
 ]
 
 FAULT_CASES = [
@@ -240,7 +294,10 @@ FAULT_CASES = [
     pytest.param({}, script(RECOVER, smile(4)), [("OPEN", 3)], id="recover without a fault says nothing"),
     pytest.param({}, script(FAULT, RECOVER, FAULT), [("FAULT", 0), ("RECOVERED", 0), ("FAULT", 0)], id="a fault after recovery is a new episode"),
     pytest.param(
-        {}, script(smile(4), FAULT, RECOVER, smile(10)), [("OPEN", 3), ("FAULT", 4), ("RECOVERED", 4)], id="the cooldown survives a fault"
+        {}, script(smile(4), FAULT, RECOVER, smile(10)), [("OPEN", 3), ("FAULT", 4), ("RECOVERED", 4)], id="the visit survives a fault: no second OPEN"
+    ),
+    pytest.param(
+        COOLDOWN, script(smile(4), FAULT, RECOVER, smile(10)), [("OPEN", 3), ("FAULT", 4), ("RECOVERED", 4)], id="the cooldown survives a fault"
     ),
 ]
 
@@ -250,8 +307,13 @@ def test_hold_and_hysteresis(overrides: dict[str, Any], steps: list[Step], expec
     assert feed(make_gate(**overrides), steps) == expected
 
 
-@pytest.mark.parametrize(("overrides", "steps", "expected"), COOLDOWN_CASES)
-def test_one_open_per_smile_and_cooldown(overrides: dict[str, Any], steps: list[Step], expected: list[tuple[str, int]]) -> None:
+@pytest.mark.parametrize(("overrides", "steps", "expected"), PER_VISIT_CASES)
+def test_one_open_per_visit(overrides: dict[str, Any], steps: list[Step], expected: list[tuple[str, int]]) -> None:
+    assert feed(make_gate(**overrides), steps) == expected
+
+
+@pytest.mark.parametrize(("overrides", "steps", "expected"), REOPEN_COOLDOWN_CASES)
+def test_reopen_cooldown(overrides: dict[str, Any], steps: list[Step], expected: list[tuple[str, int]]) -> None:
     assert feed(make_gate(**overrides), steps) == expected
 
 
@@ -301,6 +363,116 @@ def test_hold_frames_counts_frames_not_time(fps: int, expected_t: float) -> None
     assert first_open_t(fps, hold_frames=12) == pytest.approx(expected_t)
 
 
+# -- the zone: which faces may decide ------------------------------------------------------------
+
+SIZE = (640, 480)  # BOX and BIG_LEFT have their centres in the left half, FAR and SMALL_RIGHT in the right
+RIGHT_HALF = {"zone": (0.5, 0.0, 1.0, 1.0)}
+
+ZONE_CASES = [
+    pytest.param(RIGHT_HALF, script(smile(10), neutral(40), gap(5)), [], id="a face outside the zone never decides: no OPEN, DENY or FACE_LOST"),
+    pytest.param(RIGHT_HALF, script(smile(4, FAR)), [("OPEN", 3)], id="a face inside the zone decides"),
+    pytest.param(RIGHT_HALF, script(pair((BIG_LEFT, NEUTRAL), (SMALL_RIGHT, SMILE), 4)), [("OPEN", 3)], id="the largest face inside the zone decides, a larger one outside does not"),
+    pytest.param(
+        {"zone": (0.0, 0.0, 0.5, 1.0)},
+        script(pair((BIG_LEFT, NEUTRAL), (SMALL_RIGHT, SMILE), 10)),
+        [],
+        id="a smiling face outside the zone is ignored, however long",
+    ),
+    pytest.param(
+        {"zone": (0.0, 0.0, 0.3, 1.0)},
+        script(smile(2), smile(1, NEAR), smile(4, (180.0, 104.0, 80.0, 80.0))),
+        [],
+        id="a face that steps out of the zone ends its hold",
+    ),
+    pytest.param({"zone": (0.0, 0.0, 0.3, 1.0)}, script(smile(3), gap(1), smile(1)), [("OPEN", 4)], id="a missed detection does not end a hold in the zone"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "steps", "expected"), ZONE_CASES)
+def test_zone(overrides: dict[str, Any], steps: list[Step], expected: list[tuple[str, int]]) -> None:
+    assert feed(make_gate(**overrides), steps, SIZE) == expected
+
+
+def test_a_zone_needs_the_frame_size() -> None:
+    with pytest.raises(ValueError, match="needs the frame size"):
+        make_gate(**RIGHT_HALF).update(0, 0.0, [FaceScore(BOX, 0.9)])
+
+
+def test_the_whole_frame_needs_no_size() -> None:
+    assert feed(make_gate(), script(smile(4))) == [("OPEN", 3)]
+
+
+# -- onset: refusing a photo ---------------------------------------------------------------------
+
+# onset_s 0.25 s is four frame intervals: five frames below exit in a row show the onset.
+ONSET = {"require_onset": True, "onset_s": 0.25}
+
+ONSET_CASES = [
+    pytest.param(ONSET, script(smile(40)), [("DENY", 32)], id="a face smiling from its first frame (a photo) never opens"),
+    pytest.param(ONSET, script(neutral(5), smile(4)), [("OPEN", 8)], id="seen not smiling for onset_s, then a held smile opens"),
+    pytest.param(ONSET, script(neutral(4), smile(10)), [], id="not smiling for less than onset_s is not enough"),
+    pytest.param(ONSET, script(neutral(3), faces(MID, 1), neutral(3), smile(6)), [], id="a score between the thresholds breaks the run"),
+    pytest.param(ONSET, script(neutral(3), gap(1), neutral(1), smile(4)), [("OPEN", 8)], id="a missed detection does not break the run"),
+    pytest.param(ONSET, script(smile(10), neutral(5), smile(4)), [("OPEN", 18)], id="walked up smiling, relaxed, smiled again: opens"),
+    pytest.param(ONSET, script(*[part for _ in range(10) for part in (smile(3), neutral(1))]), [("DENY", 32)], id="a photo whose score dips now and then never opens"),
+    pytest.param(ONSET, script(neutral(6), smile(8, FAR)), [("FACE_LOST", 9)], id="one person's onset does not count for another"),
+    pytest.param(
+        ONSET,
+        script(pair((BIG_LEFT, SMILE), (SMALL_RIGHT, NEUTRAL), 6), pair((SMALL_LEFT, SMILE), (BIG_RIGHT, SMILE), 4)),
+        [("OPEN", 9)],
+        id="the onset is seen while the face does not decide",
+    ),
+    pytest.param({"require_onset": False}, script(smile(4)), [("OPEN", 3)], id="off: a smile from the first frame opens"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "steps", "expected"), ONSET_CASES)
+def test_require_onset(overrides: dict[str, Any], steps: list[Step], expected: list[tuple[str, int]]) -> None:
+    assert feed(make_gate(**overrides), steps) == expected
+
+
+# -- tracks in events ----------------------------------------------------------------------------
+
+
+def test_events_carry_the_track_of_their_visit() -> None:
+    events = feed_events(make_gate(), script(smile(6), gap(4), neutral(40), gap(5), FAULT, RECOVER))
+    assert [(e.event.value, e.frame, e.track) for e in events] == [
+        ("OPEN", 3, 1),
+        ("FACE_LOST", 9, 1),
+        ("DENY", 42, 2),
+        ("FACE_LOST", 53, 2),
+        ("FAULT", 55, None),
+        ("RECOVERED", 55, None),
+    ]
+
+
+def test_a_face_that_never_decides_gets_no_face_lost() -> None:
+    """A face behind the person in front is tracked but is no visit: no FACE_LOST when it goes."""
+    events = feed_events(make_gate(), script(pair((BIG_LEFT, NEUTRAL), (SMALL_RIGHT, SMILE), 6), neutral(6, BIG_LEFT), gap(5)))
+    assert [(e.event.value, e.frame, e.track) for e in events] == [("FACE_LOST", 15, 1)]
+
+
+def test_gate_faces_show_tracks_zone_and_the_deciding_face() -> None:
+    gate = make_gate(zone=(0.0, 0.0, 0.6, 1.0))
+    gate.update(0, 0.0, [FaceScore(BIG_RIGHT, 0.2), FaceScore(SMALL_LEFT, 0.3)], SIZE)
+    gate.update(1, DT, [FaceScore(SMALL_LEFT, 0.8), FaceScore(BIG_RIGHT, 0.1), FaceScore(BOX, 0.5)], SIZE)
+    assert [(f.box, f.score, f.track, f.in_zone, f.decides) for f in gate.faces] == [
+        (SMALL_LEFT, 0.8, 2, True, False),
+        (BIG_RIGHT, 0.1, 1, False, False),
+        (BOX, 0.5, 3, True, True),
+    ]
+    assert gate.last_score == 0.5
+
+
+def test_recovery_after_a_long_pause_ends_the_tracks_of_before() -> None:
+    gate = make_gate()
+    events = gate.update(0, 0.0, [FaceScore(BOX, 0.9)]) + gate.fault(0, 0.0, "camera lost")
+    events += gate.recover(1, 10.0)
+    events += gate.update(1, 10.0, [FaceScore(BOX, 0.9)])
+    assert [(e.event.value, e.track) for e in events] == [("FAULT", None), ("RECOVERED", None), ("FACE_LOST", 1)]
+    assert gate.faces[0].track == 2
+
+
 # -- state ---------------------------------------------------------------------------------------
 
 STATE_CASES = [
@@ -316,7 +488,8 @@ STATE_CASES = [
     pytest.param(script(neutral(2), gap(5)), GateState.IDLE, id="idle after FACE_LOST"),
     pytest.param(script(FAULT), GateState.FAULT, id="fault"),
     pytest.param(script(smile(3), FAULT, smile(3)), GateState.FAULT, id="fault while faces keep smiling"),
-    pytest.param(script(smile(3), FAULT, smile(3), RECOVER), GateState.IDLE, id="idle after recovery"),
+    pytest.param(script(smile(3), FAULT, smile(3), RECOVER), GateState.PRESENT, id="present after recovery: the face is still tracked"),
+    pytest.param(script(neutral(2), gap(2), smile(1)), GateState.SMILING, id="the same visit smiling after a brief gap"),
     pytest.param(script(FAULT, RECOVER, smile(1)), GateState.SMILING, id="smiling again after recovery"),
 ]
 
@@ -389,7 +562,7 @@ def test_event_ids_come_from_the_id_factory_in_order() -> None:
 
 
 def test_default_event_ids_are_unique_hex() -> None:
-    events = feed_events(make_gate(cooldown_s=0.0), script(*[part for _ in range(5) for part in (smile(4), neutral(1))], gap(5)))
+    events = feed_events(make_gate(reopen="cooldown", cooldown_s=0.0), script(*[part for _ in range(5) for part in (smile(4), neutral(1))], gap(5)))
     assert len(events) == 6
     ids = [e.id for e in events]
     assert len(set(ids)) == len(ids)
@@ -399,27 +572,27 @@ def test_default_event_ids_are_unique_hex() -> None:
 TO_DICT_CASES = [
     pytest.param(
         Event(EventType.OPEN, 12, 0.123456, 0.876543, "abc", (1.23, 2.0, 3.04, 4.96), 2, None),
-        {"event": "OPEN", "frame": 12, "t": 0.1235, "score": 0.8765, "id": "abc", "box": [1.2, 2.0, 3.0, 5.0], "faces": 2, "reason": None},
+        {"event": "OPEN", "frame": 12, "t": 0.1235, "score": 0.8765, "id": "abc", "box": [1.2, 2.0, 3.0, 5.0], "faces": 2, "reason": None, "track": None},
         id="OPEN rounds t, score and box",
     ),
     pytest.param(
         Event(EventType.DENY, 3, 6.0, 0.1, "d", (0, 0, 10, 10), 1, "no smile held within 6 s"),
-        {"event": "DENY", "frame": 3, "t": 6.0, "score": 0.1, "id": "d", "box": [0, 0, 10, 10], "faces": 1, "reason": "no smile held within 6 s"},
+        {"event": "DENY", "frame": 3, "t": 6.0, "score": 0.1, "id": "d", "box": [0, 0, 10, 10], "faces": 1, "reason": "no smile held within 6 s", "track": None},
         id="DENY with a reason",
     ),
     pytest.param(
         Event(EventType.FACE_LOST, 7, 1.5, None, "f", None, 0, None),
-        {"event": "FACE_LOST", "frame": 7, "t": 1.5, "score": None, "id": "f", "box": None, "faces": 0, "reason": None},
+        {"event": "FACE_LOST", "frame": 7, "t": 1.5, "score": None, "id": "f", "box": None, "faces": 0, "reason": None, "track": None},
         id="FACE_LOST without a face",
     ),
     pytest.param(
         Event(EventType.FAULT, 0, 1_700_000_000.123456, None, "x", None, 0, "camera 'cam0' lost"),
-        {"event": "FAULT", "frame": 0, "t": 1_700_000_000.1235, "score": None, "id": "x", "box": None, "faces": 0, "reason": "camera 'cam0' lost"},
+        {"event": "FAULT", "frame": 0, "t": 1_700_000_000.1235, "score": None, "id": "x", "box": None, "faces": 0, "reason": "camera 'cam0' lost", "track": None},
         id="FAULT at wall-clock time",
     ),
     pytest.param(
         Event(EventType.RECOVERED, 9, 2.0, None, "r", None, 0, "frames arriving again"),
-        {"event": "RECOVERED", "frame": 9, "t": 2.0, "score": None, "id": "r", "box": None, "faces": 0, "reason": "frames arriving again"},
+        {"event": "RECOVERED", "frame": 9, "t": 2.0, "score": None, "id": "r", "box": None, "faces": 0, "reason": "frames arriving again", "track": None},
         id="RECOVERED",
     ),
 ]
@@ -429,7 +602,7 @@ TO_DICT_CASES = [
 def test_event_to_dict_shape(event: Event, expected: dict[str, Any]) -> None:
     d = event.to_dict()
     assert d == expected
-    assert list(d) == ["event", "frame", "t", "score", "id", "box", "faces", "reason"]
+    assert list(d) == ["event", "frame", "t", "score", "id", "box", "faces", "reason", "track"]
     assert json.loads(json.dumps(d)) == d
 
 
@@ -490,6 +663,9 @@ def test_callbacks_given_to_the_constructor_are_called_before_update_returns() -
         pytest.param({"hold_threshold": 0.4}, id="hold_threshold at exit"),
         pytest.param({"hold_seconds": 0.01}, id="a short hold_seconds"),
         pytest.param({"cooldown_s": 0.0, "lost_after_s": 0.0}, id="cooldown and lost_after_s 0"),
+        pytest.param({"reopen": "cooldown"}, id="reopen cooldown"),
+        pytest.param({"zone": (0.2, 0.0, 0.8, 1.0)}, id="a zone"),
+        pytest.param({"require_onset": True, "onset_s": 0.1}, id="require_onset"),
     ],
 )
 def test_gate_config_accepts(kwargs: dict[str, Any]) -> None:
@@ -509,6 +685,11 @@ def test_gate_config_accepts(kwargs: dict[str, Any]) -> None:
         pytest.param({"hold_frames": -3}, "hold_frames: expected a value >= 1, got -3", id="hold_frames negative"),
         pytest.param({"hold_threshold": 0.7}, r"hold_threshold must lie between .*hold_threshold=0\.7, enter_threshold=0\.6", id="hold above enter"),
         pytest.param({"hold_threshold": 0.3}, r"exit_threshold=0\.4, hold_threshold=0\.3", id="hold below exit"),
+        pytest.param({"reopen": "sometimes"}, "reopen: expected one of 'per_visit', 'cooldown', got 'sometimes'", id="reopen unknown"),
+        pytest.param({"zone": (0.5, 0.0, 0.2, 1.0)}, r"zone: expected \[x0, y0, x1, y1\] with 0 <= x0 < x1 <= 1.*got \[0\.5, 0\.0, 0\.2, 1\.0\]", id="zone x0 > x1"),
+        pytest.param({"zone": (0.0, 0.0, 1.0)}, "zone: expected", id="zone of three numbers"),
+        pytest.param({"zone": (0.0, 0.0, 1.0, 1.5)}, "zone: expected", id="zone beyond the frame"),
+        pytest.param({"onset_s": 0.0}, "onset_s: expected a value > 0", id="onset_s 0"),
     ],
 )
 def test_gate_config_rejects(kwargs: dict[str, Any], match: str) -> None:
@@ -531,6 +712,34 @@ def test_gate_config_enforces_its_declared_bounds(name: str, value: float) -> No
     """GateConfig is public API (``Gate(GateConfig(...))``): its declared bounds hold without the YAML loader."""
     with pytest.raises(ValueError, match=name):
         GateConfig(**{name: value})
+
+
+def test_gate_config_zone_is_stored_as_a_tuple_of_floats() -> None:
+    assert GateConfig(zone=[0, 0, 1, 1]).zone == (0.0, 0.0, 1.0, 1.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("gate", "match"),
+    [
+        pytest.param({"reopen": "sometimes"}, r"gate\.reopen: expected one of 'per_visit', 'cooldown'", id="reopen"),
+        pytest.param({"zone": [0.5, 0, 0.2, 1]}, "zone: expected", id="zone out of order"),
+        pytest.param({"zone": "all"}, r"gate\.zone: expected a list", id="zone not a list"),
+        pytest.param({"require_onset": "yes"}, r"gate\.require_onset: expected true or false", id="require_onset"),
+    ],
+)
+def test_config_file_errors_name_the_gate_key(gate: dict[str, Any], match: str) -> None:
+    from gatekeeper.config import config_from_dict
+    from gatekeeper.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        config_from_dict({"gate": gate})
+
+
+def test_config_file_reads_the_new_gate_keys() -> None:
+    from gatekeeper.config import config_from_dict
+
+    gate = config_from_dict({"gate": {"zone": [0.25, 0, 0.75, 1], "reopen": "cooldown", "require_onset": True, "onset_s": 0.5}}).gate
+    assert (gate.zone, gate.reopen, gate.require_onset, gate.onset_s) == ((0.25, 0.0, 0.75, 1.0), "cooldown", True, 0.5)
 
 
 def test_gate_config_bounds_are_declared_for_the_config_loader() -> None:
