@@ -3,21 +3,30 @@
     source --frames--> detect --faces--> crop --chips--> classify --scores--> gate --events--> sinks
 
 The frame loop is :meth:`Pipeline.process`; :class:`App` adds the source, the watchdog that
-holds the gate shut when frames stop arriving, the event sinks (stdout JSON lines, journal and
-hooks), and shutdown on SIGINT/SIGTERM.
+holds the gate shut when frames stop arriving, the event sinks (the journal and hooks first,
+then stdout JSON lines and the live view), and shutdown.
+
+Two ways to end. A finite source that reaches its end stops in order: hooks deliver what is
+queued within the shutdown bound, and a relay pulse in progress runs out. SIGINT/SIGTERM stop on
+request: the relay goes shut at once (a pulse is cut short), the rest is delivered within the
+bound. Either way the gate's health turns bad as soon as the frames end (:meth:`App.trouble`).
+
+A journal that cannot write is a fault like a lost camera: under ``journal.on_error:
+fail_closed`` the gate is held shut (FAULT) until a probe write succeeds (RECOVERED).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -27,6 +36,9 @@ from .config import Config
 from .crop import face_chip
 from .detect import Face, FaceDetector, resolve_face_model
 from .gate import Event, FaceScore, Gate
+
+if TYPE_CHECKING:
+    from .hooks.dispatch import Dispatcher
 
 __all__ = ["App", "Pipeline", "StdoutSink", "build_pipeline"]
 
@@ -42,17 +54,46 @@ class EventSink(Protocol):
 
 
 class StdoutSink:
-    """One JSON object per line, flushed as written: consumers read the stream live."""
+    """One JSON object per line, flushed as written: consumers read the stream live.
+
+    Stdout is one sink among others: when it cannot be written (the reader went away, as in
+    ``gatekeeper ... | head -1``), that is logged once on stderr and the sink falls silent; the
+    gate, the journal and the hooks go on.
+    """
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream or sys.stdout
+        self.failed: str | None = None  # why the stream cannot be written; nothing more is tried
 
     def emit(self, event: Event) -> None:
-        self.stream.write(json.dumps(event.to_dict(), separators=(", ", ": ")) + "\n")
-        self.stream.flush()
+        if self.failed is not None:
+            return
+        try:
+            self.stream.write(json.dumps(event.to_dict(), separators=(", ", ": ")) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError) as exc:  # BrokenPipeError; ValueError: the stream was closed
+            self._fail(exc)
 
     def close(self) -> None:
-        self.stream.flush()
+        if self.failed is not None:
+            return
+        try:
+            self.stream.flush()
+        except (OSError, ValueError) as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        self.failed = f"{type(exc).__name__}: {exc}"
+        log.error("stdout cannot be written (%s); events still go to the journal and the hooks, no longer to stdout", self.failed)
+        if self.stream is sys.__stdout__:
+            # What is left in the stream's buffer would fail again when the interpreter flushes
+            # stdout at exit (a second traceback, exit status 120): let it go to /dev/null.
+            try:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, self.stream.fileno())
+                os.close(null)
+            except (OSError, ValueError):
+                pass
 
 
 @dataclass
@@ -117,7 +158,7 @@ class Pipeline:
 
 def build_pipeline(cfg: Config, *, video: bool = True) -> Pipeline:
     """Load the models named by ``cfg`` (raises :class:`~gatekeeper.errors.ModelError`)."""
-    model = resolve_face_model(cfg.detector.model_path, download=cfg.detector.download)
+    model = resolve_face_model(cfg.detector.model_path)
     detector = FaceDetector(model, video=video, min_confidence=cfg.detector.min_confidence, min_face_px=cfg.detector.min_face_px)
     try:
         classifier = SmileClassifier(cfg.classifier.model_path, threads=cfg.classifier.threads)
@@ -128,26 +169,58 @@ def build_pipeline(cfg: Config, *, video: bool = True) -> Pipeline:
 
 
 class App:
-    """A running gate: one source, one pipeline, some sinks.
+    """A running gate: one source, one pipeline, the journal and hooks, some sinks.
 
-    >>> app = App(cfg, pipeline, [StdoutSink()])  # doctest: +SKIP
-    >>> app.run(FileSource("clip.mp4"))           # doctest: +SKIP
+    >>> app = App(cfg, pipeline, [StdoutSink()], dispatcher=dispatcher)  # doctest: +SKIP
+    >>> app.run(FileSource("clip.mp4"))                                  # doctest: +SKIP
+    >>> app.close()                                                      # doctest: +SKIP
+
+    Each event goes to the ``dispatcher`` (journal, then hooks) before any sink sees it.
     """
 
-    def __init__(self, cfg: Config, pipeline: Pipeline, sinks: Iterable[EventSink], on_frame: Callable[[Frame, Pipeline], None] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        pipeline: Pipeline,
+        sinks: Iterable[EventSink],
+        on_frame: Callable[[Frame, Pipeline], None] | None = None,
+        *,
+        dispatcher: Dispatcher | None = None,
+    ) -> None:
         self.cfg = cfg
         self.pipeline = pipeline
         self.sinks = list(sinks)
+        self.dispatcher = dispatcher
         self.stopping = threading.Event()
         self.on_frame = on_frame
         self.frames = 0
         self.events: dict[str, int] = {}
+        self.ended: str | None = None  # why the frames ended ("source ended", "stopped"); None while running
+        self._faults: dict[str, str] = {}  # what holds the gate shut: "source", "journal" -> reason
 
     def emit(self, events: list[Event]) -> None:
         for e in events:
+            if self.dispatcher is not None and not self.dispatcher.emit(e):
+                continue  # an OPEN the journal could not record: it does not happen (fail_closed)
             self.events[e.event.value] = self.events.get(e.event.value, 0) + 1
             for sink in self.sinks:
                 sink.emit(e)
+
+    def trouble(self) -> str | None:
+        """Why the gate is not healthy beyond what its frames and events show, or None.
+
+        The frames have ended, or the journal cannot write (under ``on_error: deliver`` too,
+        where the gate keeps opening). The live view's ``/healthz`` reads it.
+        """
+        if self.ended is not None:
+            return self.ended
+        problem = self.dispatcher.journal_fault if self.dispatcher is not None else None
+        return None if problem is None else f"journal cannot write: {problem}"
+
+    @property
+    def journal_errors(self) -> int:
+        """Journal writes that failed since start (``gatekeeper_journal_errors_total``)."""
+        return self.dispatcher.journal_errors if self.dispatcher is not None else 0
 
     def install_signal_handlers(self) -> None:
         """SIGINT/SIGTERM ask for an orderly stop (the loop ends, sinks drain, exit 0)."""
@@ -159,35 +232,65 @@ class App:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, handler)
 
+    # -- faults --------------------------------------------------------------------------------
+    def _fault(self, cause: str, frame: int, t: float, reason: str) -> None:
+        """Hold the gate shut for ``cause``; one FAULT per episode, however many causes overlap."""
+        self._faults[cause] = reason
+        self.emit(self.pipeline.gate.fault(frame, t, reason))
+
+    def _recover(self, cause: str, frame: int, t: float, reason: str) -> None:
+        """``cause`` is over; RECOVERED once nothing else holds the gate shut."""
+        if self._faults.pop(cause, None) is None:
+            return
+        if self._faults:
+            log.info("%s recovered (%s); the gate stays shut: %s", cause, reason, "; ".join(self._faults.values()))
+            return
+        self.emit(self.pipeline.gate.recover(frame, t, reason))
+
+    def _watch_journal(self, frame: int, t: float) -> None:
+        d = self.dispatcher
+        if d is None or d.on_error != "fail_closed":
+            return
+        problem = d.journal_fault
+        if problem is not None and "journal" not in self._faults:
+            self._fault("journal", frame, t, f"journal cannot write: {problem}")
+        elif problem is None and "journal" in self._faults:
+            self._recover("journal", frame, t, "journal writable again")
+
+    # -- the frame loop ------------------------------------------------------------------------
     def _step(self, frame: Frame) -> None:
         self.emit(self.pipeline.process(frame))
+        self._watch_journal(frame.index, frame.t)
         self.frames += 1
         if self.on_frame is not None:
             self.on_frame(frame, self.pipeline)
 
-    def run(self, source: FileSource | LiveSource) -> None:
+    def run(self, source: FileSource | LiveSource | Iterable[Frame]) -> None:
         """Process frames until the source ends or a stop is requested.
 
+        ``source``: a :class:`LiveSource`, or any finite iterable of frames (a :class:`FileSource`).
         An unexpected error in a stage fails closed: a FAULT event says why (so the relay is
         forced off and receivers know), then the error propagates and the process exits.
         """
         try:
-            if isinstance(source, FileSource):
+            if isinstance(source, LiveSource):
+                self._run_live(source)
+            else:
                 for frame in source:
                     if self.stopping.is_set():
                         break
                     self._step(frame)
-            else:
-                self._run_live(source)
         except Exception as exc:
             gate = self.pipeline.gate
             self.emit(gate.fault(self.frames, time.time(), f"internal error: {type(exc).__name__}: {exc}"))
             raise
         finally:
-            source.close()
+            self.ended = "stopped" if self.stopping.is_set() else "source ended"
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
 
     def _run_live(self, source: LiveSource) -> None:
-        gate = self.pipeline.gate
         last_arrival = time.monotonic()
         last_index = -1
         for frame in source.frames(poll_s=min(0.1, self.cfg.source.watchdog_s / 4)):
@@ -196,18 +299,29 @@ class App:
             now = time.monotonic()
             if frame is None:
                 # Watchdog: no frame for watchdog_s holds the gate shut and says why.
-                if now - last_arrival >= self.cfg.source.watchdog_s and not gate.faulted:
+                if now - last_arrival >= self.cfg.source.watchdog_s and "source" not in self._faults:
                     reason = source.status.fault or f"no frame for {self.cfg.source.watchdog_s:g} s"
-                    self.emit(gate.fault(max(last_index, 0), time.time(), reason))
+                    self._fault("source", max(last_index, 0), time.time(), reason)
+                self._watch_journal(max(last_index, 0), time.time())
                 continue
             last_arrival, last_index = now, frame.index
-            if gate.faulted:
-                self.emit(gate.recover(frame.index, frame.t))
+            self._recover("source", frame.index, frame.t, "frames arriving again")
             self._step(frame)
-        if source.status.ended and not gate.faulted:
-            self.emit(gate.fault(max(last_index, 0), time.time(), source.status.fault or "source ended"))
+        if source.status.ended and "source" not in self._faults:
+            self._fault("source", max(last_index, 0), time.time(), source.status.fault or "source ended")
 
-    def close(self) -> None:
-        for sink in self.sinks:
-            sink.close()
-        self.pipeline.close()
+    def close(self, timeout: float = 5.0) -> None:
+        """Tell the sinks the run is over, then close the journal and hooks within ``timeout``.
+
+        After a stop on request (SIGINT/SIGTERM) the hooks are interrupted: the relay goes shut
+        at once. After the end of a finite source they finish in order (a pulse runs out).
+        """
+        try:
+            for sink in self.sinks:
+                sink.close()
+        finally:
+            try:
+                if self.dispatcher is not None:
+                    self.dispatcher.close(timeout, interrupt=self.stopping.is_set())
+            finally:
+                self.pipeline.close()

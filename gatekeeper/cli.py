@@ -6,6 +6,7 @@
     gatekeeper --check-config             validate the config and print the effective values (secrets masked)
     gatekeeper ... --http 127.0.0.1:8080  live view, /healthz, /status, /metrics (pip install '.[web]')
     gatekeeper --video clip.mp4 --report out.png   plot of the score and events (pip install '.[report]')
+    gatekeeper --video clip.mp4 --dry-run  no hooks run, the journal in memory (a replay on a production box)
     gatekeeper demo [--no-http]           replay a clip shipped with gatekeeper, with the live view
     gatekeeper score PHOTO|DIR ...        smile score of the largest face of each photo
     gatekeeper train / eval               training and evaluation (pip install '.[train]')
@@ -84,6 +85,7 @@ def run_parser() -> argparse.ArgumentParser:
     ap.add_argument("--http", metavar="HOST:PORT", help="serve the live view, /healthz, /status and /metrics (PORT alone: 127.0.0.1:PORT)")
     ap.add_argument("--hold-open", type=float, default=0.0, metavar="SECONDS", help="with --http: keep serving this long after the source ends (SIGINT/SIGTERM end it sooner)")
     ap.add_argument("--report", metavar="PATH", help="after the run, plot the score, thresholds and events to PATH (.png or .html)")
+    ap.add_argument("--dry-run", action="store_true", help="run no hooks (no relay, webhook, MQTT or command) and keep the journal in memory: a replay on a production box leaves no trace")
     ap.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return ap
 
@@ -187,7 +189,7 @@ def _run(argv: list[str]) -> int:
         try:
             # Journal first, then hooks: every event is recorded before any hook sees it. Start
             # resumes what an earlier run left undelivered (or marks it expired).
-            dispatcher = open_dispatcher(cfg)
+            dispatcher = open_dispatcher(cfg, dry_run=args.dry_run)
         except BaseException:
             source.close()
             pipeline.close()
@@ -195,7 +197,9 @@ def _run(argv: list[str]) -> int:
         dispatcher.start()
         if view is not None:
             view.hooks = dispatcher.hooks
-        app = App(cfg, pipeline, [*sinks[:1], dispatcher, *sinks[1:]], on_frame=_fan_out(on_frame))
+        app = App(cfg, pipeline, sinks, on_frame=_fan_out(on_frame), dispatcher=dispatcher)
+        if view is not None:
+            view.app = app  # /healthz: the source ended, the journal cannot write
         app.install_signal_handlers()
         try:
             app.run(source)

@@ -75,6 +75,11 @@ class JournalConfig:
     path: str | None = opt(None, "SQLite event journal (WAL); null: $XDG_STATE_HOME/gatekeeper/journal.sqlite3 (~/.local/state/...)")
     enabled: bool = opt(True, "write every event to the journal before any hook sees it")
     keep_days: float = opt(30.0, "events older than this many days are deleted from the journal at start", gt=0)
+    on_error: Literal["fail_closed", "deliver"] = opt(
+        "fail_closed",
+        "when the journal cannot write (full disk): fail_closed holds the gate shut (FAULT) until it can; "
+        "deliver keeps opening and delivers OPENs without a record",
+    )
 
     def resolved_path(self) -> Path:
         """Where the journal lives: ``path``, else the user's state directory."""

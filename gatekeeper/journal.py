@@ -69,6 +69,9 @@ CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (state) WHERE state 
 """
 
 
+_PROBE_ID = "~probe"  # never an event id (those are hex); written and deleted by check_writable
+
+
 class DeliveryState(str, enum.Enum):
     """Where one event stands with one hook."""
 
@@ -193,21 +196,18 @@ class Journal:
         created_at = self._clock()
         body = json.dumps(event.to_dict(), separators=(",", ":"))
         rows = [(event.id, hook, created_at) for hook in hooks]
+        def write() -> None:
+            self._db.execute(
+                "INSERT INTO events (id, created_at, type, event) VALUES (?, ?, ?, ?)",
+                (event.id, created_at, event.event.value, body),
+            )
+            self._db.executemany(
+                "INSERT INTO deliveries (event_id, hook, state, updated_at) VALUES (?, ?, 'pending', ?)", rows
+            )
+
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    self._db.execute(
-                        "INSERT INTO events (id, created_at, type, event) VALUES (?, ?, ?, ?)",
-                        (event.id, created_at, event.event.value, body),
-                    )
-                    self._db.executemany(
-                        "INSERT INTO deliveries (event_id, hook, state, updated_at) VALUES (?, ?, 'pending', ?)", rows
-                    )
-                except sqlite3.Error:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
+                self._transaction(write)
             except sqlite3.IntegrityError:
                 raise JournalError(f"event {event.id} is already in the journal; expected a unique event id") from None
             except sqlite3.Error as exc:
@@ -237,6 +237,41 @@ class Journal:
             except sqlite3.Error as exc:
                 raise JournalError(f"journal {self.path!r}: cannot prune: {exc}") from None
         return cur.rowcount
+
+    def check_writable(self) -> None:
+        """Raise :class:`JournalError` unless a write reaches the file now (a full disk, a file gone read-only).
+
+        Writes and deletes a row of the size of a small event in one transaction, so the pages
+        an append would touch are written as an append would write them; the journal's content
+        does not change.
+        """
+        def write() -> None:
+            self._db.execute(
+                "INSERT INTO events (id, created_at, type, event) VALUES (?, ?, 'PROBE', ?)",
+                (_PROBE_ID, self._clock(), "x" * 200),
+            )
+            self._db.execute("DELETE FROM events WHERE id = ?", (_PROBE_ID,))
+
+        with self._lock:
+            try:
+                self._transaction(write)
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self.path!r}: cannot write: {exc}") from None
+
+    def _transaction(self, write: Callable[[], None]) -> None:
+        """``write`` in one transaction (the caller holds the lock); rolled back if any of it fails.
+
+        A full disk may fail the COMMIT itself, and SQLite may or may not have rolled back by
+        then; either way no transaction is left open to break the next write.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            write()
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def _write(self, sql: str, params: Sequence[Any]) -> None:
         with self._lock:

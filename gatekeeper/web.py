@@ -234,6 +234,7 @@ class _CountersCollector(Collector):
                 family.add_metric([hook.name], getattr(hook.stats, attr))
         yield from families.values()
         yield counter("gatekeeper_web_events_dropped", "Events lost by live-view clients that did not keep up", v.hub.total_dropped())
+        yield counter("gatekeeper_journal_errors", "Journal writes that failed (a full disk)", v.app.journal_errors if v.app is not None else 0)
 
 
 class LiveView:
@@ -268,6 +269,7 @@ class LiveView:
         self.events_by_type: dict[str, int] = {e.value: 0 for e in EventType}
         self.fault: str | None = None  # reason of an unrecovered FAULT event
         self.ended = False
+        self.app: Any = None  # the App, once built: its trouble() (the journal cannot write) and journal_errors
         self._snapshot: Snapshot | None = None
         self._last_frame_at: float | None = None
         self._lock = threading.Lock()
@@ -353,10 +355,13 @@ class LiveView:
             last, fault = self._last_frame_at, self.fault
         if fault is not None:
             return False, f"fault: {fault}"
+        trouble = self.app.trouble() if self.app is not None else None
+        if trouble is not None:
+            return False, trouble
         if last is None:
             return False, "no frame yet"
         age = self._clock() - last
-        if age > self.cfg.source.watchdog_s:
+        if self.ended or age > self.cfg.source.watchdog_s:  # ended: at once, not after watchdog_s
             return False, f"source ended; last frame {age:.1f} s ago" if self.ended else f"no frame for {age:.1f} s"
         return True, "ok"
 

@@ -9,31 +9,40 @@ in view opens it after ``hold_frames`` frames, once per smile.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from mjpeg_server import MjpegServer, jpeg_frames_from_video
 from polling import wait_for
+from prometheus_client import generate_latest
 from videofiles import faststart, garbled, truncated
 
-from gatekeeper.app import App, Pipeline
-from gatekeeper.capture import LiveSource
+from gatekeeper.app import App, Pipeline, StageTimes
+from gatekeeper.capture import Frame, LiveSource
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.config import Config, config_from_dict
 from gatekeeper.detect import FaceDetector
-from gatekeeper.gate import Event, EventType, Gate
-from gatekeeper.hooks import Dispatcher, GpioHook, GpioHookConfig
+from gatekeeper.gate import Event, EventType, FaceScore, Gate
+from gatekeeper.hooks import Delivery, Dispatcher, GpioHook, GpioHookConfig, Hook
+from gatekeeper.journal import Journal
+from gatekeeper.web import LiveView, WebServer
 
 REQUIRED_KEYS = {"event", "frame", "t", "score", "id", "box", "faces", "reason"}
 HOLD_FRAMES = 3
@@ -396,3 +405,238 @@ def test_a_signal_mid_run_stops_in_order_and_exits_0(shared_dir: Path, cli_confi
     done = re.search(r"done: (\d+) frames", stderr)
     assert done is not None, stderr[-2000:]
     assert int(done.group(1)) < 169, "it stopped mid-clip, not at the end"
+
+
+# -- a journal that cannot write ------------------------------------------------------------------------
+
+VISIT = ["face"] * 6 + [None] * 15  # at 30 fps: one OPEN after HOLD_FRAMES frames, FACE_LOST 0.3 s after the face goes
+
+
+class ScoredPipeline:
+    """detect -> crop -> classify stand-in: the real gate, fed one smiling face or none per frame."""
+
+    def __init__(self, cfg: Config, script: list[str | None]) -> None:
+        self.gate = Gate(cfg.gate)
+        self.times = StageTimes()
+        self.last_faces: list[FaceScore] = []
+        self.script = script
+
+    def process(self, frame: Frame) -> list[Event]:
+        self.last_faces = [FaceScore((10.0, 10.0, 100.0, 100.0), 0.95)] if self.script[frame.index] else []
+        return self.gate.update(frame.index, frame.t, self.last_faces)
+
+    def close(self) -> None:
+        pass
+
+
+class Taker(Hook):
+    """A hook that takes OPEN and FAULT and remembers which it got."""
+
+    kind = "taker"
+
+    def __init__(self) -> None:
+        super().__init__("taker", events=("OPEN", "FAULT"), max_age_s=60, queue_size=64)
+        self.got: list[tuple[str, str]] = []
+
+    def deliver(self, delivery: Delivery, attempt: int) -> None:
+        self.got.append((delivery.event.event.value, delivery.event.id))
+
+
+class FullDisk:
+    """A 1 MiB tmpfs that the test fills to the last byte and frees again: a real full disk."""
+
+    def __init__(self, mountpoint: Path) -> None:
+        self.mountpoint = mountpoint
+        self.filler = mountpoint / "filler"
+
+    def fill(self) -> None:
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self.filler.unlink()
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[FullDisk]:
+    mountpoint = tmp_path / "disk"
+    mountpoint.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mountpoint)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(
+            f"mounting a tmpfs needs root ({mounted.stderr.strip()}); the journal-on-a-read-only-connection tests "
+            "take the same path with an SQLite-level fault"
+        )
+    try:
+        yield FullDisk(mountpoint)
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def journal_world(fail: Callable[[], None], heal: Callable[[], None], dispatcher: Dispatcher, seen: dict[str, Any], view: Any, app_of: list[App]) -> Iterator[Frame]:
+    """Frames at 30 fps for seven visits: the journal breaks before the second visit and heals
+    before the sixth. What health, trouble and the metrics said while it was broken goes in ``seen``."""
+    image = np.zeros((8, 8, 3), np.uint8)
+    script = VISIT * 7
+    for i in range(len(script)):
+        if i == len(VISIT):
+            fail()
+        if i == 5 * len(VISIT):
+            app = app_of[0]
+            seen.update(health=view.health(), trouble=app.trouble(), metrics=generate_latest(view.registry).decode(), errors=app.journal_errors)
+            heal()
+            wait_for(lambda: dispatcher.journal_fault is None, 10, "the journal probe to find it writable again")
+        yield Frame(image, i, i / 30)
+
+
+def run_journal_world(tmp_path: Path, journal_path: Path, fail: Callable[[Journal], None], heal: Callable[[Journal], None], on_error: str = "fail_closed"):
+    cfg = config_from_dict({"gate": dict(GATE), "journal": {"path": str(journal_path), "on_error": on_error}})
+    journal = Journal(journal_path)
+    taker = Taker()
+    dispatcher = Dispatcher(journal, [taker], on_error=cfg.journal.on_error, probe_interval_s=0.05)
+    dispatcher.start()
+    recorder = Recorder()
+    view = LiveView(cfg)
+    script = VISIT * 7
+    app_of: list[App] = []
+    seen: dict[str, Any] = {}
+    app = App(cfg, ScoredPipeline(cfg, script), [recorder, view], on_frame=view.on_frame, dispatcher=dispatcher)
+    view.app = app
+    app_of.append(app)
+    app.run(journal_world(lambda: fail(journal), lambda: heal(journal), dispatcher, seen, view, app_of))
+    app.close()
+    with Journal(journal_path, readonly=True) as j:
+        recorded = {e.event.id: e for e in j.entries()}
+    return recorder, taker, recorded, seen, app
+
+
+def check_fail_closed(recorder: Recorder, taker: Taker, recorded: dict[str, Any], seen: dict[str, Any], expected_error: str) -> None:
+    kinds = [k for k in recorder.kinds() if k in ("OPEN", "FAULT", "RECOVERED")]
+    assert kinds == ["OPEN", "FAULT", "RECOVERED", "OPEN", "OPEN"], recorder.kinds()
+    fault = next(e for e in recorder.events if e.event is EventType.FAULT)
+    assert fault.reason is not None and fault.reason.startswith("journal cannot write") and expected_error in fault.reason
+    recovered = next(e for e in recorder.events if e.event is EventType.RECOVERED)
+    assert recovered.reason == "journal writable again" and recovered.frame >= 5 * len(VISIT)
+    # Every OPEN that reached the hook has its record; the one of the second visit reached nothing.
+    opens = [id_ for kind, id_ in taker.got if kind == "OPEN"]
+    assert opens == [e.id for e in recorder.events if e.event is EventType.OPEN]
+    assert all(i in recorded for i in opens), "an OPEN reached a hook without its record"
+    assert ("FAULT", fault.id) in taker.got and fault.id not in recorded, "the FAULT reached the hook, unrecorded"
+    assert recovered.id in recorded
+    healthy, why = seen["health"]
+    assert not healthy and why.startswith("fault: journal cannot write") and expected_error in why
+    assert seen["trouble"] is not None and expected_error in seen["trouble"]
+    errors = re.search(r"^gatekeeper_journal_errors_total (\S+)$", seen["metrics"], re.M)
+    assert errors is not None and float(errors.group(1)) == seen["errors"] >= 1
+    assert 'gatekeeper_events_total{type="FAULT"} 1.0' in seen["metrics"]
+    assert 'gatekeeper_gate_state{state="fault"} 1.0' in seen["metrics"]
+
+
+def test_a_full_disk_under_the_journal_holds_the_gate_shut_until_space_returns(tmp_path: Path, full_disk: FullDisk) -> None:
+    recorder, taker, recorded, seen, app = run_journal_world(
+        tmp_path, full_disk.mountpoint / "journal.sqlite3", lambda j: full_disk.fill(), lambda j: full_disk.free()
+    )
+    check_fail_closed(recorder, taker, recorded, seen, "database or disk is full")
+    assert app.trouble() == "source ended"
+
+
+def read_only(journal: Journal, on: bool) -> None:
+    """A fault injected at the SQLite layer: the connection refuses writes (SQLITE_READONLY), as a
+    file system remounted read-only would. Portable (no root), unlike the full tmpfs above."""
+    with journal._lock:
+        journal._db.execute(f"PRAGMA query_only = {'ON' if on else 'OFF'}")
+
+
+def test_a_journal_that_refuses_writes_holds_the_gate_shut_until_it_takes_them_again(tmp_path: Path) -> None:
+    recorder, taker, recorded, seen, _ = run_journal_world(
+        tmp_path, tmp_path / "journal.sqlite3", lambda j: read_only(j, True), lambda j: read_only(j, False)
+    )
+    check_fail_closed(recorder, taker, recorded, seen, "readonly")
+
+
+def test_on_error_deliver_keeps_the_gate_opening_unrecorded_and_says_it_is_unhealthy(tmp_path: Path) -> None:
+    recorder, taker, recorded, seen, _ = run_journal_world(
+        tmp_path, tmp_path / "journal.sqlite3", lambda j: read_only(j, True), lambda j: read_only(j, False), on_error="deliver"
+    )
+    opens = [e.id for e in recorder.events if e.event is EventType.OPEN]
+    assert "FAULT" not in recorder.kinds() and len(opens) == 7, "the gate went on opening"
+    assert [i for kind, i in taker.got if kind == "OPEN"] == opens
+    assert sum(i not in recorded for i in opens) == 4, "the four OPENs while the journal refused writes went unrecorded"
+    healthy, why = seen["health"]
+    assert not healthy and why.startswith("journal cannot write") and "readonly" in why
+
+
+# -- a closed stdout ----------------------------------------------------------------------------------
+
+
+def journal_kinds(path: Path) -> list[str]:
+    with Journal(path, readonly=True) as journal:
+        return [e.event.event.value for e in journal.entries()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head", ["head -n 0", "head -n 1"])
+def test_a_closed_stdout_stops_nothing_else(shared_dir: Path, tmp_path: Path, cli_config: Callable[..., Path], head: str) -> None:
+    """``gatekeeper ... | head``: the reader goes away; the gate, the journal and the hooks go on, exit 0."""
+    runs = tmp_path / "runs.jsonl"
+    config = cli_config()
+    data = yaml.safe_load(config.read_text())
+    data["hooks"] = [{"type": "command", "argv": ["/bin/sh", "-c", 'cat >> "$0"; echo >> "$0"', str(runs)], "events": ["OPEN", "FACE_LOST"]}]
+    config.write_text(yaml.safe_dump(data))
+    video = shared_dir / "videos" / "face_noface.mov"
+    cmd = " ".join(map(shlex.quote, gatekeeper_cmd("--video", str(video), "--config", str(config))))
+    # A real pipe to a real head; the pipeline's status is gatekeeper's (bash's PIPESTATUS).
+    proc = subprocess.run(["bash", "-c", f"{cmd} | {head}; exit ${{PIPESTATUS[0]}}"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr[-3000:]
+    told = proc.stderr.count("stdout cannot be written")
+    assert told == 1 if head == "head -n 0" else told <= 1, proc.stderr[-3000:]  # head -1 may leave before or after the last line
+    assert len(proc.stdout.splitlines()) == (0 if head == "head -n 0" else 1)
+    kinds = journal_kinds(tmp_path / "journal.sqlite3")
+    assert kinds[:2] == ["OPEN", "FACE_LOST"], "the journal has every event, the ones after the pipe closed too"
+    delivered = [json.loads(line)["event"] for line in runs.read_text().splitlines() if line.strip()]
+    assert delivered == [k for k in kinds if k in ("OPEN", "FACE_LOST")], "the hook got every event it takes"
+    assert re.search(r"done: \d+ frames", proc.stderr), "the replay ran to the end"
+
+
+# -- health at the end of the source ------------------------------------------------------------------
+
+
+def healthz(server: WebServer) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(server.url + "healthz", timeout=10) as r:
+            return r.status, json.loads(r.read())["reason"]
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read())["reason"]
+
+
+def test_healthz_turns_503_as_soon_as_the_source_ends_not_after_the_watchdog(tmp_path: Path) -> None:
+    cfg = config_from_dict({"gate": dict(GATE), "source": {"watchdog_s": 60.0}, "journal": {"enabled": False}})
+    view = LiveView(cfg)
+    server = WebServer(view, "127.0.0.1", 0)
+    server.start()
+    seen: list[tuple[int, str]] = []
+
+    def frames() -> Iterator[Frame]:
+        image = np.zeros((8, 8, 3), np.uint8)
+        for i in range(len(VISIT)):
+            yield Frame(image, i, i / 30)
+        seen.append(healthz(server))  # the last frame has gone through; the source is about to end
+
+    try:
+        app = App(cfg, ScoredPipeline(cfg, VISIT), [view], on_frame=view.on_frame, dispatcher=Dispatcher(None, []))
+        view.app = app
+        app.run(frames())
+        seen.append(healthz(server))  # the run is over; the hooks have not been closed yet
+        app.close()
+        seen.append(healthz(server))
+    finally:
+        server.stop()
+    assert seen == [(200, "ok"), (503, "source ended"), (503, "source ended")]

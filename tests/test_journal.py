@@ -337,3 +337,23 @@ def test_events_on_a_missing_journal_says_exactly_that(tmp_path):
         f"gatekeeper: error: journal {str(path)!r} does not exist; expected the journal.path of a gate that has run\n",
     )
     assert not path.exists()  # reading never creates a journal
+
+
+def test_check_writable_writes_through_and_leaves_no_trace(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite3")
+    journal.append(ev(), ["a"])
+    before = [e.to_dict() for e in journal.entries()]
+    journal.check_writable()
+    assert [e.to_dict() for e in journal.entries()] == before
+    with journal._lock:
+        journal._db.execute("PRAGMA query_only = ON")  # as a file system remounted read-only would
+    with pytest.raises(JournalError, match="cannot write: attempt to write a readonly database"):
+        journal.check_writable()
+    with pytest.raises(JournalError, match="cannot append"):
+        journal.append(ev(), ["a"])
+    with journal._lock:
+        journal._db.execute("PRAGMA query_only = OFF")
+    journal.check_writable()  # no transaction was left open by the failures
+    journal.append(ev(), ["a"])
+    assert len(journal.entries()) == 2
+    journal.close()

@@ -44,7 +44,8 @@ CLIPS = ["single_face.mp4", "face_noface.mov", "no_face.mp4"]
 def replays(shared_dir: Path, face_model_path: Path) -> dict[str, tuple[subprocess.CompletedProcess[str], list[dict]]]:
     out = {}
     for clip in CLIPS:
-        proc = run_cli(["--video", str(shared_dir / "videos" / clip), "--config", os.devnull], face_model_path)
+        # A dry run: the replays check what the gate decides, not the journal.
+        proc = run_cli(["--video", str(shared_dir / "videos" / clip), "--config", os.devnull, "--dry-run"], face_model_path)
         events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
         out[clip] = (proc, events)
     return out

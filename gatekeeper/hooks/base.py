@@ -154,11 +154,22 @@ class Hook(abc.ABC):
         self._thread = threading.Thread(target=self._run, name=f"hook-{self.name}", daemon=True)
         self._thread.start()
 
-    def drain(self) -> None:
-        """Take no new events; the worker stops once the queued ones are settled."""
+    def drain(self, deadline: float | None = None) -> None:
+        """Take no new events; the worker stops once the queued ones are settled.
+
+        ``deadline`` (``time.monotonic()``) is when :meth:`stop` will follow: a hook may use it
+        to leave alone work that could not finish by then (the relay does).
+        """
         with self._cond:
             self._draining = True
             self._cond.notify_all()
+
+    def interrupt(self) -> None:  # noqa: B027 -- optional: only hooks driving hardware override it
+        """Shutting down on request (SIGINT/SIGTERM): cut short what is unsafe to finish.
+
+        Called before :meth:`drain`. Most hooks have nothing to cut and still deliver what is
+        queued within the bound; the relay goes shut at once.
+        """
 
     def stop(self) -> None:
         """Abandon queued events and waits at once; they stay pending in the journal."""
@@ -177,7 +188,7 @@ class Hook(abc.ABC):
     def close(self, timeout: float = 5.0) -> bool:
         """Deliver what is queued within ``timeout`` seconds, then stop; True if it all settled."""
         deadline = time.monotonic() + timeout
-        self.drain()
+        self.drain(deadline)
         drained = self.join(max(0.0, deadline - time.monotonic()))
         self.stop()
         # A hook hung inside deliver() is left behind (its thread is a daemon); shutdown goes on.

@@ -12,6 +12,13 @@ The relay is driven through gpiozero, so tests and demos run on gpiozero's ``Moc
 
 Fail closed: a FAULT switches the relay off at once, from the caller's thread, cutting any pulse
 short, and an OPEN queued before that FAULT is never pulsed.
+
+Shutdown comes in two kinds. The orderly end of a finite source (a replay that reached the end
+of its file) lets a pulse in progress run out, and pulses the OPENs already queued, as long as
+each pulse ends before the shutdown bound (``drain(deadline)``); a pulse that would outlast the
+bound is cut at once rather than held and then cut. A stop on request (SIGINT/SIGTERM,
+:meth:`GpioHook.interrupt`) shuts the relay at once: the controller is going away, and shut is
+the safe state. A cut pulse is journaled as failed, with what cut it.
 """
 
 from __future__ import annotations
@@ -50,9 +57,12 @@ class GpioHook(Hook):
         self.config = config
         self._pulse_s = config.pulse_ms / 1000.0
         self._lock = threading.Lock()  # orders on()/off() between the worker and publish(FAULT)
-        self._interrupt = threading.Event()  # set by FAULT and stop(): ends a pulse early
+        self._interrupt = threading.Event()  # set by FAULT, interrupt() and stop(): ends a pulse early
+        self._cut_by = "a FAULT"  # what set _interrupt, for the journal
         self._last_fault = float("-inf")  # monotonic time of the last FAULT; older OPENs are not pulsed
-        self._shutting_down = False  # set by drain(): no pulse starts from then on
+        self._shutting_down = False  # set by interrupt(): no pulse starts from then on
+        self._deadline = float("inf")  # set by drain(): no pulse may run past it
+        self._pulse_end: float | None = None  # monotonic time the running pulse ends; None: relay off
         self.device = self._open_device()
 
     def _open_device(self) -> OutputDevice:
@@ -84,9 +94,7 @@ class GpioHook(Hook):
         """Switch the relay off now, cut a running pulse short, and cancel OPENs queued before now."""
         with self._lock:
             self._last_fault = time.monotonic()
-            self._interrupt.set()
-            if not self.device.closed:
-                self.device.off()
+            self._cut("a FAULT")
 
     def publish(self, event: Event, created_at: float | None = None) -> None:
         if event.event is EventType.FAULT:
@@ -105,34 +113,59 @@ class GpioHook(Hook):
                 raise DeliveryError("a FAULT came after this OPEN; the relay stays shut", retry=False)
             if self._stopping.is_set() or self._shutting_down:
                 raise DeliveryError("shutting down; the relay stays shut", retry=False)
+            started = time.monotonic()
+            if started + self._pulse_s > self._deadline:
+                raise DeliveryError(
+                    f"shutting down; a {self.config.pulse_ms} ms pulse would not end within the shutdown bound, "
+                    "the relay stays shut",
+                    retry=False,
+                )
             self._interrupt.clear()
+            self._pulse_end = started + self._pulse_s
             self.device.on()
-        started = time.monotonic()
         try:
             interrupted = self._interrupt.wait(self._pulse_s)
         finally:
             with self._lock:
-                self.device.off()
+                self._pulse_end = None
+                if not self.device.closed:
+                    self.device.off()
         if interrupted:
             held_ms = (time.monotonic() - started) * 1000
-            raise DeliveryError(f"pulse cut short after {held_ms:.0f} ms by a FAULT or shutdown", retry=False)
+            raise DeliveryError(f"pulse cut short after {held_ms:.0f} ms by {self._cut_by}", retry=False)
 
-    def drain(self) -> None:
-        """Shutting down: the relay goes shut now, cutting a pulse short; queued OPENs are not pulsed.
+    def _cut(self, by: str) -> None:
+        """Relay off now, ending a pulse in progress early (the caller holds the lock)."""
+        if self._pulse_end is not None:
+            self._cut_by = by
+        self._interrupt.set()
+        if not self.device.closed:
+            self.device.off()
 
-        Waiting for a pulse to finish would hold shutdown for up to ``pulse_ms`` (a minute at most)
-        and then open the gate of a controller that is going away; shut is the safe state.
-        """
+    def interrupt(self) -> None:
+        """A stop on request (SIGINT/SIGTERM): the relay goes shut now; queued OPENs are not pulsed."""
         with self._lock:
             self._shutting_down = True
-            self._interrupt.set()
-            if not self.device.closed:
-                self.device.off()
-        super().drain()
+            self._cut("shutdown on request")
+        super().interrupt()
+
+    def drain(self, deadline: float | None = None) -> None:
+        """The orderly end: a pulse in progress and the queued OPENs are pulsed in full, if they end by ``deadline``.
+
+        A pulse that would run past ``deadline`` is cut now (the relay would be cut at the
+        deadline anyway, and shut is the safe state); a queued OPEN whose pulse would not fit is
+        not pulsed. Without a deadline, every pulse runs out.
+        """
+        with self._lock:
+            self._deadline = float("inf") if deadline is None else deadline
+            if self._pulse_end is not None and self._pulse_end > self._deadline:
+                self._cut(f"shutdown (it would have run past the {self._deadline - time.monotonic():.1f} s bound)")
+        super().drain(deadline)
 
     def stop(self) -> None:
         super().stop()
-        self._interrupt.set()
+        with self._lock:
+            self._cut("shutdown (the bound ran out)")
 
     def _fail_safe(self) -> None:
         with self._lock:

@@ -201,17 +201,34 @@ def test_without_a_journal_events_still_reach_the_hooks(make_event, wait):
     dispatcher.close(timeout=1)
 
 
-def test_a_journal_that_cannot_be_written_does_not_stop_delivery(tmp_path, make_event, wait, caplog):
+def test_an_open_the_journal_cannot_record_reaches_no_hook_by_default(tmp_path, make_event, wait, caplog):
     journal = Journal(tmp_path / "j.sqlite3")
     rec = Recorder("rec")
-    dispatcher = Dispatcher(journal, [rec])
+    dispatcher = Dispatcher(journal, [rec], probe_interval_s=60)
     dispatcher.start()
     journal.close()  # as if the disk went away
+    opened, fault = make_event("OPEN"), make_event("FAULT")
+    assert dispatcher.emit(opened) is False, "fail_closed: the OPEN is withheld"
+    assert dispatcher.emit(fault) is True, "a FAULT still reaches the hooks (it shuts the relay)"
+    wait(lambda: [i for i, _ in rec.got] == [fault.id])
+    assert dispatcher.journal_errors >= 2 and dispatcher.withheld == 1  # the append of each, then the bookkeeping
+    assert dispatcher.journal_fault is not None and "closed database" in dispatcher.journal_fault
+    assert f"event {opened.id} OPEN withheld" in caplog.text
+    assert f"event {fault.id} FAULT not journaled, delivered without a record" in caplog.text
+    dispatcher.close(timeout=1, close_journal=False)
+
+
+def test_on_error_deliver_hands_the_unrecorded_open_to_the_hooks(tmp_path, make_event, wait, caplog):
+    journal = Journal(tmp_path / "j.sqlite3")
+    rec = Recorder("rec")
+    dispatcher = Dispatcher(journal, [rec], on_error="deliver", probe_interval_s=60)
+    dispatcher.start()
+    journal.close()
     event = make_event()
-    dispatcher.emit(event)
+    assert dispatcher.emit(event) is True
     wait(lambda: [i for i, _ in rec.got] == [event.id])
-    assert dispatcher.journal_errors >= 1
-    assert f"event {event.id} OPEN not journaled" in caplog.text
+    assert dispatcher.journal_errors >= 1 and dispatcher.journal_fault is not None
+    assert f"event {event.id} OPEN not journaled, delivered without a record" in caplog.text
     dispatcher.close(timeout=1, close_journal=False)
 
 
