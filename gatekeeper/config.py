@@ -18,6 +18,7 @@ is refused in milliseconds instead of filling memory), or nesting deeper than
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import re
@@ -36,6 +37,8 @@ from .hooks.config import HOOK_TYPES, HookConfig
 from .schema import bounds_text, check_bounds, opt
 
 __all__ = ["Config", "HttpConfig", "config_from_dict", "config_to_dict", "load_config", "redact_text"]
+
+log = logging.getLogger(__name__)
 
 #: Largest config file read, in bytes. The documented config.yaml with every key is about 7 KB.
 MAX_CONFIG_BYTES = 1 << 20
@@ -58,8 +61,8 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    model_path: str | None = opt(None, "face detector .tflite; null: $GATEKEEPER_FACE_MODEL, then the user cache, then a download")
-    download: bool = opt(True, "allow the checked download of the official model when no file is found")
+    model_path: str | None = opt(None, "face detector .tflite; null: $GATEKEEPER_FACE_MODEL, then the model shipped in the package")
+    download: bool | None = opt(None, "deprecated, ignored: nothing is ever downloaded (the model ships in the package); accepted so older configs load")
     min_confidence: float = opt(0.7, "detections below this confidence are ignored", ge=0, le=1)
     min_face_px: float = opt(40.0, "faces narrower than this (pixels) are ignored: too far away to judge", ge=0)
 
@@ -216,7 +219,10 @@ def config_from_dict(data: dict[str, Any] | None) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config: expected a mapping of keys at the top level, got {_describe(data)}")
-    return _build(Config, data, "")
+    cfg: Config = _build(Config, data, "")
+    if cfg.detector.download is not None:
+        log.warning("detector.download is deprecated and ignored: gatekeeper never downloads a model (the face detector ships in the package); remove the key")
+    return cfg
 
 
 class _LimitError(Exception):

@@ -58,14 +58,13 @@ class Face:
         return self.box[2] * self.box[3]
 
 
-def resolve_face_model(configured: str | None = None, *, download: bool | None = None) -> Path:
+def resolve_face_model(configured: str | None = None) -> Path:
     """Find the face detector model file; nothing is ever downloaded.
 
     Order: the configured path (``detector.model_path``), the ``GATEKEEPER_FACE_MODEL``
     environment variable, then the copy shipped inside the package, checked against its SHA-256.
     A path that is named but missing is an error (it is never silently replaced by another
-    model). ``download`` is ignored: it is accepted while callers still pass the old
-    ``detector.download`` setting.
+    model).
     """
     for origin, value in (("detector.model_path", configured), (ENV_FACE_MODEL, os.environ.get(ENV_FACE_MODEL))):
         if value:

@@ -35,7 +35,7 @@ from gatekeeper.gate import EventType, FaceScore, Gate, GateConfig
 
 def score_clip(path: Path, clf: SmileClassifier, cfg: Config) -> list[dict]:
     frames = []
-    with FaceDetector(resolve_face_model(None, download=False), min_confidence=cfg.detector.min_confidence, min_face_px=cfg.detector.min_face_px) as det:
+    with FaceDetector(resolve_face_model(None), min_confidence=cfg.detector.min_confidence, min_face_px=cfg.detector.min_face_px) as det:
         pipe = Pipeline(det, clf, Gate(cfg.gate))
         source = FileSource(path)
         try:

@@ -67,7 +67,7 @@ def main() -> int:
     seeds = {card_split_seed(m.card) for m in models}
     if len(seeds) != 1:
         raise SystemExit(f"ensemble_ceiling: the models were trained on different splits (split seeds {sorted(seeds)}); expected one split seed for all")
-    sets = prepare(args.data, resolve_face_model(args.face_model, download=False), Path(args.cache), seeds.pop())
+    sets = prepare(args.data, resolve_face_model(args.face_model), Path(args.cache), seeds.pop())
 
     x_va, y_va, s_va, _ = gather(sets, "val")
     x_te, y_te, s_te, _ = gather(sets, "test")

@@ -45,7 +45,7 @@ def main() -> int:
         for first, last, lab in spec["segments"]:
             for f in range(first, last + 1):
                 seg[f] = lab
-        with FaceDetector(resolve_face_model(None, download=False), min_confidence=cfg.detector.min_confidence, min_face_px=cfg.detector.min_face_px) as det:
+        with FaceDetector(resolve_face_model(None), min_confidence=cfg.detector.min_confidence, min_face_px=cfg.detector.min_face_px) as det:
             pipe = Pipeline(det, clf, Gate(cfg.gate))
             scores: dict[str, list[float]] = {"smile": [], "neutral": []}
             source = FileSource(Path(args.labels).parent / clip)

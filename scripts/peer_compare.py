@@ -90,7 +90,7 @@ def main() -> int:
     split_seed = card_split_seed(ours.card, args.split_seed)
     report: dict = {"model": str(ours.path), "peer": args.peer, "split_seed": split_seed}
     try:
-        for p in prepare(args.data, resolve_face_model(None, download=False), Path(args.cache), split_seed):
+        for p in prepare(args.data, resolve_face_model(None), Path(args.cache), split_seed):
             out = {}
             val, test = p.splits["val"], p.splits["test"]
             y_va, y_te = p.labels[val], p.labels[test]

@@ -52,7 +52,7 @@ def main() -> int:
     by_eye = np.array([CODES[r["by_eye"]] for r in rows])
     clear = by_eye >= 0
 
-    with FaceDetector(resolve_face_model(args.face_model, download=False), video=False, min_confidence=0.5) as det:
+    with FaceDetector(resolve_face_model(args.face_model), video=False, min_confidence=0.5) as det:
         chips, detected = prepare_chips(LabelledSet("relabel", paths, dataset, ["x"] * len(paths)), det, None, progress=False)
 
     report: dict[str, object] = {

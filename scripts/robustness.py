@@ -106,7 +106,7 @@ def main() -> int:
     split_seed = card_split_seed(clf.card, args.split_seed)
     report: dict = {"model": str(clf.path), "threshold": threshold, "split": args.split, "split_seed": split_seed}
     print(f"{'dataset':12s} {'perturbation':20s} {'AUC':>6s} {'bal acc':>8s} {'TP rate':>8s} {'FP rate':>8s}")
-    for p in prepare(args.data, resolve_face_model(None, download=False), Path(args.cache), split_seed):
+    for p in prepare(args.data, resolve_face_model(None), Path(args.cache), split_seed):
         idx = p.splits[args.split]
         x, y = p.chips[idx].astype(np.float32), p.labels[idx]
         report[p.name] = {}

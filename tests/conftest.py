@@ -62,8 +62,9 @@ def face_model_path(shared_dir: Path) -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Keep the journal (XDG state) and the model cache (XDG cache) of every gate that the tests
-    start, in-process or as a subprocess, out of the developer's home directory."""
+    """Keep the journal (XDG state) of every gate that the tests start, in-process or as a
+    subprocess, and the caches libraries write (XDG cache: matplotlib's font cache for
+    ``--report``), out of the developer's home directory."""
     base = tmp_path_factory.mktemp("xdg")
     mp = pytest.MonkeyPatch()
     mp.setenv("XDG_STATE_HOME", str(base / "state"))

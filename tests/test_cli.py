@@ -126,7 +126,6 @@ def make_file(path: Path, kind: str, shared_dir: Path, face_model_path: Path) ->
 def run_gatekeeper(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     child_env = {k: v for k, v in os.environ.items() if k not in NATIVE_LOG_SETTINGS}
     child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-    child_env["XDG_CACHE_HOME"] = str(cwd / "xdg-cache")  # never a model from the user's cache
     child_env.update(env)
     return subprocess.run(
         [sys.executable, "-m", "gatekeeper.cli", *args],

@@ -289,6 +289,29 @@ def test_good_config(tmp_path: Path, text: str, expected: Config) -> None:
     assert load_config(write(tmp_path, text)) == expected
 
 
+@pytest.mark.parametrize("value", [True, False])
+def test_the_old_download_key_still_loads_with_one_deprecation_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture, value: bool) -> None:
+    """detector.download chose whether a missing model was downloaded; the model now ships in the
+    package. A config written for an older gatekeeper must still start: the key is accepted,
+    changes nothing, and one warning says to remove it."""
+    caplog.set_level("WARNING", logger="gatekeeper.config")
+    cfg = load_config(write(tmp_path, f"detector:\n  download: {str(value).lower()}\n  min_confidence: 0.8\n"))
+    assert cfg == Config(detector=DetectorConfig(download=value, min_confidence=0.8))
+    warnings = [r for r in caplog.records if r.name == "gatekeeper.config"]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    message = warnings[0].getMessage()
+    assert "\n" not in message
+    assert message.startswith("detector.download is deprecated and ignored") and "remove the key" in message
+
+
+@pytest.mark.parametrize("text", ["", "detector: {min_confidence: 0.8}\n", "detector: {download: null}\n"])
+def test_no_deprecation_warning_without_the_download_key(tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str) -> None:
+    caplog.set_level("DEBUG", logger="gatekeeper.config")
+    load_config(write(tmp_path, text))
+    load_config(REPO / "config.yaml")  # the documented file names the key as null
+    assert [r for r in caplog.records if r.name == "gatekeeper.config"] == []
+
+
 def test_partial_section_overrides_only_its_keys(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, "gate:\n  cooldown_s: 5\nsource:\n  realtime: true\n"))
     got, default = config_to_dict(cfg), config_to_dict(Config())

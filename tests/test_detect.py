@@ -81,7 +81,7 @@ def test_resolve_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_netwo
 def test_default_config_resolves_the_packaged_official_file_offline(no_network: list[object], face_model_path: Path) -> None:
     """No config, no environment variable, no network: the model shipped in the package, which is
     the official file (the same bytes as ../shared's copy)."""
-    path = resolve_face_model(None, download=True)  # the old setting is accepted and changes nothing
+    path = resolve_face_model(None)
     assert path == PACKAGED_FACE_MODEL
     assert path.parent == Path(gatekeeper.__file__).resolve().parent / "assets"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == detect.FACE_MODEL_SHA256

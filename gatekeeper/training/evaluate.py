@@ -97,7 +97,7 @@ def main(argv: list[str]) -> int:
     clf = SmileClassifier(args.model)
     threshold = args.threshold if args.threshold is not None else float(clf.card.get("threshold", 0.5))
     ds = load_dataset(args.data)
-    with FaceDetector(resolve_face_model(args.face_model, download=False), video=False, min_confidence=0.5) as det:
+    with FaceDetector(resolve_face_model(args.face_model), video=False, min_confidence=0.5) as det:
         chips, detected = prepare_chips(ds, det, Path(args.cache))
     split_seed = card_split_seed(clf.card, args.split_seed)
     splits = dataset_splits(ds, split_seed)

@@ -360,7 +360,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    face_model = resolve_face_model(args.face_model, download=False)
+    face_model = resolve_face_model(args.face_model)
     # Teachers are loaded (and their cards checked) before the chips are prepared, which takes minutes.
     from ..classify import SmileClassifier
 
