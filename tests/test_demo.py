@@ -4,6 +4,7 @@ the user's journal alone."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -11,15 +12,20 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from polling import wait_for
 
 import gatekeeper.cli as cli
 import gatekeeper.demo as demo
+from gatekeeper.errors import SourceError
+from gatekeeper.gate import Event
 
 SCRIPT = Path(sys.executable).with_name("gatekeeper")
 
@@ -52,40 +58,146 @@ def test_headless_demo_opens_the_gate(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # nothing left in the working directory either
 
 
-@pytest.mark.slow
-def test_demo_with_the_live_view(tmp_path: Path) -> None:
-    port = demo.pick_port("127.0.0.1", 0)
-    cmd = [*gatekeeper_command(), "demo", "--port", str(port), "--hold-open", "120"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=demo_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    base = f"http://127.0.0.1:{port}"
+class DemoProcess:
+    """``gatekeeper demo`` running with the live view: its stdout lines as they come, and GETs."""
 
-    def get(path: str) -> tuple[int, str, str]:
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.port = demo.pick_port("127.0.0.1", 0)
+        cmd = [*gatekeeper_command(), "demo", "--port", str(self.port), *args]
+        self.proc = subprocess.Popen(cmd, cwd=tmp_path, env=demo_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+
+    def get(self, path: str) -> tuple[int, str, str]:
         try:
-            with urllib.request.urlopen(base + path, timeout=5) as resp:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
                 return resp.status, resp.headers.get("Content-Type", ""), resp.read().decode()
         except OSError:
             return 0, "", ""
 
+    def status(self) -> dict:
+        return json.loads(self.get("/status")[2] or "{}")
+
+    def events(self) -> list[str]:
+        return [e["event"] for e in events("".join(self.lines))]
+
+    def interrupt(self) -> tuple[int, str]:
+        """Ctrl-C; the exit status and stderr."""
+        self.proc.send_signal(signal.SIGINT)
+        _, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, err
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+@pytest.mark.slow
+def test_demo_with_the_live_view_loops_until_ctrl_c(tmp_path: Path) -> None:
+    """What the README's quick start shows: someone who opens the page after the first pass still
+    sees the gate open, because the clip plays again, each pass a new visit."""
+    run = DemoProcess(tmp_path)
     try:
-        wait_for(lambda: any('"OPEN"' in line for line in lines), 120, "the OPEN on stdout", interval=0.1)
-        status, kind, body = get("/")
+        wait_for(lambda: run.events().count("OPEN") >= 2, 120, "a second OPEN on stdout", interval=0.1)
+        status, kind, body = run.get("/")
         assert status == 200 and kind.startswith("text/html") and "<html" in body.lower()
-        state = wait_for(lambda: (s := json.loads(get("/status")[2] or "{}")).get("ended") and s, 60, "the end of the clip", interval=0.1)
-        assert state["events"]["OPEN"] == 1 and state["frames"]["processed"] == 72
-        assert proc.poll() is None, "the page should stay up after the clip ends"
-        proc.send_signal(signal.SIGINT)  # Ctrl-C ends the wait at once
-        _, err = proc.communicate(timeout=30)
+        state = run.status()
+        assert not state["ended"] and state["events"]["OPEN"] >= 2
+        assert run.proc.poll() is None
+        code, err = run.interrupt()  # Ctrl-C ends it at once
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err[-3000:]
-    assert f"live view at http://127.0.0.1:{port}/" in err
-    assert [e["event"] for e in events("".join(lines))] == ["OPEN"]
+        run.kill()
+    assert code == 0, err[-3000:]
+    assert f"live view at http://127.0.0.1:{run.port}/" in err and "until Ctrl-C" in err
+    seen = run.events()
+    assert seen[:3] == ["OPEN", "FACE_LOST", "OPEN"] and set(seen) <= {"OPEN", "FACE_LOST"}
     assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.slow
+def test_demo_with_a_number_of_loops_then_holds_the_page_open(tmp_path: Path) -> None:
+    run = DemoProcess(tmp_path, "--loops", "2", "--hold-open", "120")
+    try:
+        state = wait_for(lambda: (s := run.status()).get("ended") and s, 120, "the end of the second pass", interval=0.1)
+        assert state["events"]["OPEN"] == 2
+        assert state["frames"]["processed"] == 2 * 72 + round(demo.GAP_S * 30)
+        assert run.proc.poll() is None, "the page should stay up after the last pass"
+        code, err = run.interrupt()
+    finally:
+        run.kill()
+    assert code == 0, err[-3000:]
+    assert "the clip plays 2 times" in err
+    assert run.events() == ["OPEN", "FACE_LOST", "OPEN"]
+    assert not (tmp_path / "state").exists()
+
+
+# -- the looped clip -----------------------------------------------------------------------------
+
+
+def test_looped_clip_is_one_stream_with_an_empty_gap_between_passes() -> None:
+    clip = demo.LoopedClip(demo.DEMO_CLIP, loops=2)
+    frames = list(clip)
+    gap = round(demo.GAP_S * clip.fps)
+    assert clip.fps == 30 and len(frames) == 2 * 72 + gap
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert all(f.t == f.index / 30 for f in frames)
+    first, blank, second = frames[:72], frames[72 : 72 + gap], frames[72 + gap :]
+    assert all(f.image.shape == (360, 640, 3) and f.image.dtype == np.uint8 for f in frames)
+    assert all(not f.image.any() for f in blank) and all(f.image.any() for f in first + second)
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(first, second, strict=True))
+    assert clip.status.read == len(frames) and clip.status.ended and clip.status.skipped == 0
+    clip.close()
+
+
+def test_looped_clip_without_a_count_plays_until_closed() -> None:
+    clip = demo.LoopedClip(demo.DEMO_CLIP)
+    period = 72 + round(demo.GAP_S * clip.fps)
+    frames = list(itertools.islice(clip, 3 * period + 1))  # three passes and the start of a fourth
+    assert frames[-1].index == 3 * period and frames[-1].image.any()
+    assert not clip.status.ended
+    clip.close()
+
+
+@pytest.mark.slow
+def test_looped_clip_is_paced_at_the_clip_rate_across_passes() -> None:
+    clip = demo.LoopedClip(demo.DEMO_CLIP, realtime=True, loops=2)
+    start = time.monotonic()
+    frames = list(clip)
+    assert time.monotonic() - start >= frames[-1].t == (2 * 72 + round(demo.GAP_S * 30) - 1) / 30
+    clip.close()
+
+
+@pytest.mark.parametrize("bad", ["missing.mp4", "dir"])
+def test_looped_clip_opens_the_file_at_once(tmp_path: Path, bad: str) -> None:
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(SourceError):
+        demo.LoopedClip(tmp_path / bad)
+
+
+@pytest.mark.slow
+def test_each_pass_of_the_demo_is_a_new_visit_that_opens_the_gate(face_model_path: Path) -> None:
+    """The packaged clip through the real pipeline with the demo's settings (the defaults), three
+    passes as fast as they go: three OPENs, a FACE_LOST in each gap."""
+    from gatekeeper.app import App, build_pipeline
+    from gatekeeper.config import Config
+
+    seen: list[Event] = []
+
+    class Sink:
+        def emit(self, event: Event) -> None:
+            seen.append(event)
+
+        def close(self) -> None:
+            pass
+
+    cfg = Config()
+    app = App(cfg, build_pipeline(cfg), [Sink()])
+    try:
+        app.run(demo.LoopedClip(demo.DEMO_CLIP, loops=3))
+    finally:
+        app.close()
+    assert [e.to_dict()["event"] for e in seen] == ["OPEN", "FACE_LOST", "OPEN", "FACE_LOST", "OPEN"]
 
 
 def test_pick_port_prefers_the_default_and_falls_back_to_a_free_one() -> None:
@@ -102,24 +214,29 @@ def test_pick_port_prefers_the_default_and_falls_back_to_a_free_one() -> None:
 
 @pytest.fixture
 def run_argv(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The gatekeeper command lines the demo runs, with the config each one names, read while it exists."""
+    """The gatekeeper command lines the demo runs, with the config each one names, read while it
+    exists, and the number of passes of its clip (None: until stopped)."""
     calls: list[list[str]] = []
 
-    def fake_main(argv: list[str]) -> int:
+    def fake_run(argv: list[str], *, open_video: Any = None) -> int:
         calls.append(argv)
         config = Path(argv[argv.index("--config") + 1])
         calls.append([yaml.safe_dump(yaml.safe_load(config.read_text()))])
+        source = open_video(argv[argv.index("--video") + 1], realtime="--realtime" in argv)
+        calls.append([source.loops])
+        source.close()
         return 0
 
-    monkeypatch.setattr(cli, "main", fake_main)
+    monkeypatch.setattr(cli, "_run", fake_run)
     return calls
 
 
 def test_the_demo_is_a_realtime_dry_replay_of_the_packaged_clip(run_argv: list[list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(demo, "pick_port", lambda host, port: 8080)
     assert demo.main([]) == 0
-    argv, (config,) = run_argv
+    argv, (config,), (loops,) = run_argv
     assert argv[:3] == ["--video", str(demo.DEMO_CLIP), "--realtime"]
+    assert loops is None  # the clip plays until Ctrl-C
     assert argv[argv.index("--http") + 1] == "127.0.0.1:8080"
     # built-in defaults, so no hooks, and the journal in a temporary folder that is gone now
     settings = yaml.safe_load(config)
@@ -132,10 +249,21 @@ def test_without_the_web_extra_the_demo_runs_in_the_terminal(run_argv: list[list
     monkeypatch.setattr(demo, "_has_web_extra", lambda: False)
     assert demo.main([]) == 0
     assert "--http" not in run_argv[0]
+    assert run_argv[2] == [1]  # one pass, as with --no-http
     assert "needs the 'web' extra" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["--port", "0"], ["--port", "70000"], ["--hold-open", "-1"], ["--bogus"]])
+@pytest.mark.parametrize(
+    ("argv", "loops"),
+    [([], None), (["--loops", "3"], 3), (["--no-http"], 1), (["--no-http", "--loops", "2"], 2), (["--loops", "1"], 1)],
+)
+def test_how_many_passes_the_demo_plays(run_argv: list[list[str]], monkeypatch: pytest.MonkeyPatch, argv: list[str], loops: int | None) -> None:
+    monkeypatch.setattr(demo, "pick_port", lambda host, port: 8080)
+    assert demo.main(argv) == 0
+    assert run_argv[2] == [loops]
+
+
+@pytest.mark.parametrize("argv", [["--port", "0"], ["--port", "70000"], ["--hold-open", "-1"], ["--loops", "0"], ["--loops", "two"], ["--bogus"]])
 def test_bad_demo_options_are_one_error_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["demo", *argv]) == 2
     err = capsys.readouterr().err
