@@ -55,7 +55,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A wheel built from a copy of the checkout (pip wheel . --no-deps), leaving the checkout clean."""
     src = tmp_path_factory.mktemp("src")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(REPO / name, src / name)
     for name in ("gatekeeper", "model"):
         shutil.copytree(REPO / name, src / name, ignore=ignore)
@@ -79,6 +79,11 @@ def test_the_wheel_is_small_and_carries_both_assets_with_their_notices(wheel: Pa
         assert z.read("gatekeeper/assets/single_face.mp4") == DEMO_CLIP.read_bytes()
         # the smile model and its card, as before
         assert {"gatekeeper/_model/smile.tflite", "gatekeeper/_model/model.json"} <= names
+        # gatekeeper's own licence, as an SPDX expression (PEP 639) with the file beside it
+        dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+        metadata = z.read(f"{dist_info}/METADATA").decode()
+        assert "License-Expression: MIT" in metadata.splitlines() and "License-File: LICENSE" in metadata.splitlines()
+        assert z.read(f"{dist_info}/licenses/LICENSE") == (REPO / "LICENSE").read_bytes()
 
 
 @pytest.mark.slow
