@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._native import route_native_stderr
+from .commands import default_config_path as _default_config_path
+from .commands import setup_logging as _setup_logging  # a module attribute: tests wrap it
 from .errors import CLI_NAME, ArgumentParser, ConfigError, GatekeeperError
 
 if TYPE_CHECKING:
@@ -44,16 +46,6 @@ SUBCOMMANDS = ("demo", "train", "eval", "score", "events")
 EXIT_BAD_INPUT = 2
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # mediapipe.tasks imports matplotlib (for its drawing helpers), which logs at INFO when it
-    # builds its font cache; that is not ours to report.
-    logging.getLogger("matplotlib").setLevel(max(logging.WARNING, logging.getLogger().level))
-    # MediaPipe and LiteRT log through glog/absl to stderr; keep them to warnings and worse.
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 def _camera_index(text: str) -> int:
     """``--camera``: a camera index OpenCV takes as one (0 to 99), checked before it reaches OpenCV."""
     from .capture import MAX_CAMERA_INDEX, check_camera_index  # here: OpenCV is imported only when a camera is named
@@ -64,13 +56,6 @@ def _camera_index(text: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid int value: {text!r}; expected a camera index from 0 to {MAX_CAMERA_INDEX}") from None
     except GatekeeperError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _default_config_path(given: str | None) -> Path | None:
-    if given:
-        return Path(given)
-    local = Path("config.yaml")
-    return local if local.is_file() else None
 
 
 def run_parser() -> argparse.ArgumentParser:

@@ -1,21 +1,52 @@
-"""Subcommands of ``gatekeeper``: demo, score, train, eval, events. Each takes argv and returns a status."""
+"""Subcommands of ``gatekeeper``: demo, score, train, eval, events. Each takes argv and returns a status.
+
+This is the command layer, with :mod:`gatekeeper.cli` above it: it imports the library (capture,
+detect, gate, journal, hooks, ...), and nothing in the library imports it or the CLI. The helpers
+every command shares (logging, the default config file) live here, so ``cli`` imports them from
+here and never the other way round.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import os
+import re
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from .errors import ArgumentParser, GatekeeperError
+
+if TYPE_CHECKING:
+    from .journal import JournalEntry
 
 log = logging.getLogger(__name__)
 
 
-def _logging(level: str = "info") -> None:
-    from .cli import _setup_logging
+def setup_logging(level: str) -> None:
+    """Log lines on stderr at ``level``; third-party chatter kept to warnings."""
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # mediapipe.tasks imports matplotlib (for its drawing helpers), which logs at INFO when it
+    # builds its font cache; that is not ours to report.
+    logging.getLogger("matplotlib").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # MediaPipe and LiteRT log through glog/absl to stderr; keep them to warnings and worse.
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    _setup_logging(level)
+
+def default_config_path(given: str | None) -> Path | None:
+    """``--config``: the path given, else ``./config.yaml`` when present, else None (built-in defaults)."""
+    if given:
+        return Path(given)
+    local = Path("config.yaml")
+    return local if local.is_file() else None
+
+
+def _logging(level: str = "info") -> None:
+    setup_logging(level)
 
 
 def _image_paths(paths: list[str]) -> list[Path]:
@@ -64,13 +95,12 @@ def score(argv: list[str]) -> int:
 
     from .app import Pipeline
     from .classify import SmileClassifier
-    from .cli import _default_config_path
     from .config import load_config
     from .detect import FaceDetector, resolve_face_model
     from .gate import Gate
     from .stills import PhotoError, detect_still, read_photo
 
-    cfg = load_config(_default_config_path(args.config))
+    cfg = load_config(default_config_path(args.config))
     paths = _image_paths(args.paths)
     clf = SmileClassifier(cfg.classifier.model_path, threads=cfg.classifier.threads)
     threshold = args.threshold if args.threshold is not None else float(clf.card.get("threshold", 0.5))
@@ -123,7 +153,89 @@ def eval(argv: list[str]) -> int:
     return eval_main(argv)
 
 
-def events(argv: list[str]) -> int:
-    from .journal import events_command
+# -- gatekeeper events ---------------------------------------------------------------------------
 
-    return events_command(argv)
+_AGO_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float) -> float:
+    """``--since``: seconds ago (``90``, ``15m``, ``2h``, ``1d``) or an ISO 8601 time (local time if no zone)."""
+    m = _AGO_RE.match(text)
+    if m:
+        return now - float(m.group(1)) * _UNIT_S[m.group(2)]
+    text = text.strip()
+    try:
+        # Python 3.10's fromisoformat does not read a "Z" suffix.
+        when = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise ValueError(
+            f"--since: expected seconds ago (90, 15m, 2h, 1d) or an ISO 8601 time (2024-05-01T12:00), got {text!r}"
+        ) from None
+    return when.timestamp()  # a naive time is taken as local time, like the text output shows
+
+
+def _text_line(entry: JournalEntry) -> str:
+    from .journal import DeliveryState
+
+    e = entry.event
+    when = dt.datetime.fromtimestamp(entry.created_at).astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    score = "    -" if e.score is None else f"{e.score:.3f}"
+    states = " ".join(
+        f"{d.hook}={d.state.value}" + (f"({d.attempts} attempts)" if d.attempts != 1 else "") for d in entry.deliveries
+    )
+    line = f"{when}  {e.event.value:<9}  {e.id}  frame {e.frame:>6}  score {score}  {states or '(no hooks)'}"
+    errors = [
+        f"{d.hook}: {d.last_error}" for d in entry.deliveries if d.last_error and d.state is not DeliveryState.DELIVERED
+    ]
+    if e.reason:
+        line += f"\n    reason: {e.reason}"
+    for err in errors:
+        line += f"\n    {err}"
+    return line
+
+
+def events(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """``gatekeeper events [--since ...] [--json] [--journal PATH | --config PATH] [--limit N]``.
+
+    Lists recent events, oldest first, with each hook's delivery state. ``--json`` writes one
+    JSON object per line (``JournalEntry.to_dict``). Returns the exit status: 0, or 2 with one
+    ``error:`` line on stderr when the journal or an option is unusable.
+    """
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    parser = ArgumentParser(
+        prog="gatekeeper events", description="List recent events and their delivery state."
+    )
+    parser.add_argument("--since", help="seconds ago (90, 15m, 2h, 1d) or an ISO 8601 time; default: all")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--journal", help="journal file (default: journal.path of --config, else ~/.local/state/gatekeeper/journal.sqlite3)"
+    )
+    where.add_argument("--config", help="config.yaml whose journal.path to read")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many of the newest events")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has already printed
+        return int(exc.code or 0)
+
+    # Imported here: the config module pulls in YAML and every stage's declarations.
+    from .config import load_config
+    from .journal import Journal, iso_time
+
+    try:
+        path = args.journal or load_config(default_config_path(args.config)).journal.resolved_path()
+        since = None if args.since is None else parse_since(args.since, time.time())
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit: expected an integer >= 1, got {args.limit}")
+        with Journal(path, readonly=True) as journal:
+            entries = journal.entries(since=since, limit=args.limit)
+    except (GatekeeperError, ValueError) as exc:
+        print(f"gatekeeper: error: {exc}", file=err)
+        return 2
+    for entry in entries:
+        print(json.dumps(entry.to_dict()) if args.json else _text_line(entry), file=out)
+    if not args.json and not entries:
+        print("no events" + (f" since {iso_time(since)}" if since is not None else ""), file=err)
+    return 0

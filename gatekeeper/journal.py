@@ -15,8 +15,8 @@ person left.
 >>> journal.pending()
 []
 
-``gatekeeper events`` (:func:`events_command`) lists recent events and their delivery state; it
-opens the file read-only, so it can run beside a live gate.
+``gatekeeper events`` (in :mod:`gatekeeper.commands`) lists recent events and their delivery
+state; it opens the file read-only, so it can run beside a live gate.
 """
 
 from __future__ import annotations
@@ -24,17 +24,15 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
-import re
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from .errors import ArgumentParser, JournalError
+from .errors import JournalError
 from .gate import Event, EventType
 
 __all__ = [
@@ -44,7 +42,7 @@ __all__ = [
     "JournalEntry",
     "PendingDelivery",
     "event_from_dict",
-    "events_command",
+    "iso_time",
 ]
 
 _SCHEMA_VERSION = 1
@@ -100,7 +98,7 @@ class DeliveryRecord:
             "state": self.state.value,
             "attempts": self.attempts,
             "last_error": self.last_error,
-            "updated_at": _iso(self.updated_at),
+            "updated_at": iso_time(self.updated_at),
         }
 
 
@@ -115,7 +113,7 @@ class JournalEntry:
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.event.id,
-            "created_at": _iso(self.created_at),
+            "created_at": iso_time(self.created_at),
             "event": self.event.to_dict(),
             "deliveries": [d.to_dict() for d in self.deliveries],
         }
@@ -342,92 +340,6 @@ class Journal:
         self.close()
 
 
-# -- gatekeeper events ---------------------------------------------------------------------------
-
-_AGO_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_since(text: str, now: float) -> float:
-    """``--since``: seconds ago (``90``, ``15m``, ``2h``, ``1d``) or an ISO 8601 time (local time if no zone)."""
-    m = _AGO_RE.match(text)
-    if m:
-        return now - float(m.group(1)) * _UNIT_S[m.group(2)]
-    text = text.strip()
-    try:
-        # Python 3.10's fromisoformat does not read a "Z" suffix.
-        when = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-    except ValueError:
-        raise ValueError(
-            f"--since: expected seconds ago (90, 15m, 2h, 1d) or an ISO 8601 time (2024-05-01T12:00), got {text!r}"
-        ) from None
-    return when.timestamp()  # a naive time is taken as local time, like the text output shows
-
-
-def _iso(ts: float) -> str:
+def iso_time(ts: float) -> str:
+    """A journal time (``time.time()``) as local ISO 8601 with milliseconds, as the JSON shapes give it."""
     return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
-
-
-def _text_line(entry: JournalEntry) -> str:
-    e = entry.event
-    when = dt.datetime.fromtimestamp(entry.created_at).astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-    score = "    -" if e.score is None else f"{e.score:.3f}"
-    states = " ".join(
-        f"{d.hook}={d.state.value}" + (f"({d.attempts} attempts)" if d.attempts != 1 else "") for d in entry.deliveries
-    )
-    line = f"{when}  {e.event.value:<9}  {e.id}  frame {e.frame:>6}  score {score}  {states or '(no hooks)'}"
-    errors = [
-        f"{d.hook}: {d.last_error}" for d in entry.deliveries if d.last_error and d.state is not DeliveryState.DELIVERED
-    ]
-    if e.reason:
-        line += f"\n    reason: {e.reason}"
-    for err in errors:
-        line += f"\n    {err}"
-    return line
-
-
-def events_command(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """``gatekeeper events [--since ...] [--json] [--journal PATH | --config PATH] [--limit N]``.
-
-    Lists recent events, oldest first, with each hook's delivery state. ``--json`` writes one
-    JSON object per line (``JournalEntry.to_dict``). Returns the exit status: 0, or 2 with one
-    ``error:`` line on stderr when the journal or an option is unusable.
-    """
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    parser = ArgumentParser(
-        prog="gatekeeper events", description="List recent events and their delivery state."
-    )
-    parser.add_argument("--since", help="seconds ago (90, 15m, 2h, 1d) or an ISO 8601 time; default: all")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--journal", help="journal file (default: journal.path of --config, else ~/.local/state/gatekeeper/journal.sqlite3)"
-    )
-    where.add_argument("--config", help="config.yaml whose journal.path to read")
-    parser.add_argument("--limit", type=int, default=None, help="at most this many of the newest events")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, or a usage error argparse has already printed
-        return int(exc.code or 0)
-
-    # Imported here: the config module pulls in YAML and every stage's declarations.
-    from .cli import _default_config_path
-    from .config import load_config
-    from .errors import GatekeeperError
-
-    try:
-        path = args.journal or load_config(_default_config_path(args.config)).journal.resolved_path()
-        since = None if args.since is None else parse_since(args.since, time.time())
-        if args.limit is not None and args.limit < 1:
-            raise ValueError(f"--limit: expected an integer >= 1, got {args.limit}")
-        with Journal(path, readonly=True) as journal:
-            entries = journal.entries(since=since, limit=args.limit)
-    except (GatekeeperError, ValueError) as exc:
-        print(f"gatekeeper: error: {exc}", file=err)
-        return 2
-    for entry in entries:
-        print(json.dumps(entry.to_dict()) if args.json else _text_line(entry), file=out)
-    if not args.json and not entries:
-        print("no events" + (f" since {_iso(since)}" if since is not None else ""), file=err)
-    return 0

@@ -13,9 +13,11 @@ import uuid
 
 import pytest
 
+from gatekeeper.commands import events as events_command
+from gatekeeper.commands import parse_since
 from gatekeeper.errors import JournalError
 from gatekeeper.gate import Event, EventType
-from gatekeeper.journal import DeliveryState, Journal, event_from_dict, events_command, parse_since
+from gatekeeper.journal import DeliveryState, Journal, event_from_dict
 
 
 def ev(kind: str = "OPEN", **kw: object) -> Event:
