@@ -72,7 +72,7 @@ def plot(path: Path, title: str, probs: np.ndarray, labels: np.ndarray, metrics:
 
 
 def main(argv: list[str]) -> int:
-    from ..cli import _setup_logging
+    from ..commands import setup_logging
 
     ap = ArgumentParser(prog="gatekeeper eval", description="Evaluate the exported smile model on a labelled set.")
     ap.add_argument("--data", required=True, help="smilesmiled:PATH, fer2013:PATH, rafdb:PATH, mtfl:PATH, ckplus:PATH or folders:PATH (class folders: smile/ and others)")
@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--face-model", default=None)
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level)
 
     clf = SmileClassifier(args.model)
     threshold = args.threshold if args.threshold is not None else float(clf.card.get("threshold", 0.5))
