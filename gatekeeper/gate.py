@@ -16,8 +16,10 @@ every frame. Every rule about when the gate opens lives here and only here:
   threshold itself): a talking mouth, a grimace or a wink flickers across the line, and each dip
   starts the hold again (``hold_threshold: 0.4`` with the default exit threshold gives the
   hysteresis of earlier versions, from the first frame). OPEN fires once a smile has lasted
-  ``hold_frames`` frames, or ``hold_seconds`` when that is set (so the frame rate does not change
-  behaviour). After OPEN the smile goes on while the score stays at or above ``exit_threshold``.
+  ``hold_seconds`` (0.5 s; so the frame rate does not change behaviour), or ``hold_frames`` frames
+  when ``hold_seconds`` is null. 6 frames (0.2-0.24 s, the default before) let a wink with a
+  grimace and a concerned talking face open; from 0.4 s none of the labelled clips does. After OPEN the smile goes
+  on while the score stays at or above ``exit_threshold``.
 * **one OPEN per visit** (``reopen: per_visit``): a person who talks and smiles on and off in
   front of the camera opens once. With ``reopen: cooldown`` the same visit may open again once
   its smile has ended and ``cooldown_s`` has passed since its last OPEN. Either way the next
@@ -36,7 +38,7 @@ every frame. Every rule about when the gate opens lives here and only here:
   fault while frames keep coming, so a visit that opened does not open again after it; a track
   whose face was not seen for longer than ``lost_after_s`` when the fault ends is lost.
 
->>> gate = Gate(GateConfig(hold_frames=2))
+>>> gate = Gate(GateConfig(hold_seconds=None, hold_frames=2))
 >>> [e.event.value for e in gate.update(0, 0.00, [FaceScore((0, 0, 100, 100), 0.9)])]
 []
 >>> [(e.event.value, e.track) for e in gate.update(1, 0.03, [FaceScore((0, 0, 100, 100), 0.9)])]
@@ -138,8 +140,8 @@ class GateConfig:
         ge=0,
         le=1,
     )
-    hold_frames: int = opt(6, "frames a smile must be held before OPEN", ge=1)
-    hold_seconds: float | None = opt(None, "if set, seconds a smile must be held instead of hold_frames (frame-rate independent)", gt=0)
+    hold_frames: int = opt(6, "frames a smile must be held before OPEN, when hold_seconds is null", ge=1)
+    hold_seconds: float | None = opt(0.5, "seconds a smile must be held before OPEN (frame-rate independent); null: count hold_frames instead", gt=0)
     reopen: Literal["per_visit", "cooldown"] = opt(
         "per_visit", "per_visit: one OPEN per person in view (a track, until FACE_LOST); cooldown: the same person opens again after cooldown_s"
     )
@@ -152,7 +154,7 @@ class GateConfig:
     require_onset: bool = opt(
         False, "a smile counts only after the same person was seen not smiling for onset_s: refuses photos, also people who walk up smiling"
     )
-    onset_s: float = opt(0.4, "with require_onset: how long a person must be seen below exit_threshold before their smile counts", gt=0)
+    onset_s: float = opt(0.3, "with require_onset: how long a person must be seen below exit_threshold before their smile counts", gt=0)
 
     def __post_init__(self) -> None:
         check_bounds(self)

@@ -47,7 +47,7 @@ pytestmark = pytest.mark.slow
 FPS = 30
 GAP = 10  # frames of empty picture between the two people of the queue: a third of a second
 SIDE_DELAY = 40  # frames the right-hand person of the side-by-side clip starts later
-MOMENT = (60, 80)  # frames in which the background face comes close
+MOMENT = (60, 95)  # frames in which the background face comes close (a little over a second)
 BACKGROUND_ZONE = (0.0, 0.0, 0.6, 1.0)  # the left 60% of the background clip: the man in front
 
 

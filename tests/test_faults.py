@@ -49,7 +49,7 @@ HOLD_FRAMES = 3
 RELAY_PIN = "GPIO26"
 
 # Every face smiles; one OPEN per smile; no DENY to muddle the sequence.
-GATE = {"enter_threshold": 0.0, "exit_threshold": 0.0, "hold_frames": HOLD_FRAMES, "cooldown_s": 0.0, "deny_after_s": 600.0}
+GATE = {"enter_threshold": 0.0, "exit_threshold": 0.0, "hold_seconds": None, "hold_frames": HOLD_FRAMES, "cooldown_s": 0.0, "deny_after_s": 600.0}
 SOURCE = {"watchdog_s": 0.5, "reconnect_initial_s": 0.05, "reconnect_max_s": 0.4}
 LIVE_TIMEOUTS = {"open_timeout_s": 1.0, "read_timeout_s": 0.5}
 

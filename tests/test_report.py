@@ -34,12 +34,16 @@ REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+#: The synthetic runs below hold a smile for a few frames: the hold is counted in frames here.
+FRAME_HOLD = GateConfig(hold_seconds=None)
+
+
 def record_run(scores: list[float | None], start: float | None = None) -> ReplayRecorder:
     """Frames at 30 fps through a real Gate, recorded as the app would.
 
     A file's times (i / 30), or with ``start`` a live source's: the wall clock from ``start``.
     """
-    gate, rec = Gate(GateConfig()), ReplayRecorder(live=start is not None)
+    gate, rec = Gate(FRAME_HOLD), ReplayRecorder(live=start is not None)
     image = np.zeros((8, 8, 3), np.uint8)
     for i, score in enumerate(scores):
         faces = [] if score is None else [FaceScore((10.0, 10.0, 80.0, 80.0), score)]
@@ -112,7 +116,7 @@ def test_a_live_runs_html_report_gives_local_time_and_seconds_since_the_start(tm
 
 
 def test_recorder_keeps_the_deciding_score_and_the_face_count() -> None:
-    gate, rec = Gate(GateConfig()), ReplayRecorder()
+    gate, rec = Gate(FRAME_HOLD), ReplayRecorder()
     faces = [FaceScore((0.0, 0.0, 20.0, 20.0), 0.9), FaceScore((0.0, 0.0, 100.0, 100.0), 0.2)]
     gate.update(0, 0.0, faces)
     rec.on_frame(Frame(np.zeros((8, 8, 3), np.uint8), 0, 0.0), SimpleNamespace(gate=gate, last_faces=faces))

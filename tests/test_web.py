@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import http.client
 import json
 import logging
@@ -69,7 +70,8 @@ class Feeder:
 
     def __init__(self, view: LiveView, start: float | None = None) -> None:
         self.view = view
-        self.gate = Gate(view.cfg.gate)
+        # The synthetic frames hold a smile for a few frames: the hold is counted in frames here.
+        self.gate = Gate(dataclasses.replace(view.cfg.gate, hold_seconds=None))
         self.index = 0
         self.start = start
 
