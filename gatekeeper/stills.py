@@ -48,6 +48,7 @@ import numpy as np
 
 from ._native import captured_stderr
 from .detect import Face, FaceDetector
+from .track import intersection, iou
 
 #: File names taken for photos when a folder is scanned (``gatekeeper score``, class-folder
 #: datasets); OpenCV reads all of them (a GIF's first frame).
@@ -300,16 +301,10 @@ def views(image: np.ndarray) -> Iterator[list[View]]:
             yield list(tile_views(image, n))
 
 
-def _overlaps(a: Face, b: Face, iou: float = 0.3) -> bool:
-    ax, ay, aw, ah = a.box
-    bx, by, bw, bh = b.box
-    ix = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
+def _overlaps(a: Face, b: Face, min_iou: float = 0.3) -> bool:
     # A face cut by a tile edge is found twice: whole in one tile, partly in the next.
-    smaller = min(aw * ah, bw * bh)
-    return union > 0 and (inter / union >= iou or (smaller > 0 and inter / smaller >= 0.6))
+    smaller = min(a.box[2] * a.box[3], b.box[2] * b.box[3])
+    return iou(a.box, b.box) >= min_iou or (smaller > 0 and intersection(a.box, b.box) / smaller >= 0.6)
 
 
 def refine(detector: FaceDetector, image: np.ndarray, face: Face, min_score: float = 0.0) -> Face | None:

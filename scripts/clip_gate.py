@@ -7,7 +7,7 @@ Each clip of ``labels.yaml`` and ``labels-expressions.yaml`` is scored once thro
 path (detector in VIDEO mode, crop, classifier; cached per model in ``.cache/clip-scores-*.json``),
 then fed to :class:`gatekeeper.gate.Gate` with the default gate config and the ``--set``
 overrides. For each clip it prints the OPEN frames, whether they satisfy the clip's ``expect``
-block (the rules of ``../shared/tools/replay_check.py``), and the time from the start of the
+block (by ``../shared/tools/replay_check.py``'s own rules), and the time from the start of the
 first labelled smile to the first OPEN. Gate rules can be compared in seconds this way; the
 real check stays ``replay_check.py`` on the real command.
 """
@@ -15,7 +15,9 @@ real check stays ``replay_check.py`` on the real command.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import sys
@@ -30,7 +32,7 @@ from gatekeeper.capture import FileSource
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.config import Config
 from gatekeeper.detect import FaceDetector, resolve_face_model
-from gatekeeper.gate import EventType, FaceScore, Gate, GateConfig
+from gatekeeper.gate import EventType, FaceScore, Gate
 
 
 def score_clip(path: Path, clf: SmileClassifier, cfg: Config) -> list[dict]:
@@ -47,23 +49,14 @@ def score_clip(path: Path, clf: SmileClassifier, cfg: Config) -> list[dict]:
     return frames
 
 
-def check(expect: dict, opens: list[int]) -> list[str]:
-    problems = []
-    if "open_count" in expect and len(opens) != expect["open_count"]:
-        problems.append(f"expected {expect['open_count']} OPEN")
-    if "open_min" in expect and len(opens) < expect["open_min"]:
-        problems.append(f"expected at least {expect['open_min']} OPEN")
-    if "open_max" in expect and len(opens) > expect["open_max"]:
-        problems.append(f"expected at most {expect['open_max']} OPEN")
-    if "opens_only_in" in expect:
-        stray = [f for f in opens if not any(a <= f <= b for a, b in expect["opens_only_in"] or [])]
-        if stray:
-            problems.append(f"false OPEN at {stray}")
-    if opens and "open_not_before" in expect and min(opens) < expect["open_not_before"]:
-        problems.append("OPEN before the smile")
-    if opens and "open_by" in expect and min(opens) > expect["open_by"]:
-        problems.append(f"first OPEN later than frame {expect['open_by']}")
-    return problems
+def replay_check_rules(shared: Path):
+    """The ``check(expect, events)`` of ``../shared/tools/replay_check.py``: the same rules as the real check."""
+    spec = importlib.util.spec_from_file_location("replay_check", shared / "tools" / "replay_check.py")
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {shared / 'tools' / 'replay_check.py'}; set GATEKEEPER_SHARED")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.check
 
 
 def parse_set(items: list[str]) -> dict:
@@ -86,7 +79,8 @@ def main() -> int:
     args = ap.parse_args()
     cfg = Config()
     clf = SmileClassifier(args.model)
-    gate_cfg = GateConfig(**{**{k: getattr(cfg.gate, k) for k in cfg.gate.__dataclass_fields__}, **parse_set(args.set)})
+    gate_cfg = dataclasses.replace(cfg.gate, **parse_set(args.set))
+    check = replay_check_rules(shared)
     digest = hashlib.sha256(clf.path.read_bytes()).hexdigest()[:12]
     failed = 0
     for labels_path in map(Path, args.labels):
@@ -100,9 +94,10 @@ def main() -> int:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps(frames))
             gate = Gate(gate_cfg)
-            opens, open_t = [], []
+            opens, open_t, events = [], [], []
             for fr in frames:
                 for e in gate.update(fr["i"], fr["t"], [FaceScore(tuple(b), s) for b, s in fr["faces"]]):
+                    events.append(e.to_dict())
                     if e.event is EventType.OPEN:
                         opens.append(e.frame)
                         open_t.append(e.t)
@@ -115,7 +110,7 @@ def main() -> int:
                 window = next((w for w in spec.get("expect", {}).get("opens_only_in") or [] if w[0] <= first <= w[1]), [first - 15, first + 10**6])
                 start_t = next(fr["t"] for fr in frames if fr["i"] >= first)
                 delay = next((round(t - start_t, 3) for f, t in zip(opens, open_t, strict=True) if window[0] <= f <= window[1]), None)
-            problems = check(spec.get("expect", {}), opens)
+            problems = check(spec.get("expect", {}), events)
             failed += bool(problems)
             print(f"{'FAIL' if problems else 'ok  '} {clip:28s} opens {opens} to_open_s {delay} {'; '.join(problems)}")
     print(f"{failed} failed")
