@@ -11,6 +11,11 @@ queued within the shutdown bound, and a relay pulse in progress runs out. SIGINT
 request: the relay goes shut at once (a pulse is cut short), the rest is delivered within the
 bound. Either way the gate's health turns bad as soon as the frames end (:meth:`App.trouble`).
 
+Operator actions (:mod:`gatekeeper.actions`) wait on ``App.controls``' queue; the frame loop
+applies them before each frame and on every idle poll of a live source, so they go through the
+gate's rules and the journal like every other event. The service state of the last run is read
+back from the journal at start: a gate taken out of service stays out of service.
+
 A journal that cannot write is a fault like a lost camera: under ``journal.on_error:
 fail_closed`` the gate is held shut (FAULT) until a probe write succeeds (RECOVERED).
 """
@@ -30,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from .actions import Controls
 from .capture import FileSource, Frame, LiveSource
 from .classify import SmileClassifier
 from .config import Config
@@ -186,6 +192,7 @@ class App:
         on_frame: Callable[[Frame, Pipeline], None] | None = None,
         *,
         dispatcher: Dispatcher | None = None,
+        controls: Controls | None = None,
     ) -> None:
         self.cfg = cfg
         self.pipeline = pipeline
@@ -197,6 +204,19 @@ class App:
         self.events: dict[str, int] = {}
         self.ended: str | None = None  # why the frames ended ("source ended", "stopped"); None while running
         self._faults: dict[str, str] = {}  # what holds the gate shut: "source", "journal" -> reason
+        self.controls = controls if controls is not None else Controls(cfg.actions, token=cfg.http.token)
+        self._sinks_closed = False
+        self._last_t = 0.0  # the time of the last frame (actions after the end are placed after it)
+        self._restore_service()
+
+    def _restore_service(self) -> None:
+        journal = self.dispatcher.journal if self.dispatcher is not None else None
+        last = journal.last_service_event() if journal is not None else None
+        self.pipeline.gate.restore_service(last)
+        out = self.pipeline.gate.out_of_service
+        if out is not None:
+            note = f" ({out.note})" if out.note else ""
+            log.warning("the gate is out of service since an earlier run (by %s via %s%s); it stays shut until an in_service action", out.by, out.via, note)
 
     def emit(self, events: list[Event]) -> None:
         for e in events:
@@ -258,7 +278,22 @@ class App:
             self._recover("journal", frame, t, "journal writable again")
 
     # -- the frame loop ------------------------------------------------------------------------
+    def _act(self, frame: int, t: float) -> None:
+        self.controls.apply(self.pipeline.gate, frame, t, self.emit)
+
+    def serve_actions(self, seconds: float) -> None:
+        """After the frames have ended (``--hold-open``): keep applying operator actions for
+        ``seconds`` or until a stop is requested, at times running on from the last frame."""
+        start = time.monotonic()
+        while not self.stopping.wait(0.05):
+            elapsed = time.monotonic() - start
+            self._act(max(self.frames - 1, 0), self._last_t + elapsed)
+            if elapsed >= seconds:
+                return
+
     def _step(self, frame: Frame) -> None:
+        self._act(frame.index, frame.t)
+        self._last_t = frame.t
         self.emit(self.pipeline.process(frame))
         self._watch_journal(frame.index, frame.t)
         self.frames += 1
@@ -303,6 +338,7 @@ class App:
                     reason = source.status.fault or f"no frame for {self.cfg.source.watchdog_s:g} s"
                     self._fault("source", max(last_index, 0), time.time(), reason)
                 self._watch_journal(max(last_index, 0), time.time())
+                self._act(max(last_index, 0), time.time())
                 continue
             last_arrival, last_index = now, frame.index
             self._recover("source", frame.index, frame.t, "frames arriving again")
@@ -310,15 +346,24 @@ class App:
         if source.status.ended and "source" not in self._faults:
             self._fault("source", max(last_index, 0), time.time(), source.status.fault or "source ended")
 
+    def close_sinks(self) -> None:
+        """Tell the sinks the frames have ended (once; :meth:`close` does it too). Events that
+        follow (operator actions during ``--hold-open``) still reach them."""
+        if self._sinks_closed:
+            return
+        self._sinks_closed = True
+        for sink in self.sinks:
+            sink.close()
+
     def close(self, timeout: float = 5.0) -> None:
         """Tell the sinks the run is over, then close the journal and hooks within ``timeout``.
 
         After a stop on request (SIGINT/SIGTERM) the hooks are interrupted: the relay goes shut
         at once. After the end of a finite source they finish in order (a pulse runs out).
         """
+        self.controls.stop()
         try:
-            for sink in self.sinks:
-                sink.close()
+            self.close_sinks()
         finally:
             try:
                 if self.dispatcher is not None:

@@ -122,6 +122,7 @@ def _run(argv: list[str], *, open_video: Callable[..., Any] | None = None) -> in
     if args.check_config:
         return _check_config(cfg, args)
 
+    from .actions import Controls
     from .app import App, EventSink, StdoutSink, build_pipeline
     from .capture import FileSource, LiveSource
     from .hooks import open_dispatcher
@@ -181,28 +182,31 @@ def _run(argv: list[str], *, open_video: Callable[..., Any] | None = None) -> in
             source.close()
             pipeline.close()
             raise
+        controls = Controls(cfg.actions, token=cfg.http.token)
         dispatcher.start()
         if view is not None:
             view.hooks = dispatcher.hooks
-        app = App(cfg, pipeline, sinks, on_frame=_fan_out(on_frame), dispatcher=dispatcher)
+        app = App(cfg, pipeline, sinks, on_frame=_fan_out(on_frame), dispatcher=dispatcher, controls=controls)
         if view is not None:
             view.app = app  # /healthz: the source ended, the journal cannot write
+            view.controls = controls
         app.install_signal_handlers()
         try:
             app.run(source)
+            app.close_sinks()  # the frames have ended: the page and /healthz say so from now on
+            if recorder is not None and report_path is not None:
+                from .report import write_report
+
+                name = Path(args.video).name if args.video is not None else str(args.url if args.camera is None else f"camera {args.camera}")
+                write_report(report_path, recorder.rows, recorder.events, cfg.gate, title=name, live=recorder.live)
+                log.info("report written to %s", report_path)
+            if server is not None and args.hold_open > 0 and not app.stopping.is_set():
+                log.info("source ended; live view stays up for %g s (Ctrl-C ends it); operator actions still apply", args.hold_open)
+                app.serve_actions(args.hold_open)
         finally:
             app.close()
         st = source.status
         log.info("done: %d frames, events %s, source %s", app.frames, json.dumps(app.events), json.dumps({"read": st.read, "dropped": st.dropped, "skipped": st.skipped, "reconnects": st.reconnects}))
-        if recorder is not None and report_path is not None:
-            from .report import write_report
-
-            name = Path(args.video).name if args.video is not None else str(args.url if args.camera is None else f"camera {args.camera}")
-            write_report(report_path, recorder.rows, recorder.events, cfg.gate, title=name, live=recorder.live)
-            log.info("report written to %s", report_path)
-        if server is not None and args.hold_open > 0 and not app.stopping.is_set():
-            log.info("source ended; live view stays up for %g s (Ctrl-C ends it)", args.hold_open)
-            app.stopping.wait(args.hold_open)
     finally:
         if server is not None:
             server.stop()

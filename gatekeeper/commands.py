@@ -190,6 +190,8 @@ def _text_line(entry: JournalEntry) -> str:
     ]
     if e.reason:
         line += f"\n    reason: {e.reason}"
+    if e.by is not None:  # an operator action
+        line += f"\n    by {e.by} via {e.via}" + (" (override: the gate was held shut)" if e.override else "") + (f": {e.note}" if e.note and e.note != e.reason else "")
     for err in errors:
         line += f"\n    {err}"
     return line

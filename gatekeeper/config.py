@@ -31,6 +31,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from .actions import ActionsConfig
 from .errors import ConfigError
 from .gate import GateConfig
 from .hooks.config import HOOK_TYPES, HookConfig
@@ -122,6 +123,7 @@ class Config:
     journal: JournalConfig = opt(JournalConfig(), "the event journal")
     http: HttpConfig = opt(HttpConfig(), "the live view and metrics server (on with --http HOST:PORT)")
     hooks: tuple[HookConfig, ...] = opt((), "where events go besides stdout: a list of hooks, each with a 'type'")
+    actions: ActionsConfig = opt(ActionsConfig(), "operator controls: open by hand, out of service, in service (page, HTTP, MQTT, a staff button)")
 
 
 # -- validation ----------------------------------------------------------------------------------

@@ -33,6 +33,12 @@ every frame. Every rule about when the gate opens lives here and only here:
   later still opens.
 * **FACE_LOST** when a visit's track ends: its face has not been seen for ``lost_after_s``.
   Single missed detections inside that window do not end a visit.
+* **operator actions** (:meth:`Gate.act`, values of :class:`~gatekeeper.actions.Action`): ``open``
+  is an OPEN now, whatever the smile (``reason: "manual"``, ``by``, ``via``; ``override: true``
+  when the gate is held shut, out of service or faulted), at most one per
+  ``manual_open_interval_s``; ``out_of_service`` (OUT_OF_SERVICE) holds the gate shut, no OPEN or
+  DENY from smiles, until ``in_service`` (IN_SERVICE). A refused action returns no event and
+  leaves the reason in :attr:`Gate.refusal`.
 * **FAULT / RECOVERED**: :meth:`Gate.fault` shuts the gate (no OPEN or DENY while faulted, any
   smile hold is dropped) and says why; :meth:`Gate.recover` ends it. Tracks live on through a
   fault while frames keep coming, so a visit that opened does not open again after it; a track
@@ -51,10 +57,13 @@ import enum
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .schema import check_bounds, opt
 from .track import Box, Track, Tracker
+
+if TYPE_CHECKING:
+    from .actions import Action
 
 __all__ = ["Event", "EventType", "FaceScore", "Gate", "GateConfig", "GateState", "TrackedFace"]
 
@@ -67,6 +76,8 @@ class EventType(str, enum.Enum):
     FACE_LOST = "FACE_LOST"
     FAULT = "FAULT"
     RECOVERED = "RECOVERED"
+    OUT_OF_SERVICE = "OUT_OF_SERVICE"  # an operator took the gate out of service: no OPEN from smiles
+    IN_SERVICE = "IN_SERVICE"  # back in service
 
     def __str__(self) -> str:
         return self.value
@@ -78,6 +89,7 @@ class GateState(str, enum.Enum):
     SMILING = "smiling"  # a smile is being held, not yet long enough
     OPENED = "opened"  # OPEN fired for the current smile; waiting for it to end
     FAULT = "fault"  # the pipeline is not seeing the world; held shut
+    OUT_OF_SERVICE = "out_of_service"  # taken out of service by an operator; held shut
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +125,10 @@ class Event:
     faces: int = 0
     reason: str | None = None
     track: int | None = None  # the visit's track id (OPEN, DENY, FACE_LOST); None for FAULT, RECOVERED
+    by: str | None = None  # operator actions: who (a manual OPEN, OUT_OF_SERVICE, IN_SERVICE); None otherwise
+    via: str | None = None  # operator actions: http, mqtt, button or page
+    override: bool | None = None  # a manual OPEN: True when the gate was held shut (out of service, fault)
+    note: str | None = None  # operator actions: the operator's own words, if any
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +141,10 @@ class Event:
             "faces": self.faces,
             "reason": self.reason,
             "track": self.track,
+            "by": self.by,
+            "via": self.via,
+            "override": self.override,
+            "note": self.note,
         }
 
 
@@ -155,6 +175,9 @@ class GateConfig:
         False, "a smile counts only after the same person was seen not smiling for onset_s: refuses photos, also people who walk up smiling"
     )
     onset_s: float = opt(0.3, "with require_onset: how long a person must be seen below exit_threshold before their smile counts", gt=0)
+    manual_open_interval_s: float = opt(
+        0.5, "operator opens (page, HTTP, MQTT, button) closer together than this are refused: a stuck button or a script cannot hold the gate open", ge=0
+    )
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -226,6 +249,9 @@ class Gate:
         self._decider: int | None = None  # the track that decided last, while it lives
         self._hold: _Hold | None = None
         self._fault: str | None = None
+        self._out: Event | None = None  # the OUT_OF_SERVICE in force; None: in service
+        self._last_manual_open: float | None = None
+        self.refusal: tuple[str, str] | None = None  # (code, message) of the last refused action
         self.faces: tuple[TrackedFace, ...] = ()  # the faces of the last frame, with their tracks
         self.last_score: float | None = None  # the deciding face's score in the last frame
 
@@ -234,6 +260,8 @@ class Gate:
     def state(self) -> GateState:
         if self._fault is not None:
             return GateState.FAULT
+        if self._out is not None:
+            return GateState.OUT_OF_SERVICE
         person = self._people.get(self._decider) if self._decider is not None else None
         if person is None:
             return GateState.PRESENT if any(p.decided_t is not None for p in self._people.values()) else GateState.IDLE
@@ -246,6 +274,15 @@ class Gate:
     @property
     def faulted(self) -> bool:
         return self._fault is not None
+
+    @property
+    def in_service(self) -> bool:
+        return self._out is None
+
+    @property
+    def out_of_service(self) -> Event | None:
+        """The OUT_OF_SERVICE event in force (who, when, why), or None while in service."""
+        return self._out
 
     # -- transitions ---------------------------------------------------------------------------
     def update(self, frame: int, t: float, faces: Sequence[FaceScore], size: tuple[int, int] | None = None) -> list[Event]:
@@ -282,8 +319,8 @@ class Gate:
         self._decider = track
         if self._hold is not None and self._hold.track != track:
             self._hold = None  # another person decides now: their smile is held from its start
-        if self._fault is not None:
-            self._hold = None
+        if self._fault is not None or self._out is not None:
+            self._hold = None  # held shut: no OPEN and no DENY from smiles
             return self._dispatch(events)
 
         if not person.smile_opened:  # after OPEN the smile goes on at or above exit_threshold
@@ -324,6 +361,46 @@ class Gate:
         events = [self._event(EventType.RECOVERED, frame, t, None, None, 0, reason, None)]
         events += [self._event(EventType.FACE_LOST, frame, t, None, None, 0, None, tr.id) for tr in self._end(self._tracker.expire(t))]
         return events
+
+    def act(self, action: Action, frame: int, t: float) -> list[Event]:
+        """An operator's action at frame ``frame``, time ``t``: its events, or [] when refused
+        (then :attr:`refusal` says why: ``rate_limited``, or ``no_change`` for a service state
+        that is already so)."""
+        self.refusal = None
+        by, via, note = action.by, action.via, action.reason
+        if action.kind == "open":
+            last, interval = self._last_manual_open, self.config.manual_open_interval_s
+            if last is not None and 0 <= t - last < interval:
+                return self._refuse("rate_limited", f"manual open {t - last:.2f} s after the last one; expected at least gate.manual_open_interval_s={interval:g} s between two")
+            self._last_manual_open = t
+            person = self._people.get(self._decider) if self._decider is not None else None
+            if person is not None:  # whoever is in front has been let through: their smile does not open again
+                person.opened = person.smile_opened = True
+                person.last_open_t = t
+                self._hold = None
+            held_shut = self._out is not None or self._fault is not None
+            event = Event(EventType.OPEN, frame, t, None, self.id_factory(), None, len(self.faces), "manual", None, by, via, held_shut, note)
+            return self._dispatch([event])
+        if action.kind == "out_of_service":
+            if self._out is not None:
+                return self._refuse("no_change", f"already out of service (by {self._out.by} via {self._out.via}); expected in_service first")
+            self._hold = None
+            self._out = Event(EventType.OUT_OF_SERVICE, frame, t, None, self.id_factory(), None, len(self.faces), note, None, by, via, None, note)
+            return [self._out]
+        if action.kind == "in_service":
+            if self._out is None:
+                return self._refuse("no_change", "already in service; expected out_of_service first")
+            self._out = None
+            for person in self._people.values():
+                if person.decided_t is not None:
+                    person.decided_t = t  # deny_after_s counts from now, not from before the pause
+            return [Event(EventType.IN_SERVICE, frame, t, None, self.id_factory(), None, len(self.faces), note, None, by, via, None, note)]
+        raise ValueError(f"unknown action kind {action.kind!r}")  # Action checks its kind; a bug if reached
+
+    def restore_service(self, last: Event | None) -> None:
+        """Start from the service state of the last OUT_OF_SERVICE/IN_SERVICE event of an earlier
+        run (read back from the journal): a gate taken out of service stays out across a restart."""
+        self._out = last if last is not None and last.event is EventType.OUT_OF_SERVICE else None
 
     # -- helpers -------------------------------------------------------------------------------
     @property
@@ -376,6 +453,10 @@ class Gate:
         if cfg.reopen == "per_visit":
             return not person.opened
         return person.last_open_t is None or t - person.last_open_t >= cfg.cooldown_s
+
+    def _refuse(self, code: str, message: str) -> list[Event]:
+        self.refusal = (code, message)
+        return []
 
     def _event(self, kind: EventType, frame: int, t: float, score: float | None, box: Box | None, n: int, reason: str | None, track: int | None) -> Event:
         return Event(kind, frame, t, score, self.id_factory(), box, n, reason, track)

@@ -67,6 +67,11 @@ CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (state) WHERE state 
 """
 
 
+_SERVICE_TYPES = (EventType.OUT_OF_SERVICE.value, EventType.IN_SERVICE.value)
+_LAST_SERVICE = (
+    "SELECT {cols} FROM events WHERE type IN " + str(_SERVICE_TYPES) + " ORDER BY created_at DESC, rowid DESC LIMIT 1"
+)
+
 _PROBE_ID = "~probe"  # never an event id (those are hex); written and deleted by check_writable
 
 
@@ -142,6 +147,10 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         faces=int(data.get("faces", 0)),
         reason=data.get("reason"),
         track=None if data.get("track") is None else int(data["track"]),  # absent in journals written before tracking
+        by=data.get("by"),  # by, via, override, note: absent in journals written before operator actions
+        via=data.get("via"),
+        override=data.get("override"),
+        note=data.get("note"),
     )
 
 
@@ -228,10 +237,16 @@ class Journal:
         )
 
     def prune(self, older_than: float) -> int:
-        """Delete events appended before the wall-clock time ``older_than``; returns how many."""
+        """Delete events appended before the wall-clock time ``older_than``; returns how many.
+
+        The last OUT_OF_SERVICE/IN_SERVICE is kept however old: it is the gate's service state
+        (a gate out of service for longer than ``keep_days`` stays out).
+        """
         with self._lock:
             try:
-                cur = self._db.execute("DELETE FROM events WHERE created_at < ?", (older_than,))
+                cur = self._db.execute(
+                    f"DELETE FROM events WHERE created_at < ? AND id IS NOT ({_LAST_SERVICE.format(cols='id')})", (older_than,)
+                )
             except sqlite3.Error as exc:
                 raise JournalError(f"journal {self.path!r}: cannot prune: {exc}") from None
         return cur.rowcount
@@ -292,6 +307,11 @@ class Journal:
             PendingDelivery(event_from_dict(json.loads(body)), created, name, attempts)
             for body, created, name, attempts in rows
         ]
+
+    def last_service_event(self) -> Event | None:
+        """The newest OUT_OF_SERVICE or IN_SERVICE event (what start-up restores), or None."""
+        rows = self._read(_LAST_SERVICE.format(cols="event"), ())
+        return event_from_dict(json.loads(rows[0][0])) if rows else None
 
     def entries(self, since: float | None = None, limit: int | None = None) -> list[JournalEntry]:
         """Events appended at or after ``since`` (wall clock), oldest first; ``limit`` keeps the newest."""

@@ -14,6 +14,9 @@ route              what
                    source ended
 ``/status``        JSON: state, frame counters, last score, uptime, events by type, hooks
 ``/metrics``       Prometheus text format, from this view's own registry
+``POST             an operator action (``open``, ``out_of_service``, ``in_service``), body
+/actions/{kind}``  ``{"by": ..., "reason": ...}``; always needs ``http.token`` as ``Authorization:
+                   Bearer``, loopback or not (see :mod:`gatekeeper.actions`)
 =================  ==========================================================================
 
 Threads. The frame loop only calls :meth:`LiveView.on_frame` (stores a reference to the newest
@@ -26,7 +29,8 @@ that does not keep up loses its oldest events, counted in ``gatekeeper_web_event
 With ``http.token`` set, every route but ``/healthz`` needs it, as ``Authorization: Bearer
 TOKEN`` (the scheme in any case, as RFC 7235 has it) or ``?token=TOKEN`` (the page passes its
 own ``?token=`` on to the picture and events). A bind beyond loopback refuses to start without
-a token.
+a token. Actions take the token only as a bearer header, never from the URL (a link or a form
+on another site cannot carry it), and without a configured token they are refused.
 
 A request the HTTP parser refuses (a request line or header over 8190 bytes, a malformed URL)
 gets a short 400 that echoes nothing of the request, and one warning line in the log with any
@@ -64,13 +68,15 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, InvalidHeader, InvalidURLError, LineTooLong
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .actions import MAX_BODY as MAX_ACTION_BODY
 from .errors import ConfigError
 from .gate import WHOLE_FRAME, Event, EventType, GateState, TrackedFace
 
 if TYPE_CHECKING:
+    from .actions import Controls
     from .app import Pipeline
     from .capture import Frame, SourceStatus
     from .config import Config
@@ -85,7 +91,8 @@ STAGES = ("decode", "detect", "crop", "classify", "gate")
 # Per-stage latency buckets: a detector run is a few ms on a desktop and tens of ms on a Pi.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 BOUNDARY = "frame"
-HEARTBEAT_S = 10.0  # an SSE comment this often keeps proxies from closing an idle stream
+HEARTBEAT_S = 10.0
+_ACTION_PATH = re.compile(r"^(/cameras/[^/]+)?/actions/")  # an SSE comment this often keeps proxies from closing an idle stream
 
 
 # -- where to listen ------------------------------------------------------------------------------
@@ -235,6 +242,17 @@ class _CountersCollector(Collector):
         yield from families.values()
         yield counter("gatekeeper_web_events_dropped", "Events lost by live-view clients that did not keep up", v.hub.total_dropped())
         yield counter("gatekeeper_journal_errors", "Journal writes that failed (a full disk)", v.app.journal_errors if v.app is not None else 0)
+        taken = CounterMetricFamily("gatekeeper_actions", "Operator actions the gate acted on", labels=["kind", "via"])
+        refused = CounterMetricFamily("gatekeeper_action_refusals", "Operator actions and commands refused, by where from and why", labels=["via", "reason"])
+        if v.controls is not None:
+            done, refusals = v.controls.stats.counts()
+            for labels, n in done:
+                taken.add_metric(list(labels), n)
+            for labels, n in refusals:
+                refused.add_metric(list(labels), n)
+        yield taken
+        yield refused
+        yield GaugeMetricFamily("gatekeeper_in_service", "1 while the gate is in service, 0 while an operator has it out of service", value=1 if v.service()["in_service"] else 0)
 
 
 class LiveView:
@@ -270,6 +288,7 @@ class LiveView:
         self.fault: str | None = None  # reason of an unrecovered FAULT event
         self.ended = False
         self.app: Any = None  # the App, once built: its trouble() (the journal cannot write) and journal_errors
+        self.controls: Controls | None = None  # the operator controls, once built (POST /actions/...)
         self._snapshot: Snapshot | None = None
         self._last_frame_at: float | None = None
         self._lock = threading.Lock()
@@ -365,11 +384,22 @@ class LiveView:
             return False, f"source ended; last frame {age:.1f} s ago" if self.ended else f"no frame for {age:.1f} s"
         return True, "ok"
 
+    def service(self) -> dict[str, Any]:
+        """Whether the gate is in service and, when not, who took it out, how and why."""
+        gate = self.app.pipeline.gate if self.app is not None else None
+        out = gate.out_of_service if gate is not None else None
+        if out is None:
+            return {"in_service": True, "by": None, "via": None, "reason": None, "event": None}
+        return {"in_service": False, "by": out.by, "via": out.via, "reason": out.note, "event": out.id}
+
     def live_state(self) -> dict[str, Any]:
         """The small, often-sent part of the status: what the page redraws."""
         snap = self.snapshot()
         healthy, why = self.health()
+        service = self.service()
         state = GateState.FAULT.value if self.fault else (snap.state if snap else GateState.IDLE.value)
+        if not service["in_service"] and state != GateState.FAULT.value:
+            state = GateState.OUT_OF_SERVICE.value
         return {
             "state": state,
             "score": None if snap is None or snap.score is None else round(snap.score, 4),
@@ -381,6 +411,10 @@ class LiveView:
             "healthy": healthy,
             "health": why,
             "ended": self.ended,
+            "in_service": service["in_service"],
+            "service": service,
+            # The page shows its controls when the server takes actions at all (a token is set).
+            "controls": self.controls is not None and bool(self.cfg.http.token),
         }
 
     def status(self) -> dict[str, Any]:
@@ -404,6 +438,7 @@ class LiveView:
             "events": events,
             "hooks": {h.name: dataclasses.asdict(h.stats) for h in self.hooks},
             "thresholds": {"enter": self.cfg.gate.enter_threshold, "exit": self.cfg.gate.exit_threshold},
+            "actions": self.controls.stats.snapshot() if self.controls is not None else {"taken": {}, "refused": {}},
         }
 
 
@@ -660,6 +695,7 @@ class WebServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/status", self._status)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_post("/actions/{kind}", self._action)
         # Streams end on their own once _closing is set; the timeout only bounds a stuck client.
         self._runner = _GuardedAppRunner(app, secret=self.token, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -676,6 +712,8 @@ class WebServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if _ACTION_PATH.match(request.path):
+            return await handler(request)  # actions check their own token (bearer only), count and log each refusal
         if self.token and request.path != "/healthz":
             given = bearer_token(request.headers.get("Authorization", ""))
             if given is None:
@@ -758,6 +796,21 @@ class WebServer:
 
     async def _status(self, request: web.Request) -> web.Response:
         return web.json_response(self.view.status())
+
+    async def _action(self, request: web.Request) -> web.Response:
+        controls = self.view.controls
+        if controls is None:
+            return web.json_response({"refused": "no_controls", "detail": "this server takes no operator actions"}, status=503)
+        header = request.headers.get("Authorization")
+        credentials = None if header is None else bearer_token(header)
+        if request.content_length is not None and request.content_length > MAX_ACTION_BODY:
+            body = b"x" * (MAX_ACTION_BODY + 1)  # not read: refused as too long, after the token check
+        else:
+            body = await request.content.read(MAX_ACTION_BODY + 1)
+        answer = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: controls.http(request.match_info["kind"], credentials, body, remote=request.remote)
+        )
+        return web.json_response(answer.body, status=answer.status)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))

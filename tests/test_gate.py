@@ -569,31 +569,43 @@ def test_default_event_ids_are_unique_hex() -> None:
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
 
 
+NO_OPERATOR = {"by": None, "via": None, "override": None, "note": None}  # keys added by operator actions (issue 22)
+
 TO_DICT_CASES = [
     pytest.param(
         Event(EventType.OPEN, 12, 0.123456, 0.876543, "abc", (1.23, 2.0, 3.04, 4.96), 2, None),
-        {"event": "OPEN", "frame": 12, "t": 0.1235, "score": 0.8765, "id": "abc", "box": [1.2, 2.0, 3.0, 5.0], "faces": 2, "reason": None, "track": None},
+        {"event": "OPEN", "frame": 12, "t": 0.1235, "score": 0.8765, "id": "abc", "box": [1.2, 2.0, 3.0, 5.0], "faces": 2, "reason": None, "track": None, **NO_OPERATOR},
         id="OPEN rounds t, score and box",
     ),
     pytest.param(
         Event(EventType.DENY, 3, 6.0, 0.1, "d", (0, 0, 10, 10), 1, "no smile held within 6 s"),
-        {"event": "DENY", "frame": 3, "t": 6.0, "score": 0.1, "id": "d", "box": [0, 0, 10, 10], "faces": 1, "reason": "no smile held within 6 s", "track": None},
+        {"event": "DENY", "frame": 3, "t": 6.0, "score": 0.1, "id": "d", "box": [0, 0, 10, 10], "faces": 1, "reason": "no smile held within 6 s", "track": None, **NO_OPERATOR},
         id="DENY with a reason",
     ),
     pytest.param(
         Event(EventType.FACE_LOST, 7, 1.5, None, "f", None, 0, None),
-        {"event": "FACE_LOST", "frame": 7, "t": 1.5, "score": None, "id": "f", "box": None, "faces": 0, "reason": None, "track": None},
+        {"event": "FACE_LOST", "frame": 7, "t": 1.5, "score": None, "id": "f", "box": None, "faces": 0, "reason": None, "track": None, **NO_OPERATOR},
         id="FACE_LOST without a face",
     ),
     pytest.param(
         Event(EventType.FAULT, 0, 1_700_000_000.123456, None, "x", None, 0, "camera 'cam0' lost"),
-        {"event": "FAULT", "frame": 0, "t": 1_700_000_000.1235, "score": None, "id": "x", "box": None, "faces": 0, "reason": "camera 'cam0' lost", "track": None},
+        {"event": "FAULT", "frame": 0, "t": 1_700_000_000.1235, "score": None, "id": "x", "box": None, "faces": 0, "reason": "camera 'cam0' lost", "track": None, **NO_OPERATOR},
         id="FAULT at wall-clock time",
     ),
     pytest.param(
         Event(EventType.RECOVERED, 9, 2.0, None, "r", None, 0, "frames arriving again"),
-        {"event": "RECOVERED", "frame": 9, "t": 2.0, "score": None, "id": "r", "box": None, "faces": 0, "reason": "frames arriving again", "track": None},
+        {"event": "RECOVERED", "frame": 9, "t": 2.0, "score": None, "id": "r", "box": None, "faces": 0, "reason": "frames arriving again", "track": None, **NO_OPERATOR},
         id="RECOVERED",
+    ),
+    pytest.param(
+        Event(EventType.OPEN, 4, 2.5, None, "m", None, 1, "manual", None, "maria", "page", True, "pram"),
+        {"event": "OPEN", "frame": 4, "t": 2.5, "score": None, "id": "m", "box": None, "faces": 1, "reason": "manual", "track": None, "by": "maria", "via": "page", "override": True, "note": "pram"},
+        id="a manual OPEN",
+    ),
+    pytest.param(
+        Event(EventType.OUT_OF_SERVICE, 4, 2.5, None, "o", None, 0, "cleaning", None, "ali", "mqtt", None, "cleaning"),
+        {"event": "OUT_OF_SERVICE", "frame": 4, "t": 2.5, "score": None, "id": "o", "box": None, "faces": 0, "reason": "cleaning", "track": None, "by": "ali", "via": "mqtt", "override": None, "note": "cleaning"},
+        id="OUT_OF_SERVICE",
     ),
 ]
 
@@ -602,7 +614,7 @@ TO_DICT_CASES = [
 def test_event_to_dict_shape(event: Event, expected: dict[str, Any]) -> None:
     d = event.to_dict()
     assert d == expected
-    assert list(d) == ["event", "frame", "t", "score", "id", "box", "faces", "reason", "track"]
+    assert list(d) == ["event", "frame", "t", "score", "id", "box", "faces", "reason", "track", "by", "via", "override", "note"]
     assert json.loads(json.dumps(d)) == d
 
 
@@ -613,7 +625,7 @@ def test_events_from_a_run_are_json_serialisable() -> None:
 
 
 def test_event_type_prints_as_its_name() -> None:
-    assert [str(t) for t in EventType] == ["OPEN", "DENY", "FACE_LOST", "FAULT", "RECOVERED"]
+    assert [str(t) for t in EventType] == ["OPEN", "DENY", "FACE_LOST", "FAULT", "RECOVERED", "OUT_OF_SERVICE", "IN_SERVICE"]
 
 
 # -- callbacks -----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from gpiozero import Device, OutputDevice
 from gpiozero.exc import BadPinFactory, GPIOZeroError, PinFactoryFallback
@@ -37,7 +38,31 @@ from ..gate import Event, EventType
 from .base import Delivery, DeliveryError, Hook
 from .config import GpioHookConfig
 
-__all__ = ["GpioHook"]
+__all__ = ["GpioHook", "gpio_device"]
+
+T = TypeVar("T")
+
+
+def gpio_device(make: Callable[[Any], T], *, pin_factory: str, pin: str, name: str, what: str) -> T:
+    """``make(factory)``: a gpiozero device on the board's own GPIO (``pin_factory: auto``) or on
+    gpiozero's MockFactory (``mock``; one a test installed is reused, so the test reads the same
+    pins). No GPIO on the machine, or a pin gpiozero cannot use, is one :class:`HookError` line
+    naming ``name`` and the pin; ``what`` is what the mock would simulate."""
+    factory = None
+    if pin_factory == "mock":
+        factory = Device.pin_factory if isinstance(Device.pin_factory, MockFactory) else MockFactory()
+    try:
+        with warnings.catch_warnings():
+            # gpiozero warns once per driver it fails to load; one clear error below says it better.
+            warnings.simplefilter("ignore", PinFactoryFallback)
+            return make(factory)
+    except BadPinFactory as exc:
+        raise HookError(
+            f"{name}: no GPIO on this machine that gpiozero can drive ({exc}); on a Raspberry Pi install "
+            f"lgpio (pip install lgpio), elsewhere set pin_factory: mock to simulate {what}"
+        ) from None
+    except GPIOZeroError as exc:
+        raise HookError(f"{name}: cannot use pin {pin!r}: {exc}") from None
 
 
 class GpioHook(Hook):
@@ -67,23 +92,14 @@ class GpioHook(Hook):
 
     def _open_device(self) -> OutputDevice:
         cfg = self.config
-        factory = None
-        if cfg.pin_factory == "mock":
-            # Reuse a MockFactory a test installed, so the test can read the same pins.
-            factory = Device.pin_factory if isinstance(Device.pin_factory, MockFactory) else MockFactory()
-        try:
-            with warnings.catch_warnings():
-                # gpiozero warns once per driver it fails to load; one clear error below says it better.
-                warnings.simplefilter("ignore", PinFactoryFallback)
-                # initial_value=False: the relay is inactive (safe) from the moment the pin is claimed.
-                return OutputDevice(cfg.pin, active_high=cfg.active_high, initial_value=False, pin_factory=factory)
-        except BadPinFactory as exc:
-            raise HookError(
-                f"{self.name}: no GPIO on this machine that gpiozero can drive ({exc}); on a Raspberry Pi install "
-                "lgpio (pip install lgpio), elsewhere set pin_factory: mock to simulate the relay"
-            ) from None
-        except GPIOZeroError as exc:
-            raise HookError(f"{self.name}: cannot use pin {cfg.pin!r}: {exc}") from None
+        # initial_value=False: the relay is inactive (safe) from the moment the pin is claimed.
+        return gpio_device(
+            lambda factory: OutputDevice(cfg.pin, active_high=cfg.active_high, initial_value=False, pin_factory=factory),
+            pin_factory=cfg.pin_factory,
+            pin=cfg.pin,
+            name=self.name,
+            what="the relay",
+        )
 
     @property
     def is_active(self) -> bool:

@@ -1,0 +1,448 @@
+"""Operator actions: staff open the gate by hand, take it out of service and put it back.
+
+An action is a value, :class:`Action` (``kind``, ``by``, ``via``, ``reason``, ``id``, ``t``).
+Whatever thread it comes from (the web server, the MQTT client, the GPIO button) hands it to
+:meth:`Controls.submit`, which puts it on a bounded, thread-safe queue and returns a
+:class:`Ticket`. Only the frame loop drains the queue (between frames, and on every idle poll
+of a live source) and gives each action to the pure :meth:`Gate.act
+<gatekeeper.gate.Gate.act>`, which alone decides (the service state and the manual-open rate
+limit live there); the events it returns go journal first, hooks after, like every other event::
+
+    controls = Controls()
+    ticket = controls.submit(Action("open", by="maria", via="http"))   # any thread
+    controls.apply(gate, frame, t, emit)                              # the frame loop
+    ticket.wait(2.0), ticket.events                                   # what the gate made of it
+
+Every refusal, wherever it happens (no token, a malformed body, an unknown action, a stale or
+repeated MQTT command, a full queue, the rate limit), goes through :meth:`ActionStats.refuse`:
+one log line naming what was wrong, one counter (``gatekeeper_action_refusals_total{via,
+reason}``), and nothing else.
+
+Where actions come from besides this module: ``POST /actions/{kind}`` in :mod:`gatekeeper.web`,
+the MQTT command topic in :mod:`gatekeeper.hooks.mqtt` (parsed here by :meth:`Controls.mqtt`),
+and the staff push button (:class:`StaffButton`, here).
+"""
+
+from __future__ import annotations
+
+import collections
+import hmac
+import json
+import logging
+import math
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import GatekeeperError
+from .schema import opt
+
+if TYPE_CHECKING:
+    from .gate import Event, Gate
+
+__all__ = [
+    "KINDS",
+    "VIAS",
+    "Action",
+    "ActionError",
+    "ActionStats",
+    "ActionsConfig",
+    "ButtonConfig",
+    "Controls",
+    "StaffButton",
+    "Ticket",
+]
+
+log = logging.getLogger(__name__)
+
+KINDS = ("open", "out_of_service", "in_service")
+VIAS = ("http", "mqtt", "button", "page")
+MAX_BY = 64
+MAX_REASON = 200
+MAX_BODY = 4096  # bytes of an HTTP body or MQTT payload; an action is a few dozen
+MAX_ID = 64
+SEEN_IDS = 10_000  # MQTT command ids remembered (within command_max_age_s) to refuse a repeat
+
+
+class ActionError(GatekeeperError, ValueError):
+    """An action that is not well-formed: an unknown kind, no ``by``, a reason too long."""
+
+
+def _text(value: Any, key: str, limit: int, *, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ActionError(f"{key}: expected {'a non-empty' if required else 'a'} string, got {_short(value)}")
+    if len(value) > limit:
+        raise ActionError(f"{key}: expected at most {limit} characters, got {len(value)}")
+    if not value.isprintable():
+        where = next(i for i, c in enumerate(value) if not c.isprintable())
+        raise ActionError(f"{key}: expected printable characters, got a control character at position {where}")
+    return value.strip() if required else value
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return (text if len(text) <= limit else text[: limit - 3] + "...") + f" ({type(value).__name__})"
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What an operator asked for. ``t``: wall-clock time it was asked (``time.time()``).
+
+    >>> Action("open", by="maria", via="page").kind
+    'open'
+    >>> Action("close", by="maria", via="page")
+    Traceback (most recent call last):
+    ...
+    gatekeeper.actions.ActionError: action 'close' is unknown; expected one of open, out_of_service, in_service
+    """
+
+    kind: str
+    by: str
+    via: str
+    reason: str | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    t: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ActionError(f"action {_clip(self.kind)!r} is unknown; expected one of {', '.join(KINDS)}")
+        if self.via not in VIAS:
+            raise ActionError(f"via: expected one of {', '.join(VIAS)}, got {self.via!r}")
+        object.__setattr__(self, "by", _text(self.by, "by", MAX_BY, required=True))
+        _text(self.reason, "reason", MAX_REASON, required=False)
+
+
+def _clip(value: Any, limit: int = 40) -> str:
+    text = str(value)
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ButtonConfig:
+    """A staff push button on a GPIO input (``actions.button``): a press opens, as a request-to-exit button does."""
+
+    pin: str | None = opt(None, "gpiozero pin name of the staff push button, e.g. GPIO27 or BOARD13; a press opens the gate; null: no button")
+    pull_up: bool = opt(True, "true: the button connects the pin to ground (internal pull-up); false: to 3.3 V (internal pull-down)")
+    bounce_ms: int = opt(50, "a press within this many ms of the last one is contact bounce and ignored", ge=0, le=5000)
+    by: str = opt("staff button", "who the journal names for a press (by)")
+    pin_factory: Literal["auto", "mock"] = opt("auto", "auto: the board's own GPIO; mock: gpiozero's MockFactory (tests, demos)")
+
+    def __post_init__(self) -> None:
+        if self.pin is not None and not self.pin.strip():
+            raise ValueError("pin: expected a gpiozero pin name such as GPIO27, or null for no button; got an empty string")
+        if not self.by.strip() or len(self.by) > MAX_BY:
+            raise ValueError(f"by: expected 1 to {MAX_BY} characters, got {len(self.by.strip())}")
+
+
+@dataclass(frozen=True)
+class ActionsConfig:
+    """Operator actions (``actions:`` in config.yaml). The rate limit of manual opens is the gate's
+    (``gate.manual_open_interval_s``); MQTT commands are an option of the MQTT hook."""
+
+    queue_size: int = opt(16, "operator actions waiting for the frame loop; beyond it an action is refused", ge=1, le=1000)
+    wait_s: float = opt(2.0, "how long an HTTP action waits for the gate's answer before it is answered 202 (queued)", gt=0, le=30)
+    button: ButtonConfig = opt(ButtonConfig(), "a staff push button on a GPIO input")
+
+
+# -- counting and refusing -----------------------------------------------------------------------
+
+
+class ActionStats:
+    """Counters of actions taken and refused (thread-safe; they only grow)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.taken: collections.Counter[tuple[str, str]] = collections.Counter()  # (kind, via)
+        self.refused: collections.Counter[tuple[str, str]] = collections.Counter()  # (via, reason code)
+
+    def take(self, action: Action) -> None:
+        with self._lock:
+            self.taken[(action.kind, action.via)] += 1
+
+    def refuse(self, via: str, code: str, message: str, *, level: int = logging.WARNING) -> None:
+        """One refused input: counted under (``via``, ``code``) and logged in one line."""
+        with self._lock:
+            self.refused[(via, code)] += 1
+        log.log(level, "action refused (%s, %s): %s", via, code, message)
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """For /status: ``{"taken": {"open/http": 2}, "refused": {"http/bad_token": 1}}``."""
+        with self._lock:
+            return {
+                "taken": {f"{k}/{v}": n for (k, v), n in sorted(self.taken.items())},
+                "refused": {f"{v}/{c}": n for (v, c), n in sorted(self.refused.items())},
+            }
+
+    def counts(self) -> tuple[list[tuple[tuple[str, str], int]], list[tuple[tuple[str, str], int]]]:
+        with self._lock:
+            return sorted(self.taken.items()), sorted(self.refused.items())
+
+
+class Ticket:
+    """An action on its way to the gate; :meth:`wait` for what the gate made of it."""
+
+    def __init__(self, action: Action | None) -> None:
+        self.action = action
+        self.events: list[dict[str, Any]] = []  # the events it led to, as Event.to_dict()
+        self.refused: tuple[str, str] | None = None  # (code, message) when refused
+        self._done = threading.Event()
+
+    def wait(self, timeout: float) -> bool:
+        """True once the gate has decided (or the action was refused before it got there)."""
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def finish(self, events: Iterable[Event] = (), refused: tuple[str, str] | None = None) -> None:
+        self.events = [e.to_dict() for e in events]
+        self.refused = refused
+        self._done.set()
+
+
+# -- the controls: one entry point for every source of actions ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An HTTP answer to an action request: status and JSON body."""
+
+    status: int
+    body: dict[str, Any]
+
+
+class Controls:
+    """The operator controls of one gate: the action queue, its counters, and the parsers of
+    what HTTP and MQTT deliver. Thread-safe: :meth:`submit`, :meth:`http` and :meth:`mqtt` run
+    on any thread; :meth:`apply` only on the frame loop."""
+
+    def __init__(self, config: ActionsConfig | None = None, *, token: str | None = None, mqtt_max_age_s: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+        self.config = config or ActionsConfig()
+        self.token = token
+        self.mqtt_max_age_s = mqtt_max_age_s
+        self.stats = ActionStats()
+        self._queue: queue.Queue[Ticket] = queue.Queue(self.config.queue_size)
+        self._clock = clock
+        self._seen: collections.OrderedDict[str, float] = collections.OrderedDict()  # MQTT ids -> ts
+        self._seen_lock = threading.Lock()
+        self._running = True
+
+    # -- any thread --------------------------------------------------------------------------
+    def submit(self, action: Action) -> Ticket:
+        """Queue ``action`` for the frame loop; a full queue or a stopped gate refuses it at once."""
+        ticket = Ticket(action)
+        if not self._running:
+            return self._refused(ticket, action.via, "not_running", f"{action.kind} by {action.by}: the gate is not running")
+        try:
+            self._queue.put_nowait(ticket)
+        except queue.Full:
+            return self._refused(ticket, action.via, "queue_full", f"{action.kind} by {action.by}: {self.config.queue_size} actions already wait for the frame loop (actions.queue_size)")
+        return ticket
+
+    def stop(self) -> None:
+        """The frame loop has ended: what is queued and what comes later is refused."""
+        self._running = False
+        for ticket in self.drain():
+            assert ticket.action is not None
+            self._refused(ticket, ticket.action.via, "not_running", f"{ticket.action.kind} by {ticket.action.by}: the gate stopped before it could act")
+
+    def _refused(self, ticket: Ticket, via: str, code: str, message: str) -> Ticket:
+        self.stats.refuse(via, code, message)
+        ticket.finish(refused=(code, message))
+        return ticket
+
+    # -- the frame loop ----------------------------------------------------------------------
+    def drain(self) -> list[Ticket]:
+        out = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    def apply(self, gate: Gate, frame: int, t: float, emit: Callable[[list[Event]], Any]) -> None:
+        """Hand every queued action to ``gate.act`` and its events to ``emit`` (journal, hooks, sinks)."""
+        for ticket in self.drain():
+            action = ticket.action
+            assert action is not None
+            events = gate.act(action, frame, t)
+            if not events:
+                code, message = gate.refusal or ("refused", "refused by the gate")
+                self._refused(ticket, action.via, code, f"{action.kind} by {action.by}: {message}")
+                continue
+            self.stats.take(action)
+            emit(events)
+            log.info("action %s by %s via %s%s: %s", action.kind, action.by, action.via, f" ({action.reason})" if action.reason else "", ", ".join(f"{e.event.value} {e.id}" for e in events))
+            ticket.finish(events)
+
+    # -- HTTP (the server's executor thread) -------------------------------------------------
+    def http(self, kind: str, credentials: str | None, body: bytes, *, remote: str | None = None, wait_s: float | None = None) -> Answer:
+        """``POST /actions/{kind}`` with the ``Authorization: Bearer`` credentials given (None: no
+        such header) and the raw body; waits up to ``wait_s`` (``actions.wait_s``) for the gate."""
+        who = f"from {remote or 'unknown'}"
+        if not self.token:
+            return self._http_refusal(403, "no_token_configured", f"{kind!r} {who}: operator actions need http.token in the config", "operator actions need http.token in the config")
+        if credentials is None:
+            return self._http_refusal(401, "no_token", f"{_clip(kind)!r} {who}: no bearer token", "a token is required: Authorization: Bearer TOKEN")
+        if not hmac.compare_digest(credentials.encode(), self.token.encode()):
+            return self._http_refusal(401, "bad_token", f"{_clip(kind)!r} {who}: wrong bearer token", "a token is required: Authorization: Bearer TOKEN")
+        if kind not in KINDS:
+            return self._http_refusal(404, "unknown_action", f"{_clip(kind)!r} {who}: unknown action", f"unknown action {_clip(kind)!r}; expected one of {', '.join(KINDS)}")
+        try:
+            action = self._parse_http(kind, body)
+        except ActionError as exc:
+            return self._http_refusal(400, "malformed", f"{kind} {who}: {exc}", str(exc), via="http")
+        ticket = self.submit(action)
+        if not ticket.wait(self.config.wait_s if wait_s is None else wait_s):
+            return Answer(202, {"queued": True, "action": action.id, "detail": "the gate has not answered yet; see the events"})
+        if ticket.refused is not None:
+            code, message = ticket.refused
+            return Answer(409 if code in ("rate_limited", "no_change") else 503, {"refused": code, "detail": message, "action": action.id})
+        return Answer(200, {"action": action.id, "events": ticket.events})
+
+    def _http_refusal(self, status: int, code: str, log_message: str, detail: str, via: str = "http") -> Answer:
+        self.stats.refuse(via, code, log_message)
+        return Answer(status, {"refused": code, "detail": detail})
+
+    @staticmethod
+    def _parse_http(kind: str, body: bytes) -> Action:
+        if len(body) > MAX_BODY:
+            raise ActionError(f"body: expected at most {MAX_BODY} bytes of JSON, got {len(body)}")
+        try:
+            data = json.loads(body.decode("utf-8")) if body.strip() else None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ActionError(f"body: expected JSON such as {{\"by\": \"maria\", \"reason\": \"...\"}}, got invalid JSON ({exc.__class__.__name__})") from None
+        if not isinstance(data, dict):
+            raise ActionError(f"body: expected a JSON object with 'by' (and 'reason'), got {_short(data)}")
+        unknown = sorted(set(data) - {"by", "reason", "via"})
+        if unknown:
+            raise ActionError(f"body: unknown key {_clip(unknown[0])!r}; expected by, reason (and via: http or page)")
+        via = data.get("via", "http")
+        if via not in ("http", "page"):
+            raise ActionError(f"via: expected 'http' or 'page', got {_short(via)}")
+        return Action(kind, data.get("by"), via, data.get("reason"))
+
+    # -- MQTT (the MQTT client's thread) -----------------------------------------------------
+    def mqtt(self, payload: bytes) -> Ticket | None:
+        """A command from ``<prefix>/<gate>/command``: JSON ``{"action", "by", "reason", "id",
+        "ts"}`` (``ts``: Unix seconds when it was sent). Refused, once each: malformed, an unknown
+        action, a ``ts`` further than ``mqtt_max_age_s`` from now (stale, or from the future), an
+        ``id`` already seen. Returns the ticket of an accepted command, else None."""
+        now = self._clock()
+        try:
+            data = self._parse_mqtt(payload)
+        except ActionError as exc:
+            self.stats.refuse("mqtt", "malformed", str(exc))
+            return None
+        kind = data["action"]
+        if kind not in KINDS:
+            self.stats.refuse("mqtt", "unknown_action", f"command {data['id']!r}: unknown action {_clip(kind)!r}; expected one of {', '.join(KINDS)}")
+            return None
+        age = now - data["ts"]
+        if abs(age) > self.mqtt_max_age_s:
+            when = f"{age:.1f} s old" if age > 0 else f"{-age:.1f} s in the future"
+            self.stats.refuse("mqtt", "stale", f"command {data['id']!r} ({kind} by {_clip(data['by'])}): ts is {when}; expected within command_max_age_s={self.mqtt_max_age_s:g} s of now")
+            return None
+        with self._seen_lock:
+            while self._seen and (len(self._seen) >= SEEN_IDS or now - next(iter(self._seen.values())) > self.mqtt_max_age_s):
+                self._seen.popitem(last=False)  # older than max age: refused as stale anyway
+            repeated = data["id"] in self._seen
+            if not repeated:
+                self._seen[data["id"]] = now
+        if repeated:
+            self.stats.refuse("mqtt", "repeated", f"command {data['id']!r} ({kind} by {_clip(data['by'])}): this id was already received; expected a new id per command")
+            return None
+        try:
+            action = Action(kind, data["by"], "mqtt", data.get("reason"), id=data["id"])
+        except ActionError as exc:
+            self.stats.refuse("mqtt", "malformed", f"command {data['id']!r}: {exc}")
+            return None
+        return self.submit(action)
+
+    @staticmethod
+    def _parse_mqtt(payload: bytes) -> dict[str, Any]:
+        example = '{"action": "open", "by": "maria", "id": "<unique>", "ts": <unix seconds>}'
+        if len(payload) > MAX_BODY:
+            raise ActionError(f"command: expected at most {MAX_BODY} bytes of JSON, got {len(payload)}")
+        try:
+            data = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ActionError(f"command: expected JSON such as {example}, got {_short(payload)}") from None
+        if not isinstance(data, dict):
+            raise ActionError(f"command: expected a JSON object such as {example}, got {_short(data)}")
+        unknown = sorted(set(data) - {"action", "by", "reason", "id", "ts"})
+        if unknown:
+            raise ActionError(f"command: unknown key {_clip(unknown[0])!r}; expected action, by, reason, id, ts")
+        for key in ("action", "by", "id"):
+            if not isinstance(data.get(key), str) or not data[key].strip():
+                raise ActionError(f"command: {key}: expected a non-empty string, got {_short(data.get(key))}")
+        if len(data["id"]) > MAX_ID:
+            raise ActionError(f"command: id: expected at most {MAX_ID} characters, got {len(data['id'])}")
+        ts = data.get("ts")
+        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
+            raise ActionError(f"command: ts: expected the Unix time in seconds it was sent, got {_short(ts)}")
+        return data
+
+
+# -- the staff push button -------------------------------------------------------------------------
+
+
+class StaffButton:
+    """A push button on a GPIO input (gpiozero ``Button``): each press submits an ``open``
+    (``via: button``). Debounced twice: gpiozero's ``bounce_time`` where the pin driver does
+    it, and here (a press within ``bounce_ms`` of the last is bounce, counted and logged at
+    debug), since not every driver (gpiozero's mock) does. A button held down is one press; the
+    gate's ``manual_open_interval_s`` refuses presses that come too fast to be bounce.
+
+    Raises :class:`~gatekeeper.errors.HookError` when the pin cannot be used.
+    """
+
+    def __init__(self, config: ButtonConfig, controls: Controls, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if config.pin is None:
+            raise ValueError("StaffButton needs actions.button.pin")
+        self.config = config
+        self.controls = controls
+        self._clock = clock
+        self._last_press: float | None = None
+        self.presses = 0  # edges seen, bounce included
+        self.device = _button_device(config)
+        self.device.when_pressed = self._pressed
+
+    def _pressed(self) -> None:
+        now = self._clock()
+        self.presses += 1
+        last, self._last_press = self._last_press, now
+        if last is not None and now - last < self.config.bounce_ms / 1000:
+            self.controls.stats.refuse("button", "bounce", f"press {1000 * (now - last):.0f} ms after the last (actions.button.bounce_ms={self.config.bounce_ms})", level=logging.DEBUG)
+            return
+        self.controls.submit(Action("open", self.config.by, "button"))
+
+    def close(self) -> None:
+        self.device.close()
+
+
+def _button_device(config: ButtonConfig) -> Any:
+    """The gpiozero ``Button`` of ``config`` (imported here: a gate without a button never loads gpiozero)."""
+    from gpiozero import Button
+
+    from .hooks.gpio import gpio_device
+
+    bounce = config.bounce_ms / 1000 if config.bounce_ms else None
+    return gpio_device(
+        lambda factory: Button(config.pin, pull_up=config.pull_up, bounce_time=bounce, pin_factory=factory),
+        pin_factory=config.pin_factory,
+        pin=str(config.pin),
+        name="actions.button",
+        what="the button",
+    )
