@@ -15,7 +15,7 @@ clear line, so:
   at a temporary file for the duration and does the same with what it caught.
 
 Lines go to the logger at DEBUG level (WARNING for lines that look like errors), where
-``--log-level debug`` shows them.
+``--log-level debug`` shows them, with the secrets of any URL in them masked.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+
+from .redact import redact_text
 
 __all__ = ["captured_stderr", "route_native_stderr"]
 
@@ -60,7 +62,7 @@ def captured_stderr() -> Iterator[None]:
 
 
 def _log_line(raw: str, *, quiet: bool = False) -> None:
-    line = raw.strip()
+    line = redact_text(raw.strip())  # FFmpeg and GStreamer name the URL they open, password and all
     if line:
         bad = (line.startswith(("E", "F")) and not line.startswith("E0000 00:00")) or "ERROR" in line
         log.log(logging.WARNING if bad and not quiet else logging.DEBUG, "%s", line)

@@ -42,6 +42,7 @@ from .config import Config
 from .crop import face_chip
 from .detect import Face, FaceDetector, resolve_face_model
 from .gate import Event, FaceScore, Gate
+from .redact import redact_text
 
 if TYPE_CHECKING:
     from .hooks.dispatch import Dispatcher
@@ -254,7 +255,10 @@ class App:
 
     # -- faults --------------------------------------------------------------------------------
     def _fault(self, cause: str, frame: int, t: float, reason: str) -> None:
-        """Hold the gate shut for ``cause``; one FAULT per episode, however many causes overlap."""
+        """Hold the gate shut for ``cause``; one FAULT per episode, however many causes overlap.
+        ``reason`` goes out with its secrets masked (a camera URL's password): it reaches the
+        journal, the hooks, the page and ``/status``."""
+        reason = redact_text(reason)
         self._faults[cause] = reason
         self.emit(self.pipeline.gate.fault(frame, t, reason))
 
@@ -317,7 +321,7 @@ class App:
                     self._step(frame)
         except Exception as exc:
             gate = self.pipeline.gate
-            self.emit(gate.fault(self.frames, time.time(), f"internal error: {type(exc).__name__}: {exc}"))
+            self.emit(gate.fault(self.frames, time.time(), redact_text(f"internal error: {type(exc).__name__}: {exc}")))
             raise
         finally:
             self.ended = "stopped" if self.stopping.is_set() else "source ended"

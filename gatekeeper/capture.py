@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .errors import SourceError
+from .redact import source_name
 
 __all__ = ["MAX_CAMERA_INDEX", "FileSource", "Frame", "LiveSource", "SourceStatus", "check_camera_index", "open_capture"]
 
@@ -82,7 +83,7 @@ def open_capture(target: str | int, *, open_timeout_s: float | None = None, read
     cap = cv2.VideoCapture(target, cv2.CAP_ANY, params) if params else cv2.VideoCapture(target)
     if not cap.isOpened():
         cap.release()
-        raise SourceError(f"cannot open video source {target!r}")
+        raise SourceError(f"cannot open video source {source_name(target)}")
     return cap
 
 
@@ -111,10 +112,11 @@ class FileSource:
 
     def __init__(self, path: str | Path, *, realtime: bool = False) -> None:
         p = Path(path)
+        name = source_name(str(path))  # a URL given as a file keeps its "//" (and its secrets masked) here
         if p.is_dir():
-            raise SourceError(f"video file {str(p)!r} is a directory; expected a readable video file (mp4, mov, avi...)")
+            raise SourceError(f"video file {name} is a directory; expected a readable video file (mp4, mov, avi...)")
         if not p.is_file():
-            raise SourceError(f"video file {str(p)!r} does not exist; expected a readable video file (mp4, mov, avi...)")
+            raise SourceError(f"video file {name} does not exist; expected a readable video file (mp4, mov, avi...)")
         self.path = p
         self.realtime = realtime
         self.status = SourceStatus()
@@ -126,7 +128,7 @@ class FileSource:
         except SourceError:
             # Not a video at all, or one cut short before its index (an MP4 that keeps its moov
             # box at the end, as most cameras write it, has nothing left to demux).
-            raise SourceError(f"video file {str(p)!r} cannot be opened; expected a video OpenCV/FFmpeg can read (not truncated before its index)") from None
+            raise SourceError(f"video file {name} cannot be opened; expected a video OpenCV/FFmpeg can read (not truncated before its index)") from None
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and 1.0 <= fps <= 1000.0 else 30.0
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -142,7 +144,7 @@ class FileSource:
             self.status.skipped += 1
         if self._head is None:
             self._cap.release()
-            raise SourceError(f"video file {str(p)!r} has no decodable frames; expected a video OpenCV/FFmpeg can read")
+            raise SourceError(f"video file {name} has no decodable frames; expected a video OpenCV/FFmpeg can read")
 
     def _read_all(self) -> Iterator[tuple[int, np.ndarray]]:
         """Every image the decoder returns, with its frame index; unreadable stretches are skipped."""
@@ -267,6 +269,7 @@ class LiveSource:
         read_timeout_s: float = 5.0,
     ) -> None:
         self.target = target
+        self.name = source_name(target)  # what messages say: the URL with its secrets masked
         self.width, self.height = width, height
         self.reconnect_initial_s = reconnect_initial_s
         self.reconnect_max_s = reconnect_max_s
@@ -293,7 +296,7 @@ class LiveSource:
     def _back_off(self, failures: int, delay: float) -> bool:
         """Wait before the next attempt; False when it is time to stop (closing, or out of attempts)."""
         if self.max_reconnects is not None and failures > self.max_reconnects:
-            log.error("source %r: giving up after %d failed reconnect attempts", self.target, failures - 1)
+            log.error("source %s: giving up after %d failed reconnect attempts", self.name, failures - 1)
             self.status.ended = True
             return False
         # Wait on the stop event, not sleep, so shutdown is immediate.
@@ -317,12 +320,12 @@ class LiveSource:
                     continue
                 self.status.reconnects += 1
                 delivered = False
-                log.info("source %r reconnected", self.target)
+                log.info("source %s reconnected", self.name)
             ok, img = cap.read()
             if not ok:
                 cap.release()
                 cap = None
-                self.status.fault = f"source {self.target!r} stopped delivering frames"
+                self.status.fault = f"source {self.name} stopped delivering frames"
                 log.warning("%s; reconnecting", self.status.fault)
                 if delivered:
                     continue  # it was working: try again at once

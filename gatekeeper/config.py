@@ -21,10 +21,8 @@ import dataclasses
 import logging
 import math
 import os
-import re
 import types
 import typing
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -35,6 +33,7 @@ from .actions import ActionsConfig
 from .errors import ConfigError
 from .gate import GateConfig
 from .hooks.config import HOOK_TYPES, HookConfig
+from .redact import REDACTED, redact_text
 from .schema import bounds_text, check_bounds, opt
 
 __all__ = ["Config", "HttpConfig", "config_from_dict", "config_to_dict", "load_config", "redact_text"]
@@ -110,7 +109,6 @@ class HttpConfig:
 
 #: Fields whose values are secrets: ``--check-config`` prints them masked.
 SECRET_FIELDS = frozenset({"secret", "token"})
-REDACTED = "<redacted>"
 
 
 @dataclass(frozen=True)
@@ -340,50 +338,6 @@ def load_config(path: Path | str | None) -> Config:
     finally:
         loader.dispose()
     return config_from_dict(data)
-
-
-#: Query parameters (and ``#fragment`` parameters) whose values ``redact_text`` masks in URLs.
-_SECRET_PARAM = re.compile(r"key|token|secret|pass|pwd|sig|auth|credential|session|jwt", re.IGNORECASE)
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
-_AUTH_SCHEME = re.compile(r"\b(bearer|basic|token)(\s+)[^\s\"']+", re.IGNORECASE)
-
-
-def _redact_params(text: str) -> str:
-    pairs = []
-    for pair in text.split("&"):
-        key, eq, value = pair.partition("=")
-        if eq and value and _SECRET_PARAM.search(urllib.parse.unquote_plus(key)):
-            pair = f"{key}={REDACTED}"
-        pairs.append(pair)
-    return "&".join(pairs)
-
-
-def _redact_url(url: str) -> str:
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user, colon, _password = userinfo.partition(":")
-        # user:password keeps the user; a lone user part is usually a token (https://TOKEN@host).
-        netloc = f"{user}:{REDACTED}@{host}" if colon else f"{REDACTED}@{host}"
-    fragment = _redact_params(parts.fragment) if "=" in parts.fragment else parts.fragment
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, _redact_params(parts.query), fragment))
-
-
-def redact_text(text: str) -> str:
-    """``text`` with the secrets it may carry masked: the credentials of every URL in it
-    (``https://user:<redacted>@host``), URL parameters with secret-looking names (``key``,
-    ``token``, ``secret``, ``password``, ``sig``, ``auth``...) and ``Bearer``/``Basic``/``Token``
-    credentials (a command hook's ``-H 'Authorization: Bearer ...'``).
-
-    >>> redact_text("https://user:pass@host/x?key=abc&page=2")
-    'https://user:<redacted>@host/x?key=<redacted>&page=2'
-    """
-    text = _URL.sub(lambda m: _redact_url(m.group(0)), text)
-    return _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
 
 
 def config_to_dict(cfg: Any, *, redact: bool = False) -> Any:

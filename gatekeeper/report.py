@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ConfigError, GatekeeperError
 from .gate import Event, EventType, GateConfig
+from .redact import redact_text
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -232,9 +233,11 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.3em .7em
 def write_report(path: str | Path, rows: list[FrameRecord], events: list[Event], gate: GateConfig, *, title: str = "", live: bool = False) -> Path:
     """Write the report to ``path`` (.png: the plot; .html: a page with the plot and an event table).
 
-    ``live``: the times are a live source's wall clock (see the module's "Times").
+    ``live``: the times are a live source's wall clock (see the module's "Times"). ``title``
+    (the source's name: a camera URL) is printed with its secrets masked.
     """
     p = check_report_path(path)
+    title = redact_text(title)
     png = render_png(rows, events, gate, title=title, live=live)
     try:
         if p.suffix.lower() == ".png":
