@@ -26,6 +26,7 @@ and the staff push button (:class:`StaffButton`, here).
 from __future__ import annotations
 
 import collections
+import functools
 import hmac
 import json
 import logging
@@ -227,11 +228,11 @@ class Controls:
     what HTTP and MQTT deliver. Thread-safe: :meth:`submit`, :meth:`http` and :meth:`mqtt` run
     on any thread; :meth:`apply` only on the frame loop."""
 
-    def __init__(self, config: ActionsConfig | None = None, *, token: str | None = None, mqtt_max_age_s: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: ActionsConfig | None = None, *, token: str | None = None, clock: Callable[[], float] = time.time) -> None:
         self.config = config or ActionsConfig()
         self.token = token
-        self.mqtt_max_age_s = mqtt_max_age_s
         self.stats = ActionStats()
+        self.button: StaffButton | None = None
         self._queue: queue.Queue[Ticket] = queue.Queue(self.config.queue_size)
         self._clock = clock
         self._seen: collections.OrderedDict[str, float] = collections.OrderedDict()  # MQTT ids -> ts
@@ -250,9 +251,27 @@ class Controls:
             return self._refused(ticket, action.via, "queue_full", f"{action.kind} by {action.by}: {self.config.queue_size} actions already wait for the frame loop (actions.queue_size)")
         return ticket
 
+    def attach(self, hooks: Iterable[Any], *, in_service: bool = True) -> None:
+        """Take MQTT commands from every MQTT hook with ``commands: true`` (call before the hooks
+        start), and tell those hooks the service state the gate starts in."""
+        for hook in hooks:
+            config = getattr(hook, "config", None)
+            if getattr(config, "commands", False) and hasattr(hook, "on_command"):
+                hook.on_command = functools.partial(self.mqtt, max_age_s=config.command_max_age_s)
+            if hasattr(hook, "set_in_service"):
+                hook.set_in_service(in_service)
+
+    def start_button(self) -> None:
+        """The staff push button of ``actions.button`` (none when its pin is null); raises
+        :class:`~gatekeeper.errors.HookError` for a pin that cannot be used."""
+        if self.config.button.pin is not None and self.button is None:
+            self.button = StaffButton(self.config.button, self)
+
     def stop(self) -> None:
-        """The frame loop has ended: what is queued and what comes later is refused."""
+        """The frame loop has ended: what is queued and what comes later is refused; the button is released."""
         self._running = False
+        if self.button is not None:
+            self.button.close()
         for ticket in self.drain():
             assert ticket.action is not None
             self._refused(ticket, ticket.action.via, "not_running", f"{ticket.action.kind} by {ticket.action.by}: the gate stopped before it could act")
@@ -334,12 +353,16 @@ class Controls:
         return Action(kind, data.get("by"), via, data.get("reason"))
 
     # -- MQTT (the MQTT client's thread) -----------------------------------------------------
-    def mqtt(self, payload: bytes) -> Ticket | None:
+    def mqtt(self, payload: bytes, *, max_age_s: float = 10.0, retained: bool = False) -> Ticket | None:
         """A command from ``<prefix>/<gate>/command``: JSON ``{"action", "by", "reason", "id",
         "ts"}`` (``ts``: Unix seconds when it was sent). Refused, once each: malformed, an unknown
-        action, a ``ts`` further than ``mqtt_max_age_s`` from now (stale, or from the future), an
-        ``id`` already seen. Returns the ticket of an accepted command, else None."""
+        action, a ``ts`` further than ``max_age_s`` (``command_max_age_s``) from now (stale, or from the future), an
+        ``id`` already seen, a message the broker retained (it would act again at every reconnect).
+        Returns the ticket of an accepted command, else None."""
         now = self._clock()
+        if retained:
+            self.stats.refuse("mqtt", "retained", "a retained message on the command topic; expected commands published without retain (clear it: publish an empty retained message)")
+            return None
         try:
             data = self._parse_mqtt(payload)
         except ActionError as exc:
@@ -350,13 +373,15 @@ class Controls:
             self.stats.refuse("mqtt", "unknown_action", f"command {data['id']!r}: unknown action {_clip(kind)!r}; expected one of {', '.join(KINDS)}")
             return None
         age = now - data["ts"]
-        if abs(age) > self.mqtt_max_age_s:
+        if abs(age) > max_age_s:
             when = f"{age:.1f} s old" if age > 0 else f"{-age:.1f} s in the future"
-            self.stats.refuse("mqtt", "stale", f"command {data['id']!r} ({kind} by {_clip(data['by'])}): ts is {when}; expected within command_max_age_s={self.mqtt_max_age_s:g} s of now")
+            self.stats.refuse("mqtt", "stale", f"command {data['id']!r} ({kind} by {_clip(data['by'])}): ts is {when}; expected within command_max_age_s={max_age_s:g} s of now")
             return None
         with self._seen_lock:
-            while self._seen and (len(self._seen) >= SEEN_IDS or now - next(iter(self._seen.values())) > self.mqtt_max_age_s):
-                self._seen.popitem(last=False)  # older than max age: refused as stale anyway
+            # An id is remembered for twice the max age from its arrival: its ts was at most
+            # max_age_s ahead of then, so by the time it is forgotten a replay is stale.
+            while self._seen and (len(self._seen) >= SEEN_IDS or now - next(iter(self._seen.values())) > 2 * max_age_s):
+                self._seen.popitem(last=False)
             repeated = data["id"] in self._seen
             if not repeated:
                 self._seen[data["id"]] = now

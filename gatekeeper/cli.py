@@ -183,11 +183,20 @@ def _run(argv: list[str], *, open_video: Callable[..., Any] | None = None) -> in
             pipeline.close()
             raise
         controls = Controls(cfg.actions, token=cfg.http.token)
+        # Built before the hooks start: it reads the service state back from the journal.
+        app = App(cfg, pipeline, sinks, on_frame=_fan_out(on_frame), dispatcher=dispatcher, controls=controls)
+        try:
+            controls.attach(dispatcher.hooks, in_service=pipeline.gate.in_service)  # MQTT commands
+            if not args.dry_run:  # a dry run beside a running gate must not claim its button's pin
+                controls.start_button()
+        except BaseException:
+            source.close()
+            pipeline.close()
+            dispatcher.close(0.5)
+            raise
         dispatcher.start()
         if view is not None:
             view.hooks = dispatcher.hooks
-        app = App(cfg, pipeline, sinks, on_frame=_fan_out(on_frame), dispatcher=dispatcher, controls=controls)
-        if view is not None:
             view.app = app  # /healthz: the source ended, the journal cannot write
             view.controls = controls
         app.install_signal_handlers()

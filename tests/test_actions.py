@@ -10,33 +10,22 @@ Gate, Controls, Dispatcher, an SQLite Journal.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import numpy as np
 import pytest
 from polling import wait_for
+from running_gate import FACE, GATE, TOKEN, Running
 
 from gatekeeper.actions import Action, ActionError, ActionsConfig, Controls
-from gatekeeper.app import App
-from gatekeeper.capture import Frame
-from gatekeeper.config import Config, GateConfig, HttpConfig, JournalConfig
-from gatekeeper.gate import Event, EventType, FaceScore, Gate, GateState
-from gatekeeper.hooks import Dispatcher
+from gatekeeper.gate import Event, EventType, Gate, GateState
 from gatekeeper.journal import Journal
-from gatekeeper.web import LiveView, WebServer
-
-TOKEN = "operator-token-0123456789"
-FACE = FaceScore((40.0, 30.0, 50.0, 50.0), 0.95)
-# Frames counted, not timed: a smile held 3 frames opens; the rate limit is 0.5 s of frame time.
-GATE = GateConfig(hold_seconds=None, hold_frames=3, deny_after_s=600.0)
+from gatekeeper.web import WebServer
 
 
 def act(gate: Gate, kind: str, t: float, by: str = "maria", via: str = "http", reason: str | None = None) -> list[Event]:
@@ -178,59 +167,6 @@ def test_pruning_old_events_keeps_the_service_state(tmp_path: Path) -> None:
 
 
 # -- a running gate: App + real aiohttp server and client -----------------------------------------
-
-
-class StandInPipeline:
-    """detect -> classify replaced by one face of a fixed score (no models); the gate is real."""
-
-    def __init__(self, gate: Gate, score: float | None = None) -> None:
-        self.gate = gate
-        self.score = score
-        self.last_faces: list[FaceScore] = []
-
-    def process(self, frame: Frame) -> list[Event]:
-        self.last_faces = [] if self.score is None else [dataclasses.replace(FACE, score=self.score)]
-        return self.gate.update(frame.index, frame.t, self.last_faces)
-
-    def close(self) -> None:
-        pass
-
-
-class Running:
-    """An App in a thread fed ~50 frames a second until stopped, with its journal and live view."""
-
-    def __init__(self, tmp_path: Path, *, token: str | None = TOKEN, score: float | None = None, gate: GateConfig = GATE) -> None:
-        self.cfg = Config(gate=gate, http=HttpConfig(token=token), journal=JournalConfig(path=str(tmp_path / "journal.sqlite3")))
-        self.journal = Journal(self.cfg.journal.resolved_path())
-        self.dispatcher = Dispatcher(self.journal, [])
-        self.dispatcher.start()
-        self.view = LiveView(self.cfg)
-        self.controls = Controls(self.cfg.actions, token=token)
-        self.app = App(self.cfg, StandInPipeline(Gate(gate), score), [self.view], on_frame=self.view.on_frame, dispatcher=self.dispatcher, controls=self.controls)  # type: ignore[arg-type]
-        self.view.app, self.view.controls = self.app, self.controls
-        self.server = WebServer(self.view, "127.0.0.1", 0)
-        self.server.start()
-        self.thread = threading.Thread(target=self.app.run, args=(self._frames(),), daemon=True)
-        self.thread.start()
-
-    def _frames(self) -> Iterator[Frame]:
-        image = np.zeros((120, 160, 3), np.uint8)
-        i = 0
-        while not self.app.stopping.is_set():
-            yield Frame(image, i, i / 30)
-            i += 1
-            time.sleep(0.02)
-
-    def journaled(self) -> list[dict[str, Any]]:
-        return [e.event.to_dict() for e in self.journal.entries()]
-
-    def close(self) -> None:
-        if self.app.stopping.is_set():
-            return
-        self.app.stopping.set()
-        self.thread.join(5)
-        self.app.close()
-        self.server.stop()
 
 
 @pytest.fixture

@@ -150,12 +150,16 @@ class MqttHookConfig:
     qos: int = opt(1, "MQTT QoS of event messages", ge=0, le=2)
     keepalive_s: int = opt(30, "MQTT keepalive; the broker sends the last will after 1.5x this without traffic", ge=5)
     timeout_s: float = opt(5.0, "how long to wait for the broker to acknowledge one message", gt=0)
-    discovery: bool = opt(False, "publish Home Assistant MQTT discovery for a binary sensor")
+    discovery: bool = opt(False, "publish Home Assistant MQTT discovery for a binary sensor (and, with commands, a button and a switch)")
     discovery_prefix: str = opt("homeassistant", "Home Assistant discovery prefix")
     events: tuple[str, ...] = opt(EVENT_NAMES, "event types published (the state topic follows these)")
     open_s: float = opt(0.5, "the state topic says open this long after an OPEN, then closed (match the relay's pulse_ms)", gt=0, le=3600)
     max_age_s: float = opt(30.0, "events older than this are marked expired instead of published", gt=0)
     queue_size: int = opt(256, "events waiting for this hook; beyond it the oldest is dropped and counted", ge=1)
+    commands: bool = opt(
+        False, "take operator actions from <prefix>/<name>/command (JSON: action, by, reason, id, ts); use a broker that authenticates, with an ACL"
+    )
+    command_max_age_s: float = opt(10.0, "commands whose ts is further than this from now (stale, or a clock far off) are refused", gt=0, le=3600)
 
     def __post_init__(self) -> None:
         _check_name(self.name)

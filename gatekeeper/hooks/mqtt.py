@@ -25,6 +25,11 @@ Topics, with ``<p>`` the ``topic_prefix`` and ``<gate>`` the gate's name:
 * with ``discovery: true``, a retained Home Assistant discovery config under
   ``<discovery_prefix>/binary_sensor/gatekeeper_<gate>/gate/config`` so the gate shows up as a
   binary sensor (device class ``opening``) with that availability.
+* with ``commands: true``, the hook subscribes to ``<p>/<gate>/command`` and hands every message
+  to ``on_command`` (the operator controls parse and judge it: :meth:`gatekeeper.actions.Controls.mqtt`).
+  The state carries ``in_service`` (false from an OUT_OF_SERVICE until IN_SERVICE, and from the
+  start when the journal says so), and discovery adds a ``button`` (open) and a ``switch`` (in
+  service) whose command templates write a fresh ``id`` and ``ts`` per press.
 
 The network loop runs in paho's own thread and reconnects with backoff. The worker only
 publishes once the broker has accepted the connection: a refused connection (TCP or CONNACK)
@@ -99,9 +104,13 @@ class MqttHook(Hook):
         self.event_topic = f"{base}/event"
         self.state_topic = f"{base}/state"
         self.availability_topic = f"{base}/availability"
+        self.command_topic = f"{base}/command"
         node = re.sub(r"[^A-Za-z0-9_-]", "_", f"gatekeeper_{gate}")
         self.discovery_topic = f"{config.discovery_prefix}/binary_sensor/{node}/gate/config"
+        self.button_discovery_topic = f"{config.discovery_prefix}/button/{node}/open/config"
+        self.switch_discovery_topic = f"{config.discovery_prefix}/switch/{node}/in_service/config"
         self._node = node
+        self.on_command: Callable[..., Any] | None = None  # on_command(payload, retained=...); set before start() to take commands
 
         self._link = threading.Condition()  # connected / stopping changes wake the worker
         self._connected = False
@@ -109,7 +118,7 @@ class MqttHook(Hook):
         self._failures_in_a_row = 0
         self.last_error: str | None = None
         # The gate starts shut. _state is what the state topic says (republished on every connect).
-        self._state: dict[str, Any] = {"state": "closed", "event": None, "id": None, "t": None, "since": round(clock(), 3)}
+        self._state: dict[str, Any] = {"state": "closed", "event": None, "id": None, "t": None, "since": round(clock(), 3), "in_service": True}
         self._open_timer: threading.Timer | None = None  # ends the current OPEN's period
 
         client_id = config.client_id or f"gatekeeper-{gate}-{uuid.uuid4().hex[:8]}"
@@ -124,6 +133,8 @@ class MqttHook(Hook):
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.message_callback_add(self.command_topic, self._on_command_message)
 
     @property
     def connected(self) -> bool:
@@ -193,6 +204,11 @@ class MqttHook(Hook):
             client.publish(self.availability_topic, "online", qos=1, retain=True)
             if self.config.discovery:
                 client.publish(self.discovery_topic, json.dumps(self.discovery_config()), qos=1, retain=True)
+                if self.config.commands:
+                    client.publish(self.button_discovery_topic, json.dumps(self.button_discovery_config()), qos=1, retain=True)
+                    client.publish(self.switch_discovery_topic, json.dumps(self.switch_discovery_config()), qos=1, retain=True)
+            if self.config.commands and self.on_command is not None:
+                client.subscribe(self.command_topic, qos=1)
             client.publish(self.state_topic, json.dumps(self._state), qos=1, retain=True)
             self._connected = True
             self._failures_in_a_row = 0
@@ -222,22 +238,76 @@ class MqttHook(Hook):
             self.last_error = f"disconnected from broker: {reason_code}"
             self._log.warning("%s: %s; reconnecting", self.name, self.last_error)
 
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+        for code in reason_codes:
+            if code.is_failure:  # the broker's ACL does not let this user read the command topic
+                self.last_error = f"broker refused the subscription to {self.command_topic}: {code}"
+                self._log.error("%s: %s; operator commands over MQTT will not arrive", self.name, self.last_error)
+
+    def _on_command_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self.on_command is not None:
+            # retained: a command kept by the broker, which would act again at every reconnect; the controls refuse it.
+            self.on_command(bytes(message.payload), retained=bool(message.retain))
+
+    def set_in_service(self, in_service: bool) -> None:
+        """The service state at start (read back from the journal), before any event says otherwise."""
+        with self._link:
+            self._state = {**self._state, "in_service": in_service}
+
     # -- delivery ------------------------------------------------------------------------------
-    def discovery_config(self) -> dict[str, Any]:
-        """Home Assistant MQTT discovery config of the gate's binary sensor."""
+    def _entity(self, key: str, **fields: Any) -> dict[str, Any]:
+        """A Home Assistant discovery config: ``fields`` plus what every entity of this gate shares."""
         return {
-            "name": None,  # the entity takes the device's name
-            "unique_id": f"{self._node}_gate",
-            "object_id": f"{self._node}_gate",
-            "device_class": "opening",
-            "state_topic": self.state_topic,
-            "value_template": "{{ 'ON' if value_json.state == 'open' else 'OFF' }}",
-            "json_attributes_topic": self.state_topic,
+            "unique_id": f"{self._node}_{key}",
+            "object_id": f"{self._node}_{key}",
+            **fields,
             "availability_topic": self.availability_topic,
             "payload_available": "online",
             "payload_not_available": "offline",
             "device": {"identifiers": [self._node], "name": f"gatekeeper {self.gate}", "manufacturer": "gatekeeper"},
         }
+
+    def _command_template(self, action: str) -> str:
+        # Home Assistant renders it on each press: a fresh id and the time it was sent.
+        return (
+            '{"action": ' + action + ', "by": "home-assistant", "id": "ha-{{ now().timestamp() }}-{{ range(1000000) | random }}", '
+            '"ts": {{ now().timestamp() }}}'
+        )
+
+    def button_discovery_config(self) -> dict[str, Any]:
+        """Home Assistant MQTT discovery config of the Open button."""
+        return self._entity(
+            "open", name="Open", icon="mdi:gate-open", command_topic=self.command_topic, command_template=self._command_template('"open"'), qos=1, retain=False
+        )
+
+    def switch_discovery_config(self) -> dict[str, Any]:
+        """Home Assistant MQTT discovery config of the In service switch (its state: the state topic's ``in_service``)."""
+        return self._entity(
+            "in_service",
+            name="In service",
+            icon="mdi:wrench-clock",
+            command_topic=self.command_topic,
+            command_template=self._command_template("\"{{ 'in_service' if value == 'ON' else 'out_of_service' }}\""),
+            payload_on="ON",
+            payload_off="OFF",
+            state_topic=self.state_topic,
+            value_template="{{ 'ON' if value_json.in_service else 'OFF' }}",
+            state_on="ON",
+            state_off="OFF",
+            qos=1,
+            retain=False,
+        )
+
+    def discovery_config(self) -> dict[str, Any]:
+        """Home Assistant MQTT discovery config of the gate's binary sensor."""
+        return self._entity(
+            "gate",
+            name=None,  # the entity takes the device's name
+            device_class="opening",
+            state_topic=self.state_topic,
+            value_template="{{ 'ON' if value_json.state == 'open' else 'OFF' }}",
+            json_attributes_topic=self.state_topic,
+        )
 
     def deliver(self, delivery: Delivery, attempt: int) -> None:
         cfg = self.config
@@ -264,6 +334,11 @@ class MqttHook(Hook):
         with self._link:
             if self._closing:
                 return  # release() has said closed; nothing may follow it
+            about["in_service"] = self._state.get("in_service", True)
+            if event.event in (EventType.OUT_OF_SERVICE, EventType.IN_SERVICE):
+                # The relay is not touched: an OPEN's period runs on; only in_service changes.
+                self._publish_state({**self._state, **about, "in_service": event.event is EventType.IN_SERVICE, "since": round(now, 3)})
+                return
             if event.event is EventType.OPEN:
                 self._cancel_open_timer()
                 left = delivery.created_at + self.config.open_s - now

@@ -250,7 +250,7 @@ def closed_port() -> int:
 class Broker:
     """A mosquitto process on a loopback port, restartable on the same port."""
 
-    def __init__(self, exe: str, workdir: Path, *, allow_anonymous: bool = True) -> None:
+    def __init__(self, exe: str, workdir: Path, *, allow_anonymous: bool = True, extra: str = "") -> None:
         self.exe = exe
         self.port = free_port()
         self.conf = workdir / f"mosquitto-{self.port}.conf"
@@ -260,6 +260,7 @@ class Broker:
             "persistence false\n"
             "log_dest stdout\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
+            + extra  # more mosquitto.conf lines: password_file, acl_file...
         )
         self.log = workdir / f"mosquitto-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -310,6 +311,22 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 @pytest.fixture
+def make_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
+    """Start a broker made with the given Broker options (``extra`` mosquitto.conf lines); stopped after the test."""
+    made: list[Broker] = []
+
+    def make(**kw: Any) -> Broker:
+        b = Broker(mosquitto_exe(), tmp_path, **kw)
+        b.start()
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.stop()
+
+
+@pytest.fixture
 def refusing_broker(tmp_path: Path) -> Iterator[Broker]:
     """A broker that answers every CONNECT with 'not authorised'."""
     b = Broker(mosquitto_exe(), tmp_path, allow_anonymous=False)
@@ -336,16 +353,22 @@ class Message:
 
 
 class Subscriber:
-    """A plain paho client subscribed (QoS 1) to ``topics``, recording every message."""
+    """A plain paho client subscribed (QoS 1) to ``topics`` (none: it only publishes), recording
+    every message; ``username``/``password`` log in to a broker that authenticates."""
 
-    def __init__(self, port: int, topics: tuple[str, ...] = ("#",)) -> None:
+    def __init__(self, port: int, topics: tuple[str, ...] = ("#",), *, username: str | None = None, password: str | None = None) -> None:
         self.messages: list[Message] = []
         self._cond = threading.Condition()
         subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
+        if username is not None:
+            self.client.username_pw_set(username, password)
 
         def on_connect(client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-            client.subscribe([(t, 1) for t in topics])
+            if topics and not rc.is_failure:
+                client.subscribe([(t, 1) for t in topics])
+            elif not rc.is_failure:
+                subscribed.set()
 
         def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
             with self._cond:
@@ -372,6 +395,11 @@ class Subscriber:
         with self._cond:
             return [m for m in self.messages if m.topic == topic]
 
+    def publish(self, topic: str, payload: Any, *, retain: bool = False) -> None:
+        """Publish (QoS 1) and wait for the broker's PUBACK; JSON for anything but bytes and str."""
+        body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
+        self.client.publish(topic, body, qos=1, retain=retain).wait_for_publish(5)
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
@@ -381,8 +409,8 @@ class Subscriber:
 def subscribe() -> Iterator[Callable[..., Subscriber]]:
     made: list[Subscriber] = []
 
-    def make(port: int, topics: tuple[str, ...] = ("#",)) -> Subscriber:
-        sub = Subscriber(port, topics)
+    def make(port: int, topics: tuple[str, ...] = ("#",), **login: Any) -> Subscriber:
+        sub = Subscriber(port, topics, **login)
         made.append(sub)
         return sub
 

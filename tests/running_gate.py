@@ -1,0 +1,99 @@
+"""A gate running in a thread for the operator-action tests: a real App, Gate, Controls,
+Dispatcher, SQLite Journal and web server, with a stand-in for detect -> classify.
+
+The stand-in gives one face a fixed score on synthetic frames (no models): the models are not
+what the action tests are about; everything the actions touch is the real thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gatekeeper.actions import Controls
+from gatekeeper.app import App
+from gatekeeper.capture import Frame
+from gatekeeper.config import ActionsConfig, Config, GateConfig, HttpConfig, JournalConfig
+from gatekeeper.gate import Event, FaceScore, Gate
+from gatekeeper.hooks import Dispatcher, Hook
+from gatekeeper.journal import Journal
+from gatekeeper.web import LiveView, WebServer
+
+TOKEN = "operator-token-0123456789"
+FACE = FaceScore((40.0, 30.0, 50.0, 50.0), 0.95)
+# Frames counted, not timed: a smile held 3 frames opens; the rate limit is 0.5 s of frame time.
+GATE = GateConfig(hold_seconds=None, hold_frames=3, deny_after_s=600.0)
+
+
+class StandInPipeline:
+    """detect -> classify replaced by one face of a fixed score (no models); the gate is real."""
+
+    def __init__(self, gate: Gate, score: float | None = None) -> None:
+        self.gate = gate
+        self.score = score
+        self.last_faces: list[FaceScore] = []
+
+    def process(self, frame: Frame) -> list[Event]:
+        self.last_faces = [] if self.score is None else [dataclasses.replace(FACE, score=self.score)]
+        return self.gate.update(frame.index, frame.t, self.last_faces)
+
+    def close(self) -> None:
+        pass
+
+
+class Running:
+    """An App in a thread fed up to 50 frames a second until stopped, with its journal and live view."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        token: str | None = TOKEN,
+        score: float | None = None,
+        gate: GateConfig = GATE,
+        hooks: Sequence[Hook] = (),
+        actions: ActionsConfig | None = None,
+    ) -> None:
+        self.cfg = Config(gate=gate, http=HttpConfig(token=token), journal=JournalConfig(path=str(tmp_path / "journal.sqlite3")), actions=actions or ActionsConfig())
+        self.journal = Journal(self.cfg.journal.resolved_path())
+        self.dispatcher = Dispatcher(self.journal, hooks)
+        self.view = LiveView(self.cfg)
+        self.controls = Controls(self.cfg.actions, token=token)
+        self.app = App(self.cfg, StandInPipeline(Gate(gate), score), [self.view], on_frame=self.view.on_frame, dispatcher=self.dispatcher, controls=self.controls)  # type: ignore[arg-type]
+        self.controls.attach(hooks, in_service=self.app.pipeline.gate.in_service)
+        self.controls.start_button()
+        self.dispatcher.start()
+        self.view.app, self.view.controls = self.app, self.controls
+        self.server = WebServer(self.view, "127.0.0.1", 0)
+        self.server.start()
+        self.thread = threading.Thread(target=self.app.run, args=(self._frames(),), daemon=True)
+        self.thread.start()
+
+    def _frames(self) -> Iterator[Frame]:
+        image = np.zeros((120, 160, 3), np.uint8)
+        i, start = 0, time.monotonic()
+        while not self.app.stopping.is_set():
+            # Frame times are the time since the start, as a camera's are (the rate limit is timed
+            # in frame time: on a loaded machine fewer frames come, not slower time).
+            yield Frame(image, i, time.monotonic() - start)
+            i += 1
+            time.sleep(0.02)
+
+    def journaled(self) -> list[dict[str, Any]]:
+        return [e.event.to_dict() for e in self.journal.entries()]
+
+    def close(self) -> None:
+        if self.app.stopping.is_set():
+            return
+        self.app.stopping.set()
+        self.thread.join(5)
+        self.app.close()
+        self.server.stop()
+
+
