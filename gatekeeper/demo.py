@@ -14,6 +14,9 @@ plays in a loop until Ctrl-C: between two passes the picture is empty for :data:
 has walked away (FACE_LOST), and each pass is a new visit that opens the gate again. The live view
 listens on port 8080, or on a free port when 8080 is taken; after the last of ``--loops N``
 passes it stays up for ``--hold-open`` seconds.
+
+The page has the operator controls (Open, In service / Out of service): the demo makes a fresh
+``http.token`` for each run and prints the page's address with it (``/?token=...``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import secrets
 import socket
 import sys
 import tempfile
@@ -165,7 +169,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="gatekeeper-demo-") as tmp:
         # The built-in defaults (no hooks), with the journal in the temporary folder.
         config = Path(tmp) / "demo.yaml"
-        config.write_text(f"journal:\n  path: {json.dumps(str(Path(tmp) / 'journal.sqlite3'))}\n", encoding="utf-8")
+        token = secrets.token_urlsafe(18)  # for this run only: the page's operator controls need one
+        config.write_text(f"journal:\n  path: {json.dumps(str(Path(tmp) / 'journal.sqlite3'))}\nhttp:\n  token: {json.dumps(token)}\n", encoding="utf-8")
         run = ["--video", str(DEMO_CLIP), "--realtime", "--config", str(config), "--log-level", args.log_level]
         if http:
             port = args.port if args.port is not None else pick_port(HOST, DEFAULT_PORT)
@@ -174,5 +179,5 @@ def main(argv: list[str]) -> int:
                 how = "the clip plays in a loop, the gate opening on each pass, until Ctrl-C"
             else:
                 how = f"the clip plays {loops} time{'s' if loops > 1 else ''}, then the page stays up {args.hold_open:g} s (Ctrl-C ends it sooner)"
-            print(f"gatekeeper demo: live view at http://{HOST}:{port}/ (open it in a browser; {how})", file=sys.stderr, flush=True)
+            print(f"gatekeeper demo: live view at http://{HOST}:{port}/?token={token} (open it in a browser; {how}; its Open button and service switch act on the gate)", file=sys.stderr, flush=True)
         return gatekeeper(run, open_video=functools.partial(LoopedClip, loops=loops))

@@ -2,7 +2,8 @@
 
 A config the schema accepts can still be refused when the gate starts: a model path that is
 missing or a model file that is broken, a webhook or MQTT secret whose environment variable is
-unset, two hooks with one name, a GPIO pin gpiozero does not know, ``pin_factory: auto`` on a
+unset, two hooks with one name, a GPIO pin gpiozero does not know (a relay's or the staff
+button's, or the button on a relay's pin), ``pin_factory: auto`` on a
 machine without GPIO, a journal that cannot be opened. :func:`check` runs those checks through
 the code start-up uses (:func:`~gatekeeper.app.build_pipeline`,
 :func:`~gatekeeper.hooks.build_hooks`, :class:`~gatekeeper.journal.Journal`) and returns every
@@ -37,7 +38,7 @@ def check(cfg: Config, *, env: Mapping[str, str] | None = None) -> list[str]:
     process environment, as at start-up).
     """
     problems: list[str] = []
-    for step in (_check_models, _check_hooks, _check_journal):
+    for step in (_check_models, _check_hooks, _check_button, _check_journal):
         problems += step(cfg, os.environ if env is None else env)
     return problems
 
@@ -68,13 +69,49 @@ def _check_hooks(cfg: Config, env: Mapping[str, str]) -> list[str]:
             hook.release()
     for i, h in enumerate(cfg.hooks):
         if isinstance(h, GpioHookConfig) and h.pin_factory == "auto":
-            problem = _check_gpio_driver(hook_name(h, i))
+            problem = _check_gpio_driver(hook_name(h, i), "the relay")
             if problem:
                 problems.append(problem)
     return problems
 
 
-def _check_gpio_driver(name: str) -> str | None:
+def _check_button(cfg: Config, env: Mapping[str, str]) -> list[str]:
+    """The staff button's pin (``actions.button``): a pin gpiozero knows, that can be an input with
+    the pull asked for, and not a relay's pin; checked on a mock board of its own, with the relays'
+    pins claimed first. ``pin_factory: auto`` also needs a GPIO driver on this machine."""
+    button = cfg.actions.button
+    if button.pin is None:
+        return []
+    from gpiozero import Button, OutputDevice
+    from gpiozero.exc import GPIOPinInUse, GPIOZeroError
+    from gpiozero.pins.mock import MockFactory
+
+    factory = MockFactory()
+    devices = []
+    problem = None
+    try:
+        for h in cfg.hooks:
+            if isinstance(h, GpioHookConfig):
+                try:
+                    devices.append(OutputDevice(h.pin, pin_factory=factory))
+                except GPIOZeroError:
+                    pass  # the hook check reports it
+        try:
+            devices.append(Button(button.pin, pull_up=button.pull_up, pin_factory=factory))
+        except GPIOPinInUse:
+            problem = f"actions.button.pin: {button.pin!r} is a relay's pin (hooks); expected a pin of its own"
+        except GPIOZeroError as exc:
+            problem = f"actions.button.pin: cannot use pin {button.pin!r}: {exc}"
+    finally:
+        for device in devices:
+            device.close()
+        factory.close()
+    if problem is None and button.pin_factory == "auto":
+        problem = _check_gpio_driver("actions.button", "the button")
+    return [problem] if problem else []
+
+
+def _check_gpio_driver(name: str, what: str) -> str | None:
     """Whether gpiozero finds a GPIO driver on this machine (what ``pin_factory: auto`` uses);
     the driver is loaded and closed again, and no pin is claimed."""
     from gpiozero import Device
@@ -90,7 +127,7 @@ def _check_gpio_driver(name: str) -> str | None:
     except BadPinFactory as exc:
         return (
             f"{name}: no GPIO on this machine that gpiozero can drive ({exc}); on a Raspberry Pi install lgpio "
-            "(pip install lgpio), elsewhere set pin_factory: mock to simulate the relay"
+            f"(pip install lgpio), elsewhere set pin_factory: mock to simulate {what}"
         )
     factory.close()
     return None

@@ -137,6 +137,17 @@ BAD_CONFIGS = [
     pytest.param("hooks: [{type: mqtt, events: [OPEN, BOOM]}]\n", "hooks[0]: events: unknown event name 'BOOM'", id="unknown event name"),
     pytest.param("hooks: [{type: mqtt, events: OPEN}]\n", "hooks[0].events: expected a list", id="events not a list"),
     pytest.param("hooks: [{type: mqtt, events: [1]}]\n", "hooks[0].events[0]: expected a string", id="event name not a string"),
+    # operator actions
+    pytest.param("hooks: [{type: mqtt, commands: yes please}]\n", "hooks[0].commands: expected true or false, got 'yes please' (str)", id="mqtt commands not a bool"),
+    pytest.param("hooks: [{type: mqtt, command_max_age_s: 0}]\n", "hooks[0].command_max_age_s: expected a value > 0 and <= 3600, got 0.0", id="mqtt command_max_age_s 0"),
+    pytest.param("gate: {manual_open_interval_s: -1}\n", "gate.manual_open_interval_s: expected a value >= 0, got -1.0", id="negative manual-open interval"),
+    pytest.param("actions: {queue_size: 0}\n", "actions.queue_size: expected a value >= 1 and <= 1000, got 0", id="actions queue of 0"),
+    pytest.param("actions: {button: {pin: 27}}\n", "actions.button.pin: expected a string, got 27 (int)", id="button pin as a number"),
+    pytest.param("actions: {button: {pin: ''}}\n", "actions.button: pin: expected a gpiozero pin name such as GPIO27", id="empty button pin"),
+    pytest.param("actions: {button: {pull_up: up}}\n", "actions.button.pull_up: expected true or false, got 'up' (str)", id="pull_up not a bool"),
+    pytest.param("actions: {button: {bounce_ms: 9000}}\n", "actions.button.bounce_ms: expected a value >= 0 and <= 5000, got 9000", id="bounce_ms too long"),
+    pytest.param("actions: {button: {pin_factory: lgpio}}\n", "actions.button.pin_factory: expected one of 'auto', 'mock'", id="button pin_factory unknown"),
+    pytest.param("actions: {buttons: []}\n", "actions.buttons: unknown key; expected one of button, queue_size, wait_s", id="unknown actions key"),
 ]
 
 
@@ -515,6 +526,14 @@ STARTUP_CHECKS = [
         ["gpio[0]: cannot use pin 'NOTAPIN'", "gpio[0]: no GPIO on this machine"], id="bad pin and no GPIO: both said",
     ),
     pytest.param("name: a/b\nhooks: [{type: mqtt}]\n", {}, [], ["mqtt[0]: the gate name 'a/b' cannot be an MQTT topic level"], id="gate name not an MQTT topic level"),
+    pytest.param("actions: {button: {pin: GPIO27, pin_factory: mock}}\n", {}, [], [], id="staff button on a free pin: passes"),
+    pytest.param("actions: {button: {pin: NOTAPIN, pin_factory: mock}}\n", {}, [], ["actions.button.pin: cannot use pin 'NOTAPIN': NOTAPIN is not a valid pin name"], id="staff button pin NOTAPIN"),
+    pytest.param("actions: {button: {pin: GND, pin_factory: mock}}\n", {}, [], ["actions.button.pin: cannot use pin 'GND'"], id="staff button on a ground pin"),
+    pytest.param(
+        "hooks: [{type: gpio, pin: GPIO17, pin_factory: mock}]\nactions: {button: {pin: BOARD11, pin_factory: mock}}\n", {}, [],
+        ["actions.button.pin: 'BOARD11' is a relay's pin (hooks); expected a pin of its own"], id="staff button on the relay's pin (GPIO17 is BOARD11)",
+    ),
+    pytest.param("actions: {button: {pin: GPIO27}}\n", {}, [], ["actions.button: no GPIO on this machine that gpiozero can drive"], id="staff button, pin_factory auto without GPIO"),
     pytest.param("detector: {model_path: /nonexistent/face.tflite}\n", {}, [], ["detector.model_path points at '/nonexistent/face.tflite', which is not a file"], id="missing face model"),
     pytest.param("classifier: {model_path: /nonexistent/smile.tflite}\n", {}, [], ["smile model '/nonexistent/smile.tflite' (classifier.model_path) does not exist"], id="missing smile model"),
     pytest.param("detector: {model_path: site.yaml}\n", {}, [], ["face detector model 'site.yaml' is not a TFLite model"], id="a face model that is not a model"),

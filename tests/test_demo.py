@@ -66,11 +66,24 @@ class DemoProcess:
         cmd = [*gatekeeper_command(), "demo", "--port", str(self.port), *args]
         self.proc = subprocess.Popen(cmd, cwd=tmp_path, env=demo_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
-        threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+        self.err: list[str] = []
+        self._readers = [
+            threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")), daemon=True),  # type: ignore[union-attr]
+            threading.Thread(target=lambda: self.err.extend(iter(self.proc.stderr.readline, "")), daemon=True),  # type: ignore[union-attr]
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @property
+    def token(self) -> str:
+        """The run's own http.token, from the address the demo prints (``/?token=...``)."""
+        line = wait_for(lambda: next((x for x in self.err if "live view at " in x), None), 60, "the live view's address")
+        return line.split("?token=", 1)[1].split()[0]
 
     def get(self, path: str) -> tuple[int, str, str]:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers={"Authorization": f"Bearer {self.token}"})
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
+            with urllib.request.urlopen(req, timeout=5) as resp:
                 return resp.status, resp.headers.get("Content-Type", ""), resp.read().decode()
         except OSError:
             return 0, "", ""
@@ -84,13 +97,23 @@ class DemoProcess:
     def interrupt(self) -> tuple[int, str]:
         """Ctrl-C; the exit status and stderr."""
         self.proc.send_signal(signal.SIGINT)
-        _, err = self.proc.communicate(timeout=30)
-        return self.proc.returncode, err
+        self.proc.wait(timeout=30)
+        self._finish()
+        return self.proc.returncode, "".join(self.err)
+
+    def _finish(self) -> None:
+        """The readers take the last lines (the pipes end with the process), then the pipes close."""
+        for reader in self._readers:
+            reader.join(10)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait()
+        self._finish()
 
 
 @pytest.mark.slow
@@ -130,6 +153,29 @@ def test_demo_with_a_number_of_loops_then_holds_the_page_open(tmp_path: Path) ->
     assert "the clip plays 2 times" in err
     assert run.events() == ["OPEN", "FACE_LOST", "OPEN"]
     assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.slow
+def test_the_demo_page_has_the_operator_controls_and_they_act(tmp_path: Path) -> None:
+    """The page shows Open and the service switch (the demo makes its own token), and they work
+    after the clip has ended too (--hold-open)."""
+    run = DemoProcess(tmp_path, "--loops", "1", "--hold-open", "120")
+    try:
+        status, _, page = wait_for(lambda: (got := run.get(f"/?token={run.token}"))[0] and got, 60, "the page", interval=0.1)  # the address is printed before the server listens
+        assert status == 200 and 'id="open"' in page and 'id="service"' in page
+        wait_for(lambda: run.status().get("ended"), 120, "the end of the pass", interval=0.1)
+        assert run.status()["controls"] is True
+        body = json.dumps({"by": "demo visitor", "via": "page"}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{run.port}/actions/open", data=body, headers={"Authorization": f"Bearer {run.token}"}, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            answer = json.loads(resp.read())
+        assert [(e["event"], e["reason"], e["by"], e["via"]) for e in answer["events"]] == [("OPEN", "manual", "demo visitor", "page")]
+        wait_for(lambda: run.events() == ["OPEN", "OPEN"], 10, "the manual OPEN on stdout", interval=0.1)
+        code, err = run.interrupt()
+    finally:
+        run.kill()
+    assert code == 0, err[-3000:]
+    assert "action open by demo visitor via page" in err
 
 
 # -- the looped clip -----------------------------------------------------------------------------
@@ -238,9 +284,10 @@ def test_the_demo_is_a_realtime_dry_replay_of_the_packaged_clip(run_argv: list[l
     assert argv[:3] == ["--video", str(demo.DEMO_CLIP), "--realtime"]
     assert loops is None  # the clip plays until Ctrl-C
     assert argv[argv.index("--http") + 1] == "127.0.0.1:8080"
-    # built-in defaults, so no hooks, and the journal in a temporary folder that is gone now
+    # built-in defaults, so no hooks, and the journal in a temporary folder that is gone now; a
+    # token of the run's own for the page's operator controls
     settings = yaml.safe_load(config)
-    assert set(settings) == {"journal"}
+    assert set(settings) == {"journal", "http"} and set(settings["http"]) == {"token"} and len(settings["http"]["token"]) >= 16
     journal = Path(settings["journal"]["path"])
     assert journal.name == "journal.sqlite3" and not journal.parent.exists()
 
