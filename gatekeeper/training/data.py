@@ -52,7 +52,9 @@ class LabelledSet:
     (RAF-DB, MTFL); validation is then carved out of its training part. ``subjects`` names the
     person in each image where a set holds several images of one person (CK+): a subject lies in
     one split only. ``landmarks`` (N, 6, 2), in the image's pixels and in BlazeFace keypoint order
-    (NaN where unknown), says which face of a photo the label belongs to (MTFL)."""
+    (NaN where unknown), says which face of a photo the label belongs to (MTFL). ``attributes``
+    maps an attribute the set records per face (MTFL: gender, glasses, pose) to one value name
+    per image, for measuring the model by group (:func:`~gatekeeper.training.metrics.group_metrics`)."""
 
     name: str
     paths: list[Path]
@@ -61,6 +63,7 @@ class LabelledSet:
     fixed_split: np.ndarray | None = None
     subjects: list[str] | None = None
     landmarks: np.ndarray | None = None
+    attributes: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -141,6 +144,15 @@ def _mtfl_lines(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+#: MTFL's per-face attributes (``mtfl/readme.txt``): the field of a line (0 is the path) and
+#: what each code means. Pose is named as the readme names it ("left" as seen in the picture).
+MTFL_ATTRIBUTES = {
+    "gender": (11, {"1": "male", "2": "female"}),
+    "glasses": (13, {"1": "glasses", "2": "no glasses"}),
+    "pose": (14, {"1": "1 left profile", "2": "2 left", "3": "3 frontal", "4": "4 right", "5": "5 right profile"}),
+}
+
+
 def load_mtfl(root: Path) -> LabelledSet:
     """MTFL: ``training.txt`` (train and validation) and ``testing.txt`` (test), one face per line:
     ``path x1..x5 y1..y5 gender smile glasses pose``, smile 1 = smiling, 2 = not.
@@ -152,10 +164,15 @@ def load_mtfl(root: Path) -> LabelledSet:
     if not (root / "training.txt").is_file() or not (root / "testing.txt").is_file():
         raise FileNotFoundError(f"{root} does not look like MTFL: expected training.txt and testing.txt beside the image folders")
     paths, labels, split, marks = [], [], [], []
+    attributes: dict[str, list[str]] = {name: [] for name in MTFL_ATTRIBUTES}
     for part, file in (("train", "training.txt"), ("test", "testing.txt")):
         for f in _mtfl_lines(root / file):
             if len(f) != 15 or f[12] not in {"1", "2"}:
                 raise ValueError(f"{root / file}: expected 'path x1..x5 y1..y5 gender smile glasses pose' with smile 1 or 2, got {' '.join(f)!r}")
+            for name, (column, values) in MTFL_ATTRIBUTES.items():
+                if f[column] not in values:
+                    raise ValueError(f"{root / file}: {name} of {f[0]!r}: expected one of {', '.join(values)}, got {f[column]!r}")
+                attributes[name].append(values[f[column]])
             xs, ys = np.array(f[1:6], dtype=np.float32), np.array(f[6:11], dtype=np.float32)
             k = np.full((6, 2), np.nan, dtype=np.float32)
             k[0], k[1], k[2] = (xs[0], ys[0]), (xs[1], ys[1]), (xs[2], ys[2])
@@ -165,7 +182,15 @@ def load_mtfl(root: Path) -> LabelledSet:
             split.append(part)
             marks.append(k)
     groups = ["smiling" if y else "not_smiling" for y in labels]
-    return LabelledSet("mtfl", paths, np.array(labels, dtype=np.int64), groups, fixed_split=np.array(split), landmarks=np.stack(marks))
+    return LabelledSet(
+        "mtfl",
+        paths,
+        np.array(labels, dtype=np.int64),
+        groups,
+        fixed_split=np.array(split),
+        landmarks=np.stack(marks),
+        attributes={name: np.array(values) for name, values in attributes.items()},
+    )
 
 
 def load_ckplus(root: Path) -> LabelledSet:

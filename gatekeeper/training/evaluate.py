@@ -3,6 +3,10 @@
 Runs the exported ``.tflite`` through LiteRT (what the gate runs) on chips prepared with the
 run-time crop. Prints a summary, writes ``metrics.json`` and ``eval.png`` (ROC curve,
 reliability diagram, score histograms, confusion matrix) into ``--out``.
+
+On a set that records attributes per face (MTFL: gender, glasses, head pose) ``metrics.json``
+also holds ``by_group`` (:func:`~gatekeeper.training.metrics.group_metrics`) and ``--out`` a
+``groups.md`` table; ``--group-table`` prints that table instead of the JSON summary.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import numpy as np
 
 from ..classify import SmileClassifier
 from ..detect import FaceDetector, resolve_face_model
-from ..errors import ArgumentParser
+from ..errors import ArgumentParser, GatekeeperError
 from .data import card_split_seed, dataset_splits, load_dataset, prepare_chips
 from .metrics import (
     at_own_prior,
     binary_metrics,
     choose_threshold,
+    group_metrics,
+    group_table,
     reliability,
     resample_chips,
     roc_curve,
@@ -91,12 +97,15 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--cache", default=".cache")
     ap.add_argument("--face-model", default=None)
     ap.add_argument("--log-level", default="info")
+    ap.add_argument("--group-table", action="store_true", help="print the accuracy by group (gender, glasses, pose: MTFL) as a Markdown table instead of the JSON summary")
     args = ap.parse_args(argv)
     setup_logging(args.log_level)
 
     clf = SmileClassifier(args.model)
     threshold = args.threshold if args.threshold is not None else float(clf.card.get("threshold", 0.5))
     ds = load_dataset(args.data)
+    if args.group_table and not ds.attributes:
+        raise GatekeeperError(f"--group-table: {ds.name} records no attribute per face; expected a set that does (mtfl:PATH)")
     with FaceDetector(resolve_face_model(args.face_model), video=False, min_confidence=0.5) as det:
         chips, detected = prepare_chips(ds, det, Path(args.cache))
     split_seed = card_split_seed(clf.card, args.split_seed)
@@ -123,12 +132,22 @@ def main(argv: list[str]) -> int:
             row["smile_rate_by_class"] = smile_rate_by_class(small, groups, threshold)
         metrics["by_face_width"][str(width)] = row
     metrics["balanced_accuracy_by_face_width"] = {w: r["balanced_accuracy"] for w, r in metrics["by_face_width"].items()}
+    table = None
+    if ds.attributes:
+        metrics["by_group"] = group_metrics(probs, labels, {k: v[idx] for k, v in ds.attributes.items()}, threshold)
+        metrics["accuracy_gap_by_group"] = {k: v["accuracy_gap"] for k, v in metrics["by_group"].items()}
+        table = group_table(metrics["by_group"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if table is not None:
+        (out / "groups.md").write_text(table, encoding="utf-8")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     plot(out / "eval.png", f"{ds.name} ({args.split}, n={len(idx)}) - {clf.path.name}", probs, labels, metrics)
     summary = {k: metrics[k] for k in ("dataset", "split", "n", "threshold", "accuracy", "balanced_accuracy", "roc_auc", "confusion")}
-    summary.update({k: metrics[k] for k in ("smile_rate_by_class", "balanced_accuracy_by_face_width") if k in metrics})
-    print(json.dumps(summary))
+    summary.update({k: metrics[k] for k in ("smile_rate_by_class", "balanced_accuracy_by_face_width", "accuracy_gap_by_group") if k in metrics})
+    if args.group_table and table is not None:
+        print(table, end="")
+    else:
+        print(json.dumps(summary))
     log.info("wrote %s and %s", out / "metrics.json", out / "eval.png")
     return 0

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["binary_metrics", "choose_threshold", "fit_platt", "reliability", "roc_auc", "roc_curve"]
+__all__ = ["binary_metrics", "choose_threshold", "fit_platt", "group_metrics", "group_table", "reliability", "roc_auc", "roc_curve"]
 
 
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,6 +68,75 @@ def smile_rate_by_class(probs: np.ndarray, groups: np.ndarray, threshold: float)
     """Share of each group (e.g. FER expression) scored at or above ``threshold``."""
     probs, groups = np.asarray(probs), np.asarray(groups)
     return {str(g): round(float((probs[groups == g] >= threshold).mean()), 4) for g in sorted(set(groups.tolist()))}
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion (``z`` = 1.96): honest for small groups and
+    for proportions near 0 or 1, where the normal approximation is not."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (round(max(0.0, float(centre - half)), 4), round(min(1.0, float(centre + half)), 4))
+
+
+def _rate(hits: int, n: int) -> float | None:
+    return round(hits / n, 4) if n else None
+
+
+def group_metrics(probs: np.ndarray, labels: np.ndarray, attributes: dict[str, Any], threshold: float) -> dict[str, dict[str, dict[str, Any]]]:
+    """How the model does for each group of faces, at ``threshold``.
+
+    ``attributes`` maps an attribute name to one group name per face, aligned with ``probs`` and
+    ``labels`` (MTFL's ``LabelledSet.attributes`` indexed by the split:
+    ``{k: v[idx] for k, v in ds.attributes.items()}``). For each attribute and group (sorted by
+    name): ``n``, ``smiling`` (faces labelled smiling), ``accuracy`` with its 95% interval
+    (``accuracy_95``, Wilson), ``smiles_found`` (share of the smiling faces scored smiling) and
+    ``non_smiling_called_smiling`` (share of the others scored smiling); a rate over no face is
+    None. Each attribute also gets ``accuracy_gap``: the best group's accuracy minus the worst's.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels).astype(int)
+    called = probs >= threshold
+    out: dict[str, dict[str, Any]] = {}
+    for name, values in attributes.items():
+        values = np.asarray(values)
+        if values.shape != labels.shape:
+            raise ValueError(f"group_metrics: attribute {name!r} has {values.size} values for {labels.size} faces; expected one per face")
+        rows: dict[str, Any] = {}
+        for group in sorted(set(values.tolist())):
+            m = values == group
+            y, c = labels[m], called[m]
+            correct, smiling = int((c == (y == 1)).sum()), int(y.sum())
+            rows[str(group)] = {
+                "n": int(m.sum()),
+                "smiling": smiling,
+                "accuracy": _rate(correct, int(m.sum())),
+                "accuracy_95": list(wilson_interval(correct, int(m.sum()))),
+                "smiles_found": _rate(int((c & (y == 1)).sum()), smiling),
+                "non_smiling_called_smiling": _rate(int((c & (y == 0)).sum()), int(m.sum()) - smiling),
+            }
+        accuracies = [r["accuracy"] for r in rows.values()]
+        out[name] = {"groups": rows, "accuracy_gap": round(max(accuracies) - min(accuracies), 4) if accuracies else None}
+    return out
+
+
+def group_table(by_group: dict[str, dict[str, Any]]) -> str:
+    """:func:`group_metrics`' result as a Markdown table, one row per group (what the README shows)."""
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    lines = [
+        "| attribute | group | faces | smiling | accuracy (95% interval) | smiles found | non-smiling called smiling |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for name, entry in by_group.items():
+        for group, r in entry["groups"].items():
+            lo, hi = r["accuracy_95"]
+            lines.append(f"| {name} | {group} | {r['n']} | {r['smiling']} | {pct(r['accuracy'])} ({100 * lo:.1f}-{100 * hi:.1f}) | {pct(r['smiles_found'])} | {pct(r['non_smiling_called_smiling'])} |")
+    return "\n".join(lines) + "\n"
 
 
 def at_own_prior(probs: np.ndarray, labels: np.ndarray, prior: float) -> dict[str, Any]:
