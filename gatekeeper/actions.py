@@ -290,8 +290,9 @@ class Controls:
             except queue.Empty:
                 return out
 
-    def apply(self, gate: Gate, frame: int, t: float, emit: Callable[[list[Event]], Any]) -> None:
-        """Hand every queued action to ``gate.act`` and its events to ``emit`` (journal, hooks, sinks)."""
+    def apply(self, gate: Gate, frame: int, t: float, emit: Callable[[list[Event]], list[Event] | None]) -> None:
+        """Hand every queued action to ``gate.act`` and its events to ``emit`` (journal, hooks,
+        sinks), which returns the events that happened (None: all of them)."""
         for ticket in self.drain():
             action = ticket.action
             assert action is not None
@@ -300,8 +301,12 @@ class Controls:
                 code, message = gate.refusal or ("refused", "refused by the gate")
                 self._refused(ticket, action.via, code, f"{action.kind} by {action.by}: {message}")
                 continue
+            happened = emit(events)
+            if happened is not None and len(happened) < len(events):
+                # The journal could not record the OPEN (journal.on_error: fail_closed): no hook saw it.
+                self._refused(ticket, action.via, "not_recorded", f"{action.kind} by {action.by}: the journal cannot record it, so it did not happen (journal.on_error: fail_closed)")
+                continue
             self.stats.take(action)
-            emit(events)
             log.info("action %s by %s via %s%s: %s", action.kind, action.by, action.via, f" ({action.reason})" if action.reason else "", ", ".join(f"{e.event.value} {e.id}" for e in events))
             ticket.finish(events)
 
@@ -311,7 +316,7 @@ class Controls:
         such header) and the raw body; waits up to ``wait_s`` (``actions.wait_s``) for the gate."""
         who = f"from {remote or 'unknown'}"
         if not self.token:
-            return self._http_refusal(403, "no_token_configured", f"{kind!r} {who}: operator actions need http.token in the config", "operator actions need http.token in the config")
+            return self._http_refusal(403, "no_token_configured", f"{_clip(kind)!r} {who}: operator actions need http.token in the config", "operator actions need http.token in the config")
         if credentials is None:
             return self._http_refusal(401, "no_token", f"{_clip(kind)!r} {who}: no bearer token", "a token is required: Authorization: Bearer TOKEN")
         if not hmac.compare_digest(credentials.encode(), self.token.encode()):
@@ -327,7 +332,7 @@ class Controls:
             return Answer(202, {"queued": True, "action": action.id, "detail": "the gate has not answered yet; see the events"})
         if ticket.refused is not None:
             code, message = ticket.refused
-            return Answer(409 if code in ("rate_limited", "no_change") else 503, {"refused": code, "detail": message, "action": action.id})
+            return Answer(409 if code in ("rate_limited", "no_change") else 503, {"refused": code, "detail": message, "action": action.id})  # 503: queue full, not running, not recorded
         return Answer(200, {"action": action.id, "events": ticket.events})
 
     def _http_refusal(self, status: int, code: str, log_message: str, detail: str, via: str = "http") -> Answer:

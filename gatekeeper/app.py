@@ -219,13 +219,18 @@ class App:
             note = f" ({out.note})" if out.note else ""
             log.warning("the gate is out of service since an earlier run (by %s via %s%s); it stays shut until an in_service action", out.by, out.via, note)
 
-    def emit(self, events: list[Event]) -> None:
+    def emit(self, events: list[Event]) -> list[Event]:
+        """Journal and hooks first, then the sinks; returns the events that happened (an OPEN the
+        journal could not record under ``fail_closed`` does not)."""
+        done = []
         for e in events:
             if self.dispatcher is not None and not self.dispatcher.emit(e):
                 continue  # an OPEN the journal could not record: it does not happen (fail_closed)
+            done.append(e)
             self.events[e.event.value] = self.events.get(e.event.value, 0) + 1
             for sink in self.sinks:
                 sink.emit(e)
+        return done
 
     def trouble(self) -> str | None:
         """Why the gate is not healthy beyond what its frames and events show, or None.

@@ -134,3 +134,16 @@ def test_a_pin_that_cannot_be_a_button_is_one_clear_error(mock_factory: Any, pin
         assert str(info.value).startswith(message) and "\n" not in str(info.value)
     finally:
         relay.release()
+
+
+def test_a_press_the_journal_cannot_record_does_not_pulse(gate: Callable[..., Running], mock_factory: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """journal.on_error: fail_closed (the default): no OPEN without its record, by hand either."""
+    r = gate()
+    with r.journal._lock:  # the connection refuses writes, as a file system gone read-only would
+        r.journal._db.execute("PRAGMA query_only = ON")
+    press(mock_factory.pin(BUTTON))
+    wait_for(lambda: r.controls.stats.refused, 5, "the refusal")
+    time.sleep(0.3)
+    assert pulses(mock_factory) == 0
+    assert r.controls.stats.snapshot()["refused"] == {"button/not_recorded": 1}
+    assert any(rec.getMessage().startswith("action refused (button, not_recorded): open by staff button: the journal cannot record it") for rec in caplog.records)

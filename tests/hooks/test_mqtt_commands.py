@@ -227,3 +227,4 @@ def test_the_state_at_start_says_out_of_service_when_the_journal_does(gate: Call
     late = clients("visitor", (f"{PREFIX}/front/state",))
     state = wait_for(lambda: [m for m in late.on(f"{PREFIX}/front/state") if m.payload], 5, "the retained state")[-1]
     assert state.json["in_service"] is False
+
