@@ -2,8 +2,8 @@
 
 This is the command layer, with :mod:`gatekeeper.cli` above it: it imports the library (capture,
 detect, gate, journal, hooks, ...), and nothing in the library imports it or the CLI. The helpers
-every command shares (logging, the default config file) live here, so ``cli`` imports them from
-here and never the other way round.
+every command shares (the default config file; logging, from :mod:`gatekeeper.logs`) are found
+here, so ``cli`` imports them from here and never the other way round.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -19,22 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from .errors import ArgumentParser, GatekeeperError
+from .logs import setup_logging  # re-exported: cli imports it from here
 
 if TYPE_CHECKING:
     from .journal import JournalEntry
 
 log = logging.getLogger(__name__)
-
-
-def setup_logging(level: str) -> None:
-    """Log lines on stderr at ``level``; third-party chatter kept to warnings."""
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # mediapipe.tasks imports matplotlib (for its drawing helpers), which logs at INFO when it
-    # builds its font cache; that is not ours to report.
-    logging.getLogger("matplotlib").setLevel(max(logging.WARNING, logging.getLogger().level))
-    # MediaPipe and LiteRT log through glog/absl to stderr; keep them to warnings and worse.
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def default_config_path(given: str | None) -> Path | None:

@@ -21,6 +21,7 @@ import numpy as np
 from ..classify import SmileClassifier
 from ..detect import FaceDetector, resolve_face_model
 from ..errors import ArgumentParser, GatekeeperError
+from ..logs import setup_logging
 from .data import card_split_seed, dataset_splits, load_dataset, prepare_chips
 from .metrics import (
     at_own_prior,
@@ -78,8 +79,6 @@ def plot(path: Path, title: str, probs: np.ndarray, labels: np.ndarray, metrics:
 
 
 def main(argv: list[str]) -> int:
-    from ..commands import setup_logging
-
     ap = ArgumentParser(prog="gatekeeper eval", description="Evaluate the exported smile model on a labelled set.")
     ap.add_argument("--data", required=True, help="smilesmiled:PATH, fer2013:PATH, rafdb:PATH, mtfl:PATH, ckplus:PATH or folders:PATH (class folders: smile/ and others)")
     ap.add_argument(
