@@ -143,6 +143,9 @@ def _run(argv: list[str], *, open_video: Callable[..., Any] | None = None) -> in
             # faulted, and reconnecting is the cure (FFmpeg alone would wait 30 s).
             read_timeout_s=max(1.0, s.watchdog_s),
         )
+    # Made first, so the page takes actions from the moment it is up; they wait in the queue
+    # until the frame loop starts.
+    controls = Controls(cfg.actions, token=cfg.http.token)
     sinks: list[EventSink] = [StdoutSink()]
     on_frame: list[Callable[[Frame, Pipeline], None]] = []
     server = view = None
@@ -151,6 +154,7 @@ def _run(argv: list[str], *, open_video: Callable[..., Any] | None = None) -> in
 
         # The server starts before the models load, so the page is up as early as possible.
         view = LiveView(cfg, source_status=source.status, live=isinstance(source, LiveSource))
+        view.controls = controls
         try:
             server = WebServer(view, *parse_listen(args.http))
             server.start()
@@ -182,7 +186,6 @@ def _run(argv: list[str], *, open_video: Callable[..., Any] | None = None) -> in
             source.close()
             pipeline.close()
             raise
-        controls = Controls(cfg.actions, token=cfg.http.token)
         # Built before the hooks start: it reads the service state back from the journal.
         app = App(cfg, pipeline, sinks, on_frame=_fan_out(on_frame), dispatcher=dispatcher, controls=controls)
         try:
@@ -198,7 +201,6 @@ def _run(argv: list[str], *, open_video: Callable[..., Any] | None = None) -> in
         if view is not None:
             view.hooks = dispatcher.hooks
             view.app = app  # /healthz: the source ended, the journal cannot write
-            view.controls = controls
         app.install_signal_handlers()
         try:
             app.run(source)

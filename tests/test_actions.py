@@ -12,9 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -321,3 +327,36 @@ def test_gatekeeper_events_shows_who_did_what(tmp_path: Path) -> None:
     assert events_command(["--journal", str(tmp_path / "j.sqlite3"), "--json"], stdout=out, stderr=err) == 0
     rows = [json.loads(line)["event"] for line in out.getvalue().splitlines()]
     assert [(r["event"], r["by"], r["via"], r["override"]) for r in rows] == [("OUT_OF_SERVICE", "ali", "http", None), ("OPEN", "maria", "button", True)]
+
+
+
+# -- the real command, restarted ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_command_restarted_on_its_journal_stays_out_of_service(tmp_path: Path, shared_dir: Path, face_model_path: Path) -> None:
+    """Two runs of ``gatekeeper`` on one journal: the first is taken out of service over HTTP; the
+    second replays a man breaking into a broad smile and does not open, and says why at start."""
+    config = tmp_path / "gate.yaml"
+    config.write_text(f"detector: {{model_path: {json.dumps(str(face_model_path))}}}\nhttp: {{token: {TOKEN}}}\njournal: {{path: {json.dumps(str(tmp_path / 'journal.sqlite3'))}}}\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cli = [sys.executable, "-m", "gatekeeper.cli", "--config", str(config)]
+    first = subprocess.Popen([*cli, "--video", str(shared_dir / "videos" / "no_face.mp4"), "--http", "127.0.0.1:0", "--hold-open", "60"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log: list[str] = []
+    reader = threading.Thread(target=lambda: log.extend(first.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    try:
+        url = wait_for(lambda: next((line.split("live view on ", 1)[1].strip() for line in list(log) if "live view on " in line), None), 60, "the live view's address")
+        status, answer = post(SimpleNamespace(url=url), "/actions/out_of_service", '{"by": "ali", "reason": "turnstile jammed"}', bearer())  # type: ignore[arg-type]
+        assert status == 200, answer
+    finally:
+        first.send_signal(signal.SIGTERM)
+        out, _ = first.communicate(timeout=30)
+        reader.join(5)
+    assert first.returncode == 0, "".join(log)[-2000:]
+    assert [json.loads(line)["event"] for line in out.splitlines()] == ["OUT_OF_SERVICE"]
+
+    second = subprocess.run([*cli, "--video", str(shared_dir / "videos" / "single_face.mp4")], env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout == ""  # the smile opened nothing (nor denied)
+    assert "the gate is out of service since an earlier run (by ali via http (turnstile jammed))" in second.stderr
