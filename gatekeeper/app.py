@@ -2,19 +2,21 @@
 
     source --frames--> detect --faces--> crop --chips--> classify --scores--> gate --events--> sinks
 
-The frame loop is :meth:`Pipeline.process`; :class:`App` adds the source, the watchdog that
-holds the gate shut when frames stop arriving, the event sinks (the journal and hooks first,
-then stdout JSON lines and the live view), and shutdown.
+The frame loop is :meth:`Pipeline.process`; a :class:`~gatekeeper.camera.Camera` adds the
+source, the watchdog that holds the gate shut when frames stop arriving, the event sinks (the
+journal and hooks first, then stdout JSON lines and the live view), and shutdown. :class:`App`
+is the one-camera form; :class:`Service` runs every camera of a config in one process, with the
+models and the journal shared (``cameras:`` in the config).
 
 Two ways to end. A finite source that reaches its end stops in order: hooks deliver what is
 queued within the shutdown bound, and a relay pulse in progress runs out. SIGINT/SIGTERM stop on
 request: the relay goes shut at once (a pulse is cut short), the rest is delivered within the
 bound. Either way the gate's health turns bad as soon as the frames end (:meth:`App.trouble`).
 
-Operator actions (:mod:`gatekeeper.actions`) wait on ``App.controls``' queue; the frame loop
-applies them before each frame and on every idle poll of a live source, so they go through the
-gate's rules and the journal like every other event. The service state of the last run is read
-back from the journal at start: a gate taken out of service stays out of service.
+Operator actions (:mod:`gatekeeper.actions`) wait on each camera's ``controls`` queue; the
+camera's loop applies them before each frame and on every idle poll of a live source, so they
+go through the gate's rules and the journal like every other event. Each camera's service state
+of the last run is read back from the journal at start: a gate taken out of service stays out.
 
 A journal that cannot write is a fault like a lost camera: under ``journal.on_error:
 fail_closed`` the gate is held shut (FAULT) until a probe write succeeds (RECOVERED).
@@ -31,33 +33,27 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from .actions import Controls
+from .camera import Camera, EventSink, FairScheduler, SharedClassifier, SharedDetector
 from .capture import FileSource, Frame, LiveSource
 from .classify import SmileClassifier
-from .config import Config
+from .config import CameraConfig, Config
 from .crop import face_chip
 from .detect import Face, FaceDetector, resolve_face_model
 from .gate import Event, FaceScore, Gate
-from .redact import redact_text
 
 if TYPE_CHECKING:
     from .hooks.dispatch import Dispatcher
 
-__all__ = ["App", "Pipeline", "StdoutSink", "build_pipeline"]
+__all__ = ["App", "Pipeline", "Service", "StdoutSink", "build_pipeline", "load_models"]
 
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "detect", "crop", "classify", "gate")
-
-
-class EventSink(Protocol):
-    def emit(self, event: Event) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class StdoutSink:
@@ -71,15 +67,18 @@ class StdoutSink:
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream or sys.stdout
         self.failed: str | None = None  # why the stream cannot be written; nothing more is tried
+        self._lock = threading.Lock()  # one sink for every camera: a line is written whole
 
     def emit(self, event: Event) -> None:
         if self.failed is not None:
             return
-        try:
-            self.stream.write(json.dumps(event.to_dict(), separators=(", ", ": ")) + "\n")
-            self.stream.flush()
-        except (OSError, ValueError) as exc:  # BrokenPipeError; ValueError: the stream was closed
-            self._fail(exc)
+        line = json.dumps(event.to_dict(), separators=(", ", ": ")) + "\n"
+        with self._lock:
+            try:
+                self.stream.write(line)
+                self.stream.flush()
+            except (OSError, ValueError) as exc:  # BrokenPipeError; ValueError: the stream was closed
+                self._fail(exc)
 
     def close(self) -> None:
         if self.failed is not None:
@@ -165,18 +164,12 @@ class Pipeline:
 
 def build_pipeline(cfg: Config, *, video: bool = True) -> Pipeline:
     """Load the models named by ``cfg`` (raises :class:`~gatekeeper.errors.ModelError`)."""
-    model = resolve_face_model(cfg.detector.model_path)
-    detector = FaceDetector(model, video=video, min_confidence=cfg.detector.min_confidence, min_face_px=cfg.detector.min_face_px)
-    try:
-        classifier = SmileClassifier(cfg.classifier.model_path, threads=cfg.classifier.threads)
-    except BaseException:
-        detector.close()
-        raise
+    detector, classifier = load_models(cfg, video=video)
     return Pipeline(detector, classifier, Gate(cfg.gate))
 
 
-class App:
-    """A running gate: one source, one pipeline, the journal and hooks, some sinks.
+class App(Camera):
+    """A running gate on one camera, named by the config's ``name``: the one-camera form of :class:`Camera`.
 
     >>> app = App(cfg, pipeline, [StdoutSink()], dispatcher=dispatcher)  # doctest: +SKIP
     >>> app.run(FileSource("clip.mp4"))                                  # doctest: +SKIP
@@ -195,187 +188,151 @@ class App:
         dispatcher: Dispatcher | None = None,
         controls: Controls | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.pipeline = pipeline
-        self.sinks = list(sinks)
-        self.dispatcher = dispatcher
-        self.stopping = threading.Event()
-        self.on_frame = on_frame
-        self.frames = 0
-        self.events: dict[str, int] = {}
-        self.ended: str | None = None  # why the frames ended ("source ended", "stopped"); None while running
-        self._faults: dict[str, str] = {}  # what holds the gate shut: "source", "journal" -> reason
-        self.controls = controls if controls is not None else Controls(cfg.actions, token=cfg.http.token)
-        self._sinks_closed = False
-        self._last_t = 0.0  # the time of the last frame (actions after the end are placed after it)
-        self._restore_service()
-
-    def _restore_service(self) -> None:
-        journal = self.dispatcher.journal if self.dispatcher is not None else None
-        last = journal.last_service_event() if journal is not None else None
-        self.pipeline.gate.restore_service(last)
-        out = self.pipeline.gate.out_of_service
-        if out is not None:
-            note = f" ({out.note})" if out.note else ""
-            log.warning("the gate is out of service since an earlier run (by %s via %s%s); it stays shut until an in_service action", out.by, out.via, note)
-
-    def emit(self, events: list[Event]) -> list[Event]:
-        """Journal and hooks first, then the sinks; returns the events that happened (an OPEN the
-        journal could not record under ``fail_closed`` does not)."""
-        done = []
-        for e in events:
-            if self.dispatcher is not None and not self.dispatcher.emit(e):
-                continue  # an OPEN the journal could not record: it does not happen (fail_closed)
-            done.append(e)
-            self.events[e.event.value] = self.events.get(e.event.value, 0) + 1
-            for sink in self.sinks:
-                sink.emit(e)
-        return done
-
-    def trouble(self) -> str | None:
-        """Why the gate is not healthy beyond what its frames and events show, or None.
-
-        The frames have ended, or the journal cannot write (under ``on_error: deliver`` too,
-        where the gate keeps opening). The live view's ``/healthz`` reads it.
-        """
-        if self.ended is not None:
-            return self.ended
-        problem = self.dispatcher.journal_fault if self.dispatcher is not None else None
-        return None if problem is None else f"journal cannot write: {problem}"
-
-    @property
-    def journal_errors(self) -> int:
-        """Journal writes that failed since start (``gatekeeper_journal_errors_total``)."""
-        return self.dispatcher.journal_errors if self.dispatcher is not None else 0
+        super().__init__(cfg.name, cfg, pipeline, sinks, on_frame, dispatcher=dispatcher, controls=controls)
 
     def install_signal_handlers(self) -> None:
         """SIGINT/SIGTERM ask for an orderly stop (the loop ends, sinks drain, exit 0)."""
+        install_signal_handlers(self.stopping)
 
-        def handler(signum: int, _frame: Any) -> None:
-            log.info("received %s; stopping", signal.Signals(signum).name)
-            self.stopping.set()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, handler)
+def install_signal_handlers(stopping: threading.Event) -> None:
+    """SIGINT/SIGTERM set ``stopping``: an orderly stop (the loops end, sinks drain, exit 0)."""
 
-    # -- faults --------------------------------------------------------------------------------
-    def _fault(self, cause: str, frame: int, t: float, reason: str) -> None:
-        """Hold the gate shut for ``cause``; one FAULT per episode, however many causes overlap.
-        ``reason`` goes out with its secrets masked (a camera URL's password): it reaches the
-        journal, the hooks, the page and ``/status``."""
-        reason = redact_text(reason)
-        self._faults[cause] = reason
-        self.emit(self.pipeline.gate.fault(frame, t, reason))
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stopping.set()
 
-    def _recover(self, cause: str, frame: int, t: float, reason: str) -> None:
-        """``cause`` is over; RECOVERED once nothing else holds the gate shut."""
-        if self._faults.pop(cause, None) is None:
-            return
-        if self._faults:
-            log.info("%s recovered (%s); the gate stays shut: %s", cause, reason, "; ".join(self._faults.values()))
-            return
-        self.emit(self.pipeline.gate.recover(frame, t, reason))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
 
-    def _watch_journal(self, frame: int, t: float) -> None:
-        d = self.dispatcher
-        if d is None or d.on_error != "fail_closed":
-            return
-        problem = d.journal_fault
-        if problem is not None and "journal" not in self._faults:
-            self._fault("journal", frame, t, f"journal cannot write: {problem}")
-        elif problem is None and "journal" in self._faults:
-            self._recover("journal", frame, t, "journal writable again")
 
-    # -- the frame loop ------------------------------------------------------------------------
-    def _act(self, frame: int, t: float) -> None:
-        self.controls.apply(self.pipeline.gate, frame, t, self.emit)
+def load_models(cfg: Config, *, video: bool = True) -> tuple[FaceDetector, SmileClassifier]:
+    """The face detector and smile classifier named by ``cfg`` (raises :class:`~gatekeeper.errors.ModelError`)."""
+    model = resolve_face_model(cfg.detector.model_path)
+    detector = FaceDetector(model, video=video, min_confidence=cfg.detector.min_confidence, min_face_px=cfg.detector.min_face_px)
+    try:
+        classifier = SmileClassifier(cfg.classifier.model_path, threads=cfg.classifier.threads)
+    except BaseException:
+        detector.close()
+        raise
+    return detector, classifier
 
-    def serve_actions(self, seconds: float) -> None:
-        """After the frames have ended (``--hold-open``): keep applying operator actions for
-        ``seconds`` or until a stop is requested, at times running on from the last frame."""
-        start = time.monotonic()
-        while not self.stopping.wait(0.05):
-            elapsed = time.monotonic() - start
-            self._act(max(self.frames - 1, 0), self._last_t + elapsed)
-            if elapsed >= seconds:
-                return
 
-    def _step(self, frame: Frame) -> None:
-        self._act(frame.index, frame.t)
-        self._last_t = frame.t
-        self.emit(self.pipeline.process(frame))
-        self._watch_journal(frame.index, frame.t)
-        self.frames += 1
-        if self.on_frame is not None:
-            self.on_frame(frame, self.pipeline)
+class Service:
+    """Every camera of a config in one process: the shared models, one journal, the cameras.
 
-    def run(self, source: FileSource | LiveSource | Iterable[Frame]) -> None:
-        """Process frames until the source ends or a stop is requested.
+    >>> service = Service(cfg)                                         # doctest: +SKIP
+    >>> service.add_camera(cam_cfg, LiveSource(url), [StdoutSink()])   # doctest: +SKIP
+    >>> service.run()                                                  # doctest: +SKIP
+    >>> service.close()                                                # doctest: +SKIP
 
-        ``source``: a :class:`LiveSource`, or any finite iterable of frames (a :class:`FileSource`).
-        An unexpected error in a stage fails closed: a FAULT event says why (so the relay is
-        forced off and receivers know), then the error propagates and the process exits.
-        """
+    The face detector and the smile classifier are loaded once and shared: a
+    :class:`~gatekeeper.camera.FairScheduler` runs them for the cameras in turn. Each camera has
+    its own thread, tracks, gate and hooks (see :mod:`gatekeeper.camera`); every event is
+    written to the one journal, with its camera, before that camera's hooks see it.
+    """
+
+    def __init__(self, cfg: Config, *, dry_run: bool = False, env: dict[str, str] | None = None) -> None:
+        from .hooks.dispatch import open_journal
+
+        self.cfg = cfg
+        self.dry_run = dry_run
+        self.env = env
+        self.stopping = threading.Event()
+        self.cameras: dict[str, Camera] = {}
+        self.detector, self.classifier = load_models(cfg)
         try:
-            if isinstance(source, LiveSource):
-                self._run_live(source)
-            else:
-                for frame in source:
-                    if self.stopping.is_set():
-                        break
-                    self._step(frame)
-        except Exception as exc:
-            gate = self.pipeline.gate
-            self.emit(gate.fault(self.frames, time.time(), redact_text(f"internal error: {type(exc).__name__}: {exc}")))
+            self.journal = open_journal(cfg, dry_run=dry_run)
+        except BaseException:
+            self.detector.close()
             raise
-        finally:
-            self.ended = "stopped" if self.stopping.is_set() else "source ended"
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
+        self.scheduler = FairScheduler()
 
-    def _run_live(self, source: LiveSource) -> None:
-        last_arrival = time.monotonic()
-        last_index = -1
-        for frame in source.frames(poll_s=min(0.1, self.cfg.source.watchdog_s / 4)):
-            if self.stopping.is_set():
-                break
-            now = time.monotonic()
-            if frame is None:
-                # Watchdog: no frame for watchdog_s holds the gate shut and says why.
-                if now - last_arrival >= self.cfg.source.watchdog_s and "source" not in self._faults:
-                    reason = source.status.fault or f"no frame for {self.cfg.source.watchdog_s:g} s"
-                    self._fault("source", max(last_index, 0), time.time(), reason)
-                self._watch_journal(max(last_index, 0), time.time())
-                self._act(max(last_index, 0), time.time())
-                continue
-            last_arrival, last_index = now, frame.index
-            self._recover("source", frame.index, frame.t, "frames arriving again")
-            self._step(frame)
-        if source.status.ended and "source" not in self._faults:
-            self._fault("source", max(last_index, 0), time.time(), source.status.fault or "source ended")
+    def add_camera(
+        self,
+        camera: CameraConfig,
+        source: FileSource | LiveSource | Iterable[Frame],
+        sinks: Iterable[EventSink] = (),
+        on_frame: Callable[[Frame, Pipeline], None] | None = None,
+        *,
+        times: StageTimes | None = None,
+        controls: Controls | None = None,
+    ) -> Camera:
+        """Build one camera on ``source`` under its own config (``cfg.for_camera``): its gate (its
+        service state read back from the journal), its operator controls (MQTT commands on its
+        own topic; the staff button), its hooks (started now: a restart resumes what this camera
+        left undelivered), its lane of the shared models. Raises what building its hooks raises
+        (a missing secret, no GPIO)."""
+        from .hooks.dispatch import open_dispatcher
+
+        if camera.name in self.cameras:
+            raise ValueError(f"camera {camera.name!r} is already in the service")
+        cfg = self.cfg.for_camera(camera)
+        lane = self.scheduler.lane(camera.name)
+        pipeline = Pipeline(SharedDetector(self.detector, lane), SharedClassifier(self.classifier, lane), Gate(cfg.gate))  # type: ignore[arg-type]
+        if times is not None:
+            pipeline.times = times
+        dispatcher = open_dispatcher(cfg, env=self.env, dry_run=self.dry_run, journal=self.journal, camera=camera.name)
+        try:
+            # Built before the hooks start: it reads the camera's service state back from the journal.
+            cam = Camera(camera.name, cfg, pipeline, sinks, on_frame, dispatcher=dispatcher, source=source, stopping=self.stopping, controls=controls)
+            cam.controls.attach(dispatcher.hooks, in_service=pipeline.gate.in_service)  # MQTT commands
+            if not self.dry_run:  # a dry run beside a running gate must not claim its button's pin
+                cam.controls.start_button()
+        except BaseException:
+            dispatcher.close(0.5, close_journal=False)
+            raise
+        dispatcher.start()
+        self.cameras[camera.name] = cam
+        return cam
+
+    def install_signal_handlers(self) -> None:
+        install_signal_handlers(self.stopping)
+
+    def run(self, poll_s: float = 0.2) -> None:
+        """Run every camera on its own thread until all have ended (finite sources) or a stop is requested.
+
+        A camera whose loop fails stops alone (its gate faulted, its FAULT journaled); once the
+        others have ended too, the first such error is raised.
+        """
+        for cam in self.cameras.values():
+            cam.start()
+        while not all(cam.join(poll_s) for cam in self.cameras.values()):
+            pass
+        errors = [cam.error for cam in self.cameras.values() if cam.error is not None]
+        if errors:
+            raise errors[0]
 
     def close_sinks(self) -> None:
-        """Tell the sinks the frames have ended (once; :meth:`close` does it too). Events that
-        follow (operator actions during ``--hold-open``) still reach them."""
-        if self._sinks_closed:
-            return
-        self._sinks_closed = True
-        for sink in self.sinks:
-            sink.close()
+        """Every camera's sinks: the frames have ended (the page and ``/healthz`` say so)."""
+        for cam in self.cameras.values():
+            cam.close_sinks()
+
+    def serve_actions(self, seconds: float) -> None:
+        """After the frames have ended (``--hold-open``): every camera keeps applying its operator
+        actions for ``seconds`` or until a stop is requested."""
+        threads = [threading.Thread(target=cam.serve_actions, args=(seconds,), name=f"actions-{name}", daemon=True) for name, cam in self.cameras.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def trouble(self) -> str | None:
+        """Why the service is not healthy: the first camera in trouble, named."""
+        for name, cam in self.cameras.items():
+            why = cam.trouble()
+            if why is not None:
+                return f"camera {name}: {why}"
+        return None
 
     def close(self, timeout: float = 5.0) -> None:
-        """Tell the sinks the run is over, then close the journal and hooks within ``timeout``.
-
-        After a stop on request (SIGINT/SIGTERM) the hooks are interrupted: the relay goes shut
-        at once. After the end of a finite source they finish in order (a pulse runs out).
-        """
-        self.controls.stop()
+        """Close every camera (sinks, then hooks) within ``timeout`` in all, then the models and the journal."""
+        deadline = time.monotonic() + timeout
         try:
-            self.close_sinks()
+            for cam in self.cameras.values():
+                cam.close(max(0.5, deadline - time.monotonic()), close_journal=False)
         finally:
-            try:
-                if self.dispatcher is not None:
-                    self.dispatcher.close(timeout, interrupt=self.stopping.is_set())
-            finally:
-                self.pipeline.close()
+            self.scheduler.close()
+            self.detector.close()
+            if self.journal is not None:
+                self.journal.close()

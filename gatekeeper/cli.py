@@ -36,7 +36,7 @@ from .errors import CLI_NAME, ArgumentParser, ConfigError, GatekeeperError
 if TYPE_CHECKING:
     from .app import Pipeline
     from .capture import Frame
-    from .config import Config
+    from .config import CameraConfig, Config
 
 __all__ = ["main"]
 
@@ -106,8 +106,8 @@ def _run(argv: list[str], *, open_video: Callable[..., Any] | None = None) -> in
     from .config import load_config
 
     cfg = load_config(_default_config_path(args.config))
-    if args.camera is None and args.video is None and args.url is None and not args.check_config:
-        raise GatekeeperError("no source given; expected one of --camera INDEX, --video PATH or --url URL")
+    if args.camera is None and args.video is None and args.url is None and not cfg.cameras and not args.check_config:
+        raise GatekeeperError("no source given; expected one of --camera INDEX, --video PATH or --url URL, or cameras: in the config")
     if args.hold_open < 0 or (args.hold_open and not args.http):
         raise ConfigError("--hold-open: expected a number of seconds >= 0, used together with --http")
     # Optional parts are checked before anything starts: a missing extra is one line, not a traceback.
@@ -122,106 +122,145 @@ def _run(argv: list[str], *, open_video: Callable[..., Any] | None = None) -> in
     if args.check_config:
         return _check_config(cfg, args)
 
-    from .actions import Controls
-    from .app import App, EventSink, StdoutSink, build_pipeline
-    from .capture import FileSource, LiveSource
-    from .hooks import open_dispatcher
+    from .app import EventSink, Service, StdoutSink
+    from .capture import LiveSource
 
-    # Open the source first: a bad path should not wait for model loading.
-    if args.video is not None:
-        source: FileSource | LiveSource = (open_video or FileSource)(args.video, realtime=args.realtime or cfg.source.realtime)
-    else:
-        s = cfg.source
-        source = LiveSource(
-            args.camera if args.camera is not None else args.url,
-            width=s.width,
-            height=s.height,
-            reconnect_initial_s=s.reconnect_initial_s,
-            reconnect_max_s=s.reconnect_max_s,
-            max_reconnects=s.max_reconnects,
-            # A read blocked longer than the watchdog is a stalled stream: the gate is already
-            # faulted, and reconnecting is the cure (FFmpeg alone would wait 30 s).
-            read_timeout_s=max(1.0, s.watchdog_s),
-        )
-    # Made first, so the page takes actions from the moment it is up; they wait in the queue
-    # until the frame loop starts.
-    controls = Controls(cfg.actions, token=cfg.http.token)
-    sinks: list[EventSink] = [StdoutSink()]
-    on_frame: list[Callable[[Frame, Pipeline], None]] = []
-    server = view = None
+    cameras = _cameras(cfg, args)
+    # Open the sources first: a bad path should not wait for model loading.
+    sources: dict[str, Any] = {}
+    try:
+        for cam in cameras:
+            sources[cam.name] = _open_source(cfg, cam, args, open_video)
+    except BaseException:
+        for src in sources.values():
+            src.close()
+        raise
+    from .actions import Controls
+
+    # Made first, so the page takes actions from the moment it is up; they wait in each camera's
+    # queue until its loop starts.
+    controls = {cam.name: Controls(cfg.actions, token=cfg.http.token) for cam in cameras}
+    stdout = StdoutSink()
+    sinks: dict[str, list[EventSink]] = {name: [stdout] for name in sources}
+    on_frame: dict[str, list[Callable[[Frame, Pipeline], None]]] = {name: [] for name in sources}
+    server = None
+    views: dict[str, Any] = {}
     if args.http is not None:
-        from .web import LiveView, WebServer, parse_listen
+        from .web import LiveView, Metrics, WebServer, parse_listen
 
         # The server starts before the models load, so the page is up as early as possible.
-        view = LiveView(cfg, source_status=source.status, live=isinstance(source, LiveSource))
-        view.controls = controls
+        metrics = Metrics()
+        for cam in cameras:
+            src = sources[cam.name]
+            view = LiveView(cfg.for_camera(cam), source_status=src.status, live=isinstance(src, LiveSource), metrics=metrics)
+            view.controls = controls[cam.name]
+            views[cam.name] = view
+            sinks[cam.name].append(view)
+            on_frame[cam.name].append(view.on_frame)
         try:
-            server = WebServer(view, *parse_listen(args.http))
+            server = WebServer(views, *parse_listen(args.http))
             server.start()
         except BaseException:
-            source.close()
+            for src in sources.values():
+                src.close()
             raise
-        sinks.append(view)
-        on_frame.append(view.on_frame)
-    recorder = None
+    recorders: dict[str, Any] = {}
     if report_path is not None:
         from .report import ReplayRecorder
 
-        recorder = ReplayRecorder(live=isinstance(source, LiveSource))
-        sinks.append(recorder)
-        on_frame.append(recorder.on_frame)
+        for name, src in sources.items():
+            recorders[name] = ReplayRecorder(live=isinstance(src, LiveSource))
+            sinks[name].append(recorders[name])
+            on_frame[name].append(recorders[name].on_frame)
     try:
         try:
-            pipeline = build_pipeline(cfg)
+            # The models once for every camera, and the one journal: every event is recorded
+            # before any hook sees it.
+            service = Service(cfg, dry_run=args.dry_run)
         except BaseException:
-            source.close()
+            for src in sources.values():
+                src.close()
             raise
-        if view is not None:
-            pipeline.times.observer = view.observe_stage
         try:
-            # Journal first, then hooks: every event is recorded before any hook sees it. Start
-            # resumes what an earlier run left undelivered (or marks it expired).
-            dispatcher = open_dispatcher(cfg, dry_run=args.dry_run)
+            for cam in cameras:
+                # Each camera's hooks start here, resuming what an earlier run left undelivered.
+                camera = service.add_camera(cam, sources[cam.name], sinks[cam.name], _fan_out(on_frame[cam.name]), controls=controls[cam.name])
+                view = views.get(cam.name)
+                if view is not None:
+                    camera.pipeline.times.observer = view.observe_stage
+                    view.hooks = camera.dispatcher.hooks if camera.dispatcher is not None else ()
+                    view.app = camera  # /healthz: the source ended, the journal cannot write
         except BaseException:
-            source.close()
-            pipeline.close()
+            for name, src in sources.items():
+                if name not in service.cameras:
+                    src.close()
+            service.close()
             raise
-        # Built before the hooks start: it reads the service state back from the journal.
-        app = App(cfg, pipeline, sinks, on_frame=_fan_out(on_frame), dispatcher=dispatcher, controls=controls)
+        service.install_signal_handlers()
         try:
-            controls.attach(dispatcher.hooks, in_service=pipeline.gate.in_service)  # MQTT commands
-            if not args.dry_run:  # a dry run beside a running gate must not claim its button's pin
-                controls.start_button()
-        except BaseException:
-            source.close()
-            pipeline.close()
-            dispatcher.close(0.5)
-            raise
-        dispatcher.start()
-        if view is not None:
-            view.hooks = dispatcher.hooks
-            view.app = app  # /healthz: the source ended, the journal cannot write
-        app.install_signal_handlers()
-        try:
-            app.run(source)
-            app.close_sinks()  # the frames have ended: the page and /healthz say so from now on
-            if recorder is not None and report_path is not None:
+            service.run()
+            service.close_sinks()  # the frames have ended: the page and /healthz say so from now on
+            if report_path is not None:
                 from .report import write_report
 
-                name = Path(args.video).name if args.video is not None else str(args.url if args.camera is None else f"camera {args.camera}")
-                write_report(report_path, recorder.rows, recorder.events, cfg.gate, title=name, live=recorder.live)
-                log.info("report written to %s", report_path)
-            if server is not None and args.hold_open > 0 and not app.stopping.is_set():
+                for cam in cameras:
+                    rec = recorders[cam.name]
+                    path = report_path if len(cameras) == 1 else report_path.with_name(f"{report_path.stem}-{cam.name}{report_path.suffix}")
+                    write_report(path, rec.rows, rec.events, cam.gate, title=_source_title(cam, args, single=len(cameras) == 1), live=rec.live)
+                    log.info("report written to %s", path)
+            if server is not None and args.hold_open > 0 and not service.stopping.is_set():
                 log.info("source ended; live view stays up for %g s (Ctrl-C ends it); operator actions still apply", args.hold_open)
-                app.serve_actions(args.hold_open)
+                service.serve_actions(args.hold_open)
         finally:
-            app.close()
-        st = source.status
-        log.info("done: %d frames, events %s, source %s", app.frames, json.dumps(app.events), json.dumps({"read": st.read, "dropped": st.dropped, "skipped": st.skipped, "reconnects": st.reconnects}))
+            service.close()
+        for name, camera in service.cameras.items():
+            st = sources[name].status
+            who = "" if len(cameras) == 1 else f"camera {name}: "
+            log.info("%sdone: %d frames, events %s, source %s", who, camera.frames, json.dumps(camera.events), json.dumps({"read": st.read, "dropped": st.dropped, "skipped": st.skipped, "reconnects": st.reconnects}))
     finally:
         if server is not None:
             server.stop()
     return 0
+
+
+def _cameras(cfg: Config, args: argparse.Namespace) -> tuple[CameraConfig, ...]:
+    """The cameras to run: those of ``cameras:``, or one from --camera, --url or --video."""
+    flag = next((f"--{k}" for k in ("camera", "url", "video") if getattr(args, k) is not None), None)
+    if cfg.cameras and flag is not None:
+        raise ConfigError(f"{flag}: the config names its cameras (cameras: {', '.join(c.name for c in cfg.cameras)}); expected no --camera, --url or --video with it, or a config without cameras:")
+    return cfg.camera_list()
+
+
+def _open_source(cfg: Config, cam: CameraConfig, args: argparse.Namespace, open_video: Callable[..., Any] | None) -> Any:
+    """The source of one camera: its own (``cameras:``), else the command line's."""
+    from .capture import FileSource, LiveSource
+
+    video = cam.video if cfg.cameras else args.video
+    realtime = args.realtime or cfg.source.realtime
+    if video is not None:
+        return (open_video if open_video is not None and not cfg.cameras else FileSource)(video, realtime=realtime)
+    target = cam.target if cfg.cameras else (args.camera if args.camera is not None else args.url)
+    s = cfg.source
+    return LiveSource(
+        target,
+        width=s.width,
+        height=s.height,
+        reconnect_initial_s=s.reconnect_initial_s,
+        reconnect_max_s=s.reconnect_max_s,
+        max_reconnects=s.max_reconnects,
+        # A read blocked longer than the watchdog is a stalled stream: the gate is already
+        # faulted, and reconnecting is the cure (FFmpeg alone would wait 30 s).
+        read_timeout_s=max(1.0, s.watchdog_s),
+    )
+
+
+def _source_title(cam: CameraConfig, args: argparse.Namespace, *, single: bool) -> str:
+    """The report's title: the file's name or the stream, and the camera's name when there are several."""
+    if single and cam.target is None and cam.video is None:
+        what = Path(args.video).name if args.video is not None else str(args.url if args.camera is None else f"camera {args.camera}")
+        return what
+    what = Path(cam.video).name if cam.video is not None else str(cam.url if cam.camera is None else f"camera {cam.camera}")
+    return f"{cam.name}: {what}"
 
 
 def _check_config(cfg: Config, args: argparse.Namespace) -> int:

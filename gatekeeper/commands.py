@@ -173,7 +173,8 @@ def _text_line(entry: JournalEntry) -> str:
     states = " ".join(
         f"{d.hook}={d.state.value}" + (f"({d.attempts} attempts)" if d.attempts != 1 else "") for d in entry.deliveries
     )
-    line = f"{when}  {e.event.value:<9}  {e.id}  frame {e.frame:>6}  score {score}  {states or '(no hooks)'}"
+    camera = "" if e.camera is None else f"  camera {e.camera}"
+    line = f"{when}  {e.event.value:<9}  {e.id}{camera}  frame {e.frame:>6}  score {score}  {states or '(no hooks)'}"
     errors = [
         f"{d.hook}: {d.last_error}" for d in entry.deliveries if d.last_error and d.state is not DeliveryState.DELIVERED
     ]
@@ -206,6 +207,7 @@ def events(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | No
     )
     where.add_argument("--config", help="config.yaml whose journal.path to read")
     parser.add_argument("--limit", type=int, default=None, help="at most this many of the newest events")
+    parser.add_argument("--camera", metavar="NAME", help="only the events of this camera (a name of cameras:, or the gate's name:)")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has already printed
@@ -216,12 +218,13 @@ def events(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | No
     from .journal import Journal, iso_time
 
     try:
-        path = args.journal or load_config(default_config_path(args.config)).journal.resolved_path()
+        cfg = None if args.journal else load_config(default_config_path(args.config))
+        path = args.journal if cfg is None else cfg.journal.resolved_path()
         since = None if args.since is None else parse_since(args.since, time.time())
         if args.limit is not None and args.limit < 1:
             raise ValueError(f"--limit: expected an integer >= 1, got {args.limit}")
-        with Journal(path, readonly=True) as journal:
-            entries = journal.entries(since=since, limit=args.limit)
+        with Journal(path, readonly=True, legacy_camera=cfg.name if cfg is not None else "gate") as journal:
+            entries = journal.entries(since=since, limit=args.limit, camera=args.camera)
     except (GatekeeperError, ValueError) as exc:
         print(f"gatekeeper: error: {exc}", file=err)
         return 2

@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -32,11 +33,11 @@ import yaml
 from .actions import ActionsConfig
 from .errors import ConfigError
 from .gate import GateConfig
-from .hooks.config import HOOK_TYPES, HookConfig
+from .hooks.config import HOOK_TYPES, GpioHookConfig, HookConfig
 from .redact import REDACTED, redact_text
 from .schema import bounds_text, check_bounds, opt
 
-__all__ = ["Config", "HttpConfig", "config_from_dict", "config_to_dict", "load_config", "redact_text"]
+__all__ = ["CameraConfig", "Config", "HttpConfig", "config_from_dict", "config_to_dict", "load_config", "redact_text"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,37 @@ class HttpConfig:
 SECRET_FIELDS = frozenset({"secret", "token"})
 
 
+#: A camera's name: a URL path segment, an MQTT topic level and a metric label as it is.
+CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: Keys of one entry of ``cameras:``; exactly one of the first three.
+CAMERA_SOURCES = ("camera", "url", "video")
+CAMERA_KEYS = (*CAMERA_SOURCES, "zone", "gate", "hooks")
+#: Highest camera index (OpenCV's numbering); the same bound as ``--camera``.
+MAX_CAMERA_INDEX = 99
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """One camera of ``cameras:``, with the top-level defaults already applied.
+
+    ``gate`` is the top-level ``gate:`` with the camera's overrides (and its ``zone``), ``hooks``
+    the camera's own list or, without one, the top-level ``hooks:``. A one-camera run
+    (``--camera``, ``--url``, ``--video``) is one of these without a source, named by ``name:``.
+    """
+
+    name: str
+    camera: int | None = None
+    url: str | None = None
+    video: str | None = None
+    gate: GateConfig = GateConfig()
+    hooks: tuple[HookConfig, ...] = ()
+
+    @property
+    def target(self) -> int | str | None:
+        """The live source (a camera index or a URL), or None for a video file or no source."""
+        return self.camera if self.camera is not None else self.url
+
+
 @dataclass(frozen=True)
 class Config:
     name: str = opt("gate", "the gate's name, used in MQTT topics and webhook payloads")
@@ -120,8 +152,18 @@ class Config:
     gate: GateConfig = opt(GateConfig(), "when the gate opens")
     journal: JournalConfig = opt(JournalConfig(), "the event journal")
     http: HttpConfig = opt(HttpConfig(), "the live view and metrics server (on with --http HOST:PORT)")
+    cameras: tuple[CameraConfig, ...] = opt((), "several cameras in one process: a mapping of camera name to its source and overrides")
     hooks: tuple[HookConfig, ...] = opt((), "where events go besides stdout: a list of hooks, each with a 'type'")
     actions: ActionsConfig = opt(ActionsConfig(), "operator controls: open by hand, out of service, in service (page, HTTP, MQTT, a staff button)")
+
+    def camera_list(self) -> tuple[CameraConfig, ...]:
+        """The cameras to run: those of ``cameras:``, else one named by ``name:`` without a source
+        (the command line gives it: ``--camera``, ``--url`` or ``--video``)."""
+        return self.cameras or (CameraConfig(self.name, gate=self.gate, hooks=self.hooks),)
+
+    def for_camera(self, camera: CameraConfig) -> Config:
+        """The config one camera runs under: ``name`` is the camera's, ``gate`` and ``hooks`` its own."""
+        return dataclasses.replace(self, name=camera.name, gate=camera.gate, hooks=camera.hooks, cameras=())
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -219,10 +261,116 @@ def config_from_dict(data: dict[str, Any] | None) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config: expected a mapping of keys at the top level, got {_describe(data)}")
+    data = dict(data)
+    cameras = data.pop("cameras", None)
     cfg: Config = _build(Config, data, "")
+    if cameras is not None:
+        cfg = dataclasses.replace(cfg, cameras=_cameras(cameras, cfg))
+        if len(cfg.cameras) > 1 and cfg.actions.button.pin is not None:
+            names = ", ".join(c.name for c in cfg.cameras)
+            raise ConfigError(f"actions.button.pin: one staff button cannot say which of {len(cfg.cameras)} cameras ({names}) to open; expected null with several cameras (open each from its page, HTTP or MQTT)")
     if cfg.detector.download is not None:
         log.warning("detector.download is deprecated and ignored: gatekeeper never downloads a model (the face detector ships in the package); remove the key")
     return cfg
+
+
+def _cameras(data: Any, top: Config) -> tuple[CameraConfig, ...]:
+    """``cameras:``: name -> source, zone and overrides of ``gate:`` and ``hooks:``, checked as a set."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"cameras: expected a mapping of camera names to cameras, got {_describe(data)}")
+    cameras: list[CameraConfig] = []
+    seen: dict[str, str] = {}
+    for name, value in data.items():
+        path = f"cameras.{name}"
+        if not isinstance(name, str) or not CAMERA_NAME.match(name):
+            raise ConfigError(f"cameras: camera name {_describe(name)} is not usable; expected 1 to 64 of A-Z a-z 0-9 _ -")
+        if name.lower() in seen:
+            raise ConfigError(f"{path}: duplicate camera name (cameras.{seen[name.lower()]} already has it; names are compared without case)")
+        seen[name.lower()] = name
+        cameras.append(_camera(name, value, path, top))
+    _check_sources_unique(cameras)
+    _check_relays_unique(cameras, top)
+    return tuple(cameras)
+
+
+def _camera(name: str, value: Any, path: str, top: Config) -> CameraConfig:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a mapping with one of {', '.join(CAMERA_SOURCES)}, got {_describe(value)}")
+    unknown = sorted(map(str, set(value) - set(CAMERA_KEYS)))
+    if unknown:
+        raise ConfigError(f"{path}.{unknown[0]}: unknown camera key; expected one of {', '.join(CAMERA_KEYS)}")
+    given = [k for k in CAMERA_SOURCES if value.get(k) is not None]
+    if len(given) != 1:
+        what = "none" if not given else " and ".join(given)
+        raise ConfigError(f"{path}: expected exactly one source, one of {', '.join(CAMERA_SOURCES)}; got {what}")
+    (kind,) = given
+    if kind == "camera":
+        source = _convert(int, value[kind], f"{path}.camera", {"ge": 0, "le": MAX_CAMERA_INDEX})
+    else:
+        source = _convert(str, value[kind], f"{path}.{kind}", {})
+        if not source.strip():
+            raise ConfigError(f"{path}.{kind}: expected a {'URL' if kind == 'url' else 'video file path'}, got an empty string")
+    overrides = value.get("gate") or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{path}.gate: expected a mapping of gate keys to override, got {_describe(overrides)}")
+    overrides = dict(overrides)
+    if "zone" in value:
+        if "zone" in overrides:
+            raise ConfigError(f"{path}.zone: given twice, also as {path}.gate.zone; expected one of them")
+        overrides["zone"] = value["zone"]
+    gate = _override(top.gate, overrides, f"{path}.gate")
+    hooks = top.hooks if value.get("hooks") is None else _convert(tuple[HookConfig, ...], value["hooks"], f"{path}.hooks", {})
+    return CameraConfig(name, **{kind: source}, gate=gate, hooks=hooks)
+
+
+def _override(base: Any, overrides: dict[str, Any], path: str) -> Any:
+    """``base`` (a config dataclass) with the keys of ``overrides`` validated and replaced."""
+    hints = typing.get_type_hints(type(base))
+    fields = {f.name: f for f in dataclasses.fields(base)}
+    unknown = sorted(map(str, set(overrides) - set(fields)))
+    if unknown:
+        raise ConfigError(f"{path}.{unknown[0]}: unknown key; expected one of {', '.join(sorted(fields))}")
+    changes = {k: _convert(hints[k], v, f"{path}.{k}", dict(fields[k].metadata)) for k, v in overrides.items()}
+    try:
+        return dataclasses.replace(base, **changes)
+    except ValueError as exc:  # cross-field rules in __post_init__
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _check_sources_unique(cameras: list[CameraConfig]) -> None:
+    first: dict[tuple[str, Any], str] = {}
+    for cam in cameras:
+        kind = next(k for k in CAMERA_SOURCES if getattr(cam, k) is not None)
+        key = (kind, getattr(cam, kind))
+        if key in first:
+            raise ConfigError(f"cameras.{cam.name}.{kind}: {key[1]!r} is already the source of cameras.{first[key]}; expected one camera per source")
+        first[key] = cam.name
+
+
+_PIN_NUMBER = re.compile(r"^(?:GPIO|BCM)?(\d+)$", re.IGNORECASE)
+
+
+def _pin_key(pin: str) -> str:
+    """One spelling per pin: GPIO17, BCM17 and 17 are the same Broadcom pin."""
+    m = _PIN_NUMBER.match(pin.strip())
+    return f"GPIO{int(m.group(1))}" if m else pin.strip().upper()
+
+
+def _check_relays_unique(cameras: list[CameraConfig], top: Config) -> None:
+    """Two cameras on one relay pin would open each other's gate: refused, naming the second."""
+    owner: dict[str, str] = {}
+    for cam in cameras:
+        inherited = cam.hooks is top.hooks
+        for i, hook in enumerate(cam.hooks):
+            if not isinstance(hook, GpioHookConfig):
+                continue
+            key = f"hooks[{i}].pin (inherited by cameras.{cam.name})" if inherited else f"cameras.{cam.name}.hooks[{i}].pin"
+            pin = _pin_key(hook.pin)
+            if pin in owner and owner[pin] != cam.name:
+                raise ConfigError(f"{key}: relay pin {hook.pin!r} is already the relay of cameras.{owner[pin]}; expected one relay pin per camera")
+            owner[pin] = cam.name
 
 
 class _LimitError(Exception):
@@ -351,6 +499,9 @@ def config_to_dict(cfg: Any, *, redact: bool = False) -> Any:
         out = {}
         for f in dataclasses.fields(cfg):
             value = getattr(cfg, f.name)
+            if isinstance(cfg, Config) and f.name == "cameras":  # a mapping in the file: name -> camera
+                out[f.name] = {c.name: {k: v for k, v in config_to_dict(c, redact=redact).items() if k != "name" and v is not None} for c in value}
+                continue
             secret = redact and f.name in SECRET_FIELDS and value is not None
             out[f.name] = REDACTED if secret else config_to_dict(value, redact=redact)
         return out

@@ -20,6 +20,18 @@ EXAMPLE_REQUIRED: dict[str, dict[str, typing.Any]] = {
     "command": {"argv": ("/usr/local/bin/on-gate-event", "--verbose")},
 }
 
+#: The commented example of ``cameras:`` in config.yaml (a test loads it).
+CAMERAS_EXAMPLE = """\
+lane1:
+  camera: 0  # one source: camera (an index, 0 to 99), url (rtsp://, http://...) or video (a file)
+  zone: [0.25, 0.0, 0.75, 1.0]  # this camera's gate.zone
+lane2:
+  url: rtsp://192.0.2.10:8554/lane2
+  gate: {hold_seconds: 0.8}  # any gate key; the rest come from the top-level gate:
+  hooks:  # this camera's own hooks instead of the top-level list; one relay pin per camera
+    - {type: gpio, pin: GPIO27}
+"""
+
 HEADER = """\
 # gatekeeper configuration: every key, its default, and what it does.
 # Generated from the code by `python -m gatekeeper.config_doc`; a test keeps the two equal.
@@ -43,6 +55,12 @@ def _render(cls: type, obj: typing.Any, indent: int, lines: list[str], comment: 
         if dataclasses.is_dataclass(value):
             lines.append(f"{pad}{lead}{f.name}:  # {doc}")
             _render(type(value), value, indent + 1, lines, comment)
+        elif f.name == "cameras":
+            lines.append(f"{pad}# Each camera has its own capture, tracks, gate and hooks; detection and classification are shared.")
+            lines.append(f"{pad}# Top-level gate: and hooks: are every camera's defaults; a camera overrides any gate key and")
+            lines.append(f"{pad}# replaces the hook list. Empty (the default): one camera, named by name:, from --camera/--url/--video.")
+            lines.append(f"{pad}{f.name}:  # {doc}")
+            lines += [f"{pad}#  {line}" for line in CAMERAS_EXAMPLE.splitlines()]
         elif f.name == "hooks":
             lines.append(f"{pad}# {doc}. Examples of each type, with every key at its default:")
             lines.append(f"{pad}{f.name}: []")

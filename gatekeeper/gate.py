@@ -129,6 +129,7 @@ class Event:
     via: str | None = None  # operator actions: http, mqtt, button or page
     override: bool | None = None  # a manual OPEN: True when the gate was held shut (out of service, fault)
     note: str | None = None  # operator actions: the operator's own words, if any
+    camera: str | None = None  # the camera it is about (set by the camera that emits it); None from a bare Gate
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,6 +146,7 @@ class Event:
             "via": self.via,
             "override": self.override,
             "note": self.note,
+            "camera": self.camera,
         }
 
 

@@ -21,6 +21,7 @@ state; it opens the file read-only, so it can run beside a live gate.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import json
@@ -45,13 +46,17 @@ __all__ = [
     "iso_time",
 ]
 
-_SCHEMA_VERSION = 1
+#: 2: ``events.camera`` (the camera an event is about). A version-1 journal is migrated on open:
+#: the column is added and its events are given the camera named ``legacy_camera`` (a one-camera
+#: gate's ``name:``), so ``gatekeeper events --camera`` and a restart's resume find them.
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id          TEXT PRIMARY KEY,
     created_at  REAL NOT NULL,   -- wall-clock time of the append (time.time()), not the frame time
     type        TEXT NOT NULL,
-    event       TEXT NOT NULL    -- Event.to_dict() as JSON
+    event       TEXT NOT NULL,   -- Event.to_dict() as JSON
+    camera      TEXT             -- the camera it is about (version 2)
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (created_at);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -65,11 +70,17 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (state) WHERE state = 'pending';
 """
+_INDEX_V2 = "CREATE INDEX IF NOT EXISTS events_by_camera ON events (camera, created_at);"
 
 
 _SERVICE_TYPES = (EventType.OUT_OF_SERVICE.value, EventType.IN_SERVICE.value)
 _LAST_SERVICE = (
-    "SELECT {cols} FROM events WHERE type IN " + str(_SERVICE_TYPES) + " ORDER BY created_at DESC, rowid DESC LIMIT 1"
+    "SELECT {cols} FROM events WHERE type IN " + str(_SERVICE_TYPES) + "{where} ORDER BY created_at DESC, rowid DESC LIMIT 1"
+)
+#: The last service event of each camera: kept through pruning, it is that camera's service state.
+_LAST_SERVICE_EACH = (
+    "SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY camera ORDER BY created_at DESC, rowid DESC) AS n "
+    "FROM events WHERE type IN " + str(_SERVICE_TYPES) + ") WHERE n = 1"
 )
 
 _PROBE_ID = "~probe"  # never an event id (those are hex); written and deleted by check_writable
@@ -151,7 +162,13 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         via=data.get("via"),
         override=data.get("override"),
         note=data.get("note"),
+        camera=None if data.get("camera") is None else str(data["camera"]),  # absent before cameras
     )
+
+
+def _with_camera(event: Event, camera: str | None) -> Event:
+    """An event read back, with the journal's camera column where its JSON predates the key."""
+    return event if event.camera is not None or camera is None else dataclasses.replace(event, camera=camera)
 
 
 class Journal:
@@ -163,7 +180,14 @@ class Journal:
     the last few commits, and an OPEN that old is not worth replaying anyway.
     """
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        readonly: bool = False,
+        legacy_camera: str = "gate",
+    ) -> None:
         self.path = str(path)
         self._clock = clock
         self._lock = threading.Lock()
@@ -175,6 +199,9 @@ class Journal:
             if readonly:
                 uri = Path(self.path).resolve().as_uri() + "?mode=ro"
                 self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
+                # An unmigrated version-1 file: its events read as legacy_camera's, as a migration would make them.
+                self._camera_column = "camera" if "camera" in columns else "'" + legacy_camera.replace("'", "''") + "'"
                 return
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -183,8 +210,10 @@ class Journal:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             (version,) = self._db.execute("PRAGMA user_version").fetchone()
+            if 1 <= version < 2:
+                self._migrate_to_2(legacy_camera)
             if version <= _SCHEMA_VERSION:
-                self._db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;")
+                self._db.executescript(f"BEGIN; {_SCHEMA} {_INDEX_V2} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;")
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"journal {self.path!r} cannot be opened: {exc}") from None
         if version > _SCHEMA_VERSION:
@@ -193,6 +222,20 @@ class Journal:
                 f"journal {self.path!r} has schema version {version}, newer than this gatekeeper ({_SCHEMA_VERSION}); "
                 "expected a journal written by this or an older version"
             )
+
+    _camera_column = "camera"
+
+    def _cam(self, table: str) -> str:
+        c = self._camera_column
+        return f"{table}.{c}" if c == "camera" else c
+
+    def _migrate_to_2(self, legacy_camera: str) -> None:
+        """Version 1 -> 2 in one transaction: the ``camera`` column, filled with ``legacy_camera``."""
+        quoted = legacy_camera.replace("'", "''")
+        self._db.executescript(
+            f"BEGIN; ALTER TABLE events ADD COLUMN camera TEXT; UPDATE events SET camera = '{quoted}'; {_INDEX_V2} "
+            "PRAGMA user_version = 2; COMMIT;"
+        )
 
     # -- writing -------------------------------------------------------------------------------
     def append(self, event: Event, hooks: Iterable[str]) -> float:
@@ -205,8 +248,8 @@ class Journal:
         rows = [(event.id, hook, created_at) for hook in hooks]
         def write() -> None:
             self._db.execute(
-                "INSERT INTO events (id, created_at, type, event) VALUES (?, ?, ?, ?)",
-                (event.id, created_at, event.event.value, body),
+                "INSERT INTO events (id, created_at, type, event, camera) VALUES (?, ?, ?, ?, ?)",
+                (event.id, created_at, event.event.value, body, event.camera),
             )
             self._db.executemany(
                 "INSERT INTO deliveries (event_id, hook, state, updated_at) VALUES (?, ?, 'pending', ?)", rows
@@ -239,14 +282,12 @@ class Journal:
     def prune(self, older_than: float) -> int:
         """Delete events appended before the wall-clock time ``older_than``; returns how many.
 
-        The last OUT_OF_SERVICE/IN_SERVICE is kept however old: it is the gate's service state
-        (a gate out of service for longer than ``keep_days`` stays out).
+        The last OUT_OF_SERVICE/IN_SERVICE of each camera is kept however old: it is the camera's
+        service state (a gate out of service for longer than ``keep_days`` stays out).
         """
         with self._lock:
             try:
-                cur = self._db.execute(
-                    f"DELETE FROM events WHERE created_at < ? AND id IS NOT ({_LAST_SERVICE.format(cols='id')})", (older_than,)
-                )
+                cur = self._db.execute(f"DELETE FROM events WHERE created_at < ? AND id NOT IN ({_LAST_SERVICE_EACH})", (older_than,))
             except sqlite3.Error as exc:
                 raise JournalError(f"journal {self.path!r}: cannot prune: {exc}") from None
         return cur.rowcount
@@ -294,32 +335,43 @@ class Journal:
                 raise JournalError(f"journal {self.path!r}: {exc}") from None
 
     # -- reading -------------------------------------------------------------------------------
-    def pending(self, hook: str | None = None) -> list[PendingDelivery]:
-        """Deliveries not yet settled (all hooks, or one), oldest event first."""
+    def pending(self, hook: str | None = None, *, camera: str | None = None) -> list[PendingDelivery]:
+        """Deliveries not yet settled (all hooks, or one; all cameras, or one), oldest event first."""
+        params = [v for v in (hook, camera) if v is not None]
         sql = (
-            "SELECT e.event, e.created_at, d.hook, d.attempts FROM deliveries d JOIN events e ON e.id = d.event_id "
-            "WHERE d.state = 'pending'"
+            f"SELECT e.event, e.created_at, d.hook, d.attempts, {self._cam('e')} FROM deliveries d "
+            "JOIN events e ON e.id = d.event_id WHERE d.state = 'pending'"
             + (" AND d.hook = ?" if hook is not None else "")
+            + (f" AND {self._cam('e')} = ?" if camera is not None else "")
             + " ORDER BY e.created_at, e.rowid"
         )
-        rows = self._read(sql, () if hook is None else (hook,))
+        rows = self._read(sql, params)
         return [
-            PendingDelivery(event_from_dict(json.loads(body)), created, name, attempts)
-            for body, created, name, attempts in rows
+            PendingDelivery(_with_camera(event_from_dict(json.loads(body)), cam), created, name, attempts)
+            for body, created, name, attempts, cam in rows
         ]
 
-    def last_service_event(self) -> Event | None:
-        """The newest OUT_OF_SERVICE or IN_SERVICE event (what start-up restores), or None."""
-        rows = self._read(_LAST_SERVICE.format(cols="event"), ())
-        return event_from_dict(json.loads(rows[0][0])) if rows else None
+    def last_service_event(self, camera: str | None = None) -> Event | None:
+        """The newest OUT_OF_SERVICE or IN_SERVICE event (of ``camera``, or of any), or None:
+        what start-up restores."""
+        where = "" if camera is None else f" AND {self._camera_column} = ?"
+        rows = self._read(_LAST_SERVICE.format(cols=f"event, {self._camera_column}", where=where), () if camera is None else (camera,))
+        return _with_camera(event_from_dict(json.loads(rows[0][0])), rows[0][1]) if rows else None
 
-    def entries(self, since: float | None = None, limit: int | None = None) -> list[JournalEntry]:
-        """Events appended at or after ``since`` (wall clock), oldest first; ``limit`` keeps the newest."""
+    def entries(self, since: float | None = None, limit: int | None = None, *, camera: str | None = None) -> list[JournalEntry]:
+        """Events appended at or after ``since`` (wall clock), oldest first; ``limit`` keeps the newest;
+        ``camera``: only that camera's."""
         params: list[Any] = []
-        sql = "SELECT id, created_at, event FROM events"
+        where = []
+        sql = f"SELECT id, created_at, event, {self._camera_column} FROM events"
         if since is not None:
-            sql += " WHERE created_at >= ?"
+            where.append("created_at >= ?")
             params.append(since)
+        if camera is not None:
+            where.append(f"{self._camera_column} = ?")
+            params.append(camera)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, rowid DESC"
         if limit is not None:
             sql += " LIMIT ?"
@@ -338,8 +390,8 @@ class Journal:
                 DeliveryRecord(hook, DeliveryState(state), attempts, error, updated)
             )
         return [
-            JournalEntry(event_from_dict(json.loads(body)), created, tuple(deliveries.get(event_id, ())))
-            for event_id, created, body in events
+            JournalEntry(_with_camera(event_from_dict(json.loads(body)), cam), created, tuple(deliveries.get(event_id, ())))
+            for event_id, created, body, cam in events
         ]
 
     def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:

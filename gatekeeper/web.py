@@ -57,7 +57,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -82,7 +82,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .hooks.base import Hook
 
-__all__ = ["EventHub", "LiveView", "WebServer", "bearer_token", "is_loopback", "mask_secrets", "parse_listen"]
+__all__ = ["EventHub", "LiveView", "Metrics", "WebServer", "bearer_token", "is_loopback", "mask_secrets", "parse_listen"]
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,8 @@ STAGES = ("decode", "detect", "crop", "classify", "gate")
 # Per-stage latency buckets: a detector run is a few ms on a desktop and tens of ms on a Pi.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 BOUNDARY = "frame"
-HEARTBEAT_S = 10.0
-_ACTION_PATH = re.compile(r"^(/cameras/[^/]+)?/actions/")  # an SSE comment this often keeps proxies from closing an idle stream
+HEARTBEAT_S = 10.0  # an SSE comment this often keeps proxies from closing an idle stream
+_ACTION_PATH = re.compile(r"^(/cameras/[^/]+)?/actions/")
 
 
 # -- where to listen ------------------------------------------------------------------------------
@@ -213,46 +213,95 @@ class EventHub:
 
 
 class _CountersCollector(Collector):
-    """Counters owned by others (the source, the hooks), read when Prometheus scrapes."""
+    """Counters owned by others (each camera's source and hooks), read when Prometheus scrapes."""
 
-    def __init__(self, view: LiveView) -> None:
-        self.view = view
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
 
     def collect(self) -> Iterable[Metric]:
-        v = self.view
-        status = v.source_status
+        def family(name: str, doc: str, *labels: str) -> CounterMetricFamily:
+            return CounterMetricFamily(name, doc, labels=["camera", *labels])
 
-        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-            return CounterMetricFamily(name, doc, value=value)
-
-        yield counter("gatekeeper_frames_read", "Frames the source decoded", status.read if status else 0)
-        yield counter("gatekeeper_frames_processed", "Frames that went through the pipeline", v.frames_processed)
-        yield counter("gatekeeper_frames_dropped", "Frames a live source replaced before the pipeline took them", status.dropped if status else 0)
-        yield counter("gatekeeper_frames_skipped", "Undecodable or malformed frames the source skipped", status.skipped if status else 0)
-        yield counter("gatekeeper_camera_reconnects", "Times a live source reconnected", status.reconnects if status else 0)
-        families = {
-            "attempts": CounterMetricFamily("gatekeeper_hook_attempts", "Delivery attempts per hook", labels=["hook"]),
-            "delivered": CounterMetricFamily("gatekeeper_hook_deliveries", "Events delivered per hook", labels=["hook"]),
-            "failed": CounterMetricFamily("gatekeeper_hook_failures", "Events given up per hook (after retries, or dropped from a full queue)", labels=["hook"]),
-            "expired": CounterMetricFamily("gatekeeper_hook_expired", "Events too old to deliver per hook", labels=["hook"]),
+        per_camera = {
+            "read": family("gatekeeper_frames_read", "Frames the source decoded"),
+            "processed": family("gatekeeper_frames_processed", "Frames that went through the pipeline"),
+            "dropped": family("gatekeeper_frames_dropped", "Frames a live source replaced before the pipeline took them"),
+            "skipped": family("gatekeeper_frames_skipped", "Undecodable or malformed frames the source skipped"),
+            "reconnects": family("gatekeeper_camera_reconnects", "Times a live source reconnected"),
         }
-        for hook in v.hooks:
-            for attr, family in families.items():
-                family.add_metric([hook.name], getattr(hook.stats, attr))
-        yield from families.values()
-        yield counter("gatekeeper_web_events_dropped", "Events lost by live-view clients that did not keep up", v.hub.total_dropped())
-        yield counter("gatekeeper_journal_errors", "Journal writes that failed (a full disk)", v.app.journal_errors if v.app is not None else 0)
-        taken = CounterMetricFamily("gatekeeper_actions", "Operator actions the gate acted on", labels=["kind", "via"])
-        refused = CounterMetricFamily("gatekeeper_action_refusals", "Operator actions and commands refused, by where from and why", labels=["via", "reason"])
-        if v.controls is not None:
-            done, refusals = v.controls.stats.counts()
-            for labels, n in done:
-                taken.add_metric(list(labels), n)
-            for labels, n in refusals:
-                refused.add_metric(list(labels), n)
+        hooks = {
+            "attempts": family("gatekeeper_hook_attempts", "Delivery attempts per hook", "hook"),
+            "delivered": family("gatekeeper_hook_deliveries", "Events delivered per hook", "hook"),
+            "failed": family("gatekeeper_hook_failures", "Events given up per hook (after retries, or dropped from a full queue)", "hook"),
+            "expired": family("gatekeeper_hook_expired", "Events too old to deliver per hook", "hook"),
+        }
+        taken = family("gatekeeper_actions", "Operator actions the gate acted on", "kind", "via")
+        refused = family("gatekeeper_action_refusals", "Operator actions and commands refused, by where from and why", "via", "reason")
+        in_service = GaugeMetricFamily("gatekeeper_in_service", "1 while the gate is in service, 0 while an operator has it out of service", labels=["camera"])
+        web_dropped = family("gatekeeper_web_events_dropped", "Events lost by live-view clients that did not keep up")
+        journal_errors = family("gatekeeper_journal_errors", "Journal writes that failed (a full disk)")
+        for v in self.metrics.views():
+            status = v.source_status
+            values = {
+                "read": status.read if status else 0,
+                "processed": v.frames_processed,
+                "dropped": status.dropped if status else 0,
+                "skipped": status.skipped if status else 0,
+                "reconnects": status.reconnects if status else 0,
+            }
+            for key, fam in per_camera.items():
+                fam.add_metric([v.camera], values[key])
+            for hook in v.hooks:
+                for attr, fam in hooks.items():
+                    fam.add_metric([v.camera, hook.name], getattr(hook.stats, attr))
+            web_dropped.add_metric([v.camera], v.hub.total_dropped())
+            journal_errors.add_metric([v.camera], v.app.journal_errors if v.app is not None else 0)
+            if v.controls is not None:
+                done, refusals = v.controls.stats.counts()
+                for labels, n in done:
+                    taken.add_metric([v.camera, *labels], n)
+                for labels, n in refusals:
+                    refused.add_metric([v.camera, *labels], n)
+            in_service.add_metric([v.camera], 1 if v.service()["in_service"] else 0)
+        yield from per_camera.values()
+        yield from hooks.values()
+        yield web_dropped
+        yield journal_errors
         yield taken
         yield refused
-        yield GaugeMetricFamily("gatekeeper_in_service", "1 while the gate is in service, 0 while an operator has it out of service", value=1 if v.service()["in_service"] else 0)
+        yield in_service
+
+
+class Metrics:
+    """One Prometheus registry for every camera of a service: each per-camera family has a
+    ``camera`` label; ``gatekeeper_uptime_seconds`` is the service's."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.started_at = clock()
+        self._views: list[LiveView] = []
+        self._lock = threading.Lock()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.stage = Histogram("gatekeeper_stage_seconds", "Wall time per pipeline stage and frame (crop and classify only on frames with faces)", ["camera", "stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.events = Counter("gatekeeper_events", "Gate events by type", ["camera", "type"], registry=self.registry)
+        self.score = Gauge("gatekeeper_smile_score", "Smile probability of the deciding face in the last frame (NaN: no face)", ["camera"], registry=self.registry)
+        self.state = Gauge("gatekeeper_gate_state", "1 for the gate's current state", ["camera", "state"], registry=self.registry)
+        uptime = Gauge("gatekeeper_uptime_seconds", "Seconds since the live view started", registry=self.registry)
+        uptime.set_function(self.uptime)
+        self.registry.register(_CountersCollector(self))
+
+    def uptime(self) -> float:
+        return self._clock() - self.started_at
+
+    def add(self, view: LiveView) -> None:
+        with self._lock:
+            if any(v.camera == view.camera for v in self._views):
+                raise ValueError(f"camera {view.camera!r} already has a live view in these metrics")
+            self._views.append(view)
+
+    def views(self) -> list[LiveView]:
+        with self._lock:
+            return list(self._views)
 
 
 class LiveView:
@@ -264,6 +313,8 @@ class LiveView:
     ``source_status`` and ``hooks`` may be set after construction (the server starts before the
     models load, so the page is up early); until then their counters read zero. ``live``: the
     source is a camera or stream, whose times are the wall clock (see the module's "Times").
+    ``camera``: the camera's name (default ``cfg.name``), the ``camera`` label of its metrics;
+    ``metrics``: the registry the service's cameras share (default: one of the view's own).
     """
 
     def __init__(
@@ -274,8 +325,11 @@ class LiveView:
         hooks: Sequence[Hook] = (),
         live: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        camera: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.cfg = cfg
+        self.camera = cfg.name if camera is None else camera
         self.source_status = source_status
         self.hooks: Sequence[Hook] = hooks
         self.live = live
@@ -293,20 +347,17 @@ class LiveView:
         self._last_frame_at: float | None = None
         self._lock = threading.Lock()
 
-        self.registry = CollectorRegistry(auto_describe=True)
-        self._stage = Histogram("gatekeeper_stage_seconds", "Wall time per pipeline stage and frame (crop and classify only on frames with faces)", ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self._stage_children = {s: self._stage.labels(s) for s in STAGES}
-        self._events = Counter("gatekeeper_events", "Gate events by type", ["type"], registry=self.registry)
-        for e in EventType:
-            self._events.labels(e.value)  # every type shows, at 0, before it first happens
-        self._score = Gauge("gatekeeper_smile_score", "Smile probability of the deciding face in the last frame (NaN: no face)", registry=self.registry)
+        self.metrics = Metrics(clock) if metrics is None else metrics
+        self.registry = self.metrics.registry
+        m, cam = self.metrics, self.camera
+        self._stage_children = {st: m.stage.labels(cam, st) for st in STAGES}
+        self._event_children = {e.value: m.events.labels(cam, e.value) for e in EventType}  # every type shows, at 0
+        self._score = m.score.labels(cam)
         self._score.set(float("nan"))
         self._state_shown: str | None = None
-        self._state = Gauge("gatekeeper_gate_state", "1 for the gate's current state", ["state"], registry=self.registry)
+        self._state_children = {st.value: m.state.labels(cam, st.value) for st in GateState}
         self._set_state(GateState.IDLE.value)
-        self._uptime = Gauge("gatekeeper_uptime_seconds", "Seconds since the live view started", registry=self.registry)
-        self._uptime.set_function(lambda: self._clock() - self.started_at)
-        self.registry.register(_CountersCollector(self))
+        m.add(self)
 
     # -- called on the frame loop ------------------------------------------------------------
     def observe_stage(self, stage: str, seconds: float) -> None:
@@ -340,7 +391,8 @@ class LiveView:
                 self.fault = event.reason or "fault"
             elif event.event is EventType.RECOVERED:
                 self.fault = None
-        self._events.labels(kind).inc()
+        child = self._event_children.get(kind)
+        (child if child is not None else self.metrics.events.labels(self.camera, kind)).inc()
         if event.event is EventType.FAULT:
             self._set_state(GateState.FAULT.value)
         self.hub.publish({**event.to_dict(), **self.times(event.t)})
@@ -353,8 +405,8 @@ class LiveView:
         if state == self._state_shown:
             return  # the common case on the frame loop: nothing to touch
         self._state_shown = state
-        for s in GateState:
-            self._state.labels(s.value).set(1 if s.value == state else 0)
+        for value, child in self._state_children.items():
+            child.set(1 if value == state else 0)
 
     def times(self, t: float) -> dict[str, float | None]:
         """``elapsed`` (seconds since the start) and ``wall`` (Unix seconds, live sources only) of source time ``t``."""
@@ -424,7 +476,7 @@ class LiveView:
             events = dict(self.events_by_type)
             processed = self.frames_processed
         return {
-            "name": self.cfg.name,
+            "name": self.camera,
             **self.live_state(),
             "uptime_s": round(self._clock() - self.started_at, 3),
             "frames": {
@@ -502,6 +554,14 @@ class _JpegCache:
 
 def _page() -> str:
     return importlib.resources.files("gatekeeper").joinpath("live.html").read_text(encoding="utf-8")
+
+
+def _cameras_page() -> str:
+    return importlib.resources.files("gatekeeper").joinpath("cameras.html").read_text(encoding="utf-8")
+
+
+#: Routes that answer without a token: the health checks a load balancer or systemd polls.
+_HEALTHZ = re.compile(r"^(/cameras/[^/]+)?/healthz$")
 
 
 def _sse(kind: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
@@ -619,10 +679,15 @@ class WebServer:
     >>> server.stop()                                  # doctest: +SKIP
     """
 
-    def __init__(self, view: LiveView, host: str, port: int) -> None:
-        self.view = view
+    def __init__(self, view: LiveView | Mapping[str, LiveView], host: str, port: int, *, name: str | None = None) -> None:
+        views = {view.camera: view} if isinstance(view, LiveView) else dict(view)
+        if not views:
+            raise ValueError("WebServer: expected at least one camera's LiveView")
+        self.views = views
+        self.view = next(iter(views.values()))  # the first camera's: the http settings are the service's
+        self.name = self.view.camera if name is None else name
         self.host, self.port = host, port
-        self.token = view.cfg.http.token
+        self.token = self.view.cfg.http.token
         if not is_loopback(host) and not self.token:
             raise ConfigError(
                 f"--http {host}:{port}: listening beyond loopback needs http.token in the config "
@@ -634,7 +699,7 @@ class WebServer:
         self._closing: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._jpeg = _JpegCache(view)
+        self._jpeg = {camera: _JpegCache(v) for camera, v in views.items()}
 
     @property
     def url(self) -> str:
@@ -689,13 +754,26 @@ class WebServer:
     async def _start(self) -> None:
         self._closing = asyncio.Event()
         app = web.Application(middlewares=[self._auth])
-        app.router.add_get("/", self._index)
-        app.router.add_get("/stream.mjpg", self._stream)
-        app.router.add_get("/events", self._events)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/status", self._status)
-        app.router.add_get("/metrics", self._metrics)
+        routes = {
+            "/": self._index,
+            "/stream.mjpg": self._stream,
+            "/events": self._events,
+            "/healthz": self._healthz,
+            "/status": self._status,
+            "/metrics": self._metrics,
+            # Every camera's own live view, whatever their number: /cameras/NAME/ and what it loads.
+            "/cameras/{camera}": self._camera_slash,
+            "/cameras/{camera}/": self._page_of_camera,
+            "/cameras/{camera}/stream.mjpg": self._stream,
+            "/cameras/{camera}/snapshot.jpg": self._snapshot,
+            "/cameras/{camera}/events": self._events,
+            "/cameras/{camera}/healthz": self._healthz_of_camera,
+            "/cameras/{camera}/status": self._status_of_camera,
+        }
+        for path, handler in routes.items():
+            app.router.add_get(path, handler)
         app.router.add_post("/actions/{kind}", self._action)
+        app.router.add_post("/cameras/{camera}/actions/{kind}", self._action)
         # Streams end on their own once _closing is set; the timeout only bounds a stuck client.
         self._runner = _GuardedAppRunner(app, secret=self.token, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -714,7 +792,7 @@ class WebServer:
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if _ACTION_PATH.match(request.path):
             return await handler(request)  # actions check their own token (bearer only), count and log each refusal
-        if self.token and request.path != "/healthz":
+        if self.token and not _HEALTHZ.match(request.path):
             given = bearer_token(request.headers.get("Authorization", ""))
             if given is None:
                 given = request.query.get("token", "")
@@ -730,17 +808,48 @@ class WebServer:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), period)
 
+    def _view_of(self, request: web.Request) -> LiveView:
+        """The camera a request is about: ``/cameras/NAME/...``, or the only one (404 otherwise)."""
+        camera = request.match_info.get("camera")
+        if camera is None:
+            if len(self.views) == 1:
+                return self.view
+            raise web.HTTPNotFound(text=f"{len(self.views)} cameras here; expected /cameras/NAME{request.path}, NAME one of {', '.join(self.views)}\n")
+        view = self.views.get(camera)
+        if view is None:
+            raise web.HTTPNotFound(text=f"no camera {camera!r}; expected one of {', '.join(self.views)}\n")
+        return view
+
     async def _index(self, request: web.Request) -> web.Response:
+        # One camera: its live view, as always. Several: the list of cameras, each linking to its own.
+        text = _page() if len(self.views) == 1 else _cameras_page()
+        return web.Response(text=text, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    async def _camera_slash(self, request: web.Request) -> web.Response:
+        self._view_of(request)
+        raise web.HTTPFound(request.path + "/" + (f"?{request.query_string}" if request.query_string else ""))
+
+    async def _page_of_camera(self, request: web.Request) -> web.Response:
+        self._view_of(request)
         return web.Response(text=_page(), content_type="text/html", headers={"Cache-Control": "no-cache"})
 
+    async def _snapshot(self, request: web.Request) -> web.Response:
+        view = self._view_of(request)
+        _, jpeg = await self._jpeg[view.camera].latest()
+        if jpeg is None:
+            raise web.HTTPServiceUnavailable(text="no frame yet\n")
+        return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-cache, no-store"})
+
     async def _stream(self, request: web.Request) -> web.StreamResponse:
+        view = self._view_of(request)
+        cache = self._jpeg[view.camera]
         resp = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}", "Cache-Control": "no-cache, no-store"})
         await resp.prepare(request)
         sent = -1
         try:
             await resp.write(f"--{BOUNDARY}\r\n".encode())
-            async for _ in self._ticks(1.0 / self.view.cfg.http.max_fps):
-                seq, jpeg = await self._jpeg.latest()
+            async for _ in self._ticks(1.0 / view.cfg.http.max_fps):
+                seq, jpeg = await cache.latest()
                 if jpeg is None or seq == sent:
                     continue
                 # The closing boundary goes right after the picture: browsers show a part only
@@ -753,11 +862,12 @@ class WebServer:
         return resp
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
+        view = self._view_of(request)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         await resp.prepare(request)
-        sub = self.view.hub.subscribe()
+        sub = view.hub.subscribe()
         assert self._closing is not None
-        period = 1.0 / min(self.view.cfg.http.max_fps, 10.0)
+        period = 1.0 / min(view.cfg.http.max_fps, 10.0)
         last_state: dict[str, Any] | None = None
         last_write = time.monotonic()
         # One pending get() at a time, never cancelled while waiting: wait_for() on a queue
@@ -776,7 +886,7 @@ class WebServer:
                     getter = asyncio.ensure_future(sub.queue.get())
                     await resp.write(b"".join(_sse("gate", item, item.get("id")) for item in items))
                     last_write = time.monotonic()
-                state = self.view.live_state()
+                state = view.live_state()
                 if state != last_state:
                     await resp.write(_sse("state", state))
                     last_state, last_write = state, time.monotonic()
@@ -787,18 +897,57 @@ class WebServer:
             pass  # the viewer went away
         finally:
             getter.cancel()
-            self.view.hub.unsubscribe(sub)
+            view.hub.unsubscribe(sub)
         return resp
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        healthy, why = self.view.health()
+        """Healthy when every camera is: frames arriving, no FAULT. ``cameras`` has each one's answer."""
+        cameras = {name: dict(zip(("ok", "reason"), v.health(), strict=True)) for name, v in self.views.items()}
+        bad = [(name, c["reason"]) for name, c in cameras.items() if not c["ok"]]
+        if len(self.views) == 1:
+            why = next(iter(cameras.values()))["reason"]
+        else:
+            why = "ok" if not bad else "; ".join(f"camera {name}: {reason}" for name, reason in bad)
+        return web.json_response({"ok": not bad, "reason": why, "cameras": cameras}, status=503 if bad else 200)
+
+    async def _healthz_of_camera(self, request: web.Request) -> web.Response:
+        healthy, why = self._view_of(request).health()
         return web.json_response({"ok": healthy, "reason": why}, status=200 if healthy else 503)
 
     async def _status(self, request: web.Request) -> web.Response:
-        return web.json_response(self.view.status())
+        """One camera: its status, as always, and ``cameras``. Several: the service's overall fields and ``cameras``."""
+        cameras = {name: v.status() for name, v in self.views.items()}
+        if len(self.views) == 1:
+            return web.json_response({**next(iter(cameras.values())), "cameras": cameras})
+        events: dict[str, int] = {}
+        for c in cameras.values():
+            for kind, n in c["events"].items():
+                events[kind] = events.get(kind, 0) + n
+        bad = [f"camera {name}: {c['health']}" for name, c in cameras.items() if not c["healthy"]]
+        overall = {
+            "name": self.name,
+            "healthy": not bad,
+            "health": "; ".join(bad) or "ok",
+            "uptime_s": round(self.view.metrics.uptime(), 3),
+            "events": events,
+            "states": {name: c["state"] for name, c in cameras.items()},
+        }
+        return web.json_response({**overall, "cameras": cameras})
+
+    async def _status_of_camera(self, request: web.Request) -> web.Response:
+        return web.json_response(self._view_of(request).status())
 
     async def _action(self, request: web.Request) -> web.Response:
-        controls = self.view.controls
+        """``POST /cameras/NAME/actions/KIND``, or ``/actions/KIND`` on a one-camera service. The
+        route is outside the token middleware (actions check the bearer token themselves), so an
+        unknown camera is answered without naming the cameras there are."""
+        camera = request.match_info.get("camera")
+        if camera is None and len(self.views) > 1:
+            return web.json_response({"refused": "no_camera", "detail": "several cameras here; expected POST /cameras/NAME/actions/KIND"}, status=404)
+        view = self.view if camera is None else self.views.get(camera)
+        if view is None:
+            return web.json_response({"refused": "no_camera", "detail": "no such camera"}, status=404)
+        controls = view.controls
         if controls is None:
             return web.json_response({"refused": "no_controls", "detail": "this server takes no operator actions"}, status=503)
         header = request.headers.get("Authorization")

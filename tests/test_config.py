@@ -634,3 +634,84 @@ def test_check_config_masks_url_credentials_and_secret_parameters(tmp_path: Path
     assert printed["hooks"][0]["url"] == "https://user:<redacted>@host/x?key=<redacted>"
     assert printed["hooks"][1]["argv"] == ["curl", "-H", "Authorization: Bearer <redacted>", "https://h/x?token=<redacted>"]
     assert load_config(path).hooks[0].url == "https://user:pass@host/x?key=abc"  # masked in the output only
+
+
+# -- cameras: -----------------------------------------------------------------------------------
+
+RELAY = "{type: gpio, pin: GPIO17, pin_factory: mock}"
+BAD_CAMERAS = [
+    pytest.param("cameras: [a, b]\n", "cameras: expected a mapping of camera names", id="a list"),
+    pytest.param("cameras:\n  lane1: {camera: 0, zoom: 2}\n", "cameras.lane1.zoom: unknown camera key; expected one of camera, url, video, zone, gate, hooks", id="unknown camera key"),
+    pytest.param("cameras:\n  lane1: {camera: 0, source: {realtime: true}}\n", "cameras.lane1.source: unknown camera key", id="a top-level section as a camera key"),
+    pytest.param("cameras:\n  lane1: {zone: [0, 0, 1, 1]}\n", "cameras.lane1: expected exactly one source, one of camera, url, video; got none", id="no source"),
+    pytest.param("cameras:\n  lane1:\n", "cameras.lane1: expected exactly one source", id="an empty camera"),
+    pytest.param("cameras:\n  lane1: {camera: 0, url: 'rtsp://h/x'}\n", "cameras.lane1: expected exactly one source, one of camera, url, video; got camera and url", id="two sources"),
+    pytest.param("cameras:\n  lane1: {camera: 100}\n", "cameras.lane1.camera: expected a value >= 0 and <= 99, got 100", id="camera index out of range"),
+    pytest.param("cameras:\n  lane1: {camera: '0'}\n", "cameras.lane1.camera: expected an integer", id="camera index as a string"),
+    pytest.param("cameras:\n  lane1: {url: ''}\n", "cameras.lane1.url: expected a URL, got an empty string", id="empty url"),
+    pytest.param("cameras:\n  lane1: {video: 3}\n", "cameras.lane1.video: expected a string, got 3 (int)", id="video as a number"),
+    pytest.param("cameras:\n  lane1: 0\n", "cameras.lane1: expected a mapping with one of camera, url, video", id="a camera that is not a mapping"),
+    pytest.param("cameras:\n  lane/1: {camera: 0}\n", "cameras: camera name 'lane/1' (str) is not usable; expected 1 to 64 of", id="a slash in a name"),
+    pytest.param("cameras:\n  1: {camera: 0}\n", "cameras: camera name 1 (int) is not usable", id="a number as a name"),
+    pytest.param("cameras:\n  lane1: {camera: 0}\n  lane1: {camera: 1}\n", "is not valid YAML at line 3: duplicate key 'lane1'", id="duplicate names"),
+    pytest.param("cameras:\n  lane1: {camera: 0}\n  Lane1: {camera: 1}\n", "cameras.Lane1: duplicate camera name (cameras.lane1 already has it", id="names equal but for case"),
+    pytest.param("cameras:\n  a: {camera: 0}\n  b: {camera: 0}\n", "cameras.b.camera: 0 is already the source of cameras.a; expected one camera per source", id="two cameras on one device"),
+    pytest.param("cameras:\n  lane1: {camera: 0, gate: {hold_secs: 1}}\n", "cameras.lane1.gate.hold_secs: unknown key; expected one of", id="unknown gate key"),
+    pytest.param("cameras:\n  lane1: {camera: 0, gate: {hold_seconds: fast}}\n", "cameras.lane1.gate.hold_seconds: expected a number > 0", id="wrong gate type"),
+    pytest.param("cameras:\n  lane1: {camera: 0, gate: {exit_threshold: 0.9}}\n", "cameras.lane1.gate: thresholds must satisfy", id="an override breaking a cross-field rule"),
+    pytest.param("cameras:\n  lane1: {camera: 0, gate: 3}\n", "cameras.lane1.gate: expected a mapping of gate keys", id="gate not a mapping"),
+    pytest.param("cameras:\n  lane1: {camera: 0, zone: [0.5, 0, 0.2, 1]}\n", "cameras.lane1.gate: zone: expected [x0, y0, x1, y1]", id="a bad zone"),
+    pytest.param("cameras:\n  lane1: {camera: 0, zone: [0, 0, 1, 1], gate: {zone: [0, 0, 1, 1]}}\n", "cameras.lane1.zone: given twice, also as cameras.lane1.gate.zone", id="zone twice"),
+    pytest.param("cameras:\n  lane1: {camera: 0, hooks: [{type: relay}]}\n", "cameras.lane1.hooks[0].type: expected one of", id="unknown hook type"),
+    pytest.param("cameras:\n  lane1: {camera: 0, hooks: [{type: gpio, pinn: 4}]}\n", "cameras.lane1.hooks[0].pinn: unknown key", id="unknown hook key"),
+    pytest.param(f"hooks: [{RELAY}]\ncameras:\n  a: {{camera: 0}}\n  b: {{camera: 1}}\n", "hooks[0].pin (inherited by cameras.b): relay pin 'GPIO17' is already the relay of cameras.a; expected one relay pin per camera", id="two cameras inherit one relay"),
+    pytest.param(f"cameras:\n  a: {{camera: 0, hooks: [{RELAY}]}}\n  b: {{camera: 1, hooks: [{{type: gpio, pin: BCM17}}]}}\n", "cameras.b.hooks[0].pin: relay pin 'BCM17' is already the relay of cameras.a", id="one relay pin spelt two ways"),
+]
+
+
+@pytest.mark.parametrize(("text", "prefix"), BAD_CAMERAS)
+def test_bad_cameras_name_the_key(tmp_path: Path, text: str, prefix: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    message = str(info.value)
+    assert prefix in message, message
+    assert "\n" not in message
+
+
+def test_cameras_take_the_top_level_defaults_and_their_overrides(tmp_path: Path) -> None:
+    cfg = load_config(
+        write(
+            tmp_path,
+            f"name: park\ngate: {{hold_seconds: 0.7, deny_after_s: 4}}\nhooks: [{RELAY}]\n"
+            "cameras:\n"
+            "  lane1: {camera: 0}\n"
+            "  lane2: {url: 'rtsp://127.0.0.1:8554/x', zone: [0.5, 0, 1, 1], gate: {deny_after_s: 9}, hooks: []}\n"
+            "  replay: {video: clip.mp4, hooks: []}\n",
+        )
+    )
+    lane1, lane2, replay = cfg.cameras
+    assert (lane1.name, lane1.target, lane2.target, replay.video) == ("lane1", 0, "rtsp://127.0.0.1:8554/x", "clip.mp4")
+    assert (lane1.gate.hold_seconds, lane1.gate.deny_after_s, lane1.gate.zone) == (0.7, 4.0, (0.0, 0.0, 1.0, 1.0))
+    assert (lane2.gate.hold_seconds, lane2.gate.deny_after_s, lane2.gate.zone) == (0.7, 9.0, (0.5, 0.0, 1.0, 1.0))
+    assert lane1.hooks == cfg.hooks and lane2.hooks == () and replay.hooks == ()
+    own = cfg.for_camera(lane2)
+    assert (own.name, own.gate, own.hooks, own.cameras) == ("lane2", lane2.gate, (), ())
+    # --check-config prints the effective cameras, and what it prints loads back as the same config.
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_without_cameras_one_camera_is_named_by_the_config() -> None:
+    cfg = config_from_dict({"name": "entrance", "gate": {"hold_seconds": 0.6}})
+    (only,) = cfg.camera_list()
+    assert (only.name, only.target, only.video, only.gate, only.hooks) == ("entrance", None, None, cfg.gate, cfg.hooks)
+
+
+def test_documented_cameras_example_is_a_valid_config() -> None:
+    from gatekeeper.config_doc import CAMERAS_EXAMPLE
+
+    lines = render().splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("cameras:")))
+    example = [line[3:] for line in lines[start + 1 :] if line.startswith("#  ")][: len(CAMERAS_EXAMPLE.splitlines())]
+    cfg = config_from_dict({"cameras": yaml.safe_load("\n".join(example))})
+    assert [c.name for c in cfg.cameras] == ["lane1", "lane2"]
+    assert cfg.cameras[1].gate.hold_seconds == 0.8 and cfg.cameras[0].gate.zone == (0.25, 0.0, 0.75, 1.0)

@@ -532,10 +532,10 @@ def check_fail_closed(recorder: Recorder, taker: Taker, recorded: dict[str, Any]
     healthy, why = seen["health"]
     assert not healthy and why.startswith("fault: journal cannot write") and expected_error in why
     assert seen["trouble"] is not None and expected_error in seen["trouble"]
-    errors = re.search(r"^gatekeeper_journal_errors_total (\S+)$", seen["metrics"], re.M)
+    errors = re.search(r'^gatekeeper_journal_errors_total\{camera="gate"\} (\S+)$', seen["metrics"], re.M)
     assert errors is not None and float(errors.group(1)) == seen["errors"] >= 1
-    assert 'gatekeeper_events_total{type="FAULT"} 1.0' in seen["metrics"]
-    assert 'gatekeeper_gate_state{state="fault"} 1.0' in seen["metrics"]
+    assert 'gatekeeper_events_total{camera="gate",type="FAULT"} 1.0' in seen["metrics"]
+    assert 'gatekeeper_gate_state{camera="gate",state="fault"} 1.0' in seen["metrics"]
 
 
 def test_a_full_disk_under_the_journal_holds_the_gate_shut_until_space_returns(tmp_path: Path, full_disk: FullDisk) -> None:

@@ -22,8 +22,8 @@ from gatekeeper.journal import DeliveryState, Journal, event_from_dict
 
 def ev(kind: str = "OPEN", **kw: object) -> Event:
     defaults: dict[str, object] = {"frame": 12, "t": 1.25, "score": 0.91, "box": (1.0, 2.0, 30.0, 40.0), "faces": 1}
-    defaults.update(kw)
-    return Event(EventType(kind), id=uuid.uuid4().hex, **defaults)  # type: ignore[arg-type]
+    defaults.update({"id": uuid.uuid4().hex, **kw})
+    return Event(EventType(kind), **defaults)  # type: ignore[arg-type]
 
 
 class Clock:
@@ -359,3 +359,70 @@ def test_check_writable_writes_through_and_leaves_no_trace(tmp_path):
     journal.append(ev(), ["a"])
     assert len(journal.entries()) == 2
     journal.close()
+
+
+# -- cameras ------------------------------------------------------------------------------------
+
+_V1_SCHEMA = """
+CREATE TABLE events (id TEXT PRIMARY KEY, created_at REAL NOT NULL, type TEXT NOT NULL, event TEXT NOT NULL);
+CREATE INDEX events_by_time ON events (created_at);
+CREATE TABLE deliveries (
+    event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE, hook TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed', 'expired')),
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, updated_at REAL NOT NULL, PRIMARY KEY (event_id, hook)
+);
+PRAGMA user_version = 1;
+"""
+
+
+def version_1_journal(path) -> None:
+    """A journal as gatekeeper wrote it before cameras (schema version 1, events without ``camera``)."""
+    db = sqlite3.connect(path)
+    db.executescript(_V1_SCHEMA)
+    for i, kind in enumerate(["OPEN", "FACE_LOST"]):
+        body = {k: v for k, v in ev(kind, id=f"old{i}").to_dict().items() if k != "camera"}
+        db.execute("INSERT INTO events VALUES (?, ?, ?, ?)", (f"old{i}", time.time() - 10 + i, kind, json.dumps(body)))
+    db.execute("INSERT INTO deliveries VALUES ('old0', 'relay', 'pending', 0, NULL, ?)", (time.time(),))
+    db.commit()
+    db.close()
+
+
+def test_events_carry_their_camera_into_the_journal_and_back(tmp_path):
+    with Journal(tmp_path / "j.sqlite3") as journal:
+        journal.append(ev("OPEN", id="a1", camera="lane1"), ["relay"])
+        journal.append(ev("OPEN", id="b1", camera="lane2"), ["relay"])
+        assert [e.event.camera for e in journal.entries()] == ["lane1", "lane2"]
+        assert [e.event.id for e in journal.entries(camera="lane2")] == ["b1"]
+        assert [(p.event.id, p.event.camera) for p in journal.pending(camera="lane1")] == [("a1", "lane1")]
+        assert len(journal.pending()) == 2
+
+
+def test_a_version_1_journal_is_migrated_its_events_given_the_gates_name(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    version_1_journal(path)
+    # Read-only (gatekeeper events beside an old gate): not migrated, read as the gate's.
+    with Journal(path, readonly=True, legacy_camera="entrance") as journal:
+        assert [(e.event.id, e.event.camera) for e in journal.entries(camera="entrance")] == [("old0", "entrance"), ("old1", "entrance")]
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (1,)
+    with Journal(path, legacy_camera="entrance") as journal:
+        assert [(p.event.id, p.event.camera, p.hook) for p in journal.pending(camera="entrance")] == [("old0", "entrance", "relay")]
+        assert journal.pending(camera="lane2") == []
+        journal.append(ev("OPEN", id="new", camera="lane2"), [])
+        assert [e.event.id for e in journal.entries(camera="lane2")] == ["new"]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone() == (2,)
+    assert db.execute("SELECT id, camera FROM events ORDER BY created_at").fetchall() == [("old0", "entrance"), ("old1", "entrance"), ("new", "lane2")]
+
+
+def test_events_command_filters_by_camera(tmp_path):
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        for i, camera in enumerate(["lane1", "lane2", "lane1"]):
+            journal.append(ev("OPEN", id=f"e{i}", camera=camera), [])
+    code, out, _ = run_events(["--journal", str(path), "--json", "--camera", "lane1"])
+    assert code == 0
+    assert [(json.loads(line)["id"], json.loads(line)["event"]["camera"]) for line in out.splitlines()] == [("e0", "lane1"), ("e2", "lane1")]
+    code, out, _ = run_events(["--journal", str(path), "--camera", "lane2"])
+    assert code == 0 and "camera lane2" in out and "e1" in out and "e0" not in out
+    code, out, err = run_events(["--journal", str(path), "--camera", "gate3"])
+    assert (code, out) == (0, "") and "no events" in err

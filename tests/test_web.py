@@ -270,21 +270,21 @@ def test_metrics_parse_with_the_prometheus_parser(served: Callable[..., tuple[Li
     status, headers, body = get(server, "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     m = metric_samples(body.decode())
-    assert m[("gatekeeper_frames_read_total", ())] == 20
-    assert m[("gatekeeper_frames_processed_total", ())] == 18
-    assert m[("gatekeeper_frames_dropped_total", ())] == 2
-    assert m[("gatekeeper_camera_reconnects_total", ())] == 3
-    assert m[("gatekeeper_events_total", (("type", "OPEN"),))] == 1
-    assert m[("gatekeeper_events_total", (("type", "FACE_LOST"),))] == 1
-    assert m[("gatekeeper_events_total", (("type", "DENY"),))] == 0
-    assert m[("gatekeeper_hook_deliveries_total", (("hook", "mqtt[1]"),))] == 3
-    assert m[("gatekeeper_hook_failures_total", (("hook", "mqtt[1]"),))] == 2
+    assert m[("gatekeeper_frames_read_total", (("camera", "gate"),))] == 20
+    assert m[("gatekeeper_frames_processed_total", (("camera", "gate"),))] == 18
+    assert m[("gatekeeper_frames_dropped_total", (("camera", "gate"),))] == 2
+    assert m[("gatekeeper_camera_reconnects_total", (("camera", "gate"),))] == 3
+    assert m[("gatekeeper_events_total", (("camera", "gate"), ("type", "OPEN")))] == 1
+    assert m[("gatekeeper_events_total", (("camera", "gate"), ("type", "FACE_LOST")))] == 1
+    assert m[("gatekeeper_events_total", (("camera", "gate"), ("type", "DENY")))] == 0
+    assert m[("gatekeeper_hook_deliveries_total", (("camera", "gate"), ("hook", "mqtt[1]")))] == 3
+    assert m[("gatekeeper_hook_failures_total", (("camera", "gate"), ("hook", "mqtt[1]")))] == 2
     for stage in ("decode", "detect", "crop", "classify", "gate"):
-        assert ("gatekeeper_stage_seconds_count", (("stage", stage),)) in m
-    assert m[("gatekeeper_stage_seconds_count", (("stage", "detect"),))] == 2
-    assert m[("gatekeeper_stage_seconds_bucket", (("le", "0.005"), ("stage", "detect")))] == 1
-    assert m[("gatekeeper_gate_state", (("state", "idle"),))] == 1
-    assert ("gatekeeper_stage_seconds_count", (("stage", "not-a-stage"),)) not in m
+        assert ("gatekeeper_stage_seconds_count", (("camera", "gate"), ("stage", stage))) in m
+    assert m[("gatekeeper_stage_seconds_count", (("camera", "gate"), ("stage", "detect")))] == 2
+    assert m[("gatekeeper_stage_seconds_bucket", (("camera", "gate"), ("le", "0.005"), ("stage", "detect")))] == 1
+    assert m[("gatekeeper_gate_state", (("camera", "gate"), ("state", "idle")))] == 1
+    assert ("gatekeeper_stage_seconds_count", (("camera", "gate"), ("stage", "not-a-stage"))) not in m
 
 
 def test_metrics_use_their_own_registry() -> None:
@@ -293,7 +293,7 @@ def test_metrics_use_their_own_registry() -> None:
     view = make_view(FakeClock())
     view.emit(event(EventType.OPEN))
     assert REGISTRY.get_sample_value("gatekeeper_events_total", {"type": "OPEN"}) is None
-    assert view.registry.get_sample_value("gatekeeper_events_total", {"type": "OPEN"}) == 1
+    assert view.registry.get_sample_value("gatekeeper_events_total", {"camera": "gate", "type": "OPEN"}) == 1
 
 
 # -- the streams ------------------------------------------------------------------------------------
@@ -687,10 +687,10 @@ def test_live_view_in_a_real_browser(browser: Any, shared_dir: Path, face_model_
         assert "source ended" in json.loads(fetch("/healthz")[1])["reason"]
 
         m = metric_samples(fetch("/metrics")[1].decode())
-        assert m[("gatekeeper_frames_processed_total", ())] == 169
-        assert m[("gatekeeper_events_total", (("type", "OPEN"),))] == 1
+        assert m[("gatekeeper_frames_processed_total", (("camera", "gate"),))] == 169
+        assert m[("gatekeeper_events_total", (("camera", "gate"), ("type", "OPEN")))] == 1
         for stage in ("decode", "detect", "crop", "classify", "gate"):
-            assert m[("gatekeeper_stage_seconds_count", (("stage", stage),))] > 0, stage
+            assert m[("gatekeeper_stage_seconds_count", (("camera", "gate"), ("stage", stage)))] > 0, stage
         wait_for("the page to show the end", lambda: browser.find_element(By.ID, "health").text == "source ended")
         browser.save_screenshot(str(artifacts / "web_ended.png"))
         seen = browser.execute_script("return window.seen")

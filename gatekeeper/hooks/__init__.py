@@ -29,7 +29,7 @@ from .config import (
     WebhookHookConfig,
     decode_webhook_secret,
 )
-from .dispatch import Dispatcher, open_dispatcher
+from .dispatch import Dispatcher, open_dispatcher, open_journal
 from .webhook import WebhookHook
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ __all__ = [
     "build_hooks",
     "hook_name",
     "open_dispatcher",
+    "open_journal",
 ]
 
 

@@ -36,7 +36,7 @@ from .base import Delivery, Hook
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["ON_ERROR", "Dispatcher", "open_dispatcher"]
+__all__ = ["ON_ERROR", "Dispatcher", "open_dispatcher", "open_journal"]
 
 log = logging.getLogger("gatekeeper.hooks.dispatch")
 
@@ -50,6 +50,8 @@ class Dispatcher:
 
     ``journal`` may be None (``journal.enabled: false``): events then reach the hooks but a
     restart cannot resume them. ``on_error`` is the ``journal.on_error`` policy (module docstring).
+    ``camera``: the camera whose events these are, when several share one journal; the
+    dispatcher then resumes only that camera's undelivered events (None: every event).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         on_error: OnError = "fail_closed",
         probe_interval_s: float = 1.0,
+        camera: str | None = None,
     ) -> None:
         names = [h.name for h in hooks]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -68,6 +71,7 @@ class Dispatcher:
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error: expected one of {', '.join(ON_ERROR)}, got {on_error!r}")
         self.journal = journal
+        self.camera = camera
         self.hooks = tuple(hooks)
         self.on_error = on_error
         self.probe_interval_s = probe_interval_s
@@ -187,7 +191,7 @@ class Dispatcher:
         by_name = {h.name: h for h in self.hooks}
         now = self._clock()
         resumed = expired = 0
-        for p in self.journal.pending():
+        for p in self.journal.pending(camera=self.camera):
             hook = by_name.get(p.hook)
             age = now - p.created_at
             if hook is None:
@@ -231,7 +235,30 @@ class Dispatcher:
             log.error("%s: cannot journal event %s as %s: %s", hook, event_id, state.value, exc)
 
 
-def open_dispatcher(config: Config, *, env: dict[str, str] | None = None, dry_run: bool = False) -> Dispatcher:
+def open_journal(config: Config, *, dry_run: bool = False) -> Journal | None:
+    """The journal of a validated config, old events pruned (None with ``journal.enabled: false``);
+    an in-memory one for a dry run. Raises :class:`~gatekeeper.errors.JournalError`."""
+    if dry_run:
+        return Journal(":memory:")
+    if not config.journal.enabled:
+        return None
+    journal = Journal(config.journal.resolved_path(), legacy_camera=config.name)
+    try:
+        journal.prune(time.time() - config.journal.keep_days * 86400)
+    except JournalError:
+        journal.close()
+        raise
+    return journal
+
+
+def open_dispatcher(
+    config: Config,
+    *,
+    env: dict[str, str] | None = None,
+    dry_run: bool = False,
+    journal: Journal | Literal["open"] | None = "open",
+    camera: str | None = None,
+) -> Dispatcher:
     """The journal (when enabled, with old events pruned) and the hooks of a validated config.
 
     ``dry_run``: no hook is built (a relay pin is not even claimed, so a dry run beside the
@@ -240,6 +267,9 @@ def open_dispatcher(config: Config, *, env: dict[str, str] | None = None, dry_ru
 
     Raises :class:`~gatekeeper.errors.ConfigError` (a secret's environment variable is missing),
     :class:`~gatekeeper.errors.HookError` (no GPIO) or :class:`~gatekeeper.errors.JournalError`.
+
+    ``journal``: a journal several cameras share (see :func:`open_journal`), instead of opening
+    the config's own; ``camera``: the camera this dispatcher serves (see :class:`Dispatcher`).
     """
     from . import build_hooks, hook_name  # here, not at the top: the package imports this module
 
@@ -247,15 +277,14 @@ def open_dispatcher(config: Config, *, env: dict[str, str] | None = None, dry_ru
     if dry_run:
         names = [hook_name(h, i) for i, h in enumerate(config.hooks)]
         log.info("dry run: hooks not run (%s); journal in memory", ", ".join(names) or "none configured")
-        return Dispatcher(Journal(":memory:"), [], on_error=on_error)
+        shared = Journal(":memory:") if journal == "open" else journal
+        return Dispatcher(shared if isinstance(shared, Journal) else None, [], on_error=on_error, camera=camera)
     hooks = build_hooks(config.hooks, gate=config.name, env=env)
-    journal = None
-    if config.journal.enabled:
+    if journal == "open":
         try:
-            journal = Journal(config.journal.resolved_path())
-            journal.prune(time.time() - config.journal.keep_days * 86400)
+            journal = open_journal(config)
         except JournalError:
             for hook in hooks:
                 hook.release()  # the relay pin and the MQTT client were already claimed
             raise
-    return Dispatcher(journal, hooks, on_error=on_error)
+    return Dispatcher(journal, hooks, on_error=on_error, camera=camera)
