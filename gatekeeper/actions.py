@@ -308,7 +308,7 @@ class Controls:
                 continue
             self.stats.take(action)
             log.info("action %s by %s via %s%s: %s", action.kind, action.by, action.via, f" ({action.reason})" if action.reason else "", ", ".join(f"{e.event.value} {e.id}" for e in events))
-            ticket.finish(events)
+            ticket.finish(events if happened is None else happened)  # as emitted: with the camera's name
 
     # -- HTTP (the server's executor thread) -------------------------------------------------
     def http(self, kind: str, credentials: str | None, body: bytes, *, remote: str | None = None, wait_s: float | None = None) -> Answer:

@@ -158,7 +158,7 @@ def _run(argv: list[str], *, open_video: Callable[..., Any] | None = None) -> in
             sinks[cam.name].append(view)
             on_frame[cam.name].append(view.on_frame)
         try:
-            server = WebServer(views, *parse_listen(args.http))
+            server = WebServer(views, *parse_listen(args.http), name=cfg.name)
             server.start()
         except BaseException:
             for src in sources.values():
@@ -277,10 +277,17 @@ def _check_config(cfg: Config, args: argparse.Namespace) -> int:
     sys.stdout.flush()
     problems = check(cfg)
     try:
-        if args.video is not None:
-            from .capture import FileSource
+        from .capture import FileSource
 
+        _cameras(cfg, args)  # cameras: and a source on the command line do not go together
+        if args.video is not None:
             FileSource(args.video).close()
+        for cam in cfg.cameras:
+            if cam.video is not None:
+                try:
+                    FileSource(cam.video).close()
+                except GatekeeperError as exc:
+                    problems.append(f"cameras.{cam.name}.video: {exc}")
         if args.http is not None:
             from .web import LiveView, WebServer, parse_listen
 

@@ -359,18 +359,25 @@ def _pin_key(pin: str) -> str:
 
 
 def _check_relays_unique(cameras: list[CameraConfig], top: Config) -> None:
-    """Two cameras on one relay pin would open each other's gate: refused, naming the second."""
-    owner: dict[str, str] = {}
+    """Two cameras on one relay pin would open each other's gate, and two MQTT clients with one
+    ``client_id`` would throw each other off the broker: both refused, naming the second."""
+    pins: dict[str, str] = {}
+    clients: dict[str, str] = {}
     for cam in cameras:
         inherited = cam.hooks is top.hooks
         for i, hook in enumerate(cam.hooks):
-            if not isinstance(hook, GpioHookConfig):
-                continue
-            key = f"hooks[{i}].pin (inherited by cameras.{cam.name})" if inherited else f"cameras.{cam.name}.hooks[{i}].pin"
-            pin = _pin_key(hook.pin)
-            if pin in owner and owner[pin] != cam.name:
-                raise ConfigError(f"{key}: relay pin {hook.pin!r} is already the relay of cameras.{owner[pin]}; expected one relay pin per camera")
-            owner[pin] = cam.name
+            where = f"hooks[{i}]" if inherited else f"cameras.{cam.name}.hooks[{i}]"
+            also = f" (inherited by cameras.{cam.name})" if inherited else ""
+            if isinstance(hook, GpioHookConfig):
+                pin = _pin_key(hook.pin)
+                if pin in pins and pins[pin] != cam.name:
+                    raise ConfigError(f"{where}.pin{also}: relay pin {hook.pin!r} is already the relay of cameras.{pins[pin]}; expected one relay pin per camera")
+                pins[pin] = cam.name
+            client_id = getattr(hook, "client_id", None)
+            if client_id is not None:
+                if client_id in clients and clients[client_id] != cam.name:
+                    raise ConfigError(f"{where}.client_id{also}: {client_id!r} is already the MQTT client id of cameras.{clients[client_id]}; expected one per camera (null: each its own)")
+                clients[client_id] = cam.name
 
 
 class _LimitError(Exception):

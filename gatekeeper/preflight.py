@@ -54,24 +54,32 @@ def _check_models(cfg: Config, env: Mapping[str, str]) -> list[str]:
 
 
 def _check_hooks(cfg: Config, env: Mapping[str, str]) -> list[str]:
+    """Every camera's hooks (one camera, named by ``name:``, without ``cameras:``), as start-up builds them."""
     from .hooks import build_hooks, hook_name
 
     problems: list[str] = []
-    # Built as start-up builds them (names, secrets, pin names, MQTT topics), with every relay
-    # on gpiozero's mock board: the real pin may belong to a gate that is running.
-    mocked = tuple(dataclasses.replace(h, pin_factory="mock") if isinstance(h, GpioHookConfig) else h for h in cfg.hooks)
-    try:
-        hooks = build_hooks(mocked, gate=cfg.name, env=env)
-    except GatekeeperError as exc:
-        problems.append(str(exc))
-    else:
-        for hook in hooks:
-            hook.release()
-    for i, h in enumerate(cfg.hooks):
-        if isinstance(h, GpioHookConfig) and h.pin_factory == "auto":
-            problem = _check_gpio_driver(hook_name(h, i), "the relay")
-            if problem:
+    drivers_checked: set[str] = set()
+    for camera in cfg.camera_list():
+        where = f"cameras.{camera.name}: " if cfg.cameras else ""
+        # Built as start-up builds them (names, secrets, pin names, MQTT topics), with every relay
+        # on gpiozero's mock board: the real pin may belong to a gate that is running.
+        mocked = tuple(dataclasses.replace(h, pin_factory="mock") if isinstance(h, GpioHookConfig) else h for h in camera.hooks)
+        try:
+            hooks = build_hooks(mocked, gate=camera.name, env=env)
+        except GatekeeperError as exc:
+            problem = where + str(exc)
+            if problem not in problems:
                 problems.append(problem)
+        else:
+            for hook in hooks:
+                hook.release()
+        for i, h in enumerate(camera.hooks):
+            name = hook_name(h, i)
+            if isinstance(h, GpioHookConfig) and h.pin_factory == "auto" and name not in drivers_checked:
+                drivers_checked.add(name)
+                problem = _check_gpio_driver(name, "the relay")
+                if problem:
+                    problems.append(problem)
     return problems
 
 
@@ -90,7 +98,7 @@ def _check_button(cfg: Config, env: Mapping[str, str]) -> list[str]:
     devices = []
     problem = None
     try:
-        for h in cfg.hooks:
+        for h in (h for camera in cfg.camera_list() for h in camera.hooks):
             if isinstance(h, GpioHookConfig):
                 try:
                     devices.append(OutputDevice(h.pin, pin_factory=factory))

@@ -14,6 +14,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,12 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from hooks.conftest import Broker, Subscriber, mosquitto_exe
 from mjpeg_server import MjpegServer, jpeg_frames_from_video
+from polling import wait_for
 from test_faults import Reader, gatekeeper_process, parse_events
 from test_rtsp import RtspServer, free_port, gstreamer  # noqa: F401 (gstreamer: a fixture)
+from test_web import metric_samples
 
 from gatekeeper.app import Service
 from gatekeeper.camera import FairScheduler
@@ -157,6 +163,141 @@ def wait_for_opens(out: Reader, cameras: set[str], timeout: float) -> dict[str, 
         if time.monotonic() > deadline:
             raise AssertionError(f"no OPEN within {timeout:g} s from {sorted(cameras - set(found))}; got {out.lines}")
         time.sleep(0.1)
+
+
+TOKEN = "a-token-of-twenty-chars"
+
+
+def http(port: int, path: str, *, method: str = "GET", body: dict[str, Any] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request to the process's web server, with the bearer token."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method, headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def status_of(port: int, path: str = "/status") -> dict[str, Any]:
+    code, _, body = http(port, path)
+    assert code == 200, (path, code, body[:300])
+    return json.loads(body)
+
+
+@pytest.mark.slow
+def test_every_surface_names_the_camera(tmp_path: Path, face_model_path: Path, clip_jpegs: list[bytes]) -> None:
+    """Two MJPEG cameras in one process with the live view and an MQTT hook on a real mosquitto:
+    the page lists both, each has its own live view, /status and /healthz answer per camera and
+    overall, /metrics labels both, each camera has its own MQTT topics and Home Assistant device,
+    and an operator action for one camera leaves the other alone."""
+    broker = Broker(mosquitto_exe(), tmp_path)
+    broker.start()
+    sub = Subscriber(broker.port, ("gatekeeper/#", "homeassistant/#"))
+    port = free_port()
+    mqtt_hook = {"type": "mqtt", "port": broker.port, "discovery": True, "commands": True}
+    try:
+        with MjpegServer(clip_jpegs, fps=30) as cam1, MjpegServer(clip_jpegs, fps=30) as cam2:
+            config = tmp_path / "config.yaml"
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "name": "park",
+                        "detector": {"model_path": str(face_model_path)},
+                        "gate": {**GATE, "reopen": "cooldown", "cooldown_s": 0.0},
+                        "source": SOURCE,
+                        "journal": {"path": str(tmp_path / "journal.sqlite3")},
+                        "http": {"token": TOKEN},
+                        "hooks": [mqtt_hook],
+                        "cameras": {"lane1": {"url": cam1.url}, "lane2": {"url": cam2.url}},
+                    }
+                )
+            )
+            with gatekeeper_process("--config", str(config), "--http", f"127.0.0.1:{port}") as (proc, out):
+                wait_for_opens(out, {"lane1", "lane2"}, timeout=90)
+                wait_for(lambda: http(port, "/healthz")[0] == 200, 10, "both cameras healthy")
+
+                # The page: the camera list (several cameras), and each camera's own live view.
+                code, headers, page = http(port, "/")
+                assert code == 200 and b"gatekeeper camera list" in page
+                code, _, live = http(port, "/cameras/lane2/")
+                assert code == 200 and b'id="picture"' in live
+                code, headers, jpeg = http(port, "/cameras/lane1/snapshot.jpg")
+                assert code == 200 and headers["Content-Type"] == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
+                assert http(port, "/cameras/lane3/status")[0] == 404
+                assert http(port, "/stream.mjpg")[0] == 404, "several cameras: the stream is per camera"
+
+                overall = status_of(port)
+                assert overall["name"] == "park" and overall["healthy"] is True
+                assert set(overall["cameras"]) == {"lane1", "lane2"}
+                assert {name: c["name"] for name, c in overall["cameras"].items()} == {"lane1": "lane1", "lane2": "lane2"}
+                assert status_of(port, "/cameras/lane1/status")["frames"]["processed"] > 0
+                code, _, health = http(port, "/healthz")
+                assert json.loads(health)["cameras"] == {"lane1": {"ok": True, "reason": "ok"}, "lane2": {"ok": True, "reason": "ok"}}
+
+                m = metric_samples(http(port, "/metrics")[2].decode())
+                for name in ("lane1", "lane2"):
+                    assert m[("gatekeeper_frames_processed_total", (("camera", name),))] > 0
+                    assert m[("gatekeeper_events_total", (("camera", name), ("type", "OPEN")))] >= 1
+                    assert m[("gatekeeper_in_service", (("camera", name),))] == 1
+                    assert ("gatekeeper_hook_deliveries_total", (("camera", name), ("hook", "mqtt[0]"))) in m
+
+                # MQTT: each camera its own topics and its own Home Assistant device.
+                for name in ("lane1", "lane2"):
+                    (msg,) = sub.wait_for(lambda m, n=name: m.topic == f"gatekeeper/{n}/event", timeout=10)
+                    assert json.loads(msg.payload)["camera"] == name
+                    (disc,) = sub.wait_for(lambda m, n=name: m.topic == f"homeassistant/binary_sensor/gatekeeper_{n}/gate/config")
+                    assert json.loads(disc.payload)["device"]["identifiers"] == [f"gatekeeper_{name}"]
+                    sub.wait_for(lambda m, n=name: m.topic == f"homeassistant/switch/gatekeeper_{n}/in_service/config")
+
+                # An action for one camera: POST /cameras/lane2/actions/..., or its MQTT command topic.
+                code, _, body = http(port, "/actions/open", method="POST", body={"by": "maria"})
+                assert code == 404 and json.loads(body)["refused"] == "no_camera"
+                code, _, body = http(port, "/cameras/lane2/actions/out_of_service", method="POST", body={"by": "ali", "reason": "cleaning"})
+                assert code == 200, body
+                assert [(e["event"], e["camera"]) for e in json.loads(body)["events"]] == [("OUT_OF_SERVICE", "lane2")]
+                wait_for(lambda: status_of(port, "/cameras/lane2/status")["state"] == "out_of_service", 5, "lane2 out of service")
+                assert status_of(port, "/cameras/lane1/status")["in_service"] is True
+                command = {"action": "open", "by": "desk", "id": uuid.uuid4().hex, "ts": time.time()}
+                sub.client.publish("gatekeeper/lane1/command", json.dumps(command), qos=1)
+                out.wait_event("OPEN", timeout=10)
+                wait_for(lambda: any(json.loads(line).get("by") == "desk" for line in out.lines), 10, "the MQTT open of lane1")
+                manual = next(json.loads(line) for line in out.lines if json.loads(line).get("by") == "desk")
+                assert (manual["camera"], manual["via"], manual["reason"]) == ("lane1", "mqtt", "manual")
+
+                # One camera frozen: its health and the overall are bad, the other's stays good.
+                cam2.stall()
+                wait_for(lambda: http(port, "/healthz")[0] == 503, 10, "/healthz to go bad")
+                health = json.loads(http(port, "/healthz")[2])
+                assert health["cameras"]["lane1"]["ok"] is True and health["cameras"]["lane2"]["ok"] is False
+                assert health["reason"].startswith("camera lane2: ")
+                assert http(port, "/cameras/lane1/healthz")[0] == 200 and http(port, "/cameras/lane2/healthz")[0] == 503
+                cam2.resume()
+
+                proc.send_signal(signal.SIGTERM)
+                rc = proc.wait(timeout=15)
+                _, stderr = proc.communicate(timeout=10)
+    finally:
+        sub.close()
+        broker.stop()
+    assert rc == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.slow
+def test_the_report_is_written_per_camera(tmp_path: Path, shared_dir: Path, face_model_path: Path) -> None:
+    clip = str(shared_dir / "videos" / "single_face.mp4")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump({"detector": {"model_path": str(face_model_path)}, "journal": {"enabled": False}, "cameras": {"east": {"video": clip}, "west": {"video": str(shared_dir / "videos" / "no_face.mp4")}}})
+    )
+    proc = subprocess.run([sys.executable, "-m", "gatekeeper.cli", "--config", str(config), "--report", str(tmp_path / "run.html")], capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    east, west = (tmp_path / "run-east.html").read_text(), (tmp_path / "run-west.html").read_text()
+    assert "east: single_face.mp4" in east and "OPEN" in east
+    assert "west: no_face.mp4" in west and "OPEN" not in west
+    assert not (tmp_path / "run.html").exists()
+    assert {json.loads(line)["camera"] for line in proc.stdout.splitlines()} == {"east"}, "only east's man smiles"
 
 
 def test_cameras_in_the_config_and_a_source_on_the_command_line_are_refused(tmp_path: Path) -> None:
@@ -299,3 +440,30 @@ def test_the_same_measurement_fails_a_shared_frame_queue(trouble: Callable[[str]
     p99 = float(np.percentile(samples, 99)) if samples else float("inf")
     print(f"shared queue: {len(samples)} frames, p99 {p99 * 1000:.0f} ms")
     assert p99 > 4 * P99_BOUND_S, f"a shared FIFO gave a p99 of only {p99 * 1000:.0f} ms; the measurement would not catch it"
+
+
+def test_check_config_checks_every_camera(tmp_path: Path, shared_dir: Path, face_model_path: Path) -> None:
+    """--check-config prints the cameras with their effective gate and hooks, and runs start-up's
+    checks per camera: each one's hooks as built for it, each video camera's file."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "detector": {"model_path": str(face_model_path)},
+                "journal": {"path": str(tmp_path / "journal.sqlite3")},
+                "gate": {"hold_seconds": 0.7},
+                "cameras": {
+                    "east": {"video": str(shared_dir / "videos" / "single_face.mp4"), "gate": {"deny_after_s": 9}},
+                    "west": {"video": str(tmp_path / "missing.mp4"), "hooks": [{"type": "webhook", "url": "https://example.test/x", "secret_env": "GK_TEST_UNSET_SECRET"}]},
+                },
+            }
+        )
+    )
+    proc = subprocess.run([sys.executable, "-m", "gatekeeper.cli", "--check-config", "--config", str(config)], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    printed = yaml.safe_load(proc.stdout)["cameras"]
+    assert (printed["east"]["gate"]["hold_seconds"], printed["east"]["gate"]["deny_after_s"], printed["west"]["gate"]["deny_after_s"]) == (0.7, 9.0, 6.0)
+    errors = proc.stderr.strip().splitlines()
+    assert len(errors) == 2, errors
+    assert errors[0].startswith("gatekeeper: error: cameras.west: hooks[0].secret_env: environment variable GK_TEST_UNSET_SECRET is not set")
+    assert errors[1].startswith("gatekeeper: error: cameras.west.video: ") and "missing.mp4" in errors[1]

@@ -665,6 +665,8 @@ BAD_CAMERAS = [
     pytest.param("cameras:\n  lane1: {camera: 0, hooks: [{type: relay}]}\n", "cameras.lane1.hooks[0].type: expected one of", id="unknown hook type"),
     pytest.param("cameras:\n  lane1: {camera: 0, hooks: [{type: gpio, pinn: 4}]}\n", "cameras.lane1.hooks[0].pinn: unknown key", id="unknown hook key"),
     pytest.param(f"hooks: [{RELAY}]\ncameras:\n  a: {{camera: 0}}\n  b: {{camera: 1}}\n", "hooks[0].pin (inherited by cameras.b): relay pin 'GPIO17' is already the relay of cameras.a; expected one relay pin per camera", id="two cameras inherit one relay"),
+    pytest.param("actions: {button: {pin: GPIO5, pin_factory: mock}}\ncameras:\n  a: {camera: 0}\n  b: {camera: 1}\n", "actions.button.pin: one staff button cannot say which of 2 cameras (a, b) to open", id="one staff button for two cameras"),
+    pytest.param("hooks: [{type: mqtt, client_id: gk}]\ncameras:\n  a: {camera: 0}\n  b: {camera: 1}\n", "hooks[0].client_id (inherited by cameras.b): 'gk' is already the MQTT client id of cameras.a", id="two cameras inherit one MQTT client id"),
     pytest.param(f"cameras:\n  a: {{camera: 0, hooks: [{RELAY}]}}\n  b: {{camera: 1, hooks: [{{type: gpio, pin: BCM17}}]}}\n", "cameras.b.hooks[0].pin: relay pin 'BCM17' is already the relay of cameras.a", id="one relay pin spelt two ways"),
 ]
 
