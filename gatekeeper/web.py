@@ -19,6 +19,13 @@ route              what
                    Bearer``, loopback or not (see :mod:`gatekeeper.actions`)
 =================  ==========================================================================
 
+Several cameras (one :class:`LiveView` each, their metrics in one :class:`Metrics`): every
+camera's view lives under ``/cameras/{camera}/`` (the page, ``stream.mjpg``, ``events``,
+``status``, ``healthz``, ``snapshot.jpg`` and ``POST actions/{kind}``), and also at the routes
+above when it is the only one. With several, ``/`` is the list of cameras (``cameras.html``),
+``/status`` and ``/healthz`` the overall answer with ``cameras: {name: ...}``, and the routes of
+one camera's view without a name answer 404. Every per-camera metric family has a ``camera`` label.
+
 Threads. The frame loop only calls :meth:`LiveView.on_frame` (stores a reference to the newest
 frame in a one-slot handoff and observes a few numbers) and :meth:`LiveView.emit` (counts the
 event and queues it for each live-view client). Everything that costs time (drawing the
