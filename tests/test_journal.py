@@ -426,3 +426,20 @@ def test_events_command_filters_by_camera(tmp_path):
     assert code == 0 and "camera lane2" in out and "e1" in out and "e0" not in out
     code, out, err = run_events(["--journal", str(path), "--camera", "gate3"])
     assert (code, out) == (0, "") and "no events" in err
+
+
+def test_each_camera_keeps_its_own_service_state_through_pruning(tmp_path):
+    clock = Clock()
+    with Journal(tmp_path / "j.sqlite3", clock=clock) as journal:
+        out1 = ev("OUT_OF_SERVICE", camera="lane1", by="ali")
+        journal.append(out1, [])
+        clock.now += 1
+        journal.append(ev("OUT_OF_SERVICE", camera="lane2", by="mo"), [])
+        clock.now += 1
+        in2 = ev("IN_SERVICE", camera="lane2", by="mo")
+        journal.append(in2, [])
+        journal.append(ev("OPEN", camera="lane1"), [])
+        clock.now += 100 * 86400
+        assert journal.prune(clock.now - 86400) == 2, "the OPEN and lane2's first OUT_OF_SERVICE go; each camera's last service event stays"
+        assert journal.last_service_event("lane1") == out1 and journal.last_service_event("lane2") == in2
+        assert journal.last_service_event("lane3") is None

@@ -706,3 +706,92 @@ def test_live_view_in_a_real_browser(browser: Any, shared_dir: Path, face_model_
     assert events.count("OPEN") == 1, events
     assert "Traceback" not in "".join(stderr)
 
+
+
+# -- several cameras ----------------------------------------------------------------------------
+
+
+def camera_views(token: str) -> dict[str, LiveView]:
+    """Two cameras' views sharing one registry, as the command builds them for ``cameras:``."""
+    from gatekeeper.web import Metrics
+
+    metrics = Metrics()
+    cfg = Config(http=HttpConfig(token=token))
+    return {name: LiveView(dataclasses.replace(cfg, name=name), source_status=SourceStatus(), live=True, metrics=metrics) for name in ("lane1", "lane2")}
+
+
+def test_the_camera_list_and_each_cameras_view_in_a_real_browser(browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    token = "x" * 20
+    views = camera_views(token)
+    feed = Feeder(views["lane1"], start=time.time())
+    for score in [0.9] * 8:  # lane1: a smile held, OPEN; lane2: no frame yet
+        feed.frame(score)
+    server = WebServer(views, "127.0.0.1", 0, name="park")
+    server.start()
+    stop = threading.Event()
+
+    def keep_feeding() -> None:  # a live camera: frames keep coming (the same person, still smiling)
+        while not stop.wait(1 / 15):
+            feed.frame(0.9)
+
+    feeder = threading.Thread(target=keep_feeding, daemon=True)
+    feeder.start()
+    try:
+        browser.get(f"{server.url}?token={token}")
+        cards = wait_for("both cameras listed", lambda: (c := browser.find_elements(By.CSS_SELECTOR, "li.camera")) and len(c) == 2 and c)
+        assert [c.get_attribute("data-camera") for c in cards] == ["lane1", "lane2"]
+        wait_for("lane1's state", lambda: cards[0].find_element(By.CLASS_NAME, "state").text.lower() in ("opened", "smiling", "present"))
+        assert "no frame yet" in cards[1].find_element(By.CLASS_NAME, "why").text
+        assert "park" in browser.find_element(By.ID, "name").text
+        assert "camera lane2: no frame yet" in browser.find_element(By.ID, "health").text
+        wait_for("lane1's still", lambda: browser.execute_script("return document.querySelector('li.camera img').naturalWidth") > 0)
+        cards[0].find_element(By.TAG_NAME, "a").click()
+        wait_for("lane1's own live view", lambda: browser.find_element(By.ID, "name").text == "gatekeeper · lane1")
+        assert browser.current_url == f"{server.url}cameras/lane1/?token={token}"
+        wait_for("lane1's picture", lambda: browser.execute_script("return document.getElementById('picture').naturalWidth") > 0)
+        events = wait_for("lane1's OPEN on its page", lambda: [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#events li.OPEN")])
+        assert len(events) == 1
+    finally:
+        stop.set()
+        feeder.join(5)
+        server.stop()
+
+
+def test_status_healthz_and_metrics_per_camera_and_overall() -> None:
+    token = "x" * 20
+    views = camera_views(token)
+    clock_start = time.time()
+    feeds = {name: Feeder(v, start=clock_start) for name, v in views.items()}
+    for _ in range(8):
+        feeds["lane1"].frame(0.9)
+        feeds["lane2"].frame(None)
+    server = WebServer(views, "127.0.0.1", 0, name="park")
+    server.start()
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        code, _, body = get(server, "/status", auth)
+        st = json.loads(body)
+        assert code == 200 and st["name"] == "park" and st["healthy"] is True
+        assert st["events"]["OPEN"] == 1 and st["cameras"]["lane1"]["events"]["OPEN"] == 1 and st["cameras"]["lane2"]["events"]["OPEN"] == 0
+        assert json.loads(get(server, "/cameras/lane2/status", auth)[2])["name"] == "lane2"
+        views["lane2"].emit(Event(EventType.FAULT, 8, clock_start, None, "f1", reason="no frame for 2 s"))
+        code, _, body = get(server, "/healthz")  # no token needed, as for one camera
+        assert code == 503
+        assert json.loads(body) == {
+            "ok": False,
+            "reason": "camera lane2: fault: no frame for 2 s",
+            "cameras": {"lane1": {"ok": True, "reason": "ok"}, "lane2": {"ok": False, "reason": "fault: no frame for 2 s"}},
+        }
+        assert get(server, "/cameras/lane1/healthz")[0] == 200 and get(server, "/cameras/lane2/healthz")[0] == 503
+        assert get(server, "/cameras/lane1/status")[0] == 401, "a camera's status needs the token like the service's"
+        m = metric_samples(get(server, "/metrics", auth)[2].decode())
+        assert m[("gatekeeper_events_total", (("camera", "lane1"), ("type", "OPEN")))] == 1
+        assert m[("gatekeeper_events_total", (("camera", "lane2"), ("type", "FAULT")))] == 1
+        assert m[("gatekeeper_gate_state", (("camera", "lane2"), ("state", "fault")))] == 1
+        assert m[("gatekeeper_frames_processed_total", (("camera", "lane2"),))] == 8
+        assert ("gatekeeper_uptime_seconds", ()) in m, "the service's own uptime has no camera label"
+        assert get(server, "/events", auth)[0] == 404 and get(server, "/cameras/nope/events", auth)[0] == 404
+    finally:
+        server.stop()
