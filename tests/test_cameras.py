@@ -467,3 +467,40 @@ def test_check_config_checks_every_camera(tmp_path: Path, shared_dir: Path, face
     assert len(errors) == 2, errors
     assert errors[0].startswith("gatekeeper: error: cameras.west: hooks[0].secret_env: environment variable GK_TEST_UNSET_SECRET is not set")
     assert errors[1].startswith("gatekeeper: error: cameras.west.video: ") and "missing.mp4" in errors[1]
+
+
+def test_one_detector_shared_by_cameras_finds_what_a_detector_of_its_own_finds(shared_dir: Path, face_model_path: Path) -> None:
+    """The shared MediaPipe detector runs in VIDEO mode, which needs increasing timestamps: frames
+    of two cameras interleaved (a file's times from 0, a live camera's Unix times) are nudged
+    forward, and each camera's faces come out exactly as from a detector of its own."""
+    import cv2
+
+    from gatekeeper.detect import FaceDetector
+
+    def frames(name: str, n: int = 40) -> list[np.ndarray]:
+        cap = cv2.VideoCapture(str(shared_dir / "videos" / name))
+        out = []
+        while len(out) < n:
+            ok, img = cap.read()
+            if not ok:
+                break
+            out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        cap.release()
+        return out
+
+    clips = {"file": (frames("single_face.mp4"), 0.0), "live": (frames("funny_faces.mp4"), time.time())}
+
+    def boxes(det: FaceDetector, image: np.ndarray, t: float) -> list[tuple[float, ...]]:
+        return [tuple(f.box) for f in det.detect(image, t)]
+
+    alone = {}
+    for name, (images, t0) in clips.items():
+        with FaceDetector(face_model_path, min_confidence=0.7) as det:
+            alone[name] = [boxes(det, img, t0 + i / 30) for i, img in enumerate(images)]
+    shared: dict[str, list[list[tuple[float, ...]]]] = {name: [] for name in clips}
+    with FaceDetector(face_model_path, min_confidence=0.7) as det:
+        for i in range(40):
+            for name, (images, t0) in clips.items():
+                shared[name].append(boxes(det, images[i], t0 + i / 30))
+    assert sum(map(len, alone["file"])) >= 30 and sum(map(len, alone["live"])) >= 30, "faces in both clips"
+    assert shared == alone
