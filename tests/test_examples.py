@@ -33,3 +33,10 @@ def test_example_receiver_verifies_gatekeeper_signatures() -> None:
     assert receiver.verify(secret, headers, body)
     assert not receiver.verify(secret, headers, body + b" ")  # tampered body
     assert not receiver.verify(secret, {**headers, "webhook-timestamp": str(ts - 3600)}, body)  # stale
+
+
+def test_example_cameras_config_is_valid() -> None:
+    cfg = load_config(EXAMPLES / "cameras.example.yaml")
+    assert [c.name for c in cfg.cameras] == ["lane1", "lane2", "fastpass"]
+    assert [[h.type for h in c.hooks] for c in cfg.cameras] == [["gpio", "mqtt"], ["gpio", "mqtt"], ["mqtt"]]
+    assert cfg.cameras[1].gate.deny_after_s == 8.0 and cfg.cameras[0].gate.deny_after_s == 6.0
