@@ -254,6 +254,11 @@ class LiveSource:
     wait that starts at ``reconnect_initial_s`` and doubles up to ``reconnect_max_s``, so a
     camera that is down, or that accepts and hangs up, is not hammered. Successful reconnects
     are counted in ``status.reconnects``.
+
+    The first open fails loudly (:class:`~gatekeeper.errors.SourceError`: a camera that does not
+    exist is bad input), unless ``wait_for_source``: then the source starts without its camera,
+    says why in ``status.fault``, and keeps trying with the same backoff (one camera of several
+    that is down at start must not keep the others from starting).
     """
 
     def __init__(
@@ -267,6 +272,7 @@ class LiveSource:
         max_reconnects: int | None = None,
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 5.0,
+        wait_for_source: bool = False,
     ) -> None:
         self.target = target
         self.name = source_name(target)  # what messages say: the URL with its secrets masked
@@ -281,7 +287,15 @@ class LiveSource:
         self._new = threading.Condition()
         self._latest: Frame | None = None
         self._index = 0
-        self._cap = self._open()  # the first open fails loudly: a camera that does not exist is bad input
+        self._cap: cv2.VideoCapture | None
+        try:
+            self._cap = self._open()  # the first open fails loudly: a camera that does not exist is bad input
+        except SourceError as exc:
+            if not wait_for_source:
+                raise
+            self._cap = None
+            self.status.fault = str(exc)
+            log.warning("%s; starting without it and retrying in the background", exc)
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
         self._thread.start()
 
@@ -307,7 +321,11 @@ class LiveSource:
         backoff = self.reconnect_initial_s
         failures = 0  # attempts in a row that brought no frame: refused opens, connections that died empty
         delivered = False  # whether the current connection has delivered a frame
-        while not self._stop.is_set():
+        opened = cap is not None  # a first open that failed (wait_for_source) is no reconnect when it succeeds
+        going = opened or self._back_off(1, backoff)  # the first open failed: wait before the next
+        if not opened:
+            failures, backoff = 1, min(backoff * 2, self.reconnect_max_s)
+        while going and not self._stop.is_set():
             if cap is None:
                 try:
                     cap = self._open()
@@ -318,9 +336,12 @@ class LiveSource:
                         break
                     backoff = min(backoff * 2, self.reconnect_max_s)
                     continue
-                self.status.reconnects += 1
-                delivered = False
-                log.info("source %s reconnected", self.name)
+                if opened:
+                    self.status.reconnects += 1
+                    log.info("source %s reconnected", self.name)
+                else:
+                    log.info("source %s opened", self.name)
+                opened, delivered = True, False
             ok, img = cap.read()
             if not ok:
                 cap.release()

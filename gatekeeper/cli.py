@@ -251,6 +251,9 @@ def _open_source(cfg: Config, cam: CameraConfig, args: argparse.Namespace, open_
         # A read blocked longer than the watchdog is a stalled stream: the gate is already
         # faulted, and reconnecting is the cure (FFmpeg alone would wait 30 s).
         read_timeout_s=max(1.0, s.watchdog_s),
+        # One camera of cameras: that is down at start holds its own gate shut (FAULT after
+        # watchdog_s) and is retried; the others start. A lone camera that is not there is bad input.
+        wait_for_source=bool(cfg.cameras),
     )
 
 

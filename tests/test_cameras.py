@@ -300,6 +300,42 @@ def test_the_report_is_written_per_camera(tmp_path: Path, shared_dir: Path, face
     assert {json.loads(line)["camera"] for line in proc.stdout.splitlines()} == {"east"}, "only east's man smiles"
 
 
+@pytest.mark.slow
+def test_a_camera_down_at_start_holds_only_its_own_gate_shut_until_it_comes(tmp_path: Path, face_model_path: Path, clip_jpegs: list[bytes]) -> None:
+    """Of two cameras, one refuses connections when the process starts: the other opens its gate,
+    the absent one says FAULT (why, with its URL) and opens once it is there."""
+    with MjpegServer(clip_jpegs, fps=30) as up, MjpegServer(clip_jpegs, fps=30) as down:
+        down.refuse()
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "detector": {"model_path": str(face_model_path)},
+                    "gate": GATE,
+                    "source": SOURCE,
+                    "journal": {"enabled": False},
+                    "cameras": {"up": {"url": up.url}, "down": {"url": down.url}},
+                }
+            )
+        )
+        with gatekeeper_process("--config", str(config)) as (proc, out):
+            wait_for_opens(out, {"up"}, timeout=90)
+            wait_for(lambda: any(json.loads(line)["event"] == "FAULT" and json.loads(line)["camera"] == "down" for line in out.lines), 15, "down's FAULT")
+            down.resume()
+            wait_for_opens(out, {"down"}, timeout=30)
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=15)
+            _, stderr = proc.communicate(timeout=10)
+            stdout = out.join()
+    assert rc == 0, stderr[-3000:]
+    events = parse_events(stdout)
+    down_events = [(e["event"], e["reason"]) for e in events if e["camera"] == "down"]
+    assert down_events[0][0] == "FAULT" and "cannot open" in (down_events[0][1] or ""), down_events
+    assert [k for k, _ in down_events[1:3]] == ["RECOVERED", "OPEN"], down_events
+    assert not any(e["event"] == "FAULT" for e in events if e["camera"] == "up"), "the camera that was there never faulted"
+    assert "starting without it and retrying in the background" in stderr
+
+
 def test_cameras_in_the_config_and_a_source_on_the_command_line_are_refused(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("cameras:\n  lane1: {camera: 0}\n")
