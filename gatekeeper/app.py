@@ -1,6 +1,6 @@
 """Wires the stages together from a validated config and owns start and orderly stop.
 
-    source --frames--> detect --faces--> crop --chips--> classify --scores--> gate --events--> sinks
+    source --frames--> detect --faces--> track --tracks--> crop --chips--> classify --scores--> gate --events--> sinks
 
 The frame loop is :meth:`Pipeline.process`; a :class:`~gatekeeper.camera.Camera` adds the
 source, the watchdog that holds the gate shut when frames stop arriving, the event sinks (the
@@ -45,6 +45,8 @@ from .config import CameraConfig, Config
 from .crop import face_chip
 from .detect import Face, FaceDetector, resolve_face_model
 from .gate import Event, FaceScore, Gate
+from .motion import DetectSchedule
+from .track import Tracker
 
 if TYPE_CHECKING:
     from .hooks.dispatch import Dispatcher
@@ -126,16 +128,35 @@ class StageTimes:
 
 @dataclass
 class Pipeline:
-    """detect -> crop -> classify -> gate for one frame at a time."""
+    """detect -> track -> crop -> classify -> gate for one frame at a time.
+
+    The tracker is its own stage: it gives each face its track id, and the gate decides on the
+    tracked faces (:meth:`Gate.decide`); its time counts in the ``gate`` stage metric, as it did
+    while the gate ran it. With ``motion``, a frame where nothing changed since the last
+    detection skips detect, crop and classify: the faces and scores of the last detection stand
+    for it (see :mod:`gatekeeper.motion`); only frames the detector ran on count in ``detect``.
+    """
 
     detector: FaceDetector
     classifier: SmileClassifier
     gate: Gate
     times: StageTimes = field(default_factory=StageTimes)
     last_faces: list[FaceScore] = field(default_factory=list)
+    tracker: Tracker | None = None  # None: one made from the gate's config (lost_after_s)
+    motion: DetectSchedule | None = None  # None: the detector runs on every frame
+    _detected: list[FaceScore] = field(default_factory=list, init=False, repr=False)  # what the last detection found and scored
 
-    def score_faces(self, image: np.ndarray, faces: list[Face]) -> list[FaceScore]:
-        """Crop and classify all faces of one image in one model call."""
+    def __post_init__(self) -> None:
+        if self.tracker is None:
+            self.tracker = Tracker(self.gate.config.lost_after_s)
+
+    @property
+    def _tracker(self) -> Tracker:
+        assert self.tracker is not None  # set in __post_init__
+        return self.tracker
+
+    def score_faces(self, image: np.ndarray, faces: list[Face], tracks: list[int] | None = None) -> list[FaceScore]:
+        """Crop and classify all faces of one image in one model call (``tracks``: their ids)."""
         if not faces:
             return []
         t0 = time.perf_counter()
@@ -144,28 +165,51 @@ class Pipeline:
         probs = self.classifier.predict(chips)
         self.times.add("crop", t1 - t0)
         self.times.add("classify", time.perf_counter() - t1)
-        return [FaceScore(f.box, float(p)) for f, p in zip(faces, probs, strict=True)]
+        ids: list[int | None] = list(tracks) if tracks is not None else [None] * len(faces)
+        return [FaceScore(f.box, float(p), track) for f, p, track in zip(faces, probs, ids, strict=True)]
 
     def process(self, frame: Frame) -> list[Event]:
         self.times.add("decode", frame.decode_s)  # measured by the source, reported with the rest
         t0 = time.perf_counter()
-        faces = self.detector.detect(frame.image, frame.t)
-        self.times.add("detect", time.perf_counter() - t0)
-        self.last_faces = self.score_faces(frame.image, faces)
+        detect = self.motion is None or self.motion.due(frame.image, frame.t, [f.box for f in self._detected])
+        faces = self.detector.detect(frame.image, frame.t) if detect else []
         t1 = time.perf_counter()
+        if detect:
+            self.times.add("detect", t1 - t0)
+        tracker = self._tracker
+        boxes = [f.box for f in faces] if detect else [f.box for f in self._detected]
+        tracks = [tr.id for tr in tracker.update(boxes, frame.t)]
+        lost = [tr.id for tr in tracker.lost]
+        track_s = time.perf_counter() - t1
+        if detect:
+            self.last_faces = self._detected = self.score_faces(frame.image, faces, tracks)
+        else:
+            self.last_faces = [FaceScore(f.box, f.score, track) for f, track in zip(self._detected, tracks, strict=True)]
+        t2 = time.perf_counter()
         height, width = frame.image.shape[:2]
-        events = self.gate.update(frame.index, frame.t, self.last_faces, (width, height))  # the size places gate.zone
-        self.times.add("gate", time.perf_counter() - t1)
+        events = self.gate.decide(frame.index, frame.t, self.last_faces, lost, (width, height))  # the size places gate.zone
+        self.times.add("gate", track_s + time.perf_counter() - t2)
         return events
+
+    def recover(self, frame: int, t: float, reason: str) -> list[Event]:
+        """End a fault: the tracks not seen for ``lost_after_s`` by ``t`` end (FACE_LOST)."""
+        if not self.gate.faulted:
+            return []
+        return self.gate.recover(frame, t, reason, lost=[tr.id for tr in self._tracker.expire(t)])
 
     def close(self) -> None:
         self.detector.close()
 
 
+def detect_schedule(cfg: Config) -> DetectSchedule | None:
+    """The pipeline's ``motion`` for ``cfg`` (None with ``motion.enabled: false``)."""
+    return DetectSchedule(cfg.motion) if cfg.motion.enabled else None
+
+
 def build_pipeline(cfg: Config, *, video: bool = True) -> Pipeline:
     """Load the models named by ``cfg`` (raises :class:`~gatekeeper.errors.ModelError`)."""
     detector, classifier = load_models(cfg, video=video)
-    return Pipeline(detector, classifier, Gate(cfg.gate))
+    return Pipeline(detector, classifier, Gate(cfg.gate), motion=detect_schedule(cfg))
 
 
 class App(Camera):
@@ -269,7 +313,9 @@ class Service:
             raise ValueError(f"camera {camera.name!r} is already in the service")
         cfg = self.cfg.for_camera(camera)
         lane = self.scheduler.lane(camera.name)
-        pipeline = Pipeline(SharedDetector(self.detector, lane), SharedClassifier(self.classifier, lane), Gate(cfg.gate))  # type: ignore[arg-type]
+        # The motion check runs on the camera's own thread: a frame where nothing changed never
+        # waits for the shared detector.
+        pipeline = Pipeline(SharedDetector(self.detector, lane), SharedClassifier(self.classifier, lane), Gate(cfg.gate), motion=detect_schedule(cfg))  # type: ignore[arg-type]
         if times is not None:
             pipeline.times = times
         dispatcher = open_dispatcher(cfg, env=self.env, dry_run=self.dry_run, journal=self.journal, camera=camera.name)

@@ -308,7 +308,7 @@ class Camera:
         if self._faults:
             log.info("%s: %s recovered (%s); the gate stays shut: %s", self.name, cause, reason, "; ".join(self._faults.values()))
             return
-        self.emit(self.pipeline.gate.recover(frame, t, reason))
+        self.emit(self.pipeline.recover(frame, t, reason))
 
     def _watch_journal(self, frame: int, t: float) -> None:
         d = self.dispatcher

@@ -34,6 +34,7 @@ from .actions import ActionsConfig
 from .errors import ConfigError
 from .gate import GateConfig
 from .hooks.config import HOOK_TYPES, GpioHookConfig, HookConfig
+from .motion import MotionConfig
 from .redact import REDACTED, redact_text
 from .schema import bounds_text, check_bounds, opt
 
@@ -148,6 +149,7 @@ class Config:
     name: str = opt("gate", "the gate's name, used in MQTT topics and webhook payloads")
     source: SourceConfig = opt(SourceConfig(), "where frames come from")
     detector: DetectorConfig = opt(DetectorConfig(), "face detection")
+    motion: MotionConfig = opt(MotionConfig(), "when the face detector runs: only on frames that changed, slower while nobody is in view")
     classifier: ClassifierConfig = opt(ClassifierConfig(), "smile classification")
     gate: GateConfig = opt(GateConfig(), "when the gate opens")
     journal: JournalConfig = opt(JournalConfig(), "the event journal")

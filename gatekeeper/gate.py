@@ -3,10 +3,12 @@
 No I/O and no clock of its own: the caller passes the frame index and time ``t`` (seconds) of
 every frame. Every rule about when the gate opens lives here and only here:
 
-* **people, not frames**: the faces of each frame go through a :class:`~gatekeeper.track.Tracker`,
-  so each face has a track id that lasts while it stays in view (a few missed detections
-  included). A **visit** is a track that has been the deciding face at least once; OPEN, DENY and
-  FACE_LOST are about visits and carry the track id.
+* **people, not frames**: each face comes with a track id that lasts while it stays in view (a
+  few missed detections included), given by the tracking stage before the gate
+  (:class:`~gatekeeper.track.Tracker`; :meth:`Gate.decide`). :meth:`Gate.update` is the same for
+  faces that have no track yet: the gate runs a tracker of its own first. A **visit** is a track
+  that has been the deciding face at least once; OPEN, DENY and FACE_LOST are about visits and
+  carry the track id.
 * **deciding face**: the largest face whose centre lies inside ``zone`` (relative [x0, y0, x1,
   y1], by default the whole frame). Faces outside it never decide; smaller faces behind the
   person in front do not either. When another track starts to decide, the smile hold starts
@@ -60,7 +62,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from .schema import check_bounds, opt
-from .track import Box, Track, Tracker
+from .track import Box, Tracker
 
 if TYPE_CHECKING:
     from .actions import Action
@@ -94,10 +96,11 @@ class GateState(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class FaceScore:
-    """A face's box (x, y, w, h in pixels) and its smile probability."""
+    """A face's box (x, y, w, h in pixels), its smile probability and, once tracked, its track id."""
 
     box: Box
     score: float
+    track: int | None = None  # the tracking stage's id (Gate.decide); None before tracking (Gate.update)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +238,11 @@ class Gate:
     """Feed it one :meth:`update` per processed frame; it returns the events of that frame.
 
     ``when_opened`` (and the other ``when_*`` callbacks) are called with each event, in the
-    style of gpiozero; the app uses the returned list instead. ``tracker`` is made from the
-    config (``lost_after_s``) unless given.
+    style of gpiozero; the app uses the returned list instead.
+
+    The pipeline tracks the faces itself and hands them over with their track ids
+    (:meth:`decide`, :meth:`recover` with ``lost``). :meth:`update` takes untracked faces and
+    runs the gate's own ``tracker`` first, made from the config (``lost_after_s``) unless given.
     """
 
     config: GateConfig = field(default_factory=GateConfig)
@@ -288,23 +294,36 @@ class Gate:
 
     # -- transitions ---------------------------------------------------------------------------
     def update(self, frame: int, t: float, faces: Sequence[FaceScore], size: tuple[int, int] | None = None) -> list[Event]:
-        """Advance by one frame with the faces found in it (any order).
+        """Advance by one frame with the untracked faces found in it (any order): the gate's own
+        tracker gives them their track ids, then :meth:`decide`.
+
+        ``size`` is the frame's (width, height) in pixels; it is needed when ``zone`` is set.
+        """
+        tracks = self._tracker.update([f.box for f in faces], t)
+        tracked = [FaceScore(f.box, f.score, tr.id) for f, tr in zip(faces, tracks, strict=True)]
+        return self.decide(frame, t, tracked, [tr.id for tr in self._tracker.lost], size)
+
+    def decide(self, frame: int, t: float, faces: Sequence[FaceScore], lost: Sequence[int] = (), size: tuple[int, int] | None = None) -> list[Event]:
+        """Advance by one frame with its tracked faces (each with its ``track``, any order) and
+        the ids of the tracks that ended at this frame (``lost``).
 
         ``size`` is the frame's (width, height) in pixels; it is needed when ``zone`` is set.
         """
         cfg = self.config
-        tracks = self._tracker.update([f.box for f in faces], t)
-        events = [self._event(EventType.FACE_LOST, frame, t, None, None, len(faces), None, tr.id) for tr in self._end(self._tracker.lost)]
+        if any(f.track is None for f in faces):
+            raise ValueError("Gate.decide() takes tracked faces (FaceScore.track set); untracked faces go to Gate.update()")
+        tracks = [int(f.track) for f in faces]  # type: ignore[arg-type]
+        events = [self._event(EventType.FACE_LOST, frame, t, None, None, len(faces), None, track) for track in self._end(lost)]
 
         inside = [self._in_zone(f.box, size) for f in faces]
-        for f, tr in zip(faces, tracks, strict=True):
-            person = self._people.get(tr.id)
+        for f, track in zip(faces, tracks, strict=True):
+            person = self._people.get(track)
             if person is None:
-                person = self._people[tr.id] = _Person()
+                person = self._people[track] = _Person()
             self._observe(person, f, t)
         candidates = [i for i, ok in enumerate(inside) if ok]
         best = max(candidates, key=lambda i: faces[i].box[2] * faces[i].box[3]) if candidates else None
-        self.faces = tuple(TrackedFace(f.box, f.score, tr.id, ok, i == best) for i, (f, tr, ok) in enumerate(zip(faces, tracks, inside, strict=True)))
+        self.faces = tuple(TrackedFace(f.box, f.score, track, ok, i == best) for i, (f, track, ok) in enumerate(zip(faces, tracks, inside, strict=True)))
         self.last_score = None if best is None else faces[best].score
 
         if best is None:
@@ -314,7 +333,7 @@ class Gate:
                 self._hold = None
             return self._dispatch(events)
 
-        face, track = faces[best], tracks[best].id
+        face, track = faces[best], tracks[best]
         person = self._people[track]
         if person.decided_t is None:
             person.decided_t = t
@@ -353,15 +372,18 @@ class Gate:
         self._fault = reason
         return [self._event(EventType.FAULT, frame, t, None, None, 0, reason, None)]
 
-    def recover(self, frame: int, t: float, reason: str = "frames arriving again") -> list[Event]:
+    def recover(self, frame: int, t: float, reason: str = "frames arriving again", lost: Sequence[int] | None = None) -> list[Event]:
         """End a fault; the next smile must be held in full again. Tracks not seen for longer
         than ``lost_after_s`` by ``t`` end here (FACE_LOST), so a face seen before a long pause
-        in the frames is not taken for the one after it."""
+        in the frames is not taken for the one after it: ``lost`` names them when the tracking
+        stage is the pipeline's (``Tracker.expire``); None asks the gate's own tracker."""
         if self._fault is None:
             return []
         self._fault = None
+        if lost is None:
+            lost = [tr.id for tr in self._tracker.expire(t)]
         events = [self._event(EventType.RECOVERED, frame, t, None, None, 0, reason, None)]
-        events += [self._event(EventType.FACE_LOST, frame, t, None, None, 0, None, tr.id) for tr in self._end(self._tracker.expire(t))]
+        events += [self._event(EventType.FACE_LOST, frame, t, None, None, 0, None, track) for track in self._end(lost)]
         return events
 
     def act(self, action: Action, frame: int, t: float) -> list[Event]:
@@ -421,17 +443,17 @@ class Gate:
         if t - person.calm_since >= self.config.onset_s:
             person.onset_seen = True
 
-    def _end(self, lost: Sequence[Track]) -> list[Track]:
-        """Forget the tracks in ``lost``; returns those that were visits (they get FACE_LOST)."""
+    def _end(self, lost: Sequence[int]) -> list[int]:
+        """Forget the tracks ``lost``; returns those that were visits (they get FACE_LOST)."""
         ended = []
-        for tr in lost:
-            person = self._people.pop(tr.id, None)
-            if self._hold is not None and self._hold.track == tr.id:
+        for track in lost:
+            person = self._people.pop(track, None)
+            if self._hold is not None and self._hold.track == track:
                 self._hold = None
-            if self._decider == tr.id:
+            if self._decider == track:
                 self._decider = None
             if person is not None and person.decided_t is not None:
-                ended.append(tr)
+                ended.append(track)
         return ended
 
     def _in_zone(self, box: Box, size: tuple[int, int] | None) -> bool:

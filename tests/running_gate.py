@@ -43,6 +43,9 @@ class StandInPipeline:
         self.last_faces = [] if self.score is None else [dataclasses.replace(FACE, score=self.score)]
         return self.gate.update(frame.index, frame.t, self.last_faces)
 
+    def recover(self, frame: int, t: float, reason: str) -> list[Event]:
+        return self.gate.recover(frame, t, reason)  # the gate tracks the faces itself (Gate.update)
+
     def close(self) -> None:
         pass
 

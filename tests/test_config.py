@@ -148,6 +148,15 @@ BAD_CONFIGS = [
     pytest.param("actions: {button: {bounce_ms: 9000}}\n", "actions.button.bounce_ms: expected a value >= 0 and <= 5000, got 9000", id="bounce_ms too long"),
     pytest.param("actions: {button: {pin_factory: lgpio}}\n", "actions.button.pin_factory: expected one of 'auto', 'mock'", id="button pin_factory unknown"),
     pytest.param("actions: {buttons: []}\n", "actions.buttons: unknown key; expected one of button, queue_size, wait_s", id="unknown actions key"),
+    # motion (gatekeeper.motion)
+    pytest.param("motion: {width: 8}\n", "motion.width: expected a value >= 16", id="motion: copy too small"),
+    pytest.param("motion: {idle_fps: 0}\n", "motion.idle_fps: expected a value > 0", id="motion: no idle rate"),
+    pytest.param("motion: {refresh_s: -1}\n", "motion.refresh_s: expected a value > 0", id="motion: negative refresh"),
+    pytest.param("motion: {pixel_threshold: 300}\n", "motion.pixel_threshold: expected a value >= 0 and <= 255", id="motion: threshold beyond a grey level"),
+    pytest.param("motion: {min_changed: 1.5}\n", "motion.min_changed: expected a value >= 0 and <= 1", id="motion: share above one"),
+    pytest.param("motion: {enabled: maybe}\n", "motion.enabled: expected true or false", id="motion: not a bool"),
+    pytest.param("motion: {fps: 5}\n", "motion.fps: unknown key; expected one of enabled, face_min_changed", id="motion: unknown key"),
+    pytest.param("motion: 5\n", "motion: expected a mapping of keys", id="motion: not a section"),
 ]
 
 

@@ -425,6 +425,9 @@ class ScoredPipeline:
         self.last_faces = [FaceScore((10.0, 10.0, 100.0, 100.0), 0.95)] if self.script[frame.index] else []
         return self.gate.update(frame.index, frame.t, self.last_faces)
 
+    def recover(self, frame: int, t: float, reason: str) -> list[Event]:
+        return self.gate.recover(frame, t, reason)  # the gate tracks the faces itself (Gate.update)
+
     def close(self) -> None:
         pass
 

@@ -143,6 +143,9 @@ class ScriptedPipeline:
             self.on_open()
         return [Event(EventType.OPEN, frame.index, frame.t, 0.9, new_event_id(), (0.0, 0.0, 100.0, 100.0), 1)]
 
+    def recover(self, frame: int, t: float, reason: str) -> list[Event]:
+        return self.gate.recover(frame, t, reason)  # the gate tracks the faces itself (Gate.update)
+
     def close(self) -> None:
         pass
 
