@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import os
 import sys
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._native import route_native_stderr
 from .commands import default_config_path as _default_config_path
@@ -34,9 +31,7 @@ from .commands import setup_logging as _setup_logging  # a module attribute: tes
 from .errors import CLI_NAME, ArgumentParser, ConfigError, GatekeeperError
 
 if TYPE_CHECKING:
-    from .app import Pipeline
-    from .capture import Frame
-    from .config import CameraConfig, Config
+    from .config import Config
 
 __all__ = ["main"]
 
@@ -84,23 +79,8 @@ def require_extra(extra: str, option: str, modules: tuple[str, ...]) -> None:
             raise GatekeeperError(f"{option} needs the '{extra}' extra ({name} is not installed); install it with: pip install 'gatekeeper[{extra}]'") from None
 
 
-def _fan_out(callbacks: list[Callable[[Frame, Pipeline], None]]) -> Callable[[Frame, Pipeline], None] | None:
-    """One ``on_frame`` for the App that calls each of ``callbacks`` (None when there are none)."""
-    if not callbacks:
-        return None
-    if len(callbacks) == 1:
-        return callbacks[0]
-
-    def on_frame(frame: Frame, pipeline: Pipeline) -> None:
-        for cb in callbacks:
-            cb(frame, pipeline)
-
-    return on_frame
-
-
-def _run(argv: list[str], *, open_video: Callable[..., Any] | None = None) -> int:
-    """The gate itself. ``open_video(path, realtime=...)`` stands in for :class:`FileSource` with
-    ``--video`` (``gatekeeper demo`` plays its clip in a loop)."""
+def _run(argv: list[str]) -> int:
+    """The gate itself: the options checked, then :func:`gatekeeper.serve.serve`."""
     args = run_parser().parse_args(argv)
     _setup_logging(args.log_level)
     from .config import load_config
@@ -122,148 +102,10 @@ def _run(argv: list[str], *, open_video: Callable[..., Any] | None = None) -> in
     if args.check_config:
         return _check_config(cfg, args)
 
-    from .app import EventSink, Service, StdoutSink
-    from .capture import LiveSource
+    from .serve import RunOptions, serve
 
-    cameras = _cameras(cfg, args)
-    # Open the sources first: a bad path should not wait for model loading.
-    sources: dict[str, Any] = {}
-    try:
-        for cam in cameras:
-            sources[cam.name] = _open_source(cfg, cam, args, open_video)
-    except BaseException:
-        for src in sources.values():
-            src.close()
-        raise
-    from .actions import Controls
-
-    # Made first, so the page takes actions from the moment it is up; they wait in each camera's
-    # queue until its loop starts.
-    controls = {cam.name: Controls(cfg.actions, token=cfg.http.token) for cam in cameras}
-    stdout = StdoutSink()
-    sinks: dict[str, list[EventSink]] = {name: [stdout] for name in sources}
-    on_frame: dict[str, list[Callable[[Frame, Pipeline], None]]] = {name: [] for name in sources}
-    server = None
-    views: dict[str, Any] = {}
-    if args.http is not None:
-        from .web import LiveView, Metrics, WebServer, parse_listen
-
-        # The server starts before the models load, so the page is up as early as possible.
-        metrics = Metrics()
-        for cam in cameras:
-            src = sources[cam.name]
-            view = LiveView(cfg.for_camera(cam), source_status=src.status, live=isinstance(src, LiveSource), metrics=metrics)
-            view.controls = controls[cam.name]
-            views[cam.name] = view
-            sinks[cam.name].append(view)
-            on_frame[cam.name].append(view.on_frame)
-        try:
-            server = WebServer(views, *parse_listen(args.http), name=cfg.name)
-            server.start()
-        except BaseException:
-            for src in sources.values():
-                src.close()
-            raise
-    recorders: dict[str, Any] = {}
-    if report_path is not None:
-        from .report import ReplayRecorder
-
-        for name, src in sources.items():
-            recorders[name] = ReplayRecorder(live=isinstance(src, LiveSource))
-            sinks[name].append(recorders[name])
-            on_frame[name].append(recorders[name].on_frame)
-    try:
-        try:
-            # The models once for every camera, and the one journal: every event is recorded
-            # before any hook sees it.
-            service = Service(cfg, dry_run=args.dry_run)
-        except BaseException:
-            for src in sources.values():
-                src.close()
-            raise
-        try:
-            for cam in cameras:
-                # Each camera's hooks start here, resuming what an earlier run left undelivered.
-                camera = service.add_camera(cam, sources[cam.name], sinks[cam.name], _fan_out(on_frame[cam.name]), controls=controls[cam.name])
-                view = views.get(cam.name)
-                if view is not None:
-                    camera.pipeline.times.observer = view.observe_stage
-                    view.hooks = camera.dispatcher.hooks if camera.dispatcher is not None else ()
-                    view.app = camera  # /healthz: the source ended, the journal cannot write
-        except BaseException:
-            for name, src in sources.items():
-                if name not in service.cameras:
-                    src.close()
-            service.close()
-            raise
-        service.install_signal_handlers()
-        try:
-            service.run()
-            service.close_sinks()  # the frames have ended: the page and /healthz say so from now on
-            if report_path is not None:
-                from .report import write_report
-
-                for cam in cameras:
-                    rec = recorders[cam.name]
-                    path = report_path if len(cameras) == 1 else report_path.with_name(f"{report_path.stem}-{cam.name}{report_path.suffix}")
-                    write_report(path, rec.rows, rec.events, cam.gate, title=_source_title(cam, args, single=len(cameras) == 1), live=rec.live)
-                    log.info("report written to %s", path)
-            if server is not None and args.hold_open > 0 and not service.stopping.is_set():
-                log.info("source ended; live view stays up for %g s (Ctrl-C ends it); operator actions still apply", args.hold_open)
-                service.serve_actions(args.hold_open)
-        finally:
-            service.close()
-        for name, camera in service.cameras.items():
-            st = sources[name].status
-            who = "" if len(cameras) == 1 else f"camera {name}: "
-            log.info("%sdone: %d frames, events %s, source %s", who, camera.frames, json.dumps(camera.events), json.dumps({"read": st.read, "dropped": st.dropped, "skipped": st.skipped, "reconnects": st.reconnects}))
-    finally:
-        if server is not None:
-            server.stop()
+    serve(cfg, RunOptions(camera=args.camera, url=args.url, video=args.video, realtime=args.realtime, http=args.http, hold_open=args.hold_open, report=report_path, dry_run=args.dry_run))
     return 0
-
-
-def _cameras(cfg: Config, args: argparse.Namespace) -> tuple[CameraConfig, ...]:
-    """The cameras to run: those of ``cameras:``, or one from --camera, --url or --video."""
-    flag = next((f"--{k}" for k in ("camera", "url", "video") if getattr(args, k) is not None), None)
-    if cfg.cameras and flag is not None:
-        raise ConfigError(f"{flag}: the config names its cameras (cameras: {', '.join(c.name for c in cfg.cameras)}); expected no --camera, --url or --video with it, or a config without cameras:")
-    return cfg.camera_list()
-
-
-def _open_source(cfg: Config, cam: CameraConfig, args: argparse.Namespace, open_video: Callable[..., Any] | None) -> Any:
-    """The source of one camera: its own (``cameras:``), else the command line's."""
-    from .capture import FileSource, LiveSource
-
-    video = cam.video if cfg.cameras else args.video
-    realtime = args.realtime or cfg.source.realtime
-    if video is not None:
-        return (open_video if open_video is not None and not cfg.cameras else FileSource)(video, realtime=realtime)
-    target = cam.target if cfg.cameras else (args.camera if args.camera is not None else args.url)
-    s = cfg.source
-    return LiveSource(
-        target,
-        width=s.width,
-        height=s.height,
-        reconnect_initial_s=s.reconnect_initial_s,
-        reconnect_max_s=s.reconnect_max_s,
-        max_reconnects=s.max_reconnects,
-        # A read blocked longer than the watchdog is a stalled stream: the gate is already
-        # faulted, and reconnecting is the cure (FFmpeg alone would wait 30 s).
-        read_timeout_s=max(1.0, s.watchdog_s),
-        # One camera of cameras: that is down at start holds its own gate shut (FAULT after
-        # watchdog_s) and is retried; the others start. A lone camera that is not there is bad input.
-        wait_for_source=bool(cfg.cameras),
-    )
-
-
-def _source_title(cam: CameraConfig, args: argparse.Namespace, *, single: bool) -> str:
-    """The report's title: the file's name or the stream, and the camera's name when there are several."""
-    if single and cam.target is None and cam.video is None:
-        what = Path(args.video).name if args.video is not None else str(args.url if args.camera is None else f"camera {args.camera}")
-        return what
-    what = Path(cam.video).name if cam.video is not None else str(cam.url if cam.camera is None else f"camera {cam.camera}")
-    return f"{cam.name}: {what}"
 
 
 def _check_config(cfg: Config, args: argparse.Namespace) -> int:
@@ -281,8 +123,9 @@ def _check_config(cfg: Config, args: argparse.Namespace) -> int:
     problems = check(cfg)
     try:
         from .capture import FileSource
+        from .serve import RunOptions, cameras_to_run
 
-        _cameras(cfg, args)  # cameras: and a source on the command line do not go together
+        cameras_to_run(cfg, RunOptions(camera=args.camera, url=args.url, video=args.video))  # cameras: and a source on the command line do not go together
         if args.video is not None:
             FileSource(args.video).close()
         for cam in cfg.cameras:

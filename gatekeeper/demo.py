@@ -21,9 +21,9 @@ The page has the operator controls (Open, In service / Out of service): the demo
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
-import json
 import secrets
 import socket
 import sys
@@ -159,25 +159,29 @@ def main(argv: list[str]) -> int:
     if args.hold_open < 0:
         ap.error(f"argument --hold-open: expected a number of seconds >= 0, got {args.hold_open:g}")
 
-    from .cli import _run as gatekeeper
+    from .commands import setup_logging
+    from .config import Config, HttpConfig, JournalConfig
+    from .serve import RunOptions, serve
 
+    setup_logging(args.log_level)
     http = not args.no_http
     if http and not _has_web_extra():
         print("gatekeeper demo: the live view needs the 'web' extra (pip install 'gatekeeper[web]'); showing the events only", file=sys.stderr)
         http = False
     loops = args.loops if args.loops is not None else (None if http else 1)
     with tempfile.TemporaryDirectory(prefix="gatekeeper-demo-") as tmp:
-        # The built-in defaults (no hooks), with the journal in the temporary folder.
-        config = Path(tmp) / "demo.yaml"
-        token = secrets.token_urlsafe(18)  # for this run only: the page's operator controls need one
-        config.write_text(f"journal:\n  path: {json.dumps(str(Path(tmp) / 'journal.sqlite3'))}\nhttp:\n  token: {json.dumps(token)}\n", encoding="utf-8")
-        run = ["--video", str(DEMO_CLIP), "--realtime", "--config", str(config), "--log-level", args.log_level]
+        # The built-in defaults (no hooks), with the journal in the temporary folder, and a
+        # token for this run only: the page's operator controls need one.
+        token = secrets.token_urlsafe(18)
+        cfg = Config(journal=JournalConfig(path=str(Path(tmp) / "journal.sqlite3")), http=HttpConfig(token=token))
+        options = RunOptions(video=DEMO_CLIP, realtime=True, open_video=functools.partial(LoopedClip, loops=loops))
         if http:
             port = args.port if args.port is not None else pick_port(HOST, DEFAULT_PORT)
-            run += ["--http", f"{HOST}:{port}", "--hold-open", f"{args.hold_open:g}"]
+            options = dataclasses.replace(options, http=f"{HOST}:{port}", hold_open=args.hold_open)
             if loops is None:
                 how = "the clip plays in a loop, the gate opening on each pass, until Ctrl-C"
             else:
                 how = f"the clip plays {loops} time{'s' if loops > 1 else ''}, then the page stays up {args.hold_open:g} s (Ctrl-C ends it sooner)"
             print(f"gatekeeper demo: live view at http://{HOST}:{port}/?token={token} (open it in a browser; {how}; its Open button and service switch act on the gate)", file=sys.stderr, flush=True)
-        return gatekeeper(run, open_video=functools.partial(LoopedClip, loops=loops))
+        serve(cfg, options)
+    return 0

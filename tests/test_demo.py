@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from polling import wait_for
 
 import gatekeeper.cli as cli
@@ -259,44 +258,47 @@ def test_pick_port_prefers_the_default_and_falls_back_to_a_free_one() -> None:
 
 
 @pytest.fixture
-def run_argv(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The gatekeeper command lines the demo runs, with the config each one names, read while it
-    exists, and the number of passes of its clip (None: until stopped)."""
-    calls: list[list[str]] = []
+def runs(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The gates the demo runs (stood in for: only what it asks for is looked at): the config,
+    the run's options, whether the journal's folder exists while it runs, and the number of
+    passes of its clip (None: until stopped)."""
+    import gatekeeper.serve as serve
 
-    def fake_run(argv: list[str], *, open_video: Any = None) -> int:
-        calls.append(argv)
-        config = Path(argv[argv.index("--config") + 1])
-        calls.append([yaml.safe_dump(yaml.safe_load(config.read_text()))])
-        source = open_video(argv[argv.index("--video") + 1], realtime="--realtime" in argv)
-        calls.append([source.loops])
+    calls: list[dict[str, Any]] = []
+
+    def fake_serve(cfg: Any, options: Any) -> None:
+        source = options.open_video(options.video, realtime=options.realtime)
+        calls.append({"cfg": cfg, "options": options, "journal_dir_exists": Path(cfg.journal.path).parent.is_dir(), "loops": source.loops})
         source.close()
-        return 0
 
-    monkeypatch.setattr(cli, "_run", fake_run)
+    monkeypatch.setattr(serve, "serve", fake_serve)
     return calls
 
 
-def test_the_demo_is_a_realtime_dry_replay_of_the_packaged_clip(run_argv: list[list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_demo_is_a_realtime_dry_replay_of_the_packaged_clip(runs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    from gatekeeper.config import Config, HttpConfig, JournalConfig
+
     monkeypatch.setattr(demo, "pick_port", lambda host, port: 8080)
     assert demo.main([]) == 0
-    argv, (config,), (loops,) = run_argv
-    assert argv[:3] == ["--video", str(demo.DEMO_CLIP), "--realtime"]
-    assert loops is None  # the clip plays until Ctrl-C
-    assert argv[argv.index("--http") + 1] == "127.0.0.1:8080"
+    (run,) = runs
+    options = run["options"]
+    assert (Path(options.video), options.realtime) == (demo.DEMO_CLIP, True)
+    assert run["loops"] is None  # the clip plays until Ctrl-C
+    assert options.http == "127.0.0.1:8080"
     # built-in defaults, so no hooks, and the journal in a temporary folder that is gone now; a
     # token of the run's own for the page's operator controls
-    settings = yaml.safe_load(config)
-    assert set(settings) == {"journal", "http"} and set(settings["http"]) == {"token"} and len(settings["http"]["token"]) >= 16
-    journal = Path(settings["journal"]["path"])
-    assert journal.name == "journal.sqlite3" and not journal.parent.exists()
+    cfg = run["cfg"]
+    assert cfg.http.token is not None and len(cfg.http.token) >= 16
+    assert cfg == Config(journal=JournalConfig(path=cfg.journal.path), http=HttpConfig(token=cfg.http.token))
+    journal = Path(cfg.journal.path)
+    assert journal.name == "journal.sqlite3" and run["journal_dir_exists"] and not journal.parent.exists()
 
 
-def test_without_the_web_extra_the_demo_runs_in_the_terminal(run_argv: list[list[str]], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_the_web_extra_the_demo_runs_in_the_terminal(runs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(demo, "_has_web_extra", lambda: False)
     assert demo.main([]) == 0
-    assert "--http" not in run_argv[0]
-    assert run_argv[2] == [1]  # one pass, as with --no-http
+    assert runs[0]["options"].http is None
+    assert runs[0]["loops"] == 1  # one pass, as with --no-http
     assert "needs the 'web' extra" in capsys.readouterr().err
 
 
@@ -304,10 +306,10 @@ def test_without_the_web_extra_the_demo_runs_in_the_terminal(run_argv: list[list
     ("argv", "loops"),
     [([], None), (["--loops", "3"], 3), (["--no-http"], 1), (["--no-http", "--loops", "2"], 2), (["--loops", "1"], 1)],
 )
-def test_how_many_passes_the_demo_plays(run_argv: list[list[str]], monkeypatch: pytest.MonkeyPatch, argv: list[str], loops: int | None) -> None:
+def test_how_many_passes_the_demo_plays(runs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, argv: list[str], loops: int | None) -> None:
     monkeypatch.setattr(demo, "pick_port", lambda host, port: 8080)
     assert demo.main(argv) == 0
-    assert run_argv[2] == [loops]
+    assert runs[0]["loops"] == loops
 
 
 @pytest.mark.parametrize("argv", [["--port", "0"], ["--port", "70000"], ["--hold-open", "-1"], ["--loops", "0"], ["--loops", "two"], ["--bogus"]])

@@ -93,3 +93,11 @@ def test_importing_each_library_module_loads_no_command() -> None:
     assert not failed, failed
     offenders = {m: sorted(set(v) & COMMANDS) for m, v in loaded.items() if set(v) & COMMANDS}
     assert not offenders, f"library modules that load the command layer: {offenders}"
+
+
+def test_the_demo_runs_the_gate_without_the_command_line() -> None:
+    # gatekeeper demo runs the gate through the library (gatekeeper.serve), as the command line
+    # does: no circle through cli (cli -> commands -> demo -> cli).
+    demo = PACKAGE / "demo.py"
+    assert "gatekeeper.cli" not in imported_names(demo)
+    assert "gatekeeper.serve.serve" in imported_names(demo)
