@@ -192,7 +192,7 @@ class ActionStats:
 class Ticket:
     """An action on its way to the gate; :meth:`wait` for what the gate made of it."""
 
-    def __init__(self, action: Action | None) -> None:
+    def __init__(self, action: Action) -> None:
         self.action = action
         self.events: list[dict[str, Any]] = []  # the events it led to, as Event.to_dict()
         self.refused: tuple[str, str] | None = None  # (code, message) when refused
@@ -235,7 +235,7 @@ class Controls:
         self.button: StaffButton | None = None
         self._queue: queue.Queue[Ticket] = queue.Queue(self.config.queue_size)
         self._clock = clock
-        self._seen: collections.OrderedDict[str, float] = collections.OrderedDict()  # MQTT ids -> ts
+        self._seen: collections.OrderedDict[str, float] = collections.OrderedDict()  # MQTT command id -> when it arrived
         self._seen_lock = threading.Lock()
         self._running = True
 
@@ -273,7 +273,6 @@ class Controls:
         if self.button is not None:
             self.button.close()
         for ticket in self.drain():
-            assert ticket.action is not None
             self._refused(ticket, ticket.action.via, "not_running", f"{ticket.action.kind} by {ticket.action.by}: the gate stopped before it could act")
 
     def _refused(self, ticket: Ticket, via: str, code: str, message: str) -> Ticket:
@@ -295,7 +294,6 @@ class Controls:
         sinks), which returns the events that happened (None: all of them)."""
         for ticket in self.drain():
             action = ticket.action
-            assert action is not None
             events = gate.act(action, frame, t)
             if not events:
                 code, message = gate.refusal or ("refused", "refused by the gate")
