@@ -181,7 +181,7 @@ class GateConfig:
     )
     onset_s: float = opt(0.3, "with require_onset: how long a person must be seen below exit_threshold before their smile counts", gt=0)
     manual_open_interval_s: float = opt(
-        0.5, "operator opens (page, HTTP, MQTT, button) closer together than this are refused: a stuck button or a script cannot hold the gate open", ge=0
+        1.0, "operator opens (page, HTTP, MQTT, button) closer together than this are refused: above the relay's pulse_ms, a script cannot hold the gate open", ge=0
     )
 
     def __post_init__(self) -> None:

@@ -27,7 +27,7 @@ from gatekeeper.web import LiveView, WebServer
 
 TOKEN = "operator-token-0123456789"
 FACE = FaceScore((40.0, 30.0, 50.0, 50.0), 0.95)
-# Frames counted, not timed: a smile held 3 frames opens; the rate limit is 0.5 s of frame time.
+# Frames counted, not timed: a smile held 3 frames opens. The manual-open rate limit is the default (1 s).
 GATE = GateConfig(hold_seconds=None, hold_frames=3, deny_after_s=600.0)
 
 
