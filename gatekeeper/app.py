@@ -191,6 +191,14 @@ class Pipeline:
         self.times.add("gate", track_s + time.perf_counter() - t2)
         return events
 
+    def next_look(self) -> float | None:
+        """The frame time before which the next frames would be skipped unseen (nobody in view,
+        no track alive: ``motion.idle_fps``), so a live source need not decode them; None when
+        every frame is looked at."""
+        if self.motion is None or self._detected or self._tracker.tracks:
+            return None
+        return self.motion.next_look(())
+
     def recover(self, frame: int, t: float, reason: str) -> list[Event]:
         """End a fault: the tracks not seen for ``lost_after_s`` by ``t`` end (FACE_LOST)."""
         if not self.gate.faulted:

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .errors import SourceError
+from .mjpeg import MjpegCapture, open_mjpeg
 from .redact import source_name
 
 __all__ = ["MAX_CAMERA_INDEX", "FileSource", "Frame", "LiveSource", "SourceStatus", "check_camera_index", "open_capture"]
@@ -59,6 +60,7 @@ class SourceStatus:
     read: int = 0
     dropped: int = 0
     skipped: int = 0  # undecodable or malformed frames
+    not_decoded: int = 0  # live frames read but not decoded: the gate did not want them (LiveSource.skip_until)
     reconnects: int = 0
     fault: str | None = None
     ended: bool = False
@@ -287,7 +289,10 @@ class LiveSource:
         self._new = threading.Condition()
         self._latest: Frame | None = None
         self._index = 0
-        self._cap: cv2.VideoCapture | None
+        #: Wall-clock time (``time.time()``, as ``Frame.t``) before which frames are read but not
+        #: decoded: the reader of the frames sets it when it will not look at them (nobody in view).
+        self.skip_until = 0.0
+        self._cap: cv2.VideoCapture | MjpegCapture | None
         try:
             self._cap = self._open()  # the first open fails loudly: a camera that does not exist is bad input
         except SourceError as exc:
@@ -299,7 +304,12 @@ class LiveSource:
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
         self._thread.start()
 
-    def _open(self) -> cv2.VideoCapture:
+    def _open(self) -> cv2.VideoCapture | MjpegCapture:
+        if isinstance(self.target, str):
+            # An MJPEG camera is read without OpenCV: a frame the gate does not want is not decoded.
+            mjpeg = open_mjpeg(self.target, open_timeout_s=self.open_timeout_s, read_timeout_s=self.read_timeout_s)
+            if mjpeg is not None:
+                return mjpeg
         cap = open_capture(self.target, open_timeout_s=self.open_timeout_s, read_timeout_s=self.read_timeout_s)
         if self.width:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
@@ -317,7 +327,7 @@ class LiveSource:
         return not self._stop.wait(delay)
 
     def _run(self) -> None:
-        cap: cv2.VideoCapture | None = self._cap
+        cap: cv2.VideoCapture | MjpegCapture | None = self._cap
         backoff = self.reconnect_initial_s
         failures = 0  # attempts in a row that brought no frame: refused opens, connections that died empty
         delivered = False  # whether the current connection has delivered a frame
@@ -342,7 +352,15 @@ class LiveSource:
                 else:
                     log.info("source %s opened", self.name)
                 opened, delivered = True, False
-            ok, img = cap.read()
+            # Frames before skip_until are not wanted (nobody in view, see gatekeeper.motion):
+            # they are read, not decoded. Otherwise the decode is timed where it can be told apart
+            # from the wait for the camera's next frame (MjpegCapture decodes in retrieve()).
+            unwanted = time.time() < self.skip_until
+            separate = isinstance(cap, MjpegCapture)
+            if unwanted or separate:
+                ok, img = cap.grab(), None
+            else:
+                ok, img = cap.read()
             if not ok:
                 cap.release()
                 cap = None
@@ -356,14 +374,22 @@ class LiveSource:
                     break
                 backoff = min(backoff * 2, self.reconnect_max_s)
                 continue
+            if unwanted:
+                delivered = True
+                failures, backoff = 0, self.reconnect_initial_s
+                self._index += 1
+                self.status.not_decoded += 1
+                continue
+            # A live read() blocks until the camera's next frame, so only the conversion is timed:
+            # timing the read would measure the camera's frame interval, not decoding.
+            t0 = time.perf_counter()
+            if separate:
+                img = cap.retrieve()[1]
             if not _valid(img):
                 self.status.skipped += 1
                 continue
             delivered = True
             failures, backoff = 0, self.reconnect_initial_s
-            # A live read() blocks until the camera's next frame, so only the conversion is timed:
-            # timing the read would measure the camera's frame interval, not decoding.
-            t0 = time.perf_counter()
             rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
             frame = Frame(rgb, self._index, time.time(), time.perf_counter() - t0)
             self._index += 1

@@ -14,10 +14,12 @@ motion detection of camera event services does:
   On a frame where nothing changed the detector does not run and the pipeline reuses the last
   detection's faces and scores: the tracker and the gate see the same face, held still, at the
   new time, which is what detecting again would have found.
-* **idle rate**: while the last detection found nobody, a changed frame is detected only when
-  ``1 / idle_fps`` has passed since the last detection (0.1 s at the default 10), so leaves in the
-  wind or people passing far away cost 10 detections a second, not 30. A face entering is seen at
-  most that much later; from the first frame with a face in view, every changed frame is detected.
+* **idle rate**: while the last detection found nobody, the picture is looked at (compared, and
+  detected when it changed) only ``idle_fps`` times a second (every 0.1 s at the default 10), so
+  leaves in the wind or people passing far away cost 10 detections a second, not 30, and a still
+  empty picture 10 comparisons. A face entering is seen at most that much later; from the first
+  frame with a face in view, every changed frame is detected. A live source is told
+  (:meth:`DetectSchedule.next_look`), so it does not even decode the frames in between.
 * **refresh**: the detector runs at least every ``refresh_s`` whatever the picture does.
 
 Time is an argument (``t``, the frame's time), as in the gate. MediaPipe's VIDEO mode needs
@@ -68,7 +70,8 @@ class DetectSchedule:
         self.config = config
         self._ref: np.ndarray | None = None  # the small grey copy of the last detected frame
         self._scale = 1.0  # small pixels per frame pixel
-        self._last_t: float | None = None
+        self._last_t: float | None = None  # the last frame detected
+        self._last_look: float | None = None  # the last frame looked at (detected, or compared)
         self.detected = 0  # frames the detector ran on
         self.skipped = 0  # frames it did not
 
@@ -76,19 +79,30 @@ class DetectSchedule:
         """Whether to detect on ``image`` (RGB, at time ``t``); ``boxes``: the faces the last
         detection found. When it says yes, the frame becomes the reference for the next ones."""
         cfg = self.config
-        small = self._small(image)
         ref, last_t = self._ref, self._last_t
         # Times to the millisecond: frame times i / fps do not add up exactly (9/30 - 6/30 < 0.1).
-        elapsed = t - last_t + EPSILON_S if last_t is not None else 0.0
-        if small is None or ref is None or last_t is None or ref.shape != small.shape or elapsed >= cfg.refresh_s:
-            return self._run(small, t)
-        if not self._changed(small, ref, boxes) or (not boxes and elapsed < 1.0 / cfg.idle_fps):
-            self.skipped += 1
+        if ref is None or last_t is None or t - last_t + EPSILON_S >= cfg.refresh_s:
+            return self._run(self._small(image), t)
+        if not boxes and self._last_look is not None and t - self._last_look + EPSILON_S < 1.0 / cfg.idle_fps:
+            self.skipped += 1  # nobody in view: the picture is looked at idle_fps times a second
             return False
-        return self._run(small, t)
+        small = self._small(image)
+        self._last_look = t
+        if small is None or ref.shape != small.shape or self._changed(small, ref, boxes):
+            return self._run(small, t)
+        self.skipped += 1
+        return False
+
+    def next_look(self, boxes: Sequence[Box]) -> float | None:
+        """The time before which :meth:`due` will say no without looking at the picture (nobody
+        in view, the idle rate), or None when it looks at every frame. A live source need not
+        even decode the frames before it."""
+        if boxes or self._last_look is None or self._last_t is None:
+            return None
+        return min(self._last_look + 1.0 / self.config.idle_fps, self._last_t + self.config.refresh_s) - EPSILON_S
 
     def _run(self, small: np.ndarray | None, t: float) -> bool:
-        self._ref, self._last_t = small, t
+        self._ref, self._last_t, self._last_look = small, t, t
         self.detected += 1
         return True
 

@@ -1,0 +1,173 @@
+"""An MJPEG-over-HTTP camera read frame by frame, each JPEG decoded only when it is wanted.
+
+Cheap IP cameras send ``multipart/x-mixed-replace`` JPEG frames over HTTP. OpenCV's reader (its
+FFmpeg backend) decodes every one of them, 1 ms or more of a core per 640x360 frame, even when the
+gate only needs to look at a few frames a second (nobody in view, see :mod:`gatekeeper.motion`).
+:class:`MjpegCapture` reads the parts itself and decodes a JPEG only in :meth:`retrieve`, so a
+frame that is not wanted costs the read of its bytes (:meth:`grab`). It has the few methods of
+``cv2.VideoCapture`` that :class:`~gatekeeper.capture.LiveSource` uses.
+
+A URL that does not answer with a multipart stream (an RTSP-over-HTTP tunnel, an MP4 or HLS
+URL) is left to OpenCV: :func:`open_mjpeg` returns None for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import logging
+import urllib.parse
+
+import cv2
+import numpy as np
+
+from .errors import SourceError
+from .redact import source_name
+
+__all__ = ["MjpegCapture", "open_mjpeg"]
+
+log = logging.getLogger(__name__)
+
+#: The largest JPEG part read (a 4K frame at high quality is about 3 MB).
+MAX_PART_BYTES = 16 << 20
+#: The longest line of part headers read.
+MAX_LINE = 4096
+
+
+class MjpegCapture:
+    """One open ``multipart/x-mixed-replace`` response; see the module docs."""
+
+    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse, boundary: bytes) -> None:
+        self._conn = conn
+        self._response = response
+        self._boundary = b"--" + boundary
+        self._jpeg: bytes | None = None
+        self._open = True
+
+    def isOpened(self) -> bool:  # noqa: N802  (the name cv2.VideoCapture gives it)
+        return self._open
+
+    def set(self, prop: int, value: float) -> bool:
+        return False  # the size of an IP camera's pictures is set on the camera
+
+    def grab(self) -> bool:
+        """Read the next frame's JPEG bytes; False at the end of the stream or on an error."""
+        try:
+            self._jpeg = self._next_part()
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # socket.timeout is an OSError
+            log.debug("mjpeg stream: %s", exc)
+            self._jpeg = None
+        return self._jpeg is not None
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        """Decode the JPEG of the last :meth:`grab` (BGR, like OpenCV); (False, None) when it
+        is not a decodable JPEG."""
+        if self._jpeg is None:
+            return False, None
+        img = cv2.imdecode(np.frombuffer(self._jpeg, np.uint8), cv2.IMREAD_COLOR)
+        return img is not None, img
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        """The next frame, decoded. A part that is not a JPEG is an image of None, not the end."""
+        if not self.grab():
+            return False, None
+        ok, img = self.retrieve()
+        return True, img if ok else None
+
+    def release(self) -> None:
+        self._open = False
+        try:
+            self._response.close()
+        finally:
+            self._conn.close()
+
+    def _line(self) -> bytes:
+        line = self._response.readline(MAX_LINE)
+        if not line:
+            raise EOFError("the stream ended")
+        return line
+
+    def _next_part(self) -> bytes | None:
+        r = self._response
+        # Up to the boundary line; some cameras send blank lines (or the previous part's tail) first.
+        for _ in range(64):
+            try:
+                line = self._line()
+            except EOFError:
+                return None
+            if line.strip().startswith(self._boundary):
+                if line.strip() == self._boundary + b"--":
+                    return None  # the closing boundary
+                break
+        else:
+            raise ValueError("no multipart boundary within 64 lines")
+        length = None
+        while True:
+            line = self._line()
+            if not line.strip():
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        if length is not None:
+            if not 0 <= length <= MAX_PART_BYTES:
+                raise ValueError(f"part of {length} bytes")
+            data = r.read(length)
+            if len(data) < length:
+                return None  # hung up mid-frame
+            return data
+        # No Content-Length: the JPEG runs to its end marker (FF D9).
+        data = bytearray()
+        while not data.endswith(b"\xff\xd9"):
+            chunk = r.readline(65536)
+            if not chunk:
+                return None
+            data += chunk
+            if len(data) > MAX_PART_BYTES:
+                raise ValueError("part without an end marker")
+        return bytes(data)
+
+
+def open_mjpeg(url: str, *, open_timeout_s: float = 10.0, read_timeout_s: float = 5.0) -> MjpegCapture | None:
+    """An :class:`MjpegCapture` for ``url`` when it answers with a multipart JPEG stream; None
+    when it answers with something else (left to OpenCV). Raises :class:`SourceError` when it
+    cannot be reached or refuses (4xx/5xx)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname, parts.port, timeout=open_timeout_s)
+    headers = {"Accept": "multipart/x-mixed-replace, image/jpeg, */*"}
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+    except (OSError, http.client.HTTPException):
+        conn.close()
+        raise SourceError(f"cannot open video source {source_name(url)}") from None
+    ctype = response.getheader("Content-Type", "")
+    if response.status != 200 or not ctype.lower().startswith("multipart/"):
+        status = response.status
+        response.close()
+        conn.close()
+        if status != 200:
+            raise SourceError(f"cannot open video source {source_name(url)} (HTTP {status})")
+        return None
+    boundary = None
+    for param in ctype.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "boundary":
+            boundary = value.strip().strip('"')
+    if not boundary:
+        response.close()
+        conn.close()
+        return None
+    if conn.sock is not None:
+        conn.sock.settimeout(read_timeout_s)
+    return MjpegCapture(conn, response, boundary.removeprefix("--").encode("latin-1"))
