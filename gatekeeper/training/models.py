@@ -46,30 +46,35 @@ def _conv(x, filters: int, name: str, kernel: int = 3, strides: int = 1):
     return layers.ReLU(name=name + "_relu")(x)
 
 
-def build_gate(dropout: float = 0.3) -> keras.Model:
+def build_gate(dropout: float = 0.3, width: float = 1.0) -> keras.Model:
+    """The gate topology; ``width`` multiplies every layer's channels (1.0: 24-32-32-64-64-64)."""
+
+    def ch(n: int) -> int:
+        return max(8, int(n * width / 8.0 + 0.5) * 8)  # a multiple of 8, rounded half up
+
     inp = keras.Input((64, 64, 1), name="chip")
     x = Standardize(name="standardize")(inp)
     # A 5x5 stride-2 stem instead of a full-resolution conv and a pool: the same receptive field,
     # no 64x64 activation maps to normalise and store (27% less time per training step, measured).
-    x = _conv(x, 24, "c1", kernel=5, strides=2)  # 32
-    x = _conv(x, 32, "c2")
-    x = _conv(x, 32, "c3")
+    x = _conv(x, ch(24), "c1", kernel=5, strides=2)  # 32
+    x = _conv(x, ch(32), "c2")
+    x = _conv(x, ch(32), "c3")
     x = layers.MaxPooling2D(name="p2")(x)  # 16
-    x = _conv(x, 64, "c4")
-    x = _conv(x, 64, "c5")
+    x = _conv(x, ch(64), "c4")
+    x = _conv(x, ch(64), "c5")
     x = layers.MaxPooling2D(name="p3")(x)  # 8
-    x = _conv(x, 64, "c6")
+    x = _conv(x, ch(64), "c6")
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     out = layers.Dense(1, name="logit")(x)
     return keras.Model(inp, out, name="gate")
 
 
-def build(arch: str) -> keras.Model:
+def build(arch: str, width: float = 1.0) -> keras.Model:
     if arch == "seed":
         return build_seed()
     if arch == "gate":
-        return build_gate()
+        return build_gate(width=width)
     raise ValueError(f"unknown architecture {arch!r}; expected one of {', '.join(ARCHS)}")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..detect import FaceDetector, resolve_face_model
+from .augment import train_dataset
 from .data import SPLIT_SEED, LabelledSet, card_split_seed, dataset_splits, load_dataset, prepare_chips
 from .metrics import PLATT_KIND, choose_threshold, fit_platt, sigmoid
 
@@ -71,127 +72,12 @@ def gather(sets: list[Prepared], split: str) -> tuple[np.ndarray, np.ndarray, np
     )
 
 
-#: Where the mouth lies in a chip (rows, then columns, pixels): below the eyes (row 16) by
-#: at most d, centred. Used by the occlusion augmentation.
-MOUTH = (42.0, 56.0, 20.0, 44.0)
-
-
-def _chip_grid():
-    """Row and column indices of a chip, shaped to broadcast against a (batch, 64, 64, 1) tensor."""
-    import tensorflow as tf
-
-    rows = tf.reshape(tf.range(64, dtype=tf.float32), (1, 64, 1, 1))
-    cols = tf.reshape(tf.range(64, dtype=tf.float32), (1, 1, 64, 1))
-    return rows, cols
-
-
-def occlude(x, y, rate: float = 0.2):
-    """Flat patches over a share ``rate`` of a batch of chips; mouth-covered chips become "not smiling"."""
-    import tensorflow as tf
-
-    # A hand, a sleeve or a microphone in front of the face: a flat patch,
-    # half of them over the mouth. A smile the camera cannot see must not open the gate, so a
-    # chip whose mouth is mostly covered becomes "not smiling"; elsewhere the label stands and
-    # the model learns to use what is left (eyes, cheeks).
-    b = tf.shape(x)[0]
-    shape = (b, 1, 1, 1)
-    hh = tf.random.uniform(shape, 10.0, 26.0)
-    ww = tf.random.uniform(shape, 12.0, 34.0)
-    at_mouth = tf.random.uniform(shape) < 0.5
-    # Top-left corner, from a centre drawn in the mouth box or anywhere.
-    cy = tf.where(at_mouth, tf.random.uniform(shape, MOUTH[0], MOUTH[1]), tf.random.uniform(shape, 0.0, 64.0)) - hh / 2.0
-    cx = tf.where(at_mouth, tf.random.uniform(shape, MOUTH[2], MOUTH[3]), tf.random.uniform(shape, 0.0, 64.0)) - ww / 2.0
-    rows, cols = _chip_grid()
-    patch = (rows >= cy) & (rows < cy + hh) & (cols >= cx) & (cols < cx + ww)
-    patch &= tf.random.uniform(shape) < rate
-    tone = tf.random.uniform(shape, 40.0, 220.0) + tf.random.normal(tf.shape(x)) * 4.0
-    x = tf.where(patch, tone, x)
-    in_mouth = (rows >= MOUTH[0]) & (rows < MOUTH[1]) & (cols >= MOUTH[2]) & (cols < MOUTH[3])
-    covered = tf.reduce_sum(tf.cast(patch & in_mouth, tf.float32), axis=[1, 2, 3]) / float((MOUTH[1] - MOUTH[0]) * (MOUTH[3] - MOUTH[2]))
-    y = tf.where(covered >= 0.6, tf.zeros_like(y), y)
-    return x, y
-
-
-#: Where the eyes lie in a chip: on row 16 (0.45 d below the top), 16 pixels either side of the
-#: centre (the inter-ocular distance is 0.9 d, d = 64 / 1.8 pixels).
-EYES_ROW, EYES_HALF_APART = 16.0, 16.0
-
-
-def sunglasses(x, rate: float = 0.08):
-    """Dark glasses on a share ``rate`` of a batch of chips; the label stands.
-
-    Sunglasses are common in a queue outside: a smile must still be seen from the mouth and
-    cheeks, and a straight face must not become a smile because the eyes are hidden. Two dark
-    lenses (ellipses, their size, spacing and height drawn at random) and a bridge.
-    """
-    import tensorflow as tf
-
-    b = tf.shape(x)[0]
-    shape = (b, 1, 1, 1)
-    cy = EYES_ROW + tf.random.uniform(shape, -2.5, 2.5)
-    apart = EYES_HALF_APART + tf.random.uniform(shape, -2.0, 2.0)
-    rx, ry = tf.random.uniform(shape, 8.0, 12.0), tf.random.uniform(shape, 5.0, 8.0)
-    rows, cols = _chip_grid()
-
-    def lens(cx):
-        return tf.square((cols - cx) / rx) + tf.square((rows - cy) / ry) <= 1.0
-
-    bridge = (tf.abs(rows - (cy - 0.4 * ry)) < 1.2) & (tf.abs(cols - 32.0) < apart)
-    glasses = (lens(32.0 - apart) | lens(32.0 + apart) | bridge) & (tf.random.uniform(shape) < rate)
-    tone = tf.random.uniform(shape, 5.0, 70.0) + tf.random.normal(tf.shape(x)) * 3.0
-    return tf.where(glasses, tone, x)
-
-
-def _augment_fn(seed: int, occlusion_rate: float, glasses_rate: float, lowres_rate: float = 0.3):
-    import keras
-    import tensorflow as tf
-
-    geo = keras.Sequential(
-        [
-            keras.layers.RandomRotation(0.03, fill_mode="nearest", seed=seed),  # +-11 degrees
-            keras.layers.RandomZoom((-0.1, 0.1), fill_mode="nearest", seed=seed + 1),
-            keras.layers.RandomTranslation(0.06, 0.06, fill_mode="nearest", seed=seed + 2),
-        ]
-    )
-
-    def jpeg(x, y, w):
-        # JPEG artefacts of a cheap camera stream, on 30% of the chips.
-        q = tf.random.uniform((), 25, 90, dtype=tf.int32)
-        xj = tf.image.adjust_jpeg_quality(tf.cast(x, tf.uint8), q)
-        x = tf.cond(tf.random.uniform(()) < 0.3, lambda: tf.cast(xj, tf.float32), lambda: x)
-        return x, y, w
-
-    def batch_aug(x, y, w):
-        b = tf.shape(x)[0]
-        flip = tf.random.uniform((b, 1, 1, 1)) < 0.5
-        x = tf.where(flip, tf.reverse(x, axis=[2]), x)
-        x = geo(x, training=True)
-        # A distant or cheap camera (faces 20-30 px wide) and defocus: down to 18-48 px and back,
-        # on a share ``lowres_rate`` of the chips.
-        small = tf.random.uniform((), 18, 49, dtype=tf.int32)
-        xs = tf.image.resize(tf.image.resize(x, [small, small], antialias=True), [64, 64])
-        x = tf.where(tf.random.uniform((b, 1, 1, 1)) < lowres_rate, xs, x)
-        # Exposure: gamma, contrast, brightness.
-        g = tf.exp(tf.random.normal((b, 1, 1, 1), stddev=0.25))
-        x = 255.0 * tf.pow(tf.clip_by_value(x / 255.0, 1e-4, 1.0), g)
-        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-        c = tf.exp(tf.random.normal((b, 1, 1, 1), stddev=0.2))
-        x = (x - mean) * c + mean + tf.random.normal((b, 1, 1, 1), stddev=20.0)
-        # Sensor noise.
-        sigma = tf.random.uniform((b, 1, 1, 1), 0.0, 6.0)
-        x = x + tf.random.normal(tf.shape(x)) * sigma
-        x, y = occlude(x, y, occlusion_rate)
-        x = sunglasses(x, glasses_rate)
-        return tf.clip_by_value(x, 0.0, 255.0), y, w
-
-    return jpeg, batch_aug
-
-
 #: Expressions that stretch the mouth or squint the eyes without a smile: the faces a gate must
 #: not open for (a crying face looks like a grin to a mouth detector). They weigh more among the
 #: negatives; the class totals stay balanced.
 HARD_NEGATIVES = {"sad", "fear", "angry", "disgust", "surprise", "contempt"}
 HARD_WEIGHT = 2.0
+MINE_WEIGHT = 3.0
 
 
 def _weights(
@@ -201,16 +87,20 @@ def _weights(
     keep: np.ndarray | None = None,
     by_size: bool = False,
     hard_weight: float = HARD_WEIGHT,
+    boost: np.ndarray | None = None,
 ) -> np.ndarray:
     """Balance classes within each source; sources weigh equally, or by their size with ``by_size``.
 
     The training prior is about 26% smiling; a gate meets about half. Balancing keeps the
     logit centred so that calibration only has to make small corrections. Chips outside
     ``keep`` (labels judged wrong) weigh nothing; the rest are re-balanced without them.
+    ``boost``: a factor per chip (hard examples mined by :func:`mine_hard`).
     """
     raw = np.ones(len(labels), dtype=np.float64)
     if groups is not None:
         raw[(labels == 0) & np.isin(groups, list(HARD_NEGATIVES))] = hard_weight
+    if boost is not None:
+        raw *= boost
     if keep is not None:
         raw[~keep] = 0.0
     w = np.zeros(len(labels), dtype=np.float64)
@@ -235,6 +125,17 @@ def suspect_labels(probs: np.ndarray, labels: np.ndarray, confidence: float, smi
     if smiling_confidence is None:
         smiling_confidence = confidence
     return ((labels == 0) & (probs >= confidence)) | ((labels == 1) & (probs <= 1.0 - smiling_confidence))
+
+
+def mine_hard(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, threshold: float) -> np.ndarray:
+    """The hard examples: expressive non-smiles (crying, fear, anger...: :data:`HARD_NEGATIVES`)
+    that a part-trained model, calibrated on validation, calls smiling with ``probs >= threshold``.
+
+    A crying face scored 0.9-0.97 for a second and opened the gate; in the training sets such
+    faces are the sadness and fear faces the model already gets wrong with confidence. They are
+    what the network must learn, and the class balance hides them among thousands of easy ones.
+    """
+    return (labels == 0) & np.isin(groups, list(HARD_NEGATIVES)) & (probs >= threshold)
 
 
 def calibrated_suspects(
@@ -312,39 +213,66 @@ def soft_targets(labels: np.ndarray, logits: np.ndarray, weight: float) -> np.nd
     return ((1.0 - weight) * np.asarray(labels, dtype=np.float64) + weight * sigmoid(np.asarray(logits, dtype=np.float64))).astype(np.float32)
 
 
-def fit_callbacks(best: Path, patience: int, best_so_far: float | None, ema: bool) -> list:
+def weighted_auc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """ROC AUC with sample weights (ties count half): the weighted share of (smiling, not smiling)
+    pairs that the scores put in the right order."""
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    pos = np.asarray(labels).reshape(-1) > 0.5
+    w = np.ones(len(scores)) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+    values, group = np.unique(scores, return_inverse=True)
+    wp = np.bincount(group, weights=w * pos, minlength=len(values))
+    wn = np.bincount(group, weights=w * ~pos, minlength=len(values))
+    below = np.cumsum(wn) - wn
+    total = wp.sum() * wn.sum()
+    return float((wp * (below + 0.5 * wn)).sum() / total) if total > 0 else float("nan")
+
+
+def _validation_callback():
+    import keras
+
+    class ValidationAUC(keras.callbacks.Callback):
+        """``val_auc`` in the epoch's logs: the class-balanced ROC AUC of the model's logits on
+        validation, computed once per epoch in NumPy (the AUC metric in the step cost every batch).
+
+        It must run after SwapEMAWeights and before the checkpoint, so that what is validated,
+        checkpointed and exported are the same weights (see :func:`fit_callbacks`).
+        """
+
+        def __init__(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> None:
+            super().__init__()
+            self.x, self.y, self.w = x, y, w
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            z = self.model.predict(self.x, batch_size=512, verbose=0).reshape(-1)
+            if logs is not None:
+                logs["val_auc"] = weighted_auc(z, self.y, self.w)
+
+    return ValidationAUC
+
+
+def validation_auc(x: np.ndarray, y: np.ndarray, w: np.ndarray):
+    """A ValidationAUC callback (the class is made on first use: Keras loads only when training)."""
+    return _validation_callback()(x, y, w)
+
+
+def fit_callbacks(best: Path, patience: int, best_so_far: float | None, ema: bool, validation=None) -> list:
     """Checkpoint and early stopping on validation AUC (``val_auc``), resumable from ``best_so_far``.
 
     With ``ema`` (an optimiser with ``use_ema``), SwapEMAWeights goes first: validation, the
     checkpoint and early stopping all see the averaged weights, and training goes on with the raw
     ones. In any other order the checkpoint would hold weights other than those validated.
+    ``validation``: a :func:`validation_auc` callback that writes ``val_auc`` (else Keras' own validation
+    with an ``auc`` metric must).
     """
     import keras
 
     swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []
     return [
         *swap,
+        *([validation] if validation is not None else []),
         keras.callbacks.ModelCheckpoint(best, monitor="val_auc", mode="max", save_best_only=True, initial_value_threshold=best_so_far),
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=patience, baseline=best_so_far, restore_best_weights=True),
     ]
-
-
-def _side_accuracy(y_true, y_pred):
-    """Accuracy of the logit's sign against the target's side (targets may be soft)."""
-    import keras
-
-    return keras.ops.cast(keras.ops.equal(keras.ops.reshape(y_true, (-1,)) > 0.5, keras.ops.reshape(y_pred, (-1,)) > 0.0), "float32")
-
-
-def _side_auc(**kwargs):
-    """ROC AUC against the target's side: Keras' own AUC counts any target above 0 as positive."""
-    import keras
-
-    class SideAUC(keras.metrics.AUC):
-        def update_state(self, y_true, y_pred, sample_weight=None):
-            return super().update_state(keras.ops.cast(y_true > 0.5, "float32"), y_pred, sample_weight)
-
-    return SideAUC(**kwargs)
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -409,30 +337,24 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         }
         log.info("distillation: %d teachers, weight %.2f; the teachers agree with %.1f%% of the training labels", len(teachers), args.distill_weight, 100 * agree)
 
-    jpeg, batch_aug = _augment_fn(args.seed, args.occlusion_rate, args.glasses_rate, args.lowres_rate)
-    x_tr4 = x_tr[..., None].astype(np.float32)
+    x_tr4 = x_tr[..., None].astype(np.float32)  # for predictions (label cleaning); training gathers uint8
     x_va4 = x_va[..., None].astype(np.float32)
 
     def train_data(weights: np.ndarray):
-        ds = tf.data.Dataset.from_tensor_slices((x_tr4, targets, weights))
-        ds = ds.shuffle(len(x_tr), seed=args.seed, reshuffle_each_iteration=True)
-        if args.augment:
-            ds = ds.map(jpeg, num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.batch(args.batch, drop_remainder=True)
-        if args.augment:
-            ds = ds.map(batch_aug, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return train_dataset(x_tr, targets, weights, batch=args.batch, seed=args.seed, augment=args.augment,
+                             occlusion_rate=args.occlusion_rate, glasses_rate=args.glasses_rate, lowres_rate=args.lowres_rate)
 
-    val = tf.data.Dataset.from_tensor_slices((x_va4, y_va.astype(np.float32), w_va)).batch(512)
+    val = validation_auc(x_va4, y_va, w_va)
 
     if args.init:
         # Fine-tune (or, with --epochs 0, only re-calibrate and re-export) an existing logit model.
         model = keras.models.load_model(args.init, compile=False)
     else:
-        model = build(args.arch)
+        model = build(args.arch, width=args.width)
     best = out_dir / f"{args.arch}.best.keras"
     fit_history: dict[str, list[float]] = {}
     cleaning: dict[str, Any] | None = None
+    mining: dict[str, Any] | None = None
     if args.epochs > 0:
         steps = args.epochs * (len(x_tr) // args.batch)
         lr = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(steps, 1), alpha=0.05)
@@ -442,20 +364,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         # label cleaning, the first fit ends on the averaged weights, and cleaning judges with them
         # and the second fit starts from them.
         use_ema = args.ema > 0
-        model.compile(
-            optimizer=keras.optimizers.Adam(lr, use_ema=use_ema, ema_momentum=args.ema),
-            loss=keras.losses.BinaryCrossentropy(from_logits=True),
-            # Against the side of the target (the label itself, or with --teacher the blended
-            # target, whose side is the label's at a distillation weight up to 0.5).
-            weighted_metrics=[_side_auc(name="auc", from_logits=True), keras.metrics.MeanMetricWrapper(_side_accuracy, name="acc")],
-        )
+        # No metric in the step: the side AUC of every batch cost more than a tenth of the step
+        # (scripts/train_speed.py); validation AUC is computed once per epoch by ValidationAUC.
+        model.compile(optimizer=keras.optimizers.Adam(lr, use_ema=use_ema, ema_momentum=args.ema), loss=keras.losses.BinaryCrossentropy(from_logits=True))
         model.summary(print_fn=log.info)
         # Checkpoints are chosen on the class-balanced validation AUC: accuracy at a fixed
         # threshold swings with the prior from epoch to epoch, the ranking does not.
         def fit(weights: np.ndarray, first: int, last: int, best_so_far: float | None) -> dict[str, list[float]]:
-            callbacks = fit_callbacks(best, args.patience, best_so_far, ema=use_ema)
+            callbacks = fit_callbacks(best, args.patience, best_so_far, ema=use_ema, validation=val)
             # shuffle=False: the dataset reshuffles itself each epoch (Keras would only warn).
-            return model.fit(train_data(weights), validation_data=val, initial_epoch=first, epochs=last, shuffle=False, callbacks=callbacks, verbose=1 if args.progress else 2).history
+            return model.fit(train_data(weights), initial_epoch=first, epochs=last, shuffle=False, callbacks=callbacks, verbose=1 if args.progress else 2).history
 
         clean_at = args.clean_after if 0 < args.clean_after < args.epochs else args.epochs
         fit_history = fit(w_tr, 0, clean_at, None)
@@ -465,8 +383,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             # with the same optimiser state and learning-rate schedule.
             smiling_confidence = args.clean_confidence if args.clean_smiling_confidence is None else args.clean_smiling_confidence
             in_scope = np.isin(s_tr, [i for i, n in enumerate(names) if n in args.clean_sources])
+            z_tr = model.predict(x_tr4, batch_size=512, verbose=0).reshape(-1)
             suspect, (ca, cb) = calibrated_suspects(
-                model.predict(x_tr4, batch_size=512, verbose=0).reshape(-1),
+                z_tr,
                 y_tr,
                 model.predict(x_va4, batch_size=512, verbose=0).reshape(-1),
                 y_va,
@@ -488,7 +407,23 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "of": int(in_scope.sum()),
             }
             log.info("label cleaning: %s", cleaning)
-            more = fit(_weights(y_tr, s_tr, g_tr, keep=~suspect, by_size=by_size, hard_weight=args.hard_weight), clean_at, args.epochs, max(fit_history["val_auc"]))
+            boost = None
+            if args.mine_weight != 1.0:
+                # The same judgement, calibrated on validation whatever cleaning read: "called smiling"
+                # must mean the same in every run.
+                mined = mine_hard(sigmoid(ca * z_tr + cb), y_tr, g_tr, args.mine_threshold) & ~suspect
+                boost = np.where(mined, args.mine_weight, 1.0)
+                mining = {
+                    "after_epoch": clean_at,
+                    "threshold": args.mine_threshold,
+                    "weight": args.mine_weight,
+                    "mined": int(mined.sum()),
+                    "of_hard": int(((y_tr == 0) & np.isin(g_tr, list(HARD_NEGATIVES))).sum()),
+                    "by_class": {str(c): int(n) for c, n in zip(*np.unique(g_tr[mined], return_counts=True), strict=True)},
+                }
+                log.info("hard examples mined: %s", mining)
+            weights = _weights(y_tr, s_tr, g_tr, keep=~suspect, by_size=by_size, hard_weight=args.hard_weight, boost=boost)
+            more = fit(weights, clean_at, args.epochs, max(fit_history["val_auc"]))
             fit_history = {k: fit_history[k] + more.get(k, []) for k in fit_history}
         model = keras.models.load_model(best, compile=False)
 
@@ -526,6 +461,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "epochs_run": len(fit_history.get("loss", [])),
             "epochs_max": args.epochs,
             "batch": args.batch,
+            "width": args.width,
             "augment": bool(args.augment),
             "occlusion_rate": args.occlusion_rate if args.augment else None,
             "glasses_rate": args.glasses_rate if args.augment else None,
@@ -536,6 +472,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "flip_average": bool(args.flip_average),
             "ema_momentum": args.ema if args.ema > 0 and args.epochs > 0 else None,
             "label_cleaning": cleaning,
+            "hard_mining": mining,
             "distillation": distillation,
             "threshold_rule": "balanced-accuracy arg-max on validation" if args.threshold == "val" else f"fixed {threshold:g} on the balanced calibration",
             "val_best_threshold": round(float(val_best), 4),
@@ -592,6 +529,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         help="datasets: smilesmiled:PATH, fer2013:PATH, rafdb:PATH, mtfl:PATH, ckplus:PATH or folders:PATH (class folders); default: all five from $GATEKEEPER_SHARED/data",
     )
     ap.add_argument("--arch", choices=("seed", "gate"), default="gate", help="gate: the shipped topology; seed: the original project's CNN")
+    ap.add_argument("--width", type=float, default=1.0, help="multiplies the gate topology's channels (1.0: about 110k parameters)")
     ap.add_argument("--out", default="model", help="where the model files and model.json go (default: model/)")
     ap.add_argument("--epochs", type=int, default=10, help="10 epochs of the gate topology take about 25 min on 2 idle cores, export included")
     ap.add_argument("--batch", type=int, default=128)
@@ -610,6 +548,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         default=HARD_WEIGHT,
         help=f"weight of the expressive non-smiles ({', '.join(sorted(HARD_NEGATIVES))}) among the negatives of their dataset (default {HARD_WEIGHT:g})",
     )
+    ap.add_argument(
+        "--mine-weight",
+        type=float,
+        default=MINE_WEIGHT,
+        help=f"after --clean-after epochs, the expressive non-smiles the model calls smiling (at --mine-threshold) weigh this much more (1: off; default {MINE_WEIGHT:g})",
+    )
+    ap.add_argument("--mine-threshold", type=_unit_arg, default=0.5, help="calibrated probability from which a hard non-smile counts as mined (default 0.5)")
     ap.add_argument(
         "--source-weight",
         choices=("equal", "size"),

@@ -68,17 +68,18 @@ def test_teacher_spec_may_name_a_dataset(tmp_path: Path, monkeypatch: pytest.Mon
     assert parse_teacher("x:y.tflite") == (None, Path("x:y.tflite"))
 
 
-def test_training_metrics_read_soft_targets_by_their_side() -> None:
-    pytest.importorskip("keras")
-    from gatekeeper.training.train import _side_accuracy, _side_auc
+def test_validation_auc_is_the_weighted_share_of_pairs_in_order() -> None:
+    from gatekeeper.training.train import weighted_auc
 
-    hard = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0], np.float32)
-    soft = np.array([0.9, 0.2, 0.6, 0.45, 0.55, 0.1], np.float32)
-    logits = np.array([[2.0], [-1.0], [-0.5], [0.3], [1.5], [0.2]], np.float32)
-    aucs = []
-    for y in (hard, soft):
-        m = _side_auc(from_logits=True)
-        m.update_state(y, logits)
-        aucs.append(float(m.result()))
-    assert aucs[0] == pytest.approx(aucs[1]) and aucs[0] == pytest.approx(7 / 9, abs=0.02)
-    assert np.asarray(_side_accuracy(soft, logits)).tolist() == [1.0, 1.0, 0.0, 0.0, 1.0, 0.0]
+    # 2 smiling, 2 not: 3 of the 4 pairs in order.
+    assert weighted_auc(np.array([0.9, 0.2, 0.6, 0.7]), np.array([1, 0, 1, 0])) == pytest.approx(3 / 4)
+    # A tie counts half; soft targets are read by their side.
+    assert weighted_auc(np.array([0.5, 0.5]), np.array([0.9, 0.2])) == pytest.approx(0.5)
+    # Weights: each pair weighs w_smiling * w_not; the smiling chip at 0.6 weighs 3.
+    got = weighted_auc(np.array([0.9, 0.2, 0.6, 0.7]), np.array([1, 0, 1, 0]), np.array([1.0, 1.0, 3.0, 1.0]))
+    assert got == pytest.approx((1 * 1 + 1 * 1 + 3 * 1 + 3 * 0) / (4 * 2))
+    # The same as the rank (Mann-Whitney) AUC on random data without weights.
+    rng = np.random.default_rng(0)
+    s, y = rng.normal(size=300), rng.integers(0, 2, 300)
+    pairs = (s[y == 1][:, None] > s[y == 0][None, :]).mean()
+    assert weighted_auc(s, y) == pytest.approx(pairs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from gatekeeper.training.train import HARD_WEIGHT, _weights, calibrated_suspects, suspect_labels
 
@@ -82,3 +83,22 @@ def test_sources_can_weigh_by_their_size() -> None:
     sums = cell_sums(_weights(labels, sources, by_size=True), labels, sources)
     # Source 0 holds 4 of the 6 chips and weighs 4 in all, 2 per class; source 1 weighs 2, 1 per class.
     assert np.allclose([sums[(0, 0)], sums[(0, 1)], sums[(1, 0)], sums[(1, 1)]], [2.0, 2.0, 1.0, 1.0])
+
+
+def test_hard_mining_picks_expressive_non_smiles_called_smiling_and_they_weigh_more() -> None:
+    from gatekeeper.training.train import mine_hard
+
+    labels = np.array([0, 0, 0, 0, 1, 0])
+    groups = np.array(["sad", "fear", "neutral", "sad", "happy", "angry"])
+    probs = np.array([0.8, 0.4, 0.9, 0.5, 0.9, 0.95])
+    mined = mine_hard(probs, labels, groups, threshold=0.5)
+    # A calm face called smiling is not a hard example of this kind, nor is a smile.
+    assert mined.tolist() == [True, False, False, True, False, True]
+    sources = np.zeros(len(labels), dtype=int)
+    plain = _weights(labels, sources, groups, hard_weight=1.0)
+    boosted = _weights(labels, sources, groups, hard_weight=1.0, boost=np.where(mined, 3.0, 1.0))
+    neg = labels == 0
+    # Classes stay balanced: the negatives' total is unchanged, shared out towards the mined ones.
+    assert boosted[neg].sum() == pytest.approx(plain[neg].sum())
+    assert boosted[0] == pytest.approx(3 * boosted[2])
+    assert boosted[4] == pytest.approx(plain[4])
