@@ -18,7 +18,7 @@ import numpy as np
 
 from ..classify import SmileClassifier
 from ..crop import GEOMETRY
-from .metrics import PLATT_KIND, at_own_prior, binary_metrics, smile_rate_by_class
+from .metrics import PLATT_KIND, at_own_prior, binary_metrics, group_metrics, resample_chips, smile_rate_by_class
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,10 @@ def _convert(model: Any, representative: np.ndarray | None) -> bytes:
     return converter.convert()
 
 
+#: Face widths (pixels) at which every test split is also measured.
+FACE_WIDTHS = (24,)
+
+
 def evaluate_splits(clf: SmileClassifier, sets: list[Any], threshold: float) -> dict[str, Any]:
     """Metrics of ``clf`` on every split of every prepared dataset (plus FER per class)."""
     out: dict[str, Any] = {}
@@ -73,6 +77,14 @@ def evaluate_splits(clf: SmileClassifier, sets: list[Any], threshold: float) -> 
             m["at_own_prior"] = at_own_prior(probs, p.labels[idx], prior)
             if split == "test" and len(set(p.groups)) > 2:
                 m["smile_rate_by_class"] = smile_rate_by_class(probs, p.groups[idx], threshold)
+            if split == "test" and getattr(p.ds, "attributes", None):
+                # MTFL: gender, glasses, head pose. A gate must work alike for everyone.
+                m["by_group"] = group_metrics(probs, p.labels[idx], {k: np.asarray(v)[idx] for k, v in p.ds.attributes.items()}, threshold)
+            if split == "test":
+                # A distant camera: the chips as a face this many pixels wide gives them.
+                m["balanced_accuracy_by_face_width"] = {
+                    str(w): binary_metrics(clf.predict_in_batches(resample_chips(p.chips[idx], w)), p.labels[idx], threshold)["balanced_accuracy"] for w in FACE_WIDTHS
+                }
             out[p.name][split] = m
     return out
 

@@ -43,7 +43,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_faces: Path, face_
     return out
 
 
-def test_export_writes_every_file_with_a_matching_card(tiny_model: Path) -> None:
+def test_export_writes_every_file_with_a_matching_card(tiny_model: Path, tiny_faces: Path) -> None:
     card = json.loads((tiny_model / "model.json").read_text())
     for name in ("smile.tflite", "smile_int8.tflite", "smile.keras"):
         assert card["files"][name]["bytes"] == (tiny_model / name).stat().st_size
@@ -54,6 +54,10 @@ def test_export_writes_every_file_with_a_matching_card(tiny_model: Path) -> None
     assert (card["training"]["occlusion_rate"], card["training"]["glasses_rate"]) == (0.2, 0.08)
     assert set(card["metrics"]) == {"smile.tflite", "smile_int8.tflite"}
     assert (tiny_model / "smile.tflite").stat().st_size <= 500_000
+    # Test splits are also measured as 24-pixel faces, as `gatekeeper eval --face-widths 24` does.
+    test = card["metrics"]["smile.tflite"][tiny_faces.name]["test"]
+    assert 0.0 <= test["balanced_accuracy_by_face_width"]["24"] <= 1.0
+    assert "by_group" not in test  # folders of photos carry no attributes; MTFL does
 
 
 def test_label_cleaning_ran_between_the_two_phases(tiny_model: Path) -> None:
