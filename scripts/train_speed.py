@@ -51,17 +51,25 @@ def load_chips(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 class BatchClock:
-    """Batch end times, for a steady-state rate."""
+    """Batch end times, wall and this process's CPU (all its threads), for steady-state rates.
+
+    The CPU rate (chips per CPU-second) is what a chip costs whatever else runs on the machine;
+    the wall rate is what an idle machine gives only when nothing else runs.
+    """
 
     def __init__(self) -> None:
-        self.times: list[float] = []
+        self.times: list[tuple[float, float]] = []
 
     def tick(self) -> None:
-        self.times.append(time.perf_counter())
+        self.times.append((time.perf_counter(), time.process_time()))
 
     def rate(self, batch: int) -> float:
         t = self.times[WARM:]
-        return (len(t) - 1) * batch / (t[-1] - t[0])
+        return (len(t) - 1) * batch / (t[-1][0] - t[0][0])
+
+    def cpu_rate(self, batch: int) -> float:
+        t = self.times[WARM:]
+        return (len(t) - 1) * batch / (t[-1][1] - t[0][1])
 
 
 def _clock_callback(clock: BatchClock):
@@ -74,7 +82,7 @@ def _clock_callback(clock: BatchClock):
     return Clock()
 
 
-def bare_step(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+def bare_step(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> BatchClock:
     import keras
     import tensorflow as tf
 
@@ -88,19 +96,19 @@ def bare_step(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, w: np.ndar
     ds = tf.data.Dataset.from_tensor_slices(tuple(np.stack(c) for c in zip(*batches, strict=True))).cache().repeat()
     clock = BatchClock()
     model.fit(ds, steps_per_epoch=args.steps + WARM, epochs=1, verbose=0, callbacks=[_clock_callback(clock)])
-    return clock.rate(b)
+    return clock
 
 
-def input_pipeline(args: argparse.Namespace, make_ds, batches: int) -> float:
+def input_pipeline(args: argparse.Namespace, make_ds, batches: int) -> BatchClock:
     clock = BatchClock()
     for i, _ in enumerate(make_ds()):
         clock.tick()
         if i + 1 >= batches:
             break
-    return clock.rate(args.batch)
+    return clock
 
 
-def full_recipe(args: argparse.Namespace, make_ds, compile_kwargs: dict, callbacks: list) -> float:
+def full_recipe(args: argparse.Namespace, make_ds, compile_kwargs: dict, callbacks: list) -> BatchClock:
     import keras
 
     from gatekeeper.training.models import build
@@ -110,7 +118,7 @@ def full_recipe(args: argparse.Namespace, make_ds, compile_kwargs: dict, callbac
     model.compile(**compile_kwargs)
     clock = BatchClock()
     model.fit(make_ds(), steps_per_epoch=args.steps + WARM, epochs=1, verbose=0, shuffle=False, callbacks=[_clock_callback(clock), *callbacks])
-    return clock.rate(args.batch)
+    return clock
 
 
 def legacy_dataset(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, w: np.ndarray):
@@ -204,24 +212,25 @@ def main(argv: list[str] | None = None) -> int:
         return train_dataset(x, y, w, batch=args.batch, seed=1, lowres_rate=args.lowres_rate)
 
     adam = keras.optimizers.Adam(1e-3, use_ema=args.ema > 0, ema_momentum=args.ema or 0.99)
-    rows: list[tuple[str, float]] = []
-    bare = bare_step(args, x, y, w)
-    rows.append(("bare step", bare))
-    print(f"bare step: {bare:.0f} chips/s", flush=True)
-    rows.append(("input pipeline alone", input_pipeline(args, recipe_ds, args.steps + WARM)))
-    print(f"input pipeline alone: {rows[-1][1]:.0f} chips/s", flush=True)
+    rows: list[tuple[str, BatchClock]] = []
+
+    def measured(name: str, clock: BatchClock) -> None:
+        rows.append((name, clock))
+        print(f"{name}: {clock.rate(args.batch):.0f} chips/s, {clock.cpu_rate(args.batch):.0f} chips per CPU-second", flush=True)
+
+    measured("bare step", bare_step(args, x, y, w))
+    measured("input pipeline alone", input_pipeline(args, recipe_ds, args.steps + WARM))
     if args.legacy:
         legacy = legacy_dataset(args, x, y, w)
         t0 = time.perf_counter()
         next(iter(legacy()))
         print(f"before: first batch of an epoch after {time.perf_counter() - t0:.1f} s (the shuffle buffer fills)", flush=True)
-        rows.append(("before: input pipeline alone", input_pipeline(args, legacy, args.steps + WARM)))
-        print(f"before: input pipeline alone: {rows[-1][1]:.0f} chips/s", flush=True)
+        measured("before: input pipeline alone", input_pipeline(args, legacy, args.steps + WARM))
         legacy_compile = {"optimizer": keras.optimizers.Adam(1e-3), "loss": keras.losses.BinaryCrossentropy(from_logits=True), "weighted_metrics": legacy_metrics()}
-        rows.append(("before: full recipe", full_recipe(args, legacy, legacy_compile, [])))
-        print(f"before: full recipe: {rows[-1][1]:.0f} chips/s", flush=True)
-    full = full_recipe(args, recipe_ds, {"optimizer": adam, "loss": keras.losses.BinaryCrossentropy(from_logits=True)}, [])
-    rows.append(("full recipe", full))
+        measured("before: full recipe", full_recipe(args, legacy, legacy_compile, []))
+    measured("full recipe", full_recipe(args, recipe_ds, {"optimizer": adam, "loss": keras.losses.BinaryCrossentropy(from_logits=True)}, []))
+    bare, bare_cpu = rows[0][1].rate(args.batch), rows[0][1].cpu_rate(args.batch)
+    full, full_cpu = rows[-1][1].rate(args.batch), rows[-1][1].cpu_rate(args.batch)
 
     # Validation, once per epoch: what it adds to an epoch of the recipe.
     from gatekeeper.training.models import build
@@ -236,11 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     epoch_s = len(x) / full + val_s
 
     print()
-    print(f"{'what':<30} {'chips/s':>8} {'of bare':>8}")
-    for name, rate in rows:
-        print(f"{name:<30} {rate:8.0f} {100 * rate / bare:7.0f}%")
+    print(f"{'what':<30} {'chips/s':>8} {'of bare':>8} {'per CPU-s':>10} {'of bare':>8}")
+    for name, clock in rows:
+        rate, cpu = clock.rate(args.batch), clock.cpu_rate(args.batch)
+        print(f"{name:<30} {rate:8.0f} {100 * rate / bare:7.0f}% {cpu:10.0f} {100 * cpu / bare_cpu:7.0f}%")
+    load = os.getloadavg()[0]
+    print(f"load average while measuring: {load:.1f} on {os.cpu_count()} cores{' (the wall rates are not an idle machine)' if load > 1.5 * (os.cpu_count() or 1) / 2 + 0.5 else ''}")
     print(f"validation ({len(x_va)} chips): {val_s:.1f} s per epoch; one epoch of {len(x)} chips: {epoch_s / 60:.1f} min")
-    print(f"full recipe: {full:.0f} chips/s, {100 * full / bare:.0f}% of the bare step")
+    print(f"full recipe: {full:.0f} chips/s, {100 * full / bare:.0f}% of the bare step ({100 * full_cpu / bare_cpu:.0f}% per CPU-second)")
     return 0
 
 
