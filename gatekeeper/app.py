@@ -197,7 +197,7 @@ class Pipeline:
         every frame is looked at."""
         if self.motion is None or self._detected or self._tracker.tracks:
             return None
-        return self.motion.next_look(())
+        return self.motion.next_look()
 
     def recover(self, frame: int, t: float, reason: str) -> list[Event]:
         """End a fault: the tracks not seen for ``lost_after_s`` by ``t`` end (FACE_LOST)."""

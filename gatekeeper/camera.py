@@ -392,8 +392,7 @@ class Camera:
             self._recover("source", frame.index, frame.t, "frames arriving again")
             self.step(frame)
             # Nobody in view: the frames before the pipeline's next look need not even be decoded.
-            next_look = getattr(self.pipeline, "next_look", None)  # stand-in pipelines have none
-            source.skip_until = (next_look() if next_look is not None else None) or 0.0
+            source.skip_until = self.pipeline.next_look() or 0.0
         if source.status.ended and "source" not in self._faults:
             self._fault("source", max(last_index, 0), time.time(), source.status.fault or "source ended")
 

@@ -93,11 +93,11 @@ class DetectSchedule:
         self.skipped += 1
         return False
 
-    def next_look(self, boxes: Sequence[Box]) -> float | None:
-        """The time before which :meth:`due` will say no without looking at the picture (nobody
-        in view, the idle rate), or None when it looks at every frame. A live source need not
-        even decode the frames before it."""
-        if boxes or self._last_look is None or self._last_t is None:
+    def next_look(self) -> float | None:
+        """The time before which :meth:`due` will say no without looking at the picture, while
+        the last detection found nobody (the idle rate); None before the first look. A live
+        source need not even decode the frames before it."""
+        if self._last_look is None or self._last_t is None:
             return None
         return min(self._last_look + 1.0 / self.config.idle_fps, self._last_t + self.config.refresh_s) - EPSILON_S
 

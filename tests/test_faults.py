@@ -428,6 +428,9 @@ class ScoredPipeline:
     def recover(self, frame: int, t: float, reason: str) -> list[Event]:
         return self.gate.recover(frame, t, reason)  # the gate tracks the faces itself (Gate.update)
 
+    def next_look(self) -> float | None:
+        return None  # every frame is looked at
+
     def close(self) -> None:
         pass
 

@@ -337,7 +337,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         }
         log.info("distillation: %d teachers, weight %.2f; the teachers agree with %.1f%% of the training labels", len(teachers), args.distill_weight, 100 * agree)
 
-    x_tr4 = x_tr[..., None].astype(np.float32)  # for predictions (label cleaning); training gathers uint8
     x_va4 = x_va[..., None].astype(np.float32)
 
     def train_data(weights: np.ndarray):
@@ -383,7 +382,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             # with the same optimiser state and learning-rate schedule.
             smiling_confidence = args.clean_confidence if args.clean_smiling_confidence is None else args.clean_smiling_confidence
             in_scope = np.isin(s_tr, [i for i, n in enumerate(names) if n in args.clean_sources])
-            z_tr = model.predict(x_tr4, batch_size=512, verbose=0).reshape(-1)
+            # A float copy of the training chips only here (about 1 GB): training gathers uint8 batches.
+            z_tr = model.predict(x_tr[..., None].astype(np.float32), batch_size=512, verbose=0).reshape(-1)
             suspect, (ca, cb) = calibrated_suspects(
                 z_tr,
                 y_tr,
