@@ -144,6 +144,7 @@ class Pipeline:
     last_faces: list[FaceScore] = field(default_factory=list)
     tracker: Tracker | None = None  # None: one made from the gate's config (lost_after_s)
     motion: DetectSchedule | None = None  # None: the detector runs on every frame
+    decoded: int = 0  # frames whose whole picture was decoded (a live MJPEG frame only when detected)
     _detected: list[FaceScore] = field(default_factory=list, init=False, repr=False)  # what the last detection found and scored
 
     def __post_init__(self) -> None:
@@ -169,13 +170,15 @@ class Pipeline:
         return [FaceScore(f.box, float(p), track) for f, p, track in zip(faces, probs, ids, strict=True)]
 
     def process(self, frame: Frame) -> list[Event]:
-        self.times.add("decode", frame.decode_s)  # measured by the source, reported with the rest
-        t0 = time.perf_counter()
-        detect = self.motion is None or self.motion.due(frame.image, frame.t, [f.box for f in self._detected])
+        """The events of one frame. A live MJPEG frame is decoded only if the detector runs on it
+        (:mod:`gatekeeper.motion`); raises :class:`~gatekeeper.errors.FrameError` when it
+        cannot be, before any stage has seen it."""
+        t0, decode0 = time.perf_counter(), frame.decode_s
+        detect = self.motion is None or self.motion.due(frame, [f.box for f in self._detected])
         faces = self.detector.detect(frame.image, frame.t) if detect else []
         t1 = time.perf_counter()
         if detect:
-            self.times.add("detect", t1 - t0)
+            self.times.add("detect", t1 - t0 - (frame.decode_s - decode0))  # decoding a JPEG frame here is its own stage
         tracker = self._tracker
         boxes = [f.box for f in faces] if detect else [f.box for f in self._detected]
         tracks = [tr.id for tr in tracker.update(boxes, frame.t)]
@@ -186,9 +189,10 @@ class Pipeline:
         else:
             self.last_faces = [FaceScore(f.box, f.score, track) for f, track in zip(self._detected, tracks, strict=True)]
         t2 = time.perf_counter()
-        height, width = frame.image.shape[:2]
-        events = self.gate.decide(frame.index, frame.t, self.last_faces, lost, (width, height))  # the size places gate.zone
+        events = self.gate.decide(frame.index, frame.t, self.last_faces, lost, frame.size)  # the size places gate.zone
         self.times.add("gate", track_s + time.perf_counter() - t2)
+        self.times.add("decode", frame.decode_s)  # by the source, or here for a JPEG frame (its look and its decode)
+        self.decoded += frame.decoded
         return events
 
     def next_look(self) -> float | None:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .actions import Controls
 from .capture import FileSource, Frame, LiveSource
+from .errors import FrameError
 from .gate import Event
 from .redact import redact_text
 
@@ -390,7 +391,11 @@ class Camera:
                 continue
             last_arrival, last_index = now, frame.index
             self._recover("source", frame.index, frame.t, "frames arriving again")
-            self.step(frame)
+            try:
+                self.step(frame)
+            except FrameError as exc:  # a JPEG with a sound header and damaged data: the next frame will do
+                source.status.skipped += 1
+                log.debug("camera %s: %s; skipped", self.name, exc)
             # Nobody in view: the frames before the pipeline's next look need not even be decoded.
             source.skip_until = self.pipeline.next_look() or 0.0
         if source.status.ended and "source" not in self._faults:

@@ -12,6 +12,7 @@ __all__ = [
     "CLI_NAME",
     "ArgumentParser",
     "ConfigError",
+    "FrameError",
     "GatekeeperError",
     "HookError",
     "JournalError",
@@ -38,6 +39,10 @@ class ModelError(GatekeeperError, RuntimeError):
 
 class SourceError(GatekeeperError, OSError):
     """A video source cannot be opened or read."""
+
+
+class FrameError(GatekeeperError, ValueError):
+    """One frame's picture cannot be decoded (a live camera's damaged JPEG); the source goes on."""
 
 
 class JournalError(GatekeeperError, OSError):

@@ -3,8 +3,10 @@
 Cheap IP cameras send ``multipart/x-mixed-replace`` JPEG frames over HTTP. OpenCV's reader (its
 FFmpeg backend) decodes every one of them, 1 ms or more of a core per 640x360 frame, even when the
 gate only needs to look at a few frames a second (nobody in view, see :mod:`gatekeeper.motion`).
-:class:`MjpegCapture` reads the parts itself and decodes a JPEG only in :meth:`retrieve`, so a
-frame that is not wanted costs the read of its bytes (:meth:`grab`). It has the few methods of
+:class:`MjpegCapture` reads the parts itself (:meth:`grab`) and decodes nothing: the live source
+hands each frame on as its JPEG bytes (:attr:`jpeg`, :meth:`gatekeeper.capture.Frame.from_jpeg`),
+and the pipeline decodes what it looks at, at the scale it needs. :meth:`retrieve` decodes the
+last frame, as OpenCV's would. It has the few methods of
 ``cv2.VideoCapture`` that :class:`~gatekeeper.capture.LiveSource` uses.
 
 A URL that does not answer with a multipart stream (an RTSP-over-HTTP tunnel, an MP4 or HLS
@@ -58,6 +60,11 @@ class MjpegCapture:
             log.debug("mjpeg stream: %s", exc)
             self._jpeg = None
         return self._jpeg is not None
+
+    @property
+    def jpeg(self) -> bytes | None:
+        """The bytes of the last :meth:`grab` (None after a failed one)."""
+        return self._jpeg
 
     def retrieve(self) -> tuple[bool, np.ndarray | None]:
         """Decode the JPEG of the last :meth:`grab` (BGR, like OpenCV); (False, None) when it

@@ -5,8 +5,9 @@ of it costs as much as a busy one, so the pipeline asks a :class:`DetectSchedule
 motion detection of camera event services does:
 
 * **nothing changed, nothing to do**: each frame is shrunk to a small greyscale copy (``width``
-  pixels wide; bilinear sampling, tens of microseconds) and compared with the copy of the
-  frame the detector last ran on. A pixel changed when its grey level moved by more than
+  pixels wide: bilinear sampling, tens of microseconds; a live MJPEG camera's JPEG is decoded
+  straight to it at reduced scale, a tenth of a full decode, see :meth:`Frame.grey`) and
+  compared with the copy of the frame the detector last ran on. A pixel changed when its grey level moved by more than
   ``pixel_threshold``; the frame changed when more than ``min_changed`` of all pixels did, or more
   than ``face_min_changed`` of the pixels inside one of the faces last detected (a smile moves
   only the mouth and cheeks: a small part of the frame, a large part of the face). Comparing with
@@ -30,11 +31,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from .schema import check_bounds, opt
+
+if TYPE_CHECKING:
+    from .capture import Frame
 
 __all__ = ["DetectSchedule", "MotionConfig"]
 
@@ -62,7 +67,7 @@ class DetectSchedule:
     """Says, frame by frame, whether the detector must run (see the module docs).
 
     >>> schedule = DetectSchedule(MotionConfig())
-    >>> schedule.due(image, t, boxes)   # doctest: +SKIP
+    >>> schedule.due(frame, boxes)   # doctest: +SKIP
     True
     """
 
@@ -75,18 +80,20 @@ class DetectSchedule:
         self.detected = 0  # frames the detector ran on
         self.skipped = 0  # frames it did not
 
-    def due(self, image: np.ndarray, t: float, boxes: Sequence[Box]) -> bool:
-        """Whether to detect on ``image`` (RGB, at time ``t``); ``boxes``: the faces the last
-        detection found. When it says yes, the frame becomes the reference for the next ones."""
-        cfg = self.config
+    def due(self, frame: Frame, boxes: Sequence[Box]) -> bool:
+        """Whether to detect on ``frame`` (at its time ``frame.t``); ``boxes``: the faces the last
+        detection found. When it says yes, the frame becomes the reference for the next ones.
+        Only the frame's small grey copy is read (:meth:`Frame.grey`): a JPEG frame that is not
+        due is never decoded in full."""
+        cfg, t = self.config, frame.t
         ref, last_t = self._ref, self._last_t
         # Times to the millisecond: frame times i / fps do not add up exactly (9/30 - 6/30 < 0.1).
         if ref is None or last_t is None or t - last_t + EPSILON_S >= cfg.refresh_s:
-            return self._run(self._small(image), t)
+            return self._run(self._small(frame), t)
         if not boxes and self._last_look is not None and t - self._last_look + EPSILON_S < 1.0 / cfg.idle_fps:
             self.skipped += 1  # nobody in view: the picture is looked at idle_fps times a second
             return False
-        small = self._small(image)
+        small = self._small(frame)
         self._last_look = t
         if small is None or ref.shape != small.shape or self._changed(small, ref, boxes):
             return self._run(small, t)
@@ -106,17 +113,13 @@ class DetectSchedule:
         self.detected += 1
         return True
 
-    def _small(self, image: np.ndarray) -> np.ndarray | None:
-        h, w = image.shape[:2]
+    def _small(self, frame: Frame) -> np.ndarray | None:
+        w, h = frame.size
         if h < 2 or w < 2:
             return None
-        width = min(self.config.width, w)
-        height = max(1, round(h * width / w))
-        self._scale = width / w
-        # Bilinear sampling: a tenth of the cost of area averaging here (0.02 against 0.2-0.6 ms
-        # for 640x360 to 960x540), and its noisier copy only makes more frames count as
-        # changed (more detections), never fewer.
-        return cv2.cvtColor(cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR), cv2.COLOR_RGB2GRAY)
+        small = frame.grey(self.config.width)
+        self._scale = small.shape[1] / w
+        return small
 
     def _changed(self, small: np.ndarray, ref: np.ndarray, boxes: Sequence[Box]) -> bool:
         cfg = self.config

@@ -146,7 +146,7 @@ def serve(cfg: Config, options: RunOptions) -> None:
         for name, camera in service.cameras.items():
             st = sources[name].status
             who = "" if len(cameras) == 1 else f"camera {name}: "
-            log.info("%sdone: %d frames, events %s, source %s", who, camera.frames, json.dumps(camera.events), json.dumps({"read": st.read, "dropped": st.dropped, "skipped": st.skipped, "not_decoded": getattr(st, "not_decoded", 0), "reconnects": st.reconnects}))
+            log.info("%sdone: %d frames, events %s, source %s", who, camera.frames, json.dumps(camera.events), json.dumps({"read": st.read, "dropped": st.dropped, "skipped": st.skipped, "not_decoded": getattr(st, "not_decoded", 0), "decoded": camera.pipeline.decoded, "reconnects": st.reconnects}))
             motion = getattr(camera.pipeline, "motion", None)
             if motion is not None:
                 log.info("%sthe face detector ran on %d frames and skipped %d (nothing changed, or nobody in view: motion:)", who, motion.detected, motion.skipped)

@@ -79,7 +79,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from .actions import MAX_BODY as MAX_ACTION_BODY
-from .errors import ConfigError
+from .errors import ConfigError, FrameError
 from .gate import WHOLE_FRAME, Event, EventType, GateState, TrackedFace
 
 if TYPE_CHECKING:
@@ -146,12 +146,18 @@ class Snapshot:
     """The newest processed frame and what the gate made of it (handed to the server as is)."""
 
     seq: int
-    image: np.ndarray  # RGB; the source makes a new array per frame, so no copy is needed
+    picture: Frame  # the source makes a new frame each time, so no copy is needed
     frame: int
     t: float
     faces: tuple[TrackedFace, ...]  # with their track ids, from the gate
     score: float | None
     state: str
+
+    @property
+    def image(self) -> np.ndarray:
+        """The RGB picture: a live MJPEG frame the pipeline did not need in full is decoded here,
+        on the server's side, and only when someone watches (raises :class:`FrameError`)."""
+        return self.picture.image
 
 
 class _Subscriber:
@@ -381,7 +387,7 @@ class LiveView:
             seq = self._snapshot.seq + 1 if self._snapshot else 0
             state = GateState.FAULT.value if self.fault else pipeline.gate.state.value
             score = pipeline.gate.last_score
-            self._snapshot = Snapshot(seq, frame.image, frame.index, frame.t, tuple(pipeline.gate.faces), score, state)
+            self._snapshot = Snapshot(seq, frame, frame.index, frame.t, tuple(pipeline.gate.faces), score, state)
             self._last_frame_at = self._clock()
             self.frames_processed += 1
         self._score.set(float("nan") if score is None else score)
@@ -549,9 +555,12 @@ class _JpegCache:
         async with self._lock:
             if snap.seq != self._seq:
                 g = self.view.cfg.gate
-                jpeg = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: annotate_jpeg(snap, enter=g.enter_threshold, exit_=g.exit_threshold, quality=self.view.cfg.http.jpeg_quality, zone=g.zone)
-                )
+                try:
+                    jpeg = await asyncio.get_running_loop().run_in_executor(
+                        None, lambda: annotate_jpeg(snap, enter=g.enter_threshold, exit_=g.exit_threshold, quality=self.view.cfg.http.jpeg_quality, zone=g.zone)
+                    )
+                except FrameError:  # a damaged JPEG from the camera: the last good picture stays up
+                    jpeg = self._jpeg
                 self._seq, self._jpeg = snap.seq, jpeg
         return self._seq, self._jpeg
 

@@ -29,7 +29,6 @@ The table goes to stdout, the full results as JSON to ``--out``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -101,7 +100,7 @@ def looped_frames(clips: Sequence[Path], n: int, decode_times: list[float] | Non
                     if decode_times is not None:
                         decode_times.append(t1 - t0)
                     last_t = frame.t
-                    yield clip.name, dataclasses.replace(frame, index=index, t=offset + frame.t)
+                    yield clip.name, Frame(frame.image, index, offset + frame.t, frame.decode_s)
                     index += 1
                     done += 1
                     t0 = time.perf_counter()  # the consumer's time in between is not decode time

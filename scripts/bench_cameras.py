@@ -18,8 +18,10 @@ real process reading real streams, the events read from its stdout. For each N, 
 For each: CPU per camera in % of one core (utime + stime from ``/proc/<pid>/stat`` over the
 window, divided by N), resident memory (VmRSS, all processes), frame-to-event latency (the time
 an event line is read minus its ``t``, the wall-clock time the frame was captured: decode,
-detect, classify, gate, journal and stdout), events, and dropped frames (the source's own count,
-from the log line each process writes at its end).
+detect, classify, gate, journal and stdout), events, and the frames dropped (a newer one came
+first), handed over to the pipeline and decoded in full (the source's and pipeline's own counts,
+from the log line each process writes at its end; an MJPEG frame the pipeline only compares is
+decoded at reduced scale, not in full).
 
 ``--mode service`` (the default) runs one gatekeeper process for all N cameras (``cameras:`` in
 its config), sharing the models; ``--mode processes`` runs one process per camera (RSS summed),
@@ -252,7 +254,7 @@ def run(n: int, window: float, config: str, mode: str, tmp: Path, frames: dict[s
         for s in servers:
             s.close()
     counts = [c for g in gates for c in g.source_counts()]
-    out["source"] = {"read": sum(c.get("read", 0) for c in counts), "dropped": sum(c.get("dropped", 0) for c in counts), "reconnects": sum(c.get("reconnects", 0) for c in counts)}
+    out["source"] = {key: sum(c.get(key, 0) for c in counts) for key in ("read", "dropped", "not_decoded", "decoded", "reconnects")}
     m = [x for g in gates for x in re.finditer(r"face detector ran on (\d+) frames and skipped (\d+)", g.stderr)]
     out["detector"] = {"ran": sum(int(x.group(1)) for x in m if x), "skipped": sum(int(x.group(2)) for x in m if x)}
     return out
@@ -266,13 +268,13 @@ def table(results: list[dict]) -> str:
         return "-" if v is None else f"{v:.1f}"
 
     lines = [
-        "| cameras | mode | motion | CPU/camera idle still | idle moving | face | p99 frame-to-event face | p99 with faults | RSS | dropped / read |",
+        "| cameras | mode | motion | CPU/camera idle still | idle moving | face | p99 frame-to-event face | p99 with faults | RSS | frames dropped / handed over / decoded in full |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         lines.append(
             f"| {r['cameras']} | {r['mode']} | {r['motion']} | {cell(r, 'still', 'cpu_per_camera_pct')}% | {cell(r, 'moving', 'cpu_per_camera_pct')}% | {cell(r, 'face', 'cpu_per_camera_pct')}% "
-            f"| {cell(r, 'face', 'p99')} ms | {cell(r, 'faults', 'p99')} ms | {r['face']['rss_mb']:.0f} MB | {r['source']['dropped']} / {r['source']['read']} |"
+            f"| {cell(r, 'face', 'p99')} ms | {cell(r, 'faults', 'p99')} ms | {r['face']['rss_mb']:.0f} MB | {r['source']['dropped']} / {r['source']['read']} / {r['source']['decoded']} |"
         )
     return "\n".join(lines)
 

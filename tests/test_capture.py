@@ -23,7 +23,7 @@ from videofiles import faststart, garbled, truncated
 
 import gatekeeper.capture as capture
 from gatekeeper.capture import FileSource, Frame, LiveSource
-from gatekeeper.errors import SourceError
+from gatekeeper.errors import FrameError, SourceError
 
 # Small backoff and timeouts so that faults play out in a second, not in minutes.
 FAST = {"reconnect_initial_s": 0.05, "reconnect_max_s": 0.4, "open_timeout_s": 1.0, "read_timeout_s": 0.5}
@@ -106,6 +106,70 @@ def test_frames_carry_wall_clock_time_and_rgb_pixels(camera: MjpegServer, live: 
     assert all(abs(f.t - time.time()) < 30 for f in frames)
     assert [f.t for f in frames] == sorted(f.t for f in frames)
     assert frames[0].image.shape == (360, 640, 3) and frames[0].image.dtype == np.uint8
+
+
+def test_an_mjpeg_camera_hands_its_frames_over_undecoded(camera: MjpegServer, clip_jpegs: list[bytes], live: list[LiveSource]) -> None:
+    src = LiveSource(camera.url, **FAST)
+    live.append(src)
+    frame = take(src, 1)[0]
+    assert not frame.decoded and frame.decode_s == 0.0
+    assert frame.size == (640, 360) and not frame.decoded  # from the JPEG header
+    grey = frame.grey(160)
+    assert grey.shape == (90, 160) and not frame.decoded  # decoded at 1/4 scale, not in full
+    expected = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)  # now it is
+    assert frame.decoded and frame.decode_s > 0
+    # libjpeg's 1/4-scale decode is an area average: within a grey level of one made from the picture
+    area = cv2.resize(expected, (160, 90), interpolation=cv2.INTER_AREA)
+    assert float(np.abs(grey.astype(int) - area).mean()) < 1.0
+    assert any(np.array_equal(frame.image, cv2.cvtColor(cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)) for j in clip_jpegs)
+
+
+def jpeg(img: np.ndarray, *params: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", img, list(params))
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.mark.parametrize(("size", "width", "expected"), [((640, 360), 160, (160, 90)), ((1280, 720), 160, (160, 90)), ((1920, 1080), 160, (160, 90)), ((320, 180), 160, (160, 90)), ((100, 60), 160, (100, 60)), ((642, 362), 160, (160, 90))])
+def test_a_jpeg_frame_grey_copy_is_as_wide_as_asked(size: tuple[int, int], width: int, expected: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    frame = Frame.from_jpeg(jpeg(img), 0, 0.0)
+    assert frame.grey(width).shape == (expected[1], expected[0])
+    assert not frame.decoded
+    pixels = Frame(cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg(img), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), 0, 0.0)
+    assert pixels.grey(width).shape == (expected[1], expected[0])
+
+
+def test_jpeg_size_reads_the_frame_header_of_baseline_and_progressive_jpegs() -> None:
+    img = np.zeros((37, 91, 3), np.uint8)
+    assert capture.jpeg_size(jpeg(img)) == (91, 37)
+    assert capture.jpeg_size(jpeg(img, cv2.IMWRITE_JPEG_PROGRESSIVE, 1)) == (91, 37)
+    assert capture.jpeg_size(jpeg(img)[:40]) is None  # cut off before the frame header
+    assert capture.jpeg_size(b"\xff\xd8\xff\xda\x00\x08") is None  # scan data before any frame header
+    assert capture.jpeg_size(b"GIF89a...") is None
+    assert capture.jpeg_size(b"") is None
+
+
+def test_a_jpeg_frame_that_cannot_be_decoded_says_so() -> None:
+    good = jpeg(np.zeros((64, 64, 3), np.uint8))
+    header_only = good[: good.index(b"\xff\xda")]  # a sound header, no picture data
+    frame = Frame.from_jpeg(header_only, 7, 0.0)
+    assert frame.size == (64, 64)
+    with pytest.raises(FrameError, match=r"^frame 7: not a decodable JPEG"):
+        frame.image  # noqa: B018
+    with pytest.raises(ValueError, match="its image or its JPEG"):
+        Frame(None, 0, 0.0)
+
+
+def test_an_mjpeg_part_that_is_no_jpeg_is_skipped_and_counted(live: list[LiveSource]) -> None:
+    good = jpeg(np.full((48, 64, 3), 128, np.uint8))
+    with MjpegServer([good, b"not a jpeg at all", jpeg(np.zeros((8, 8, 3), np.uint8))], fps=60) as cam:
+        src = LiveSource(cam.url, **FAST)
+        live.append(src)
+        wait_for(lambda: src.status.skipped >= 4, 5, "the bad parts skipped")
+        frames = take(src, 2)
+    assert all(f.size == (64, 48) for f in frames)  # the 8x8 JPEG is too small for the detector, like a non-JPEG
 
 
 def test_after_a_drop_it_reconnects_and_counts_it(camera: MjpegServer, live: list[LiveSource]) -> None:

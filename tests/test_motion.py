@@ -36,7 +36,7 @@ def scene(level: int = 90) -> np.ndarray:
 def test_a_picture_that_does_not_change_is_detected_once_then_at_the_refresh() -> None:
     s = DetectSchedule(MotionConfig(refresh_s=1.0))
     img = scene()
-    due = [s.due(img, i / 30, []) for i in range(61)]  # two seconds at 30 fps
+    due = [s.due(Frame(img, 0, i / 30), []) for i in range(61)]  # two seconds at 30 fps
     assert [i for i, d in enumerate(due) if d] == [0, 30, 60]
     assert (s.detected, s.skipped) == (3, 58)
 
@@ -44,42 +44,42 @@ def test_a_picture_that_does_not_change_is_detected_once_then_at_the_refresh() -
 def test_camera_noise_is_no_change_but_a_mouth_in_a_face_is() -> None:
     s = DetectSchedule(MotionConfig())
     img = scene()
-    assert s.due(img, 0.0, [FACE])
+    assert s.due(Frame(img, 0, 0.0), [FACE])
     noisy = np.clip(img.astype(int) + np.random.default_rng(1).integers(-6, 7, img.shape), 0, 255).astype(np.uint8)
-    assert not s.due(noisy, 1 / 30, [FACE])
+    assert not s.due(Frame(noisy, 0, 1 / 30), [FACE])
     # A mouth-sized change (32x12 pixels: 0.17% of the frame, 1.5% of the face) inside the
     # face: a smile starting.
     mouth = img.copy()
     mouth[212:224, 264:296] = 200
-    assert s.due(mouth, 2 / 30, [FACE])
+    assert s.due(Frame(mouth, 0, 2 / 30), [FACE])
     # The same change with nobody in view is below the frame's share: nothing to detect.
     empty = DetectSchedule(MotionConfig())
-    assert empty.due(img, 0.0, [])
-    assert not empty.due(mouth, 0.5, [])
+    assert empty.due(Frame(img, 0, 0.0), [])
+    assert not empty.due(Frame(mouth, 0, 0.5), [])
 
 
 def test_while_nobody_is_in_view_a_changing_picture_is_detected_at_idle_fps() -> None:
     s = DetectSchedule(MotionConfig(idle_fps=10.0))
     frames = [scene(level=60 + 40 * (i % 2)) for i in range(30)]  # the light flickers every frame
-    due = [i for i, img in enumerate(frames) if s.due(img, i / 30, [])]
+    due = [i for i, img in enumerate(frames) if s.due(Frame(img, 0, i / 30), [])]
     assert due == list(range(0, 30, 3))  # every 0.1 s
     # with a face in view, every changed frame
     s = DetectSchedule(MotionConfig(idle_fps=10.0))
-    assert [i for i, img in enumerate(frames) if s.due(img, i / 30, [FACE])] == list(range(30))
+    assert [i for i, img in enumerate(frames) if s.due(Frame(img, 0, i / 30), [FACE])] == list(range(30))
 
 
 def test_a_slow_change_adds_up_until_it_counts() -> None:
     # Compared with the last detected frame, not the previous one: a brightening of 1 level per
     # frame is never a change between two frames, but is one after pixel_threshold frames.
     s = DetectSchedule(MotionConfig(pixel_threshold=12, refresh_s=100))
-    due = [i for i in range(40) if s.due(scene(level=60 + i), i, [FACE])]
+    due = [i for i in range(40) if s.due(Frame(scene(level=60 + i), i, i), [FACE])]
     assert due == [0, 13, 26, 39]
 
 
 def test_a_frame_of_another_size_is_detected() -> None:
     s = DetectSchedule(MotionConfig())
-    assert s.due(scene(), 0.0, [])
-    assert s.due(np.zeros((480, 640, 3), np.uint8), 0.2, [])  # at the next look
+    assert s.due(Frame(scene(), 0, 0.0), [])
+    assert s.due(Frame(np.zeros((480, 640, 3), np.uint8), 1, 0.2), [])  # at the next look
 
 
 def test_motion_defaults_and_switch(tmp_path: Path) -> None:
@@ -139,6 +139,41 @@ def test_every_labelled_clip_decides_the_same_with_the_detector_skipping(shared_
         assert motion is not None and motion.detected > 0
         skipped += motion.skipped
     assert skipped > 0, "the schedule skipped no frame of these clips"
+
+
+def as_camera_jpegs(frames: Iterable[Frame], quality: int = 85) -> list[tuple[bytes, int, float]]:
+    """Each frame as a live MJPEG camera sends it: a JPEG (with its index and time)."""
+    import cv2
+
+    out = []
+    for f in frames:
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        assert ok
+        out.append((buf.tobytes(), f.index, f.t))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clip", ["single_face.mp4", "face_noface.mov", "no_face.mp4", "broad_grin.mp4"])
+def test_jpeg_frames_are_decoded_only_where_the_detector_runs_and_decide_the_same(shared_dir: Path, face_model_path: Path, clip: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MJPEG camera's frames reach the pipeline undecoded (Frame.from_jpeg): compared as grey
+    copies decoded at reduced scale, decoded in full only when the detector runs on them, with
+    the same events as the same JPEGs decoded in full and detected on every frame."""
+    from gatekeeper.app import build_pipeline
+
+    monkeypatch.setenv("GATEKEEPER_FACE_MODEL", str(face_model_path))
+    jpegs = as_camera_jpegs(clip_frames(shared_dir / "videos" / clip))
+    full, _ = replay((Frame(Frame.from_jpeg(j, i, t).image, i, t) for j, i, t in jpegs), EVERY_FRAME)
+    pipeline = build_pipeline(Config())
+    try:
+        frames = [Frame.from_jpeg(j, i, t) for j, i, t in jpegs]
+        skipping = [(e.event.value, e.t, e.track) for frame in frames for e in pipeline.process(frame)]
+    finally:
+        pipeline.close()
+    same_decisions(full, skipping)
+    motion = pipeline.motion
+    assert motion is not None and motion.skipped > 0
+    assert pipeline.decoded == sum(f.decoded for f in frames) == motion.detected  # only the detected frames, in full
 
 
 def repeated(frames: Iterable[Frame], times: int) -> Iterator[Frame]:
