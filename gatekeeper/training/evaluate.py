@@ -86,7 +86,7 @@ def main(argv: list[str]) -> int:
         type=int,
         nargs="*",
         default=[24, 32, 48],
-        help="also score the chips as faces this many pixels wide would give them (default 24 32 48; none to skip)",
+        help="also score the chips as faces this many pixels wide would give them (default 24 32 48; the option with no widths skips them)",
     )
     ap.add_argument("--model", default=None, help="smile .tflite (default: the shipped model)")
     ap.add_argument("--split", choices=("all", "train", "val", "test"), default="all", help="which fixed-seed split to score (default: every image)")
