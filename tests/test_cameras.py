@@ -117,6 +117,9 @@ def test_one_process_runs_three_cameras_each_with_its_own_gate_relay_and_journal
             )
             with gatekeeper_process("--config", str(config)) as (proc, out):
                 opened = wait_for_opens(out, {"lane1", "replay", "rtsp"}, timeout=90)
+                # A stop on request cuts a relay pulse short (journaled as failed): let the last
+                # OPEN's 100 ms pulse run out first, whichever camera opened last.
+                time.sleep(1.0)
                 proc.send_signal(signal.SIGTERM)
                 rc = proc.wait(timeout=15)
                 _, stderr = proc.communicate(timeout=10)

@@ -38,8 +38,9 @@ def run_train(face_model_path: Path, *args: str) -> None:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_faces: Path, face_model_path: Path) -> Path:
     out = tmp_path_factory.mktemp("model")
+    # Mining is off by default (it cost the held broad grin, README "Runs"); on here, to test it.
     run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "2", "--batch", "32", "--clean-after", "1",
-              "--clean-sources", tiny_faces.name, "--out", str(out), "--cache", str(out / "cache"))
+              "--clean-sources", tiny_faces.name, "--mine-weight", "3", "--out", str(out), "--cache", str(out / "cache"))
     return out
 
 
@@ -75,6 +76,20 @@ def test_label_cleaning_ran_between_the_two_phases(tiny_model: Path) -> None:
     assert (mining["after_epoch"], mining["weight"], mining["threshold"]) == (1, 3.0, 0.5)
     assert mining["of_hard"] > 0 and 0 <= mining["mined"] <= mining["of_hard"]
     assert set(mining["by_class"]) <= {"sad"} and sum(mining["by_class"].values()) == mining["mined"]
+
+
+def test_the_default_recipe_is_the_shipped_models() -> None:
+    """`gatekeeper train` with no options runs run D's recipe: 18 epochs, patience 6, no mining."""
+    import argparse
+
+    from gatekeeper.training.train import add_arguments
+
+    ap = argparse.ArgumentParser()
+    add_arguments(ap)
+    args = ap.parse_args([])
+    assert (args.epochs, args.patience, args.mine_weight, args.hard_weight, args.seed) == (18, 6, 1.0, 2.0, 1234)
+    card = json.loads((Path(__file__).resolve().parents[2] / "model" / "model.json").read_text())["training"]
+    assert (card["epochs_max"], card["hard_mining"], card["hard_weight"], card["seed"]) == (args.epochs, None, args.hard_weight, args.seed)
 
 
 def test_init_with_no_epochs_recalibrates_the_same_weights(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
