@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 
 from .errors import FrameError, SourceError
-from .mjpeg import MjpegCapture, open_mjpeg
+from .mjpeg import IMREAD_RGB, REDUCED_GREY, MjpegCapture, decode_jpeg, jpeg_size, open_mjpeg
 from .redact import source_name
 
-__all__ = ["MAX_CAMERA_INDEX", "FileSource", "Frame", "FrameError", "LiveSource", "SourceStatus", "check_camera_index", "open_capture"]
+__all__ = ["MAX_CAMERA_INDEX", "FileSource", "Frame", "LiveSource", "SourceStatus", "check_camera_index", "open_capture"]
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,12 @@ class Frame:
         self.decode_s = decode_s
 
     @classmethod
-    def from_jpeg(cls, jpeg: bytes, index: int, t: float) -> Frame:
-        """A frame decoded when it is first looked at (see the class docs)."""
-        return cls(None, index, t, jpeg=jpeg)
+    def from_jpeg(cls, jpeg: bytes, index: int, t: float, size: tuple[int, int] | None = None) -> Frame:
+        """A frame decoded when it is first looked at (see the class docs); ``size``: (width,
+        height) when the caller has read the JPEG's header already (:func:`jpeg_size`)."""
+        frame = cls(None, index, t, jpeg=jpeg)
+        frame._size = size
+        return frame
 
     def __repr__(self) -> str:
         return f"Frame(index={self.index}, t={self.t:.3f}, decoded={self.decoded})"
@@ -85,11 +88,11 @@ class Frame:
         """The RGB picture; raises :class:`FrameError` when its JPEG cannot be decoded."""
         if self._image is None:
             t0 = time.perf_counter()
-            img = decode_jpeg(self._jpeg or b"", _IMREAD_RGB or cv2.IMREAD_COLOR)
+            img = decode_jpeg(self._jpeg or b"", IMREAD_RGB or cv2.IMREAD_COLOR)
             if not _valid(img):
                 raise FrameError(f"frame {self.index}: not a decodable JPEG of at least 16x16 pixels")
             assert img is not None
-            self._image = img if _IMREAD_RGB else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+            self._image = img if IMREAD_RGB else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
             self.decode_s += time.perf_counter() - t0
         return self._image
 
@@ -133,54 +136,6 @@ class Frame:
         self.decode_s += time.perf_counter() - t0
         self._grey = (width, small)
         return small
-
-
-#: Decoding straight to RGB (OpenCV 4.11 and later) saves the BGR-to-RGB conversion (0.2 ms for 640x360).
-_IMREAD_RGB: int | None = getattr(cv2, "IMREAD_COLOR_RGB", None)
-
-#: ``cv2.imdecode`` flags: greyscale at 1/N scale, decoded by libjpeg at that scale.
-REDUCED_GREY = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
-
-
-def decode_jpeg(data: bytes, flags: int) -> np.ndarray | None:
-    """``cv2.imdecode`` of ``data``; None when it is not a picture OpenCV can decode."""
-    if not data:
-        return None
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    return img if isinstance(img, np.ndarray) and img.size else None
-
-
-#: JPEG start-of-frame markers (SOF0-SOF15 but DHT C4, JPG C8 and DAC CC), which hold the size.
-_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header, without decoding it; None when ``data`` is
-    not a JPEG or its header is damaged."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    i, n = 2, len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # standalone markers: no length
-            i += 2
-            continue
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker in _SOF:
-            if i + 9 > n:
-                return None
-            height = int.from_bytes(data[i + 5 : i + 7], "big")
-            width = int.from_bytes(data[i + 7 : i + 9], "big")
-            return (width, height) if width and height else None
-        if marker == 0xDA or length < 2:  # scan data before any frame header: damaged
-            return None
-        i += 2 + length
-    return None
 
 
 @dataclass
@@ -519,7 +474,7 @@ class LiveSource:
                 if size is None or min(size) < 16:
                     self.status.skipped += 1
                     continue
-                frame = Frame.from_jpeg(jpeg, self._index, time.time())
+                frame = Frame.from_jpeg(jpeg, self._index, time.time(), size)
             else:
                 t0 = time.perf_counter()
                 if not _valid(img):

@@ -7,8 +7,8 @@ motion detection of camera event services does:
 * **nothing changed, nothing to do**: each frame is shrunk to a small greyscale copy (``width``
   pixels wide: bilinear sampling, tens of microseconds; a live MJPEG camera's JPEG is decoded
   straight to it at reduced scale, a tenth of a full decode, see :meth:`Frame.grey`) and
-  compared with the copy of the frame the detector last ran on. A pixel changed when its grey level moved by more than
-  ``pixel_threshold``; the frame changed when more than ``min_changed`` of all pixels did, or more
+  compared with the copy of the frame the detector last ran on. A pixel changed when its grey
+  level moved by more than ``pixel_threshold``; the frame changed when more than ``min_changed`` of all pixels did, or more
   than ``face_min_changed`` of the pixels inside one of the faces last detected (a smile moves
   only the mouth and cheeks: a small part of the frame, a large part of the face). Comparing with
   the last *detected* frame, not the previous one, lets a slow change add up until it counts.

@@ -147,11 +147,17 @@ class Snapshot:
 
     seq: int
     picture: Frame  # the source makes a new frame each time, so no copy is needed
-    frame: int
-    t: float
     faces: tuple[TrackedFace, ...]  # with their track ids, from the gate
     score: float | None
     state: str
+
+    @property
+    def frame(self) -> int:
+        return self.picture.index
+
+    @property
+    def t(self) -> float:
+        return self.picture.t
 
     @property
     def image(self) -> np.ndarray:
@@ -387,7 +393,7 @@ class LiveView:
             seq = self._snapshot.seq + 1 if self._snapshot else 0
             state = GateState.FAULT.value if self.fault else pipeline.gate.state.value
             score = pipeline.gate.last_score
-            self._snapshot = Snapshot(seq, frame, frame.index, frame.t, tuple(pipeline.gate.faces), score, state)
+            self._snapshot = Snapshot(seq, frame, tuple(pipeline.gate.faces), score, state)
             self._last_frame_at = self._clock()
             self.frames_processed += 1
         self._score.set(float("nan") if score is None else score)

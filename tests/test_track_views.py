@@ -21,7 +21,7 @@ FAULT = Event(EventType.FAULT, 9, 0.3, None, "c", None, 0, "camera lost")
 
 
 def snapshot(*faces: TrackedFace) -> Snapshot:
-    return Snapshot(0, Frame(np.zeros((200, 400, 3), np.uint8), 0, 0.0), 0, 0.0, faces, None, "present")
+    return Snapshot(0, Frame(np.zeros((200, 400, 3), np.uint8), 0, 0.0), faces, None, "present")
 
 
 def picture(snap: Snapshot, **kwargs: object) -> np.ndarray:
