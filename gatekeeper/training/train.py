@@ -141,6 +141,17 @@ def mine_hard(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, thresho
     return (labels == 0) & np.isin(groups, list(HARD_NEGATIVES)) & (probs >= threshold)
 
 
+def mine_missed(probs: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    """The hard smiles: chips labelled smiling that the part-trained model, calibrated on
+    validation, calls not smiling (``probs < threshold``).
+
+    Mining the hard non-smiles alone (runs C and E) taught the network that a wide open mouth
+    with teeth is not a smile, and a held broad grin stopped opening the gate. The broad grins
+    and laughs among the smiles the model misses are the counterweight.
+    """
+    return (labels == 1) & (probs < threshold)
+
+
 def calibrated_suspects(
     logits_tr: np.ndarray,
     labels_tr: np.ndarray,
@@ -411,11 +422,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             }
             log.info("label cleaning: %s", cleaning)
             boost = None
-            if args.mine_weight != 1.0:
+            if args.mine_weight != 1.0 or args.mine_smiles_weight != 1.0:
                 # The same judgement, calibrated on validation whatever cleaning read: "called smiling"
                 # must mean the same in every run.
-                mined = mine_hard(sigmoid(ca * z_tr + cb), y_tr, g_tr, args.mine_threshold) & ~suspect
-                boost = np.where(mined, args.mine_weight, 1.0)
+                p_tr = sigmoid(ca * z_tr + cb)
+                mined = mine_hard(p_tr, y_tr, g_tr, args.mine_threshold) & ~suspect
+                missed = mine_missed(p_tr, y_tr, args.mine_threshold) & ~suspect
+                boost = np.where(mined, args.mine_weight, 1.0) * np.where(missed, args.mine_smiles_weight, 1.0)
                 mining = {
                     "after_epoch": clean_at,
                     "threshold": args.mine_threshold,
@@ -423,6 +436,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                     "mined": int(mined.sum()),
                     "of_hard": int(((y_tr == 0) & np.isin(g_tr, list(HARD_NEGATIVES))).sum()),
                     "by_class": {str(c): int(n) for c, n in zip(*np.unique(g_tr[mined], return_counts=True), strict=True)},
+                    "smiles_weight": args.mine_smiles_weight,
+                    "smiles_mined": int(missed.sum()),
+                    "of_smiles": int((y_tr == 1).sum()),
+                    "smiles_by_source": {names[i]: int(n) for i, n in zip(*np.unique(s_tr[missed], return_counts=True), strict=True)},
                 }
                 log.info("hard examples mined: %s", mining)
             weights = _weights(y_tr, s_tr, g_tr, keep=~suspect, by_size=by_size, hard_weight=args.hard_weight, boost=boost)
@@ -557,7 +574,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         default=MINE_WEIGHT,
         help=f"after --clean-after epochs, the expressive non-smiles the model calls smiling (at --mine-threshold) weigh this much more (1: off; default {MINE_WEIGHT:g})",
     )
-    ap.add_argument("--mine-threshold", type=_unit_arg, default=0.5, help="calibrated probability from which a hard non-smile counts as mined (default 0.5)")
+    ap.add_argument(
+        "--mine-smiles-weight",
+        type=float,
+        default=1.0,
+        help="with the hard non-smiles, the smiles the model calls not smiling (below --mine-threshold) weigh this much more (1: off, the default)",
+    )
+    ap.add_argument("--mine-threshold", type=_unit_arg, default=0.5, help="calibrated probability from which a hard non-smile counts as mined, and below which a smile does (default 0.5)")
     ap.add_argument(
         "--source-weight",
         choices=("equal", "size"),

@@ -102,3 +102,18 @@ def test_hard_mining_picks_expressive_non_smiles_called_smiling_and_they_weigh_m
     assert boosted[neg].sum() == pytest.approx(plain[neg].sum())
     assert boosted[0] == pytest.approx(3 * boosted[2])
     assert boosted[4] == pytest.approx(plain[4])
+
+
+def test_missed_smiles_are_the_smiles_called_not_smiling_whatever_their_class() -> None:
+    from gatekeeper.training.train import mine_missed
+
+    labels = np.array([1, 1, 1, 0, 0])
+    probs = np.array([0.2, 0.5, 0.9, 0.1, 0.9])
+    # At the threshold a smile counts as found; non-smiles are never mined as missed smiles.
+    assert mine_missed(probs, labels, threshold=0.5).tolist() == [True, False, False, False, False]
+    sources = np.zeros(len(labels), dtype=int)
+    boosted = _weights(labels, sources, boost=np.where(mine_missed(probs, labels, 0.5), 2.0, 1.0))
+    pos = labels == 1
+    # The smiles keep their total weight, shared out towards the missed one.
+    assert boosted[pos].sum() == pytest.approx(_weights(labels, sources)[pos].sum())
+    assert boosted[0] == pytest.approx(2 * boosted[2])
