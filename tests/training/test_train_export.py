@@ -40,7 +40,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_faces: Path, face_
     out = tmp_path_factory.mktemp("model")
     # Mining is off by default (it cost the held broad grin, README "Runs"); on here, to test it.
     run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "2", "--batch", "32", "--clean-after", "1",
-              "--clean-sources", tiny_faces.name, "--mine-weight", "3", "--mine-smiles-weight", "2", "--out", str(out), "--cache", str(out / "cache"))
+              "--clean-sources", tiny_faces.name, "--mine-weight", "3", "--mine-smiles-weight", "2",
+              "--mine-smiles-sources", tiny_faces.name, "rafdb", "--out", str(out), "--cache", str(out / "cache"))
     return out
 
 
@@ -77,6 +78,7 @@ def test_label_cleaning_ran_between_the_two_phases(tiny_model: Path) -> None:
     assert mining["of_hard"] > 0 and 0 <= mining["mined"] <= mining["of_hard"]
     assert set(mining["by_class"]) <= {"sad"} and sum(mining["by_class"].values()) == mining["mined"]
     # And the smiles it called not smiling, counted per source.
+    assert mining["smiles_sources"] == [training["datasets"][0]["name"]]  # a named set not trained on is no source
     assert mining["smiles_weight"] == 2.0 and 0 <= mining["smiles_mined"] <= mining["of_smiles"]
     assert sum(mining["smiles_by_source"].values()) == mining["smiles_mined"]
 
