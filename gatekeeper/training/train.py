@@ -335,6 +335,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     log.info("train %d chips (%.1f%% smiling), val %d", len(x_tr), 100 * y_tr.mean(), len(x_va))
 
     names = [p.name for p in sets]
+    unknown = sorted(set(args.mine_smiles_sources or ()) - set(names))
+    if unknown:
+        raise SystemExit(f"gatekeeper train: --mine-smiles-sources names {', '.join(map(repr, unknown))}, not among the training data ({', '.join(names)})")
     targets = y_tr.astype(np.float32)
     distillation: dict[str, Any] | None = None
     if teachers:
@@ -428,7 +431,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 p_tr = sigmoid(ca * z_tr + cb)
                 mined = mine_hard(p_tr, y_tr, g_tr, args.mine_threshold) & ~suspect
                 smiles_in = names if args.mine_smiles_sources is None else args.mine_smiles_sources
-                missed = mine_missed(p_tr, y_tr, args.mine_threshold) & ~suspect & np.isin(s_tr, [i for i, n in enumerate(names) if n in smiles_in])
+                missed = mine_missed(p_tr, y_tr, args.mine_threshold) & ~suspect & np.isin(s_tr, [names.index(n) for n in smiles_in])
                 boost = np.where(mined, args.mine_weight, 1.0) * np.where(missed, args.mine_smiles_weight, 1.0)
                 mining = {
                     "after_epoch": clean_at,
@@ -438,7 +441,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                     "of_hard": int(((y_tr == 0) & np.isin(g_tr, list(HARD_NEGATIVES))).sum()),
                     "by_class": {str(c): int(n) for c, n in zip(*np.unique(g_tr[mined], return_counts=True), strict=True)},
                     "smiles_weight": args.mine_smiles_weight,
-                    "smiles_sources": sorted(set(smiles_in) & set(names)),
+                    "smiles_sources": sorted(smiles_in),
                     "smiles_mined": int(missed.sum()),
                     "of_smiles": int((y_tr == 1).sum()),
                     "smiles_by_source": {names[i]: int(n) for i, n in zip(*np.unique(s_tr[missed], return_counts=True), strict=True)},
@@ -586,7 +589,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         "--mine-smiles-sources",
         nargs="+",
         default=None,
-        help="datasets whose missed smiles --mine-smiles-weight weighs (default: every set)",
+        help="datasets whose missed smiles --mine-smiles-weight weighs, each among --data (default: every set)",
     )
     ap.add_argument("--mine-threshold", type=_unit_arg, default=0.5, help="calibrated probability from which a hard non-smile counts as mined, and below which a smile does (default 0.5)")
     ap.add_argument(

@@ -41,7 +41,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_faces: Path, face_
     # Mining is off by default (it cost the held broad grin, README "Runs"); on here, to test it.
     run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "2", "--batch", "32", "--clean-after", "1",
               "--clean-sources", tiny_faces.name, "--mine-weight", "3", "--mine-smiles-weight", "2",
-              "--mine-smiles-sources", tiny_faces.name, "rafdb", "--out", str(out), "--cache", str(out / "cache"))
+              "--mine-smiles-sources", tiny_faces.name, "--out", str(out), "--cache", str(out / "cache"))
     return out
 
 
@@ -78,7 +78,7 @@ def test_label_cleaning_ran_between_the_two_phases(tiny_model: Path) -> None:
     assert mining["of_hard"] > 0 and 0 <= mining["mined"] <= mining["of_hard"]
     assert set(mining["by_class"]) <= {"sad"} and sum(mining["by_class"].values()) == mining["mined"]
     # And the smiles it called not smiling, counted per source.
-    assert mining["smiles_sources"] == [training["datasets"][0]["name"]]  # a named set not trained on is no source
+    assert mining["smiles_sources"] == [training["datasets"][0]["name"]]
     assert mining["smiles_weight"] == 2.0 and 0 <= mining["smiles_mined"] <= mining["of_smiles"]
     assert sum(mining["smiles_by_source"].values()) == mining["smiles_mined"]
 
@@ -174,6 +174,19 @@ def test_a_bad_teacher_is_refused(tiny_model: Path, tiny_faces: Path, face_model
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("gatekeeper train: --teacher") and all(e in last for e in expected), proc.stderr[-2000:]
+    assert not (tmp_path / "model.json").exists()
+
+
+def test_mined_smiles_from_a_set_not_trained_on_are_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gatekeeper.cli", "train", "--no-progress", "--data", f"folders:{tiny_faces}", "--epochs", "1",
+         "--mine-smiles-weight", "2", "--mine-smiles-sources", "rafdb", "--out", str(tmp_path), "--cache", str(tiny_model / "cache")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("gatekeeper train: --mine-smiles-sources names 'rafdb', not among the training data"), proc.stderr[-2000:]
     assert not (tmp_path / "model.json").exists()
 
 
