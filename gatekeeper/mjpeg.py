@@ -86,7 +86,6 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-
 class MjpegCapture:
     """One open ``multipart/x-mixed-replace`` response; see the module docs."""
 
