@@ -171,10 +171,11 @@ class ActionStats:
             self.taken[(action.kind, action.via)] += 1
 
     def refuse(self, via: str, code: str, message: str, *, level: int = logging.WARNING) -> None:
-        """One refused input: counted under (``via``, ``code``) and logged in one line."""
+        """One refused input: logged in one line, then counted under (``via``, ``code``), so
+        that whoever sees the count can find the line."""
+        log.log(level, "action refused (%s, %s): %s", via, code, message)
         with self._lock:
             self.refused[(via, code)] += 1
-        log.log(level, "action refused (%s, %s): %s", via, code, message)
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         """For /status: ``{"taken": {"open/http": 2}, "refused": {"http/bad_token": 1}}``."""
