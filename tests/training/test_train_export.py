@@ -139,7 +139,7 @@ def test_flip_average_scores_a_chip_and_its_mirror_alike(tiny_model: Path, tiny_
         clf = SmileClassifier(tmp_path / name)
         p = clf.predict(chips)
         assert np.allclose(p, clf.predict(mirrored), atol=1e-5 if name == "smile.tflite" else 0.02)
-        # The two views go through as one stacked batch; one face at a time splits back alike.
+        # A face alone scores as it does among others (the gate scores one or two at a time).
         assert np.allclose([clf.predict(c[None])[0] for c in chips], p, atol=1e-5)
     assert np.allclose(SmileClassifier(tmp_path / "smile.tflite").predict(chips), expected, atol=1e-4)
 
