@@ -35,6 +35,15 @@ def run_train(face_model_path: Path, *args: str) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+def train_refused(face_model_path: Path, out: Path, *args: str) -> str:
+    """A `gatekeeper train` that must fail before it writes a model; returns its last stderr line."""
+    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
+    proc = subprocess.run([sys.executable, "-m", "gatekeeper.cli", "train", "--no-progress", *args, "--out", str(out)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode != 0
+    assert not (out / "model.json").exists()
+    return proc.stderr.strip().splitlines()[-1]
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_faces: Path, face_model_path: Path) -> Path:
     out = tmp_path_factory.mktemp("model")
@@ -135,13 +144,14 @@ def test_flip_average_scores_a_chip_and_its_mirror_alike(tiny_model: Path, tiny_
     logit = keras.models.load_model(init, compile=False)
     z = (logit.predict(chips[..., None].astype(np.float32), verbose=0) + logit.predict(mirrored[..., None].astype(np.float32), verbose=0)).reshape(-1) / 2.0
     expected = sigmoid(card["calibration"]["a"] * z + card["calibration"]["b"])
+    scores = {}
     for name in ("smile.tflite", "smile_int8.tflite"):
         clf = SmileClassifier(tmp_path / name)
-        p = clf.predict(chips)
+        scores[name] = p = clf.predict(chips)
         assert np.allclose(p, clf.predict(mirrored), atol=1e-5 if name == "smile.tflite" else 0.02)
         # A face alone scores as it does among others (the gate scores one or two at a time).
         assert np.allclose([clf.predict(c[None])[0] for c in chips], p, atol=1e-5)
-    assert np.allclose(SmileClassifier(tmp_path / "smile.tflite").predict(chips), expected, atol=1e-4)
+    assert np.allclose(scores["smile.tflite"], expected, atol=1e-4)
 
 
 def test_runtime_runs_both_exports(tiny_model: Path) -> None:
@@ -193,45 +203,24 @@ def test_a_teacher_weight_averaging_and_calibrated_cleaning_are_recorded_on_the_
 
 @pytest.mark.parametrize(("teacher", "expected"), [("fer2013:{model}", ["'fer2013'", "not among the training data"]), ("{model}.missing", ["does not exist"])])
 def test_a_bad_teacher_is_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path, teacher: str, expected: list[str]) -> None:
-    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "gatekeeper.cli", "train", "--no-progress", "--data", f"folders:{tiny_faces}", "--epochs", "1",
-         "--teacher", teacher.format(model=tiny_model / "smile.tflite"), "--out", str(tmp_path), "--cache", str(tiny_model / "cache")],
-        capture_output=True, text=True, env=env, timeout=600,
-    )
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("gatekeeper train: --teacher") and all(e in last for e in expected), proc.stderr[-2000:]
-    assert not (tmp_path / "model.json").exists()
+    last = train_refused(face_model_path, tmp_path, "--data", f"folders:{tiny_faces}", "--epochs", "1",
+                         "--teacher", teacher.format(model=tiny_model / "smile.tflite"), "--cache", str(tiny_model / "cache"))
+    assert last.startswith("gatekeeper train: --teacher") and all(e in last for e in expected), last
 
 
 def test_mined_smiles_from_a_set_not_trained_on_are_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "gatekeeper.cli", "train", "--no-progress", "--data", f"folders:{tiny_faces}", "--epochs", "1",
-         "--mine-smiles-weight", "2", "--mine-smiles-sources", "rafdb", "--out", str(tmp_path), "--cache", str(tiny_model / "cache")],
-        capture_output=True, text=True, env=env, timeout=600,
-    )
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("gatekeeper train: --mine-smiles-sources names 'rafdb', not among the training data"), proc.stderr[-2000:]
-    assert not (tmp_path / "model.json").exists()
+    last = train_refused(face_model_path, tmp_path, "--data", f"folders:{tiny_faces}", "--epochs", "1",
+                         "--mine-smiles-weight", "2", "--mine-smiles-sources", "rafdb", "--cache", str(tiny_model / "cache"))
+    assert last.startswith("gatekeeper train: --mine-smiles-sources names 'rafdb', not among the training data"), last
 
 
 @pytest.mark.parametrize("option", ["--init", "--teacher"])
 def test_a_model_from_other_splits_is_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path, option: str) -> None:
     """Starting from, or learning from, a model split another way would train on held-out faces."""
     model = tiny_model / ("gate.best.keras" if option == "--init" else "smile.tflite")
-    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "gatekeeper.cli", "train", "--no-progress", "--data", f"folders:{tiny_faces}", "--epochs", "1",
-         option, str(model), "--split-seed", "7", "--out", str(tmp_path), "--cache", str(tiny_model / "cache")],
-        capture_output=True, text=True, env=env, timeout=600,
-    )
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"gatekeeper train: {option}") and "splits of seed 1234" in last and "--split-seed 7" in last, proc.stderr[-2000:]
-    assert not (tmp_path / "model.json").exists()
+    last = train_refused(face_model_path, tmp_path, "--data", f"folders:{tiny_faces}", "--epochs", "1",
+                         option, str(model), "--split-seed", "7", "--cache", str(tiny_model / "cache"))
+    assert last.startswith(f"gatekeeper train: {option}") and "splits of seed 1234" in last and "--split-seed 7" in last, last
 
 
 def run_eval(face_model_path: Path, model: Path, data: str, out: Path, *args: str) -> dict:
