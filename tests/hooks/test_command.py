@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+import subprocess
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from gatekeeper.hooks import CommandHook, CommandHookConfig
+from gatekeeper.hooks.base import Delivery, DeliveryError
+from gatekeeper.hooks.command import KEEP_BYTES, _communicate
 from gatekeeper.journal import DeliveryState
 
 
@@ -107,3 +112,51 @@ def test_a_stale_event_does_not_run_the_command(tmp_path, started, outcomes, mak
     hook.publish(event, created_at=time.time() - 11)
     assert got.final(event.id).state is DeliveryState.EXPIRED
     assert not marker.exists()
+
+
+# 50 MB of "x" on stdout, then a last line on each stream and a failing exit status.
+FLOOD = "head -c 50000000 /dev/zero | tr '\\0' x; echo; echo the-end; echo 'last words' >&2; exit 4"
+
+
+def test_a_command_printing_50_mb_is_read_in_a_bounded_buffer(make_event, caplog):
+    """Only the tail of what a command prints is kept: Python's memory stays flat while it prints
+    50 MB (communicate() would hold all of it), and its exit status and last words still arrive."""
+    hook = command("/bin/sh", "-c", FLOOD, timeout_s=60)
+    caplog.set_level(logging.DEBUG, logger="gatekeeper.hooks")
+    event = make_event()
+    tracemalloc.start()
+    try:
+        with pytest.raises(DeliveryError) as failed:
+            hook.deliver(Delivery(event, time.time()), 1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(failed.value) == "'/bin/sh' failed (exit status 4): last words"
+    assert peak < 2_000_000, f"{peak / 1e6:.1f} MB held while the command printed 50 MB"
+    [stdout_line] = [r.getMessage() for r in caplog.records if "stdout" in r.getMessage()]
+    assert f"event {event.id}: stdout (50000009 bytes): ...x" in stdout_line
+    assert stdout_line.endswith("x | the-end") and len(stdout_line) < 400
+
+
+def test_the_kept_tail_of_each_stream_is_bounded():
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", "cat >&2; head -c 3000000 /dev/zero | tr '\\0' y; printf ' end'"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = _communicate(proc, b"the event\n", timeout=30)
+    assert proc.returncode == 0
+    assert out.total == 3_000_004 and len(out.data) <= 2 * KEEP_BYTES and out.data.endswith(b"y end")
+    assert out.text(limit=10) == "...yyyyyy end"
+    assert err.total == 10 and err.text() == "the event"  # stdin was written, stderr read beside stdout
+
+
+def test_a_flood_on_stderr_gives_a_short_error(started, outcomes, make_event):
+    hook = started(command("/bin/sh", "-c", "head -c 20000000 /dev/zero | tr '\\0' e >&2; exit 1", timeout_s=60))
+    got = outcomes(hook)
+    event = make_event()
+    hook.publish(event)
+    outcome = got.final(event.id, timeout=60)
+    assert outcome.state is DeliveryState.FAILED
+    assert outcome.error == "'/bin/sh' failed (exit status 1): ..." + "e" * 300
