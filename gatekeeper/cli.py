@@ -53,12 +53,23 @@ def _camera_index(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _stream_url(text: str) -> str:
+    """``--url``: a well-formed network address, checked as ``cameras.NAME.url`` is (see
+    :func:`gatekeeper.schema.check_url`), before the config check or the start."""
+    from .schema import check_url
+
+    try:
+        return check_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def run_parser() -> argparse.ArgumentParser:
     ap = ArgumentParser(prog=CLI_NAME, description="A camera gate that opens for a held smile.", epilog="subcommands: " + ", ".join(SUBCOMMANDS) + " (gatekeeper SUBCOMMAND --help)")
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--camera", type=_camera_index, metavar="INDEX", help="camera index, 0 to 99 (0 is the first camera)")
     src.add_argument("--video", metavar="PATH", help="replay a video file frame by frame")
-    src.add_argument("--url", metavar="URL", help="a network stream (rtsp://, http://...)")
+    src.add_argument("--url", type=_stream_url, metavar="URL", help="a network stream (rtsp://, http://...)")
     ap.add_argument("--config", metavar="PATH", help="config file (default: ./config.yaml if present, else built-in defaults)")
     ap.add_argument("--realtime", action="store_true", help="replay files at their own frame rate")
     ap.add_argument("--check-config", action="store_true", help="validate the config, print the effective values (secrets masked), exit")

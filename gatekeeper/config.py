@@ -36,7 +36,7 @@ from .gate import GateConfig
 from .hooks.config import HOOK_TYPES, GpioHookConfig, HookConfig
 from .motion import MotionConfig
 from .redact import REDACTED, redact_text
-from .schema import bounds_text, check_bounds, opt
+from .schema import bounds_text, check_bounds, check_url, opt
 
 __all__ = ["CameraConfig", "Config", "HttpConfig", "config_from_dict", "config_to_dict", "load_config", "redact_text"]
 
@@ -314,6 +314,11 @@ def _camera(name: str, value: Any, path: str, top: Config) -> CameraConfig:
         source = _convert(str, value[kind], f"{path}.{kind}", {})
         if not source.strip():
             raise ConfigError(f"{path}.{kind}: expected a {'URL' if kind == 'url' else 'video file path'}, got an empty string")
+        if kind == "url":
+            try:
+                check_url(source)  # the same check as --url: a malformed URL stops the start, not one camera's thread
+            except ValueError as exc:
+                raise ConfigError(f"{path}.url: {exc}") from None
     overrides = value.get("gate") or {}
     if not isinstance(overrides, dict):
         raise ConfigError(f"{path}.gate: expected a mapping of gate keys to override, got {_describe(overrides)}")

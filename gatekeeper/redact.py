@@ -33,11 +33,21 @@ def _redact_params(text: str) -> str:
     return "&".join(pairs)
 
 
-def _redact_url(url: str) -> str:
+def _split_url(url: str) -> urllib.parse.SplitResult:
+    """``urlsplit``, and for a URL it refuses (an unclosed ``[``) the same parts split by hand:
+    a malformed URL is named in an error message, and must keep its secrets there too."""
     try:
-        parts = urllib.parse.urlsplit(url)
+        return urllib.parse.urlsplit(url)
     except ValueError:
-        return url
+        scheme, _, rest = url.partition("://")
+        netloc = re.match(r"[^/?#]*", rest).group(0)  # type: ignore[union-attr]  # always matches
+        rest, _, fragment = rest[len(netloc) :].partition("#")
+        path, _, query = rest.partition("?")
+        return urllib.parse.SplitResult(scheme, netloc, path, query, fragment)
+
+
+def _redact_url(url: str) -> str:
+    parts = _split_url(url)
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, host = netloc.rpartition("@")

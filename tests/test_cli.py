@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class Case:
     expected: str  # a part of the error line
     files: dict[str, str] = field(default_factory=dict)  # name in tmp_path -> how to make it (see make_file)
     env: dict[str, str] = field(default_factory=dict)
+    absent: tuple[str, ...] = ()  # never printed, on stdout or stderr (a password)
 
 
 CASES = [
@@ -99,6 +101,25 @@ CASES = [
     # The message names the option once, after the one "gatekeeper: error:" prefix.
     pytest.param(Case(["--camera", "abc"], "error: argument --camera: invalid int value: 'abc'"), id="a camera index that is not a number"),
     pytest.param(Case(["score"], "error: gatekeeper score: the following arguments are required: paths"), id="a subcommand without its arguments"),
+    # A malformed URL is refused by one check, the same for --url and cameras.NAME.url, whether
+    # the gate starts or the config is checked, before anything is opened; its secrets masked.
+    *[
+        pytest.param(Case([*check, "--url", url], expected, absent=("hunter2",)), id=f"--url {what}{' --check-config' if check else ''}")
+        for url, what, expected in [
+            ("http://127.0.0.1:99999/x", "with a port out of range", "argument --url: 'http://127.0.0.1:99999/x': its port 99999 is out of range; expected a port from 1 to 65535"),
+            ("http://admin:hunter2@127.0.0.1:abc/x", "with a port that is not a number", "'http://admin:<redacted>@127.0.0.1:abc/x': its port is not a number"),
+            ("http://admin:hunter2@[::1", "with an unclosed IPv6 bracket", "'http://admin:<redacted>@[::1': its host's '[' has no closing ']'"),
+            ("rtsp:///stream", "without a host", "'rtsp:///stream': it has no host; expected a stream URL such as rtsp://"),
+        ]
+        for check in ([], ["--check-config"])
+    ],
+    *[
+        pytest.param(
+            Case([*check, "--config", "{tmp}/c.yaml"], "error: cameras.b.url: 'http://[::1': its host's '[' has no closing ']'", files={"c.yaml": "a camera with a malformed url"}),
+            id=f"cameras: one camera's url malformed{' --check-config' if check else ''}",
+        )
+        for check in ([], ["--check-config"])
+    ],
 ]
 
 
@@ -116,6 +137,7 @@ def make_file(path: Path, kind: str, shared_dir: Path, face_model_path: Path) ->
         "random bytes": np.random.default_rng(3).integers(0, 256, 20_000, dtype=np.uint8).tobytes(),
         "face model": face_model_path.read_bytes(),
         "truncated face model": face_model_path.read_bytes()[:100_000],
+        "a camera with a malformed url": f"journal: {{enabled: false}}\ncameras:\n  a: {{video: '{video}'}}\n  b: {{url: 'http://[::1'}}\n".encode(),
     }
     if kind == "dir":
         path.mkdir()
@@ -154,7 +176,31 @@ def test_bad_input_exits_2_with_one_error_line(tmp_path: Path, shared_dir: Path,
     assert len(lines) == 1, f"expected one line on stderr, got:\n{proc.stderr}"
     assert lines[0].startswith("gatekeeper: error: "), proc.stderr
     assert case.expected in lines[0]
+    for secret in case.absent:
+        assert secret not in proc.stderr + proc.stdout
     assert proc.returncode == 2, proc.stderr
     events = [json.loads(line)["event"] for line in proc.stdout.splitlines() if line.strip()]
     assert "OPEN" not in events
 
+
+
+def test_a_well_formed_camera_that_cannot_be_reached_faults_alone(tmp_path: Path, shared_dir: Path, face_model_path: Path) -> None:
+    """Of two cameras, one is a well-formed URL where nothing listens: the other plays and opens;
+    the absent one says FAULT (with its URL, masked) and gives up after its reconnects, and the
+    run ends as usual (exit 0)."""
+    with socket.socket() as s:  # a port nothing listens on: bound, never listened
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        config = tmp_path / "c.yaml"
+        config.write_text(
+            "journal: {enabled: false}\n"
+            "source: {watchdog_s: 0.5, reconnect_initial_s: 0.05, reconnect_max_s: 0.1, max_reconnects: 2}\n"
+            f"cameras:\n  a: {{video: '{shared_dir / 'videos' / 'single_face.mp4'}'}}\n  b: {{url: 'http://admin:hunter2@127.0.0.1:{port}/x'}}\n"
+        )
+        proc = run_gatekeeper(["--config", str(config), "--dry-run"], tmp_path, {ENV_FACE_MODEL: str(face_model_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "hunter2" not in proc.stderr + proc.stdout
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert [e["event"] for e in events if e["camera"] == "a"] == ["OPEN"]
+    (fault,) = [e for e in events if e["camera"] == "b"]
+    assert fault["event"] == "FAULT" and f"'http://admin:<redacted>@127.0.0.1:{port}/x'" in fault["reason"], fault

@@ -620,6 +620,7 @@ MASKED = [
     pytest.param("Authorization: basic dXNlcjpwYXNz", "Authorization: basic <redacted>", id="a basic credential, any case"),
     pytest.param("https://gate-server.example/events", "https://gate-server.example/events", id="a URL without secrets"),
     pytest.param("/usr/local/bin/on-open", "/usr/local/bin/on-open", id="not a URL"),
+    pytest.param("http://u:pw@[::1/x?token=a#k", "http://u:<redacted>@[::1/x?token=<redacted>#k", id="a malformed URL keeps its secrets too"),
 ]
 
 
@@ -658,6 +659,11 @@ BAD_CAMERAS = [
     pytest.param("cameras:\n  lane1: {camera: 100}\n", "cameras.lane1.camera: expected a value >= 0 and <= 99, got 100", id="camera index out of range"),
     pytest.param("cameras:\n  lane1: {camera: '0'}\n", "cameras.lane1.camera: expected an integer", id="camera index as a string"),
     pytest.param("cameras:\n  lane1: {url: ''}\n", "cameras.lane1.url: expected a URL, got an empty string", id="empty url"),
+    pytest.param("cameras:\n  lane1: {url: 'http://[::1'}\n", "cameras.lane1.url: 'http://[::1': its host's '[' has no closing ']'", id="url with an unclosed IPv6 bracket"),
+    pytest.param("cameras:\n  lane1: {url: 'rtsp://h:99999/x'}\n", "cameras.lane1.url: 'rtsp://h:99999/x': its port 99999 is out of range; expected a port from 1 to 65535", id="url with a port out of range"),
+    pytest.param("cameras:\n  lane1: {url: 'rtsp://u:pw@h:abc/x'}\n", "cameras.lane1.url: 'rtsp://u:<redacted>@h:abc/x': its port is not a number", id="url with a port that is not a number, masked"),
+    pytest.param("cameras:\n  lane1: {url: 'cam.local/stream'}\n", "cameras.lane1.url: 'cam.local/stream': it has no scheme", id="url without a scheme"),
+    pytest.param("cameras:\n  lane1: {url: 'rtsp://a..b/x'}\n", "cameras.lane1.url: 'rtsp://a..b/x': its host 'a..b' is not a host name", id="url with an empty host label"),
     pytest.param("cameras:\n  lane1: {video: 3}\n", "cameras.lane1.video: expected a string, got 3 (int)", id="video as a number"),
     pytest.param("cameras:\n  lane1: 0\n", "cameras.lane1: expected a mapping with one of camera, url, video", id="a camera that is not a mapping"),
     pytest.param("cameras:\n  lane/1: {camera: 0}\n", "cameras: camera name 'lane/1' (str) is not usable; expected 1 to 64 of", id="a slash in a name"),
@@ -687,6 +693,11 @@ def test_bad_cameras_name_the_key(tmp_path: Path, text: str, prefix: str) -> Non
     message = str(info.value)
     assert prefix in message, message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("url", ["rtsp://10.0.0.7:554/stream1", "http://admin:pw@cam.local/video.mjpg?token=x", "http://[fe80::1]:8080/x", "udp://@:5000", "srt://:9000?mode=listener"])
+def test_well_formed_camera_urls_load(url: str) -> None:
+    assert config_from_dict({"cameras": {"lane1": {"url": url}}}).cameras[0].url == url
 
 
 def test_cameras_take_the_top_level_defaults_and_their_overrides(tmp_path: Path) -> None:
