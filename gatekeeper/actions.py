@@ -39,11 +39,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import GatekeeperError
+from .errors import GatekeeperError, JournalError
 from .schema import opt
 
 if TYPE_CHECKING:
     from .gate import Event, Gate
+    from .journal import Journal
 
 __all__ = [
     "KINDS",
@@ -238,6 +239,7 @@ class Controls:
         self._clock = clock
         self._seen: collections.OrderedDict[str, float] = collections.OrderedDict()  # MQTT command id -> when it arrived
         self._seen_lock = threading.Lock()
+        self._ids: tuple[Journal, str] | None = None  # where ids seen outlive a restart (see remember_ids)
         self._running = True
 
     # -- any thread --------------------------------------------------------------------------
@@ -251,6 +253,11 @@ class Controls:
         except queue.Full:
             return self._refused(ticket, action.via, "queue_full", f"{action.kind} by {action.by}: {self.config.queue_size} actions already wait for the frame loop (actions.queue_size)")
         return ticket
+
+    def remember_ids(self, journal: Journal, scope: str) -> None:
+        """Keep the MQTT command ids seen in ``journal`` too (under ``scope``, the camera's name),
+        so that a command replayed after a restart, within its max age, is refused as a repeat."""
+        self._ids = (journal, scope)
 
     def attach(self, hooks: Iterable[Any], *, in_service: bool = True) -> None:
         """Take MQTT commands from every MQTT hook with ``commands: true`` (call before the hooks
@@ -389,6 +396,7 @@ class Controls:
             repeated = data["id"] in self._seen
             if not repeated:
                 self._seen[data["id"]] = now
+                repeated = not self._remembered_new(data["id"], now, 2 * max_age_s)
         if repeated:
             self.stats.refuse("mqtt", "repeated", f"command {data['id']!r} ({kind} by {_clip(data['by'])}): this id was already received; expected a new id per command")
             return None
@@ -398,6 +406,21 @@ class Controls:
             self.stats.refuse("mqtt", "malformed", f"command {data['id']!r}: {exc}")
             return None
         return self.submit(action)
+
+    def _remembered_new(self, command_id: str, now: float, keep_s: float) -> bool:
+        """Record a command id new to this run in the journal; False if an earlier run saw it.
+
+        A journal that cannot write leaves the memory of this run alone to judge: the command's
+        event then meets the journal's own ``on_error`` rule like every other event.
+        """
+        if self._ids is None:
+            return True
+        journal, scope = self._ids
+        try:
+            return journal.remember_command(scope, command_id, now, now + keep_s)
+        except JournalError as exc:
+            log.error("command %r: its id is not remembered across a restart: %s", command_id, exc)
+            return True
 
     @staticmethod
     def _parse_mqtt(payload: bytes) -> dict[str, Any]:

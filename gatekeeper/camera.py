@@ -251,6 +251,8 @@ class Camera:
 
     def _restore_service(self) -> None:
         journal = self.dispatcher.journal if self.dispatcher is not None else None
+        if journal is not None:
+            self.controls.remember_ids(journal, self.name)  # a command replayed after a restart is a repeat
         last = journal.last_service_event(self.name) if journal is not None else None
         self.pipeline.gate.restore_service(last)
         out = self.pipeline.gate.out_of_service

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import JournalError
 from .gate import Event, EventType
@@ -69,6 +69,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (event_id, hook)
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (state) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS command_ids (
+    scope       TEXT NOT NULL,   -- the camera whose commands they were
+    id          TEXT NOT NULL,   -- an operator command's id (MQTT), so a replay after a restart is refused
+    seen_at     REAL NOT NULL,   -- wall-clock time it arrived
+    keep_until  REAL NOT NULL,   -- forgotten after this: a replay by then is refused as stale anyway
+    PRIMARY KEY (scope, id)
+);
+CREATE INDEX IF NOT EXISTS command_ids_by_age ON command_ids (keep_until);
 """
 _INDEX_V2 = "CREATE INDEX IF NOT EXISTS events_by_camera ON events (camera, created_at);"
 
@@ -82,6 +90,8 @@ _LAST_SERVICE_EACH = (
     "SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY camera ORDER BY created_at DESC, rowid DESC) AS n "
     "FROM events WHERE type IN " + str(_SERVICE_TYPES) + ") WHERE n = 1"
 )
+
+_T = TypeVar("_T")
 
 _PROBE_ID = "~probe"  # never an event id (those are hex); written and deleted by check_writable
 
@@ -292,6 +302,28 @@ class Journal:
                 raise JournalError(f"journal {self.path!r}: cannot prune: {exc}") from None
         return cur.rowcount
 
+    def remember_command(self, scope: str, command_id: str, seen_at: float, keep_until: float) -> bool:
+        """Record that the command ``command_id`` arrived for ``scope`` (a camera) at ``seen_at``;
+        False if it was already recorded and is still remembered (a repeat), True if it is new.
+
+        Ids are forgotten once ``keep_until`` (wall clock) has passed; those past it are deleted here.
+        The table is created in any version-2 journal on open (older gatekeepers ignore it).
+        """
+
+        def write() -> bool:
+            self._db.execute("DELETE FROM command_ids WHERE keep_until < ?", (seen_at,))
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO command_ids (scope, id, seen_at, keep_until) VALUES (?, ?, ?, ?)",
+                (scope, command_id, seen_at, keep_until),
+            )
+            return cur.rowcount == 1
+
+        with self._lock:
+            try:
+                return self._transaction(write)
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self.path!r}: cannot record command {command_id!r}: {exc}") from None
+
     def check_writable(self) -> None:
         """Raise :class:`JournalError` unless a write reaches the file now (a full disk, a file gone read-only).
 
@@ -312,20 +344,22 @@ class Journal:
             except sqlite3.Error as exc:
                 raise JournalError(f"journal {self.path!r}: cannot write: {exc}") from None
 
-    def _transaction(self, write: Callable[[], None]) -> None:
-        """``write`` in one transaction (the caller holds the lock); rolled back if any of it fails.
+    def _transaction(self, write: Callable[[], _T]) -> _T:
+        """``write`` in one transaction (the caller holds the lock), returning what it returns;
+        rolled back if any of it fails.
 
         A full disk may fail the COMMIT itself, and SQLite may or may not have rolled back by
         then; either way no transaction is left open to break the next write.
         """
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            write()
+            result = write()
             self._db.execute("COMMIT")
         except sqlite3.Error:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+        return result
 
     def _write(self, sql: str, params: Sequence[Any]) -> None:
         with self._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import pathlib
 import sqlite3
 import statistics
 import threading
@@ -443,3 +444,18 @@ def test_each_camera_keeps_its_own_service_state_through_pruning(tmp_path):
         assert journal.prune(clock.now - 86400) == 2, "the OPEN and lane2's first OUT_OF_SERVICE go; each camera's last service event stays"
         assert journal.last_service_event("lane1") == out1 and journal.last_service_event("lane2") == in2
         assert journal.last_service_event("lane3") is None
+
+
+def test_command_ids_are_remembered_across_a_reopen_until_they_expire(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    with Journal(path) as journal:
+        assert journal.remember_command("front", "cmd-R", 100.0, 120.0)
+        assert not journal.remember_command("front", "cmd-R", 110.0, 130.0)
+        assert journal.remember_command("side", "cmd-R", 110.0, 130.0)  # another camera's commands
+    with Journal(path) as journal:  # a restart
+        assert not journal.remember_command("front", "cmd-R", 119.0, 139.0)
+        assert journal.remember_command("front", "cmd-R", 121.0, 141.0)  # forgotten once past keep_until
+        assert journal.remember_command("front", "cmd-S", 200.0, 220.0)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT scope, id FROM command_ids ORDER BY scope, id").fetchall() == [("front", "cmd-S")]  # the expired ones deleted
+    db.close()

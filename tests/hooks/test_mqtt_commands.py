@@ -228,3 +228,21 @@ def test_the_state_at_start_says_out_of_service_when_the_journal_does(gate: Call
     state = wait_for(lambda: [m for m in late.on(f"{PREFIX}/front/state") if m.payload], 5, "the retained state")[-1]
     assert state.json["in_service"] is False
 
+
+
+def test_a_command_replayed_after_a_restart_is_refused(gate: Callable[..., Running], clients: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """Ids seen outlive a restart (they are in the journal) for twice command_max_age_s."""
+    first = gate()
+    operator = clients("operator")
+    cmd = command("open", id="cmd-R")
+    operator.publish(COMMAND, cmd)
+    wait_for(lambda: events(first), 5, "the first OPEN")
+    first.close()
+    second = gate()  # the same journal
+    operator.publish(COMMAND, {**cmd, "ts": time.time()})  # the same command again, within its max age
+    wait_for(lambda: second.controls.stats.refused, 5, "the refusal")
+    assert second.controls.stats.snapshot() == {"taken": {}, "refused": {"mqtt/repeated": 1}}
+    assert "action refused (mqtt, repeated): command 'cmd-R' (open by maria): this id was already received" in caplog.text
+    operator.publish(COMMAND, command("open"))  # a new id is still taken after the restart
+    wait_for(lambda: len(events(second)) == 2, 5, "the second run's OPEN")
+    assert [e["by"] for e in events(second)] == ["maria", "maria"]
