@@ -164,9 +164,28 @@ def _quiet_opencv() -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
+def _silence_missing_stdout() -> None:
+    """Started with stdout closed (``gatekeeper ... >&-``: fd 1 not open, ``sys.stdout`` None), the
+    events fall silent with one warning, as when the reader of a pipe goes away, and the gate goes
+    on. /dev/null takes fd 1 first, so that no file opened later (the journal, a camera's socket)
+    is given fd 1, where a library printing to stdout would write into it."""
+    if sys.stdout is not None:
+        return
+    try:
+        os.fstat(1)
+    except OSError:
+        null = os.open(os.devnull, os.O_WRONLY)
+        if null != 1:  # fd 0 closed as well took it; 1 is still free
+            os.dup2(null, 1)
+            os.close(null)
+    sys.stdout = open(os.devnull, "w", encoding="utf-8")  # stdout, for the life of the process
+    print(f"{CLI_NAME}: warning: stdout is not open; events go to the journal and the hooks, not to stdout", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command. Run as a program (``argv`` None), it keeps stderr to its own log: what native
     libraries write to fd 2 goes to the ``gatekeeper.native`` logger (see ``gatekeeper._native``)."""
+    _silence_missing_stdout()  # before anything opens a file that could be given fd 1
     restore_stderr = route_native_stderr() if argv is None else None
     argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_opencv()

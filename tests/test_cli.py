@@ -145,12 +145,17 @@ def make_file(path: Path, kind: str, shared_dir: Path, face_model_path: Path) ->
         path.write_bytes(contents[kind])
 
 
-def run_gatekeeper(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_gatekeeper(args: list[str], cwd: Path, env: dict[str, str], *, shell_redirect: str = "") -> subprocess.CompletedProcess[str]:
+    """``gatekeeper ARGS`` in its own process; ``shell_redirect`` is a redirection the shell
+    applies to it (``>&-``: started with stdout closed)."""
     child_env = {k: v for k, v in os.environ.items() if k not in NATIVE_LOG_SETTINGS}
     child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     child_env.update(env)
+    command = [sys.executable, "-m", "gatekeeper.cli", *args]
+    if shell_redirect:
+        command = ["sh", "-c", f'exec "$0" "$@" {shell_redirect}', *command]
     return subprocess.run(
-        [sys.executable, "-m", "gatekeeper.cli", *args],
+        command,
         cwd=cwd,
         env=child_env,
         capture_output=True,
@@ -204,3 +209,24 @@ def test_a_well_formed_camera_that_cannot_be_reached_faults_alone(tmp_path: Path
     assert [e["event"] for e in events if e["camera"] == "a"] == ["OPEN"]
     (fault,) = [e for e in events if e["camera"] == "b"]
     assert fault["event"] == "FAULT" and f"'http://admin:<redacted>@127.0.0.1:{port}/x'" in fault["reason"], fault
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["--dry-run", "journal on disk"])
+def test_stdout_closed_the_gate_goes_on_with_one_warning(tmp_path: Path, shared_dir: Path, face_model_path: Path, dry_run: bool) -> None:
+    """Started with fd 1 not open at all (``>&-``, not a closed pipe): the events fall silent
+    with one warning, the gate runs the clip to its end and opens, and the journal is whole
+    (no file the gate opened was given fd 1)."""
+    journal = tmp_path / "journal.sqlite3"
+    args = ["--video", str(shared_dir / "videos" / "single_face.mp4"), "--log-level", "warning"]
+    if dry_run:
+        args.append("--dry-run")
+    else:
+        (tmp_path / "c.yaml").write_text(f"journal: {{path: '{journal}'}}\n")
+        args += ["--config", str(tmp_path / "c.yaml")]
+    env = {ENV_FACE_MODEL: str(face_model_path)}
+    proc = run_gatekeeper(args, tmp_path, env, shell_redirect=">&-")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["gatekeeper: warning: stdout is not open; events go to the journal and the hooks, not to stdout"], proc.stderr
+    if not dry_run:
+        listed = run_gatekeeper(["events", "--journal", str(journal), "--json"], tmp_path, env)
+        assert [json.loads(line)["event"]["event"] for line in listed.stdout.splitlines()] == ["OPEN"], listed
