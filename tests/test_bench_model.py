@@ -1,5 +1,5 @@
 """scripts/bench_model.py, the per-face timing of smile models: it runs, and prints what it says.
-The numbers themselves are read by people (README "Measuring it"), never asserted on here."""
+The numbers themselves are read by people (docs/model.md, "The network and what it costs"), never asserted on here."""
 
 from __future__ import annotations
 

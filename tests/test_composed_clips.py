@@ -286,7 +286,7 @@ def test_a_photo_moved_by_hand_never_opens_with_require_onset(scored: dict[str, 
 
 
 def test_a_photo_moved_by_hand_opens_without_require_onset(scored: dict[str, list[ScoredFrame]]) -> None:
-    """The default's limit (README): without the onset rule a photo of a smile opens."""
+    """The default's limit (docs/operating.md, "When the gate opens"): without the onset rule a photo of a smile opens."""
     assert len(replay(scored["photo"]).of(EventType.OPEN)) == 1
 
 
