@@ -4,7 +4,7 @@
     python scripts/clip_gate.py [--model model/smile.tflite] [--set gate.hold_seconds=0.3 ...]
 
 Each clip of ``labels.yaml`` and ``labels-expressions.yaml`` is scored once through the run-time
-path (detector in VIDEO mode, crop, classifier; cached per model in ``.cache/clip-scores-*.json``),
+path (detector in VIDEO mode, crop, classifier; cached per model in ``$XDG_CACHE_HOME/gatekeeper/clip-scores-*.json``),
 then fed to :class:`gatekeeper.gate.Gate` with the default gate config and the ``--set``
 overrides. For each clip it prints the OPEN frames, whether they satisfy the clip's ``expect``
 block (by ``../shared/tools/replay_check.py``'s own rules), and the time from the start of the
@@ -33,6 +33,7 @@ from gatekeeper.classify import SmileClassifier
 from gatekeeper.config import Config
 from gatekeeper.detect import FaceDetector, resolve_face_model
 from gatekeeper.gate import EventType, FaceScore, Gate
+from gatekeeper.training.data import default_cache_dir
 
 
 def score_clip(path: Path, clf: SmileClassifier, cfg: Config) -> list[dict]:
@@ -75,7 +76,7 @@ def main() -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--labels", nargs="+", default=[str(shared / "videos" / "labels.yaml"), str(shared / "videos" / "labels-expressions.yaml")])
     ap.add_argument("--set", nargs="*", default=[], metavar="gate.KEY=VALUE")
-    ap.add_argument("--cache", default=".cache")
+    ap.add_argument("--cache", default=str(default_cache_dir()), help="where clip scores are cached (default: $XDG_CACHE_HOME/gatekeeper)")
     args = ap.parse_args()
     cfg = Config()
     clf = SmileClassifier(args.model)

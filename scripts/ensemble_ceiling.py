@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import resolve_face_model
 from gatekeeper.errors import GatekeeperError
-from gatekeeper.training.data import card_split_seed
+from gatekeeper.training.data import card_split_seed, default_cache_dir
 from gatekeeper.training.metrics import at_own_prior, binary_metrics, fit_platt, sigmoid
 from gatekeeper.training.train import DEFAULT_DATA, _weights, gather, prepare, shared_dir
 
@@ -53,7 +53,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", nargs="+", required=True, help="exported smile .tflite files, their model.json beside each")
     ap.add_argument("--data", nargs="+", default=[d.format(shared=shared) for d in DEFAULT_DATA])
-    ap.add_argument("--cache", default=".cache")
+    ap.add_argument("--cache", default=str(default_cache_dir()), help="where prepared chips are cached (default: $XDG_CACHE_HOME/gatekeeper)")
     ap.add_argument("--face-model", default=None)
     ap.add_argument("--out", default=None, help="also write the numbers as JSON here")
     args = ap.parse_args()

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import _mediapipe, resolve_face_model
-from gatekeeper.training.data import card_split_seed, detector_view, read_grey
+from gatekeeper.training.data import card_split_seed, default_cache_dir, detector_view, read_grey
 from gatekeeper.training.metrics import binary_metrics, choose_threshold, smile_rate_by_class
 from gatekeeper.training.train import DEFAULT_DATA, prepare, shared_dir
 
@@ -81,7 +81,7 @@ def main() -> int:
     ap.add_argument("--peer", default=str(shared / "models" / "face_landmarker.task"))
     ap.add_argument("--data", nargs="+", default=[d.format(shared=shared) for d in DEFAULT_DATA])
     ap.add_argument("--split-seed", "--seed", dest="split_seed", type=int, default=None, help="seed of the fixed splits (default: the one on our model's card)")
-    ap.add_argument("--cache", default=".cache")
+    ap.add_argument("--cache", default=str(default_cache_dir()), help="where prepared chips are cached (default: $XDG_CACHE_HOME/gatekeeper)")
     ap.add_argument("--out", default="artifacts/peer.json")
     args = ap.parse_args()
 

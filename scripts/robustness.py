@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import resolve_face_model
 from gatekeeper.training.augment import EYES_HALF_APART, EYES_ROW, MOUTH
-from gatekeeper.training.data import card_split_seed
+from gatekeeper.training.data import card_split_seed, default_cache_dir
 from gatekeeper.training.metrics import binary_metrics
 from gatekeeper.training.train import DEFAULT_DATA, prepare, shared_dir
 
@@ -98,7 +98,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1234, help="seed of the random perturbations (noise, light)")
     ap.add_argument("--split-seed", type=int, default=None, help="seed of the fixed splits (default: the one on the model's card)")
     ap.add_argument("--split", choices=("val", "test"), default="test", help="which fixed-seed split (compare candidate models on val)")
-    ap.add_argument("--cache", default=".cache")
+    ap.add_argument("--cache", default=str(default_cache_dir()), help="where prepared chips are cached (default: $XDG_CACHE_HOME/gatekeeper)")
     ap.add_argument("--out", default="artifacts/robustness.json")
     args = ap.parse_args()
 

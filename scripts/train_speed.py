@@ -33,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatekeeper.detect import resolve_face_model
+from gatekeeper.training.data import default_cache_dir
 from gatekeeper.training.train import DEFAULT_DATA, _weights, gather, prepare, shared_dir, validation_auc
 
 WARM = 8  # batches not counted at the start of each measurement
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--legacy", action="store_true", help="also measure the recipe before issue 21")
     ap.add_argument("--synthetic", type=int, default=0, help="random chips instead of the training set (a quick look)")
-    ap.add_argument("--cache", default=".cache")
+    ap.add_argument("--cache", default=str(default_cache_dir()), help="where prepared chips are cached (default: $XDG_CACHE_HOME/gatekeeper)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 

@@ -37,6 +37,14 @@ def test_the_assets_are_the_shared_files(shared_dir: Path) -> None:
     assert hashlib.sha256(DEMO_CLIP.read_bytes()).hexdigest() in clip_notice
 
 
+def test_no_tracked_file_is_a_link_or_names_a_path_of_one_machine() -> None:
+    """A clone works anywhere: no tracked symbolic link (one, `.cache`, once pointed at a folder
+    of one machine and broke `gatekeeper eval` on every other)."""
+    listing = subprocess.run(["git", "ls-files", "-s"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    links = [line.split("\t", 1)[1] for line in listing.splitlines() if line.startswith("120000 ")]
+    assert links == []
+
+
 def test_the_only_media_in_the_repository_are_the_two_assets_and_our_own_model() -> None:
     """Tests and scripts read everything else from ../shared; nothing else may be copied in."""
     try:

@@ -204,8 +204,16 @@ def train_dataset(
     occlusion_rate: float = 0.2,
     glasses_rate: float = 0.08,
     lowres_rate: float = 0.3,
+    sources: np.ndarray | None = None,
+    expressions: np.ndarray | None = None,
+    expression_weights: np.ndarray | None = None,
 ) -> Any:
     """Batches of (float chip (B, 64, 64, 1) in [0, 255], target, weight), reshuffled every epoch.
+
+    With ``sources`` (each chip's dataset index), batches are instead
+    ({"chip": chip, "source": (B, 1)}, (B, 4)) for :func:`~gatekeeper.training.models.training_model`:
+    the target, the weight, the expression class (-1: none) and the expression's weight, packed
+    for :class:`~gatekeeper.training.models.JointLoss` (the augmentation's label changes reach the target).
 
     ``chips``: uint8 (N, 64, 64). Each epoch is a permutation of the chips cut into full batches
     (the remainder is dropped, as before). JPEG runs in NumPy/OpenCV on the gathered batch (one
@@ -227,12 +235,25 @@ def train_dataset(
     def load(idx):
         x = tf.numpy_function(gather, [idx], tf.uint8, stateful=True)
         x = tf.reshape(tf.cast(x, tf.float32), (batch, 64, 64, 1))
-        return x, tf.gather(targets_t, idx), tf.gather(weights_t, idx)
+        return x, tf.gather(targets_t, idx), tf.gather(weights_t, idx), idx
 
     ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch, drop_remainder=True)
     ds = ds.map(load, num_parallel_calls=1)
     if augment:
-        ds = ds.map(lambda x, y, w: batch_augment(x, y, w, occlusion_rate, glasses_rate, lowres_rate), num_parallel_calls=1)
+        ds = ds.map(lambda x, y, w, idx: (*batch_augment(x, y, w, occlusion_rate, glasses_rate, lowres_rate), idx), num_parallel_calls=1)
+    if sources is None:
+        ds = ds.map(lambda x, y, w, idx: (x, y, w), num_parallel_calls=1)
+    else:
+        sources_t = tf.constant(np.asarray(sources, np.int32).reshape(-1, 1))
+        expr = np.full(n, -1.0, np.float32) if expressions is None else np.asarray(expressions, np.float32)
+        expr_w = np.zeros(n, np.float32) if expression_weights is None else np.asarray(expression_weights, np.float32)
+        expr_t, expr_w_t = tf.constant(expr), tf.constant(expr_w)
+
+        def pack(x, y, w, idx):
+            packed = tf.stack([y, w, tf.gather(expr_t, idx), tf.gather(expr_w_t, idx)], axis=1)
+            return {"chip": x, "source": tf.gather(sources_t, idx)}, packed
+
+        ds = ds.map(pack, num_parallel_calls=1)
     options = tf.data.Options()
     # One thread for the whole input pipeline: the step has the rest; more only fight for 2 cores.
     options.threading.private_threadpool_size = 1

@@ -16,9 +16,12 @@ Prepared chips are cached (``.npz``) by dataset, file list and crop geometry ver
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +47,21 @@ EXPRESSION_NAMES = {
 }
 
 
+#: The seven basic expressions, in the order of the expression head's outputs. Contempt (CK+,
+#: muxspace) is not among them: such faces train the smile head only.
+EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+#: Sets whose class names are expression labels. SMILEsmileD's "neutral" means "not smiling" and
+#: MTFL records a smile attribute only: their faces carry no expression label.
+EXPRESSION_SETS = {"fer2013", "rafdb", "ckplus", "muxspace"}
+
+
+def default_cache_dir() -> Path:
+    """Where prepared chips are cached: ``$XDG_CACHE_HOME/gatekeeper`` (``~/.cache/gatekeeper``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gatekeeper"
+
+
 @dataclass
 class LabelledSet:
     """Image paths with binary labels (1 = smiling) and a per-image group name (e.g. class).
@@ -54,7 +72,9 @@ class LabelledSet:
     one split only. ``landmarks`` (N, 6, 2), in the image's pixels and in BlazeFace keypoint order
     (NaN where unknown), says which face of a photo the label belongs to (MTFL). ``attributes``
     maps an attribute the set records per face (MTFL: gender, glasses, pose) to one value name
-    per image, for measuring the model by group (:func:`~gatekeeper.training.metrics.group_metrics`)."""
+    per image, for measuring the model by group (:func:`~gatekeeper.training.metrics.group_metrics`).
+    ``train_only`` marks images whose subject must stay in training (a person who is also in
+    another set's training part, so that no test face was seen in training)."""
 
     name: str
     paths: list[Path]
@@ -64,9 +84,17 @@ class LabelledSet:
     subjects: list[str] | None = None
     landmarks: np.ndarray | None = None
     attributes: dict[str, np.ndarray] | None = None
+    train_only: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def expressions(self) -> np.ndarray:
+        """Index into :data:`EXPRESSIONS` per image, -1 where the set has no such label."""
+        if self.name not in EXPRESSION_SETS:
+            return np.full(len(self), -1, dtype=np.int64)
+        index = {e: i for i, e in enumerate(EXPRESSIONS)}
+        return np.array([index.get(g, -1) for g in self.groups], dtype=np.int64)
 
 
 def _images(folder: Path) -> list[Path]:
@@ -203,7 +231,50 @@ def load_ckplus(root: Path) -> LabelledSet:
     return ds
 
 
-LOADERS = {"smilesmiled": load_smilesmiled, "fer2013": load_fer2013, "rafdb": load_rafdb, "mtfl": load_mtfl, "ckplus": load_ckplus, "folders": load_class_folders}
+#: A muxspace file name is the person's name and a trailing ``_<number>``.
+_PERSON = re.compile(r"^(?P<person>.+)_\d+$")
+
+
+def load_muxspace(root: Path) -> LabelledSet:
+    """muxspace facial expressions: ``images/*.jpg`` and ``legend.csv`` (``user.id,image,emotion``).
+
+    happiness is smiling (a generous convention: faint smiles are often happiness), every other
+    emotion is not. An image labelled twice alike is read once; one labelled two ways is left out.
+    Subjects are people (the name before a trailing ``_<number>``). LFW people are also in MTFL's
+    training part: when MTFL lies beside this folder (``../mtfl/training.txt``), they are kept in
+    training, so that no test face of either set was seen in training."""
+    root = Path(root)
+    legend = root / "legend.csv"
+    if not legend.is_file() or not (root / "images").is_dir():
+        raise FileNotFoundError(f"{root} does not look like muxspace: expected images/*.jpg and legend.csv (user.id,image,emotion)")
+    seen: dict[str, set[str]] = {}
+    with legend.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            seen.setdefault(row["image"].strip(), set()).add(row["emotion"].strip().lower())
+    names = sorted(n for n, e in seen.items() if len(e) == 1 and (root / "images" / n).is_file())
+    emotions = [next(iter(seen[n])) for n in names]
+    groups = [EXPRESSION_NAMES.get(e, e) for e in emotions]
+    subjects = [(m.group("person") if (m := _PERSON.match(Path(n).stem)) else Path(n).stem) for n in names]
+    mtfl = root.parent / "mtfl" / "training.txt"
+    in_mtfl: set[str] = set()
+    if mtfl.is_file():
+        for f in _mtfl_lines(mtfl):
+            stem = Path(f[0].replace("\\", "/")).stem
+            if f[0].startswith("lfw") and (m := _PERSON.match(stem)):
+                in_mtfl.add(m.group("person"))
+    else:
+        log.warning("muxspace: %s not found; LFW people are split without regard to MTFL's training part", mtfl)
+    return LabelledSet(
+        "muxspace",
+        [root / "images" / n for n in names],
+        np.array([int(g == "happy") for g in groups], dtype=np.int64),
+        groups,
+        subjects=subjects,
+        train_only=np.array([s in in_mtfl for s in subjects]),
+    )
+
+
+LOADERS = {"smilesmiled": load_smilesmiled, "fer2013": load_fer2013, "rafdb": load_rafdb, "mtfl": load_mtfl, "ckplus": load_ckplus, "muxspace": load_muxspace, "folders": load_class_folders}
 
 
 def load_dataset(spec: str) -> LabelledSet:
@@ -265,9 +336,11 @@ def dataset_splits(ds: LabelledSet, seed: int, fractions: tuple[float, float] = 
     if ds.subjects is not None:
         subjects = np.array(ds.subjects)
         names = np.unique(subjects)
-        order = np.random.default_rng(seed).permutation(len(names))
         n_val, n_test = max(1, round(len(names) * fractions[0])), max(1, round(len(names) * fractions[1]))
-        part = {"test": names[order[:n_test]], "val": names[order[n_test : n_test + n_val]], "train": names[order[n_test + n_val :]]}
+        pinned = np.unique(subjects[ds.train_only]) if ds.train_only is not None else np.array([], dtype=subjects.dtype)
+        free = names[~np.isin(names, pinned)]
+        order = np.random.default_rng(seed).permutation(len(free))
+        part = {"test": free[order[:n_test]], "val": free[order[n_test : n_test + n_val]], "train": np.concatenate([free[order[n_test + n_val :]], pinned])}
         return {k: np.flatnonzero(np.isin(subjects, v)) for k, v in part.items()}
     return split_indices(ds.labels, seed, fractions)
 

@@ -22,7 +22,7 @@ from ..classify import SmileClassifier
 from ..detect import FaceDetector, resolve_face_model
 from ..errors import ArgumentParser, GatekeeperError
 from ..logs import setup_logging
-from .data import card_split_seed, dataset_splits, load_dataset, prepare_chips
+from .data import card_split_seed, dataset_splits, default_cache_dir, load_dataset, prepare_chips
 from .metrics import (
     at_own_prior,
     binary_metrics,
@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--split-seed", "--seed", dest="split_seed", type=int, default=None, help="seed of the fixed splits (default: the one on the model's card)")
     ap.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model card's)")
     ap.add_argument("--out", default="artifacts/eval", help="folder for metrics.json and eval.png")
-    ap.add_argument("--cache", default=".cache")
+    ap.add_argument("--cache", default=str(default_cache_dir()), help="where prepared chips are cached (default: $XDG_CACHE_HOME/gatekeeper)")
     ap.add_argument("--face-model", default=None)
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--group-table", action="store_true", help="print the accuracy by group (gender, glasses, pose: MTFL) as a Markdown table instead of the JSON summary")

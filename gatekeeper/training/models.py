@@ -46,8 +46,11 @@ def _conv(x, filters: int, name: str, kernel: int = 3, strides: int = 1):
     return layers.ReLU(name=name + "_relu")(x)
 
 
-def build_gate(dropout: float = 0.3, width: float = 1.0) -> keras.Model:
-    """The gate topology; ``width`` multiplies every layer's channels (1.0: 24-32-32-64-64-64)."""
+def build_gate(dropout: float = 0.3, width: float = 1.0, expressions: int = 0) -> keras.Model:
+    """The gate topology; ``width`` multiplies every layer's channels (1.0: 24-32-32-64-64-64).
+
+    With ``expressions``, a second head on the same features scores that many expression
+    classes (logits); the model then has two outputs, the smile logit first."""
 
     def ch(n: int) -> int:
         return max(8, int(n * width / 8.0 + 0.5) * 8)  # a multiple of 8, rounded half up
@@ -67,15 +70,91 @@ def build_gate(dropout: float = 0.3, width: float = 1.0) -> keras.Model:
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     out = layers.Dense(1, name="logit")(x)
-    return keras.Model(inp, out, name="gate")
+    if not expressions:
+        return keras.Model(inp, out, name="gate")
+    return keras.Model(inp, [out, layers.Dense(expressions, name="expression")(x)], name="gate")
 
 
-def build(arch: str, width: float = 1.0) -> keras.Model:
+def build(arch: str, width: float = 1.0, expressions: int = 0) -> keras.Model:
     if arch == "seed":
+        if expressions:
+            raise ValueError("the seed architecture has no expression head; use --arch gate")
         return build_seed()
     if arch == "gate":
-        return build_gate(width=width)
+        return build_gate(width=width, expressions=expressions)
     raise ValueError(f"unknown architecture {arch!r}; expected one of {', '.join(ARCHS)}")
+
+
+def smile_model(net: keras.Model) -> keras.Model:
+    """The chip-to-smile-logit part of a network (the network itself when it has one output)."""
+    if len(net.outputs) == 1:
+        return net
+    return keras.Model(net.inputs, net.get_layer("logit").output, name=net.name + "_smile")
+
+
+@keras.saving.register_keras_serializable(package="gatekeeper")
+class SourceLink(layers.Layer):
+    """Each source's labels read off the one smile scale: ``exp(log_a[s]) * z + b[s]``.
+
+    The sets put the line between "smiling" and "not smiling" in different places (a faint smile
+    is "smiling" in a generous set, "not smiling" in a strict one). A scale and an offset per set,
+    learned with the network, let each set's labels sit where they sit without pulling the shared
+    logit ``z`` apart; only ``z`` is exported, calibrated on validation."""
+
+    def __init__(self, sources: int, **kwargs):
+        super().__init__(**kwargs)
+        self.sources = sources
+
+    def build(self, input_shape):
+        self.log_a = self.add_weight(shape=(self.sources,), initializer="zeros", name="log_a")
+        self.b = self.add_weight(shape=(self.sources,), initializer="zeros", name="b")
+
+    def call(self, z, source):
+        s = keras.ops.reshape(keras.ops.cast(source, "int32"), (-1,))
+        a = keras.ops.exp(keras.ops.take(self.log_a, s))
+        return keras.ops.expand_dims(a, 1) * z + keras.ops.expand_dims(keras.ops.take(self.b, s), 1)
+
+    def get_config(self):
+        return {**super().get_config(), "sources": self.sources}
+
+
+def training_model(net: keras.Model, sources: int, link: bool) -> keras.Model:
+    """What is fitted: inputs ``chip`` and ``source`` (the chip's dataset index); output the smile
+    logit (through :class:`SourceLink` with ``link``) and, for a two-headed ``net``, the expression
+    logits after it, in one (batch, 1 + classes) tensor that :class:`JointLoss` reads."""
+    chip = keras.Input((64, 64, 1), name="chip")
+    source = keras.Input((1,), dtype="int32", name="source")
+    outs = net(chip)
+    z, expr = (outs, None) if len(net.outputs) == 1 else outs
+    if link:
+        z = SourceLink(sources, name="source_link")(z, source)
+    out = z if expr is None else layers.Concatenate(name="joint")([z, expr])
+    return keras.Model({"chip": chip, "source": source}, out, name="trained")
+
+
+@keras.saving.register_keras_serializable(package="gatekeeper")
+class JointLoss(keras.losses.Loss):
+    """The smile's binary cross-entropy and the expressions' cross-entropy, each weighted per chip.
+
+    ``y_true`` packs (target, smile weight, expression class, expression weight) per chip; a chip
+    with no expression label has expression weight 0. ``y_pred``: the smile logit, then the
+    expression logits (if any)."""
+
+    def __init__(self, expression_weight: float = 0.0, name: str = "joint_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.expression_weight = expression_weight
+
+    def call(self, y_true, y_pred):
+        ops = keras.ops
+        loss = y_true[:, 1] * ops.binary_crossentropy(y_true[:, 0], y_pred[:, 0], from_logits=True)
+        if self.expression_weight > 0:
+            label = ops.cast(ops.maximum(y_true[:, 2], 0.0), "int32")
+            ce = ops.sparse_categorical_crossentropy(label, y_pred[:, 1:], from_logits=True)
+            loss = loss + self.expression_weight * y_true[:, 3] * ce
+        return loss
+
+    def get_config(self):
+        return {**super().get_config(), "expression_weight": self.expression_weight}
 
 
 @keras.saving.register_keras_serializable(package="gatekeeper")

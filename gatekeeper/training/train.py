@@ -19,7 +19,15 @@ import numpy as np
 
 from ..detect import FaceDetector, resolve_face_model
 from .augment import train_dataset
-from .data import SPLIT_SEED, LabelledSet, card_split_seed, dataset_splits, load_dataset, prepare_chips
+from .data import (
+    SPLIT_SEED,
+    LabelledSet,
+    card_split_seed,
+    dataset_splits,
+    default_cache_dir,
+    load_dataset,
+    prepare_chips,
+)
 from .metrics import PLATT_KIND, choose_threshold, fit_platt, sigmoid
 
 log = logging.getLogger(__name__)
@@ -30,6 +38,7 @@ DEFAULT_DATA = (
     "rafdb:{shared}/data/rafdb",
     "mtfl:{shared}/data/mtfl",
     "ckplus:{shared}/data/ckplus48",
+    "muxspace:{shared}/data/muxspace",
 )
 
 
@@ -252,21 +261,61 @@ def _validation_callback():
         checkpointed and exported are the same weights (see :func:`fit_callbacks`).
         """
 
-        def __init__(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> None:
+        def __init__(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, predictor=None) -> None:
             super().__init__()
             self.x, self.y, self.w = x, y, w
+            # The chip-to-logit model (shares its weights with the model being fitted, which may
+            # take more inputs or give more outputs); the fitted model itself when None.
+            self.predictor = predictor
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            z = self.model.predict(self.x, batch_size=512, verbose=0).reshape(-1)
+            z = (self.predictor or self.model).predict(self.x, batch_size=512, verbose=0).reshape(-1)
             if logs is not None:
                 logs["val_auc"] = weighted_auc(z, self.y, self.w)
 
     return ValidationAUC
 
 
-def validation_auc(x: np.ndarray, y: np.ndarray, w: np.ndarray):
+def validation_auc(x: np.ndarray, y: np.ndarray, w: np.ndarray, predictor=None):
     """A ValidationAUC callback (the class is made on first use: Keras loads only when training)."""
-    return _validation_callback()(x, y, w)
+    return _validation_callback()(x, y, w, predictor)
+
+
+def expression_weights(expressions: np.ndarray) -> np.ndarray:
+    """Per-chip weights of the expression loss: 0 where a chip has no expression label; else the
+    inverse square root of its class's frequency, normalised to a mean of 1 over labelled chips.
+
+    Happiness and neutral faces are most of the labelled chips, fear about 2%: plain frequencies
+    would let the head ignore fear, full inverse frequencies would weigh 21 rare muxspace fear
+    faces like thousands; the square root sits between."""
+    e = np.asarray(expressions)
+    w = np.zeros(len(e), dtype=np.float64)
+    known = e >= 0
+    if not known.any():
+        return w.astype(np.float32)
+    counts = np.bincount(e[known], minlength=int(e.max()) + 1).astype(np.float64)
+    w[known] = 1.0 / np.sqrt(counts[e[known]])
+    w[known] /= w[known].mean()
+    return w.astype(np.float32)
+
+
+def link_table(model, names: list[str]) -> dict[str, dict[str, float]] | None:
+    """The learned per-source link (scale a and offset b) of a fitted training model, or None."""
+    try:
+        layer = model.get_layer("source_link")
+    except ValueError:
+        return None
+    log_a, b = (np.asarray(v) for v in layer.get_weights())
+    return {n: {"a": round(float(np.exp(log_a[i])), 4), "b": round(float(b[i]), 4)} for i, n in enumerate(names)}
+
+
+def linked_logits(z: np.ndarray, sources: np.ndarray, link: dict[str, dict[str, float]] | None, names: list[str]) -> np.ndarray:
+    """Each chip's logit read through its source's link (``z`` itself without a link)."""
+    if link is None:
+        return z
+    a = np.array([link[n]["a"] for n in names])[sources]
+    b = np.array([link[n]["b"] for n in names])[sources]
+    return a * z + b
 
 
 def fit_callbacks(best: Path, patience: int, best_so_far: float | None, ema: bool, validation=None) -> list:
@@ -324,9 +373,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     x_tr, y_tr, s_tr, g_tr = gather(sets, "train")
     x_va, y_va, s_va, _ = gather(sets, "val")
+    e_tr = np.concatenate([p.ds.expressions()[p.splits["train"]] for p in sets])
     if args.limit:
         keep = np.random.default_rng(args.seed).permutation(len(x_tr))[: args.limit]
-        x_tr, y_tr, s_tr, g_tr = x_tr[keep], y_tr[keep], s_tr[keep], g_tr[keep]
+        x_tr, y_tr, s_tr, g_tr, e_tr = x_tr[keep], y_tr[keep], s_tr[keep], g_tr[keep], e_tr[keep]
+    joint = args.link or args.expression_weight > 0
+    ew_tr = expression_weights(e_tr) if args.expression_weight > 0 else np.zeros(len(e_tr), np.float32)
     by_size = args.source_weight == "size"
     w_tr = _weights(y_tr, s_tr, g_tr, by_size=by_size, hard_weight=args.hard_weight)
     # Validation (checkpoints, calibration, threshold) is class-balanced only: it should
@@ -357,16 +409,21 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     x_va4 = x_va[..., None].astype(np.float32)
 
     def train_data(weights: np.ndarray):
+        extra = {"sources": s_tr, "expressions": e_tr, "expression_weights": ew_tr} if joint else {}
         return train_dataset(x_tr, targets, weights, batch=args.batch, seed=args.seed, augment=args.augment,
-                             occlusion_rate=args.occlusion_rate, glasses_rate=args.glasses_rate, lowres_rate=args.lowres_rate)
+                             occlusion_rate=args.occlusion_rate, glasses_rate=args.glasses_rate, lowres_rate=args.lowres_rate, **extra)
 
-    val = validation_auc(x_va4, y_va, w_va)
+    from .data import EXPRESSIONS
+    from .models import JointLoss, smile_model, training_model
 
     if args.init:
         # Fine-tune (or, with --epochs 0, only re-calibrate and re-export) an existing logit model.
-        model = keras.models.load_model(args.init, compile=False)
+        net = _network(keras.models.load_model(args.init, compile=False))
     else:
-        model = build(args.arch, width=args.width)
+        net = build(args.arch, width=args.width, expressions=len(EXPRESSIONS) if args.expression_weight > 0 else 0)
+    logit = smile_model(net)
+    model = training_model(net, len(sets), args.link) if joint else net
+    val = validation_auc(x_va4, y_va, w_va, logit if joint else None)
     best = out_dir / f"{args.arch}.best.keras"
     fit_history: dict[str, list[float]] = {}
     cleaning: dict[str, Any] | None = None
@@ -382,7 +439,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         use_ema = args.ema > 0
         # No metric in the step: the side AUC of every batch cost more than a tenth of the step
         # (scripts/train_speed.py); validation AUC is computed once per epoch by ValidationAUC.
-        model.compile(optimizer=keras.optimizers.Adam(lr, use_ema=use_ema, ema_momentum=args.ema), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+        loss = JointLoss(args.expression_weight) if joint else keras.losses.BinaryCrossentropy(from_logits=True)
+        model.compile(optimizer=keras.optimizers.Adam(lr, use_ema=use_ema, ema_momentum=args.ema), loss=loss)
         model.summary(print_fn=log.info)
         # Checkpoints are chosen on the class-balanced validation AUC: accuracy at a fixed
         # threshold swings with the prior from epoch to epoch, the ranking does not.
@@ -400,11 +458,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             smiling_confidence = args.clean_confidence if args.clean_smiling_confidence is None else args.clean_smiling_confidence
             in_scope = np.isin(s_tr, [i for i, n in enumerate(names) if n in args.clean_sources])
             # A float copy of the training chips only here (about 1 GB): training gathers uint8 batches.
-            z_tr = model.predict(x_tr[..., None].astype(np.float32), batch_size=512, verbose=0).reshape(-1)
+            z_tr = logit.predict(x_tr[..., None].astype(np.float32), batch_size=512, verbose=0).reshape(-1)
+            # With a per-source link, a set's labels are judged through its own link.
             suspect, (ca, cb) = calibrated_suspects(
-                z_tr,
+                linked_logits(z_tr, s_tr, link_table(model, names), names),
                 y_tr,
-                model.predict(x_va4, batch_size=512, verbose=0).reshape(-1),
+                logit.predict(x_va4, batch_size=512, verbose=0).reshape(-1),
                 y_va,
                 w_va,
                 args.clean_confidence,
@@ -428,7 +487,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             if args.mine_weight != 1.0 or args.mine_smiles_weight != 1.0:
                 # The same judgement, calibrated on validation whatever cleaning read: "called smiling"
                 # must mean the same in every run.
-                p_tr = sigmoid(ca * z_tr + cb)
+                a_z, b_z = fit_platt(logit.predict(x_va4, batch_size=512, verbose=0).reshape(-1), y_va, w_va)
+                p_tr = sigmoid(a_z * z_tr + b_z)
                 mined = mine_hard(p_tr, y_tr, g_tr, args.mine_threshold) & ~suspect
                 smiles_in = names if args.mine_smiles_sources is None else args.mine_smiles_sources
                 missed = mine_missed(p_tr, y_tr, args.mine_threshold) & ~suspect & np.isin(s_tr, [names.index(n) for n in smiles_in])
@@ -451,6 +511,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             more = fit(weights, clean_at, args.epochs, max(fit_history["val_auc"]))
             fit_history = {k: fit_history[k] + more.get(k, []) for k in fit_history}
         model = keras.models.load_model(best, compile=False)
+        net = _network(model)
+        logit = smile_model(net)
+    link = link_table(model, names)
+    expression_head = _expression_report(net, sets, args.expression_weight) if args.expression_weight > 0 else None
+    if link:
+        log.info("per-source link: %s", link)
+    if expression_head:
+        log.info("expression head: %s", expression_head["accuracy"])
+    model = logit
 
     logits_va = exported_logits(model, x_va4, args.flip_average)
     a, b = fit_platt(logits_va, y_va, w_va)
@@ -499,6 +568,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "label_cleaning": cleaning,
             "hard_mining": mining,
             "distillation": distillation,
+            "source_link": link,
+            "expression_head": expression_head,
             "threshold_rule": "balanced-accuracy arg-max on validation" if args.threshold == "val" else f"fixed {threshold:g} on the balanced calibration",
             "val_best_threshold": round(float(val_best), 4),
             "best_val_auc": round(float(max(fit_history["val_auc"])), 4) if fit_history else None,
@@ -507,6 +578,34 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         },
     )
     return report
+
+
+def _network(loaded):
+    """The network inside a loaded model: a checkpoint of a joint training model holds it as a layer."""
+    try:
+        return loaded.get_layer("gate")
+    except ValueError:
+        return loaded
+
+
+def _expression_report(net, sets: list[Prepared], weight: float) -> dict[str, Any]:
+    """The expression head's accuracy (and balanced accuracy) on each labelled set's val and test faces."""
+    from .data import EXPRESSIONS
+
+    accuracy: dict[str, dict[str, dict[str, float]]] = {}
+    for p in sets:
+        e = p.ds.expressions()
+        if (e < 0).all():
+            continue
+        for split in ("val", "test"):
+            idx = p.splits[split][e[p.splits[split]] >= 0]
+            if not len(idx):
+                continue
+            pred = np.argmax(net.predict(p.chips[idx][..., None].astype(np.float32), batch_size=512, verbose=0)[1], axis=1)
+            truth = e[idx]
+            recalls = [float((pred[truth == c] == c).mean()) for c in np.unique(truth)]
+            accuracy.setdefault(p.name, {})[split] = {"accuracy": round(float((pred == truth).mean()), 4), "balanced": round(float(np.mean(recalls)), 4), "n": len(idx)}
+    return {"weight": weight, "classes": list(EXPRESSIONS), "exported": False, "accuracy": accuracy}
 
 
 def _previous_training(init: str | None) -> dict[str, Any] | None:
@@ -632,9 +731,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--distill-weight", type=_unit_arg, default=0.5, help="with --teacher: share of the target taken from the teachers (default 0.5)")
     ap.add_argument("--ema", type=_ema_arg, default=0.0, help="validate, checkpoint and export an exponential moving average of the weights with this momentum per step (0: off; "
         "0.995 in one run: steadier validation, level on clean faces and, under occlusion, within the spread of training seeds)")
+    ap.add_argument("--link", action="store_true", help="read each dataset's labels through its own learned scale and offset of the one smile logit "
+        "(a generous set and a strict set stop pulling the boundary apart; only the shared logit is exported)")
+    ap.add_argument("--expression-weight", type=float, default=0.0, help="train a second head on the seven expressions (FER2013, RAF-DB, CK+, muxspace labels), "
+        "its loss weighted this much against the smile's (0: no head, the default); the head is not exported, the card reports its accuracy")
     ap.add_argument("--init", default=None, help="start from this logit model (.best.keras); with --epochs 0 only calibrate and export")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cache", default=".cache", help="where prepared chips are cached")
+    ap.add_argument("--cache", default=str(default_cache_dir()), help="where prepared chips are cached (default: $XDG_CACHE_HOME/gatekeeper)")
     ap.add_argument("--face-model", default=None, help="face detector model (default: $GATEKEEPER_FACE_MODEL)")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
 

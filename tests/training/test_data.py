@@ -175,3 +175,45 @@ def test_landmarks_pick_the_labelled_face_among_several(shared_dir: Path, face_m
         # Landmarks where no face is found: no keypoints, the caller cuts at the landmarks.
         marks[[0, 1, 3]] = [[5, 5], [15, 5], [10, 15]]
         assert find_keypoints(det, pair, marks) is None
+
+
+def test_muxspace_reads_the_legend_once_per_image_and_splits_by_person(shared_dir: Path) -> None:
+    from gatekeeper.training.data import EXPRESSIONS, load_muxspace
+
+    ds = load_muxspace(shared_dir / "data" / "muxspace")
+    # 13,682 images; one (Avinash_30) is labelled two ways and is left out; double rows read once.
+    assert len(ds) == 13681 and len(set(ds.paths)) == len(ds)
+    groups = np.array(ds.groups)
+    assert int(ds.labels.sum()) == int((groups == "happy").sum()) > 5000
+    assert {"angry", "sad", "neutral", "contempt"} <= set(groups)
+    # Expression classes index EXPRESSIONS; contempt has no class.
+    e = ds.expressions()
+    assert (e[groups == "contempt"] == -1).all() and (e[groups != "contempt"] >= 0).all()
+    assert (np.array(EXPRESSIONS)[e[groups == "sad"]] == "sad").all()
+    splits = dataset_splits(ds, SPLIT_SEED)
+    subjects = np.array(ds.subjects)
+    people = {k: set(subjects[v]) for k, v in splits.items()}
+    assert not people["train"] & people["test"] and not people["val"] & people["test"] and not people["train"] & people["val"]
+    assert sum(len(v) for v in splits.values()) == len(ds)
+    # A person also in MTFL's training part (LFW) is never in muxspace's test or validation split.
+    mtfl = {Path(line.split()[0].replace("\\", "/")).stem.rsplit("_", 1)[0]
+            for line in (shared_dir / "data" / "mtfl" / "training.txt").read_text().splitlines() if line.startswith("lfw")}
+    assert ds.train_only is not None and ds.train_only.sum() > 0
+    assert not people["test"] & mtfl and not people["val"] & mtfl
+    assert set(subjects[ds.train_only]) <= people["train"]
+
+
+def test_sets_without_expression_labels_carry_none(shared_dir: Path) -> None:
+    assert (load_smilesmiled(shared_dir / "data" / "smilesmiled").expressions() == -1).all()
+    assert (load_mtfl(shared_dir / "data" / "mtfl").expressions() == -1).all()
+    ck = load_ckplus(shared_dir / "data" / "ckplus48")
+    assert ((ck.expressions() >= 0) == (np.array(ck.groups) != "contempt")).all()
+
+
+def test_the_default_cache_is_under_the_users_cache_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from gatekeeper.training.data import default_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "gatekeeper"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == Path.home() / ".cache" / "gatekeeper"
