@@ -330,6 +330,31 @@ class FileSource:
         self._cap.release()
 
 
+class _Garbage:
+    """Parts or frames in a row that were no picture: how many, how many bytes, since when."""
+
+    def __init__(self) -> None:
+        self.parts = 0
+        self.bytes = 0
+        self.since = 0.0
+
+    def add(self, size: int | None) -> str:
+        """Count one more (``size``: its bytes; None: a frame from OpenCV); returns what the fault says."""
+        now = time.monotonic()
+        if not self.parts:
+            self.since = now
+        self.parts += 1
+        self.bytes += size or 0
+        secs = now - self.since
+        if size is None:  # OpenCV's reader: no bytes to count
+            return f"data arrives but cannot be decoded: {self.parts} frames in a row ({secs:.1f} s) were no picture of at least 16x16 pixels"
+        return f"data arrives but cannot be decoded: {self.parts} parts in a row ({_amount(self.bytes)} in {secs:.1f} s) were not JPEG pictures of at least 16x16 pixels"
+
+
+def _amount(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1_000_000 else f"{n / 1e3:.1f} kB" if n >= 1000 else f"{n} bytes"
+
+
 class LiveSource:
     """A camera index or stream URL read in its own thread; hands over only the newest frame.
 
@@ -374,6 +399,7 @@ class LiveSource:
         self._new = threading.Condition()
         self._latest: Frame | None = None
         self._index = 0
+        self._garbage = _Garbage()  # what arrived since the last good frame that was no picture
         #: Wall-clock time (``time.time()``, as ``Frame.t``) before which frames are read but not
         #: decoded: the reader of the frames sets it when it will not look at them (nobody in view).
         self.skip_until = 0.0
@@ -472,13 +498,13 @@ class LiveSource:
                 jpeg = cap.jpeg or b""
                 size = jpeg_size(jpeg)  # microseconds: a part that is no JPEG is skipped here, as OpenCV's would be
                 if size is None or min(size) < 16:
-                    self.status.skipped += 1
+                    self._undecodable(len(jpeg))
                     continue
                 frame = Frame.from_jpeg(jpeg, self._index, time.time(), size)
             else:
                 t0 = time.perf_counter()
                 if not _valid(img):
-                    self.status.skipped += 1
+                    self._undecodable(None)
                     continue
                 rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
                 frame = Frame(rgb, self._index, time.time(), time.perf_counter() - t0)
@@ -491,11 +517,19 @@ class LiveSource:
                 self._latest = frame
                 self.status.read += 1
                 self.status.fault = None
+                self._garbage = _Garbage()
                 self._new.notify()
         if cap is not None:
             cap.release()
         with self._new:
             self._new.notify_all()
+
+    def _undecodable(self, size: int | None) -> None:
+        """A part (``size`` bytes; None: a frame OpenCV decoded to no usable picture) arrived that
+        is no picture: skipped and counted, and the fault says data arrives that cannot be decoded
+        and how much, so a FAULT raised meanwhile (the watchdog's) says so instead of "no frame"."""
+        self.status.skipped += 1
+        self.status.fault = f"source {self.name}: {self._garbage.add(size)}"
 
     def frames(self, poll_s: float = 0.1) -> Iterator[Frame | None]:
         while not self._stop.is_set():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -170,6 +171,29 @@ def test_an_mjpeg_part_that_is_no_jpeg_is_skipped_and_counted(live: list[LiveSou
         wait_for(lambda: src.status.skipped >= 4, 5, "the bad parts skipped")
         frames = take(src, 2)
     assert all(f.size == (64, 48) for f in frames)  # the 8x8 JPEG is too small for the detector, like a non-JPEG
+
+
+def test_an_mjpeg_camera_sending_no_jpeg_says_data_arrives_that_cannot_be_decoded(live: list[LiveSource]) -> None:
+    garbage = b"<html>camera firmware error</html>" * 30  # 1020 bytes a part
+    with MjpegServer([garbage], fps=100) as cam:
+        src = LiveSource(cam.url, **FAST)
+        live.append(src)
+        wait_for(lambda: src.status.skipped >= 40, 10, "the garbage parts skipped")
+        said = re.fullmatch(
+            rf"source '{re.escape(cam.url)}': data arrives but cannot be decoded: (\d+) parts in a row "
+            r"\(([\d.]+) kB in ([\d.]+) s\) were not JPEG pictures of at least 16x16 pixels",
+            src.status.fault or "",
+        )
+        assert said is not None, src.status.fault
+        parts, kb = int(said[1]), float(said[2])
+        assert parts >= 40 and kb == pytest.approx(parts * 1.02, abs=0.1)
+        assert src.status.read == 0 and src.status.reconnects == 0  # the connection is fine: no reconnect
+        cam.frames = [jpeg(np.full((48, 64, 3), 128, np.uint8))]  # the camera heals
+        take(src, 1)
+        assert src.status.fault is None
+        cam.frames = [garbage]
+        wait_for(lambda: "cannot be decoded" in (src.status.fault or ""), 5, "garbage again")
+        assert int(re.findall(r"(\d+) parts in a row", src.status.fault or "")[0]) < parts, "counted afresh after a good frame"
 
 
 def test_after_a_drop_it_reconnects_and_counts_it(camera: MjpegServer, live: list[LiveSource]) -> None:

@@ -646,3 +646,21 @@ def test_healthz_turns_503_as_soon_as_the_source_ends_not_after_the_watchdog(tmp
     finally:
         server.stop()
     assert seen == [(200, "ok"), (503, "source ended"), (503, "source ended")]
+
+
+def test_the_cli_names_a_camera_whose_data_cannot_be_decoded(cli_config: Callable[..., Path]) -> None:
+    """350 parts that are no JPEG: the FAULT says data arrives but cannot be decoded, and how much."""
+    with MjpegServer([b"<html>camera firmware error</html>" * 30], fps=30) as garbage:
+        with gatekeeper_process("--url", garbage.url, "--config", str(cli_config())) as (proc, out):
+            fault = out.wait_event("FAULT", timeout=30)
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=10)
+            _, stderr = proc.communicate(timeout=10)
+    assert rc == 0, stderr[-3000:]
+    said = re.fullmatch(
+        rf"source '{re.escape(garbage.url)}': data arrives but cannot be decoded: (\d+) parts in a row "
+        r"\(([\d.]+) kB in [\d.]+ s\) were not JPEG pictures of at least 16x16 pixels",
+        fault["reason"],
+    )
+    assert said is not None, fault["reason"]
+    assert int(said[1]) >= 2 and float(said[2]) == pytest.approx(int(said[1]) * 1.02, abs=0.1)
