@@ -4,8 +4,9 @@ A config the schema accepts can still be refused when the gate starts: a model p
 missing or a model file that is broken, a webhook or MQTT secret whose environment variable is
 unset, two hooks with one name, a GPIO pin gpiozero does not know (a relay's or the staff
 button's, or the button on a relay's pin), ``pin_factory: auto`` on a
-machine without GPIO, a journal that cannot be opened. :func:`check` runs those checks through
-the code start-up uses (:func:`~gatekeeper.app.build_pipeline`,
+machine without GPIO, a journal that cannot be opened or created, a command hook's program that
+is not there. :func:`check` runs those checks through
+the code start-up uses (:func:`~gatekeeper.pipeline.build_pipeline`,
 :func:`~gatekeeper.hooks.build_hooks`, :class:`~gatekeeper.journal.Journal`) and returns every
 problem it finds, one line each, instead of stopping at the first.
 
@@ -13,20 +14,23 @@ Nothing is started and nothing is left changed: no camera or stream is opened, n
 started or fired, the relay pin is not claimed (the pin name is checked on gpiozero's mock
 board and the machine's GPIO driver is loaded and closed, so a check next to a running gate
 does not fight it for the pin), an existing journal is opened as start-up opens it (which
-writes no event), and one that does not exist yet is not created (its folder must be writable).
+writes no event), and one that does not exist yet is not created (an empty folder is made and
+removed where its first missing folder would go, to see that one can be).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 from .config import Config
 from .errors import GatekeeperError
-from .hooks.config import GpioHookConfig
+from .hooks.config import CommandHookConfig, GpioHookConfig
 
 __all__ = ["check"]
 
@@ -44,7 +48,7 @@ def check(cfg: Config, *, env: Mapping[str, str] | None = None) -> list[str]:
 
 
 def _check_models(cfg: Config, env: Mapping[str, str]) -> list[str]:
-    from .app import build_pipeline
+    from .pipeline import build_pipeline
 
     try:
         build_pipeline(cfg).close()
@@ -75,6 +79,12 @@ def _check_hooks(cfg: Config, env: Mapping[str, str]) -> list[str]:
                 hook.release()
         for i, h in enumerate(camera.hooks):
             name = hook_name(h, i)
+            if isinstance(h, CommandHookConfig):
+                # Start-up does not run the command: the first event would find it missing.
+                program = _program_problem(h.argv[0], env)
+                problem = f"{where}hooks[{i}].argv: {program}"
+                if program is not None and problem not in problems:
+                    problems.append(problem)
             if isinstance(h, GpioHookConfig) and h.pin_factory == "auto" and name not in drivers_checked:
                 drivers_checked.add(name)
                 problem = _check_gpio_driver(name, "the relay")
@@ -153,8 +163,30 @@ def _check_journal(cfg: Config, env: Mapping[str, str]) -> list[str]:
         except GatekeeperError as exc:
             return [str(exc)]
         return []
-    # Start-up creates it; the check only makes sure it could.
+    # Start-up creates it (and its missing folders); the check makes sure it could, by creating
+    # an empty folder where the first missing one would go and removing it again. Permission
+    # bits alone do not say (root passes them everywhere, /proc and a read-only mount refuse).
     folder = next(p for p in (path.parent, *path.parent.parents) if p.exists() or p == Path(p.anchor))
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        return [f"journal {str(path)!r} cannot be created: {str(folder)!r} is not a folder this user can write to; expected a writable journal.path, or journal.enabled: false"]
+    expected = "expected a journal.path in a folder this user can write to, or journal.enabled: false"
+    if not folder.is_dir():
+        return [f"journal {str(path)!r} cannot be created: {str(folder)!r} is not a folder; {expected}"]
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".gatekeeper-check-", dir=folder))
+    except OSError as exc:
+        return [f"journal {str(path)!r} cannot be created: nothing can be created in {str(folder)!r} ({exc.strerror or exc}); {expected}"]
     return []
+
+
+def _program_problem(program: str, env: Mapping[str, str]) -> str | None:
+    """Why a command hook's ``argv[0]`` cannot be run as the hook runs it (``Popen`` with the
+    hook's environment, from the gate's working directory), or None."""
+    if "/" not in program:
+        if shutil.which(program, path=env.get("PATH", os.defpath)) is None:
+            return f"program {program!r} is not found on PATH; expected the name of a program on PATH, or a path to one"
+        return None
+    if not Path(program).is_file():
+        what = "is a folder" if Path(program).is_dir() else "does not exist"
+        return f"program {program!r} {what}; expected an executable file"
+    if not os.access(program, os.X_OK):
+        return f"program {program!r} is not executable by this user; expected an executable file (chmod +x)"
+    return None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -550,6 +551,19 @@ STARTUP_CHECKS = [
     pytest.param("journal: {path: JOURNAL-under a file}\n", {}, [], ["' cannot be created: '"], id="a journal under a file"),
     pytest.param("journal: {path: JOURNAL-not SQLite}\n", {}, [], ["' cannot be opened: file is not a database"], id="a journal that is not SQLite"),
     pytest.param("journal: {path: JOURNAL-under a file, enabled: false}\n", {}, [], [], id="a disabled journal is not checked"),
+    pytest.param(
+        "journal: {path: /proc/nope/j.sqlite3}\n", {}, [],
+        ["journal '/proc/nope/j.sqlite3' cannot be created: nothing can be created in '/proc'"], id="a journal where no folder can be made (root passes the permission bits)",
+    ),
+    pytest.param("hooks: [{type: command, argv: [/nonexistent/on-open]}]\n", {}, [], ["hooks[0].argv: program '/nonexistent/on-open' does not exist"], id="a command hook's program that does not exist"),
+    pytest.param("hooks: [{type: command, argv: [gk-no-such-program, -v]}]\n", {}, [], ["hooks[0].argv: program 'gk-no-such-program' is not found on PATH"], id="a command hook's program not on PATH"),
+    pytest.param("hooks: [{type: command, argv: [./site.yaml]}]\n", {}, [], ["hooks[0].argv: program './site.yaml' is not executable by this user"], id="a command hook's program that is not executable"),
+    pytest.param("hooks: [{type: command, argv: ['true']}]\n", {}, [], [], id="a command hook's program found on PATH"),
+    pytest.param(
+        "hooks: [{type: command, argv: [/nonexistent/on-open]}]\ncameras:\n  a: {video: clip.mp4}\n  b: {video: clip2.mp4, hooks: [{type: command, argv: [/nonexistent/b]}]}\n", {}, [],
+        ["cameras.a: hooks[0].argv: program '/nonexistent/on-open'", "cameras.b: hooks[0].argv: program '/nonexistent/b'", "cameras.a.video: ", "cameras.b.video: "],
+        id="command hooks per camera",
+    ),
     pytest.param("", {}, ["--video", "missing.mp4"], ["video file 'missing.mp4' does not exist"], id="--video that does not exist"),
     pytest.param("", {}, ["--http", "0.0.0.0:8080"], ["--http 0.0.0.0:8080: listening beyond loopback needs http.token"], id="--http beyond loopback without a token"),
     pytest.param("", {}, ["--http", "127.0.0.1:8080"], [], id="--http on loopback"),
@@ -629,7 +643,12 @@ def test_redact_text(value: str, masked: str) -> None:
     assert redact_text(value) == masked
 
 
-def test_check_config_masks_url_credentials_and_secret_parameters(tmp_path: Path, run_cli: Any) -> None:
+def test_check_config_masks_url_credentials_and_secret_parameters(tmp_path: Path, run_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    stub = tmp_path / "bin" / "curl"  # the check looks the command hook's program up on PATH
+    stub.parent.mkdir()
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stub.parent}:{os.environ['PATH']}")
     path = write(
         tmp_path,
         "hooks:\n"
