@@ -18,6 +18,7 @@ __all__ = [
     "JournalError",
     "ModelError",
     "SourceError",
+    "TrainingError",
 ]
 
 
@@ -51,6 +52,11 @@ class JournalError(GatekeeperError, OSError):
 
 class HookError(GatekeeperError, RuntimeError):
     """A hook cannot be set up (no GPIO, missing secret); delivery failures are counted, not raised."""
+
+
+class TrainingError(GatekeeperError, ValueError):
+    """A training run cannot start or go on as asked (a teacher or start model that does not fit
+    the data, a resume state of another recipe); raised before any model file is written."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
