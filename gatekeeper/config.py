@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import re
 import types
@@ -36,7 +35,7 @@ from .gate import GateConfig
 from .hooks.config import HOOK_TYPES, GpioHookConfig, HookConfig
 from .motion import MotionConfig
 from .redact import REDACTED, redact_text
-from .schema import bounds_text, check_bounds, check_url, opt
+from .schema import bounds_text, check_bounds, check_number, check_url, opt
 
 __all__ = ["CameraConfig", "Config", "HttpConfig", "config_from_dict", "config_to_dict", "load_config", "redact_text"]
 
@@ -215,8 +214,9 @@ def _convert(tp: Any, value: Any, path: str, meta: dict[str, Any]) -> Any:
             kind = "an integer" if tp is int else "a number"
             raise ConfigError(f"{path}: expected {kind} {bounds_text(meta)}".rstrip() + f", got {_describe(value)}")
         value = tp(value)
-        if math.isnan(value) or ("ge" in meta and value < meta["ge"]) or ("gt" in meta and value <= meta["gt"]) or ("le" in meta and value > meta["le"]):
-            raise ConfigError(f"{path}: expected a value {bounds_text(meta)}, got {value!r}")
+        problem = check_number(path.rpartition(".")[2], value, meta)  # the key's own name says whether it is a duration
+        if problem is not None:
+            raise ConfigError(f"{path}: {problem}")
         return value
     if tp is str:
         if not isinstance(value, str):

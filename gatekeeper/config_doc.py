@@ -35,7 +35,9 @@ lane2:
 HEADER = """\
 # gatekeeper configuration: every key, its default, and what it does.
 # Generated from the code by `python -m gatekeeper.config_doc`; a test keeps the two equal.
-# Unknown keys and wrong types are errors that name the key. Check a file with:
+# Unknown keys and wrong types are errors that name the key. Every number is finite (no .inf or
+# .nan); a duration (a key ending _s, _seconds, _ms or _days) or a rate (_fps) is never negative
+# and lasts at most ten years. Check a file with:
 #   gatekeeper --check-config --config config.yaml
 """
 

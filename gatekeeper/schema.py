@@ -1,5 +1,7 @@
 """The declaration helper shared by every config dataclass (see :mod:`gatekeeper.config`), and
-the checks of a value that more than one place reads: a camera's URL (:func:`check_url`)."""
+the checks of a value that more than one place reads: every number (:func:`check_number`: finite,
+in bounds, a duration or rate never negative nor beyond ten years) and a camera's URL
+(:func:`check_url`)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,13 @@ import dataclasses
 import ipaddress
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import field
 from typing import Any
 
 from .redact import source_name
 
-__all__ = ["check_bounds", "check_url", "opt"]
+__all__ = ["check_bounds", "check_number", "check_url", "opt"]
 
 
 def opt(default: Any, doc: str, **bounds: float) -> Any:
@@ -29,20 +32,54 @@ def bounds_text(meta: dict[str, Any]) -> str:
     return " and ".join(p for p in parts if p)
 
 
-def check_bounds(obj: Any) -> None:
-    """Raise ValueError naming the first numeric field outside its declared bounds (or NaN).
+#: Name endings of the keys that are durations, with the seconds in one of their unit, and its name.
+DURATION_UNITS = {"_s": (1.0, "s"), "_seconds": (1.0, "s"), "_ms": (0.001, "ms"), "_days": (86400.0, "days")}
+#: Name endings of the keys that are rates (per second).
+RATE_ENDINGS = ("_fps",)
+#: The longest duration any key takes, and the slowest rate's period: ten years. Longer is a
+#: mistake, and beyond what a timer takes (``Event.wait`` refuses about 292 years).
+MAX_DURATION_S = 10 * 365 * 86400.0
 
-    The config loader checks bounds as it reads a file; this catches the same mistakes in
+
+def check_number(name: str, value: float, meta: Mapping[str, Any]) -> str | None:
+    """Why ``value`` cannot be the key ``name`` with bounds ``meta``; None when it can.
+
+    One rule for every number of the schema, read from a file or set in code: it is finite
+    (``.nan`` and ``.inf`` are no setting of anything) and within its declared bounds. A key whose
+    name says it is a duration (``_s``, ``_seconds``, ``_ms``, ``_days``) or a rate (``_fps``) is
+    never negative, even where no bound is declared, and lasts at most :data:`MAX_DURATION_S`
+    (a rate: its period).
+    """
+    meta = dict(meta)
+    unit = next((u for end, u in DURATION_UNITS.items() if name.endswith(end)), None)
+    rate = name.endswith(RATE_ENDINGS)
+    if (unit or rate) and "ge" not in meta and "gt" not in meta:
+        meta["ge"] = 0
+    bounds = bounds_text(meta)
+    if math.isinf(value) or (math.isnan(value) and not bounds):
+        return f"expected a finite number {bounds}".rstrip() + f", got {value!r}"
+    if math.isnan(value) or ("ge" in meta and value < meta["ge"]) or ("gt" in meta and value <= meta["gt"]) or ("le" in meta and value > meta["le"]):
+        return f"expected a value {bounds}, got {value!r}"
+    if unit is not None and value * unit[0] > MAX_DURATION_S:
+        return f"expected a duration of at most {MAX_DURATION_S / unit[0]:.0f} {unit[1]} (ten years), got {value!r}"
+    if rate and 0 < value < 1 / MAX_DURATION_S:
+        return f"expected a rate of at least once in ten years ({1 / MAX_DURATION_S:.3g} per second), got {value!r}"
+    return None
+
+
+def check_bounds(obj: Any) -> None:
+    """Raise ValueError naming the first numeric field that :func:`check_number` refuses.
+
+    The config loader checks numbers as it reads a file; this catches the same mistakes in
     objects built in code (``GateConfig(cooldown_s=-1)``).
     """
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        meta = f.metadata
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        bad = math.isnan(value) or ("ge" in meta and value < meta["ge"]) or ("gt" in meta and value <= meta["gt"]) or ("le" in meta and value > meta["le"])
-        if bad:
-            raise ValueError(f"{f.name}: expected a value {bounds_text(meta)}, got {value!r}")
+        problem = check_number(f.name, value, f.metadata)
+        if problem is not None:
+            raise ValueError(f"{f.name}: {problem}")
 
 
 

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
+import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ from gatekeeper.config import (
     ClassifierConfig,
     Config,
     DetectorConfig,
+    HttpConfig,
     JournalConfig,
     SourceConfig,
     config_from_dict,
@@ -34,6 +39,7 @@ from gatekeeper.hooks.config import (
     MqttHookConfig,
     WebhookHookConfig,
 )
+from gatekeeper.schema import DURATION_UNITS, MAX_DURATION_S
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -168,6 +174,86 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, prefix: str | tuple
     message = str(info.value)
     assert message.startswith(prefix), message
     assert "\n" not in message
+
+
+# -- every number of the schema: finite; durations and rates positive and at most ten years ----------
+
+#: Numbers of the schema that are neither durations nor rates; a new key that is one must say so by
+#: its name (``_s``, ``_seconds``, ``_ms``, ``_days``, ``_fps``), which is how the schema's one rule finds it.
+NOT_DURATIONS = {
+    "float": {"min_confidence", "min_face_px", "min_changed", "face_min_changed", "enter_threshold", "exit_threshold", "hold_threshold", "zone"},
+    "int": {"width", "height", "max_reconnects", "threads", "hold_frames", "pixel_threshold", "jpeg_quality", "event_queue", "recent_events", "queue_size", "max_attempts", "port", "qos"},
+}
+
+
+def _numbers(cls: type, path: str, wrap: Any) -> list[tuple[str, str, type, Any]]:
+    """(key path, field name, number type, a function of a value giving a config with it) for
+    every number declared in ``cls`` and the dataclasses it holds."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        inner = [a for a in (typing.get_args(hints[f.name]) or (hints[f.name],)) if a is not type(None)]
+        if f.name == "zone":
+            out.append((f"{path}{f.name}[0]", "zone", float, lambda v, w=wrap: w({"zone": [v, 0, 1, 1]})))
+        elif len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+            out += _numbers(inner[0], f"{path}{f.name}.", lambda d, w=wrap, n=f.name: w({n: d}))
+        elif inner and inner[0] in (int, float):
+            out.append((f"{path}{f.name}", f.name, inner[0], lambda v, w=wrap, n=f.name: w({n: v})))
+    return out
+
+
+def schema_numbers() -> list[tuple[str, str, type, Any]]:
+    numbers = _numbers(Config, "", lambda d: d)
+    for kind, cls in sorted(HOOK_TYPES.items()):
+        numbers += _numbers(cls, f"hooks[{kind}].", lambda d, k=kind: {"hooks": [{"type": k, **EXAMPLE_REQUIRED.get(k, {}), **d}]})
+    # A camera's own gate goes through the same rule.
+    numbers.append(("cameras.a.gate.deny_after_s", "deny_after_s", float, lambda v: {"cameras": {"a": {"camera": 0, "gate": {"deny_after_s": v}}}}))
+    return numbers
+
+
+NUMBERS = schema_numbers()
+DURATIONS = [n for n in NUMBERS if n[1].endswith(("_s", "_seconds", "_ms", "_days", "_fps"))]
+
+
+def test_every_number_of_the_schema_is_a_duration_or_rate_by_name_or_known_not_to_be() -> None:
+    assert len(DURATIONS) >= 25
+    durations = {path for path, *_ in DURATIONS}
+    others = {(kind.__name__, name) for path, name, kind, _ in NUMBERS if path not in durations}
+    unknown = sorted(f"{t} {name}" for t, name in others if name not in NOT_DURATIONS[t])
+    assert not unknown, f"{unknown}: a duration or rate? name it so (_s, _ms, _days, _fps), else list it in NOT_DURATIONS"
+
+
+def _key_of(path: str) -> str:
+    return re.sub(r"^hooks\[\w+\]", "hooks[0]", path)
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan], ids=[".inf", "-.inf", ".nan"])
+@pytest.mark.parametrize(("path", "name", "kind", "build"), NUMBERS, ids=[n[0] for n in NUMBERS])
+def test_no_number_of_the_schema_takes_inf_or_nan(tmp_path: Path, path: str, name: str, kind: type, build: Any, value: float) -> None:
+    text = yaml.safe_dump(build(value))
+    assert ".inf" in text or ".nan" in text  # written as a person would
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert str(info.value).startswith(f"{_key_of(path)}: expected "), info.value
+
+
+@pytest.mark.parametrize(("path", "name", "kind", "build"), DURATIONS, ids=[n[0] for n in DURATIONS])
+def test_every_duration_and_rate_is_positive_and_at_most_ten_years(tmp_path: Path, path: str, name: str, kind: type, build: Any) -> None:
+    unit = next(u for end, (u, _) in DURATION_UNITS.items() if name.endswith(end)) if not name.endswith("_fps") else None
+    too_long = kind(MAX_DURATION_S / unit * 1.5) if unit else 1 / MAX_DURATION_S / 2
+    for value in (kind(-1), too_long):
+        with pytest.raises(ConfigError) as info:
+            config_from_dict(build(value))
+        assert str(info.value).startswith(f"{_key_of(path)}: expected "), info.value
+    if kind is float:
+        assert config_from_dict(build(kind(1.5 if not name.endswith("_ms") else 1500))) is not None
+
+
+def test_durations_built_in_code_follow_the_same_rule() -> None:
+    with pytest.raises(ValueError, match="deny_after_s: expected a finite number > 0, got inf"):
+        GateConfig(deny_after_s=math.inf)
+    with pytest.raises(ValueError, match=r"max_fps: expected a finite number > 0 and <= 60, got inf"):
+        HttpConfig(max_fps=math.inf)
 
 
 BAD_FILES = [
@@ -478,6 +564,10 @@ def test_check_config_without_config_option(tmp_path: Path, run_cli: Any, presen
         pytest.param("bogus: 1\n", "gatekeeper: error: bogus: unknown key", id="unknown key"),
         pytest.param("gate: [\n", "gatekeeper: error: config file ", id="invalid YAML"),
         pytest.param("hooks: [{type: [gpio]}]\n", "gatekeeper: error: hooks[0].type: expected one of", id="unhashable hook type"),
+        pytest.param("source: {watchdog_s: .inf}\n", "gatekeeper: error: source.watchdog_s: expected a finite number > 0, got inf", id="a watchdog of .inf"),
+        pytest.param(
+            "hooks: [{type: webhook, url: 'https://h.example/e', max_age_s: .nan}]\n", "gatekeeper: error: hooks[0].max_age_s: expected a value > 0, got nan", id="a webhook max_age_s of .nan"
+        ),
         pytest.param(None, "gatekeeper: error: config file ", id="missing file"),
     ],
 )
