@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import stat
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -170,8 +172,31 @@ def open_capture(target: str | int, *, open_timeout_s: float | None = None, read
     cap = cv2.VideoCapture(target, cv2.CAP_ANY, params) if params else cv2.VideoCapture(target)
     if not cap.isOpened():
         cap.release()
-        raise SourceError(f"cannot open video source {source_name(target)}")
+        hint = "" if isinstance(target, str) else f": {_cameras_hint()}"
+        raise SourceError(f"cannot open video source {source_name(target)}{hint}")
     return cap
+
+
+def _cameras_hint() -> str:
+    """What the error for a camera index that cannot be opened adds: the cameras this machine
+    has (Linux: ``/dev/video*``), and how to list them."""
+    listing = "list them with `v4l2-ctl --list-devices` (v4l-utils) or `ls /dev/video*`"
+    if not sys.platform.startswith("linux"):
+        return "expected the index of a connected camera that no other program is using (0 is the first camera)"
+    found = sorted(int(d.name[5:]) for d in Path("/dev").glob("video*") if d.name[5:].isdigit())
+    if not found:
+        return f"this machine has no camera (no /dev/video* device); expected the index of a connected camera; {listing}"
+    return f"this machine's camera devices are {', '.join(f'/dev/video{i}' for i in found)}; expected one of their indices that no other program is using; {listing}"
+
+
+def _not_a_file(path: Path) -> str | None:
+    """What ``path`` is when it exists but is no regular file (``/dev/zero``: a character device); None when it does not exist."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))
+    return next((what for test, what in kinds if test(mode)), "something other than a regular file")
 
 
 def _valid(img: np.ndarray | None) -> bool:
@@ -203,7 +228,10 @@ class FileSource:
         if p.is_dir():
             raise SourceError(f"video file {name} is a directory; expected a readable video file (mp4, mov, avi...)")
         if not p.is_file():
-            raise SourceError(f"video file {name} does not exist; expected a readable video file (mp4, mov, avi...)")
+            what = _not_a_file(p)
+            if what is None:
+                raise SourceError(f"video file {name} does not exist; expected a readable video file (mp4, mov, avi...)")
+            raise SourceError(f"{name} is not a video file but {what}; expected a readable video file (mp4, mov, avi...)")
         self.path = p
         self.realtime = realtime
         self.status = SourceStatus()

@@ -32,6 +32,7 @@ class Case:
     files: dict[str, str] = field(default_factory=dict)  # name in tmp_path -> how to make it (see make_file)
     env: dict[str, str] = field(default_factory=dict)
     absent: tuple[str, ...] = ()  # never printed, on stdout or stderr (a password)
+    also: tuple[str, ...] = ()  # more parts of the error line
 
 
 CASES = [
@@ -97,7 +98,13 @@ CASES = [
         id="a corrupt face model (truncated copy)",
     ),
     pytest.param(Case([], "no source given"), id="no source given"),
-    pytest.param(Case(["--camera", "7"], "cannot open video source 7"), id="a camera index that does not exist"),
+    # What was expected, and how to see which cameras there are (the machine's /dev/video* devices).
+    pytest.param(
+        Case(["--camera", "7"], "cannot open video source 7: ", also=("/dev/video", "list them with `v4l2-ctl --list-devices` (v4l-utils) or `ls /dev/video*`")),
+        id="a camera index that does not exist",
+    ),
+    pytest.param(Case(["--video", "/dev/zero"], "error: '/dev/zero' is not a video file but a character device; expected a readable video file"), id="--video /dev/zero"),
+    pytest.param(Case(["--video", "{tmp}/fifo"], "fifo' is not a video file but a named pipe", files={"fifo": "fifo"}), id="--video a named pipe"),
     # The message names the option once, after the one "gatekeeper: error:" prefix.
     pytest.param(Case(["--camera", "abc"], "error: argument --camera: invalid int value: 'abc'"), id="a camera index that is not a number"),
     pytest.param(Case(["score"], "error: gatekeeper score: the following arguments are required: paths"), id="a subcommand without its arguments"),
@@ -141,6 +148,8 @@ def make_file(path: Path, kind: str, shared_dir: Path, face_model_path: Path) ->
     }
     if kind == "dir":
         path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
     else:
         path.write_bytes(contents[kind])
 
@@ -181,6 +190,8 @@ def test_bad_input_exits_2_with_one_error_line(tmp_path: Path, shared_dir: Path,
     assert len(lines) == 1, f"expected one line on stderr, got:\n{proc.stderr}"
     assert lines[0].startswith("gatekeeper: error: "), proc.stderr
     assert case.expected in lines[0]
+    for part in case.also:
+        assert part in lines[0]
     for secret in case.absent:
         assert secret not in proc.stderr + proc.stdout
     assert proc.returncode == 2, proc.stderr

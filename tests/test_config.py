@@ -655,6 +655,7 @@ STARTUP_CHECKS = [
         id="command hooks per camera",
     ),
     pytest.param("", {}, ["--video", "missing.mp4"], ["video file 'missing.mp4' does not exist"], id="--video that does not exist"),
+    pytest.param("", {}, ["--video", "/dev/zero"], ["'/dev/zero' is not a video file but a character device"], id="--video /dev/zero"),
     pytest.param("", {}, ["--http", "0.0.0.0:8080"], ["--http 0.0.0.0:8080: listening beyond loopback needs http.token"], id="--http beyond loopback without a token"),
     pytest.param("", {}, ["--http", "127.0.0.1:8080"], [], id="--http on loopback"),
     pytest.param(
