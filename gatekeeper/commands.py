@@ -225,6 +225,13 @@ def events(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | No
             raise ValueError(f"--limit: expected an integer >= 1, got {args.limit}")
         with Journal(path, readonly=True, legacy_camera=cfg.name if cfg is not None else "gate") as journal:
             entries = journal.entries(since=since, limit=args.limit, camera=args.camera)
+            if args.camera is not None and not entries:
+                # No events: of a camera that had none in the time asked, or of a name that is no camera.
+                known = set(journal.cameras()) | ({c.name for c in cfg.camera_list()} if cfg is not None else set())
+                if args.camera not in known:
+                    where = "the config or the journal" if cfg is not None else "the journal"
+                    expected = f"one of {', '.join(sorted(known))}" if known else "a camera's name, but the journal has no events"
+                    raise ValueError(f"--camera {args.camera!r}: no camera of that name in {where}; expected {expected}")
     except (GatekeeperError, ValueError) as exc:
         print(f"gatekeeper: error: {exc}", file=err)
         return 2

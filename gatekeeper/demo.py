@@ -114,17 +114,22 @@ class LoopedClip:
         self._clip.close()
 
 
+def _bind(host: str, port: int) -> int:
+    """The port ``port`` (0: one the system picks) binds to on ``host``, released at once; OSError when it cannot."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the web server binds: a port left in TIME_WAIT by an earlier run is still usable.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        return int(s.getsockname()[1])
+
+
 def pick_port(host: str, preferred: int) -> int:
     """``preferred`` when it can be listened on, else a free port chosen by the system."""
     for port in (preferred, 0):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            # As the web server binds: a port left in TIME_WAIT by an earlier run is still usable.
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
+        try:
+            return _bind(host, port)
+        except OSError:
+            continue
     raise OSError(f"no free port on {host}")
 
 
@@ -177,6 +182,11 @@ def main(argv: list[str]) -> int:
         options = RunOptions(video=DEMO_CLIP, realtime=True, open_video=functools.partial(LoopedClip, loops=loops))
         if http:
             port = args.port if args.port is not None else pick_port(HOST, DEFAULT_PORT)
+            if args.port is not None:
+                try:  # before the address is printed: one that cannot be served is no address to open
+                    _bind(HOST, port)
+                except OSError as exc:
+                    ap.error(f"argument --port: cannot listen on {HOST}:{port} ({exc.strerror or exc}); expected a free port, or no --port for {DEFAULT_PORT} or else a free one")
             options = dataclasses.replace(options, http=f"{HOST}:{port}", hold_open=args.hold_open)
             if loops is None:
                 how = "the clip plays in a loop, the gate opening on each pass, until Ctrl-C"

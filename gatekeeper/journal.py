@@ -392,6 +392,12 @@ class Journal:
         rows = self._read(_LAST_SERVICE.format(cols=f"event, {self._camera_column}", where=where), () if camera is None else (camera,))
         return _with_camera(event_from_dict(json.loads(rows[0][0])), rows[0][1]) if rows else None
 
+    def cameras(self) -> list[str]:
+        """The names of the cameras the journal has events of, sorted (``gatekeeper events --camera``
+        tells a camera with no events from one that never was)."""
+        rows = self._read(f"SELECT DISTINCT {self._camera_column} FROM events", ())
+        return sorted(str(cam) for (cam,) in rows if cam is not None)
+
     def entries(self, since: float | None = None, limit: int | None = None, *, camera: str | None = None) -> list[JournalEntry]:
         """Events appended at or after ``since`` (wall clock), oldest first; ``limit`` keeps the newest;
         ``camera``: only that camera's."""

@@ -241,3 +241,41 @@ def test_stdout_closed_the_gate_goes_on_with_one_warning(tmp_path: Path, shared_
     if not dry_run:
         listed = run_gatekeeper(["events", "--journal", str(journal), "--json"], tmp_path, env)
         assert [json.loads(line)["event"]["event"] for line in listed.stdout.splitlines()] == ["OPEN"], listed
+
+
+def test_demo_with_a_port_that_is_taken_says_so_before_any_address(tmp_path: Path, face_model_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_gatekeeper(["demo", "--port", str(port), "--loops", "1", "--hold-open", "0"], tmp_path, {ENV_FACE_MODEL: str(face_model_path)})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"gatekeeper: error: gatekeeper demo: argument --port: cannot listen on 127.0.0.1:{port} (Address already in use); "
+        "expected a free port, or no --port for 8080 or else a free one (see gatekeeper demo --help)"
+    ], proc.stderr
+    assert "live view at" not in proc.stderr + proc.stdout
+
+
+def test_events_of_a_camera_that_is_not_one_is_an_error(tmp_path: Path, shared_dir: Path, face_model_path: Path) -> None:
+    """``events --camera NAME``: a camera of the config or of the journal with no events is
+    "no events" (exit 0); a name that is neither is an unknown camera (exit 2), with the names
+    there are."""
+    journal = tmp_path / "journal.sqlite3"
+    config = tmp_path / "c.yaml"
+    videos = shared_dir / "videos"
+    config.write_text(f"journal: {{path: '{journal}'}}\ncameras:\n  east: {{video: '{videos / 'single_face.mp4'}'}}\n  west: {{video: '{videos / 'no_face.mp4'}'}}\n")
+    env = {ENV_FACE_MODEL: str(face_model_path)}
+    ran = run_gatekeeper(["--config", str(config)], tmp_path, env)
+    assert ran.returncode == 0 and {json.loads(line)["camera"] for line in ran.stdout.splitlines()} == {"east"}, ran.stderr
+
+    proc = run_gatekeeper(["events", "--config", str(config), "--camera", "nope"], tmp_path, env)
+    assert (proc.returncode, proc.stdout) == (2, ""), proc.stderr
+    assert proc.stderr.splitlines() == ["gatekeeper: error: --camera 'nope': no camera of that name in the config or the journal; expected one of east, west"]
+    proc = run_gatekeeper(["events", "--journal", str(journal), "--camera", "nope"], tmp_path, env)
+    assert proc.returncode == 2 and proc.stderr.splitlines() == ["gatekeeper: error: --camera 'nope': no camera of that name in the journal; expected one of east"], proc.stderr
+
+    quiet = run_gatekeeper(["events", "--config", str(config), "--camera", "west"], tmp_path, env)  # a camera, with no events
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "no events\n")
+    east = run_gatekeeper(["events", "--config", str(config), "--camera", "east", "--json"], tmp_path, env)
+    assert east.returncode == 0 and [json.loads(line)["event"]["event"] for line in east.stdout.splitlines()] == ["OPEN"], east.stderr

@@ -425,7 +425,9 @@ def test_events_command_filters_by_camera(tmp_path):
     assert [(json.loads(line)["id"], json.loads(line)["event"]["camera"]) for line in out.splitlines()] == [("e0", "lane1"), ("e2", "lane1")]
     code, out, _ = run_events(["--journal", str(path), "--camera", "lane2"])
     assert code == 0 and "camera lane2" in out and "e1" in out and "e0" not in out
-    code, out, err = run_events(["--journal", str(path), "--camera", "gate3"])
+    code, out, err = run_events(["--journal", str(path), "--camera", "gate3"])  # no camera of the journal: an error (issue 32)
+    assert (code, out) == (2, "") and "--camera 'gate3': no camera of that name in the journal; expected one of lane1, lane2" in err
+    code, out, err = run_events(["--journal", str(path), "--camera", "lane2", "--since", "0s"])  # a camera, with no events since
     assert (code, out) == (0, "") and "no events" in err
 
 
