@@ -146,9 +146,9 @@ def _check_config(cfg: Config, args: argparse.Namespace) -> int:
                 except GatekeeperError as exc:
                     problems.append(f"cameras.{cam.name}.video: {exc}")
         if args.http is not None:
-            from .web import LiveView, WebServer, parse_listen
+            from .web import check_exposure, parse_listen
 
-            WebServer(LiveView(cfg), *parse_listen(args.http))  # not started: the address and token rules only
+            check_exposure(*parse_listen(args.http), cfg.http.token)  # the address and token rules, nothing bound
     except GatekeeperError as exc:
         problems.append(str(exc))
     for problem in problems:

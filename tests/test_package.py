@@ -87,6 +87,8 @@ def test_the_wheel_is_small_and_carries_both_assets_with_their_notices(wheel: Pa
         assert z.read("gatekeeper/assets/single_face.mp4") == DEMO_CLIP.read_bytes()
         # the smile model and its card, as before
         assert {"gatekeeper/_model/smile.tflite", "gatekeeper/_model/model.json"} <= names
+        # the live view's pages, beside the package that serves them
+        assert {"gatekeeper/web/live.html", "gatekeeper/web/cameras.html"} <= names
         # gatekeeper's own licence, as an SPDX expression (PEP 639) with the file beside it
         dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
         metadata = z.read(f"{dist_info}/METADATA").decode()

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import cv2
 import numpy as np
 import pytest
+from standin import StandInPipeline
 
+from gatekeeper.camera import Camera
 from gatekeeper.capture import Frame
 from gatekeeper.config import Config
-from gatekeeper.gate import Event, EventType, FaceScore, Gate, GateConfig, TrackedFace
-from gatekeeper.journal import event_from_dict
+from gatekeeper.events import Event, EventType, FaceScore, event_from_dict
+from gatekeeper.gate import Gate, GateConfig, TrackedFace
 from gatekeeper.report import FrameRecord, draw, render_html
+from gatekeeper.serve import Watchers
 from gatekeeper.web import LiveView, Snapshot, annotate_jpeg
 
 OPEN = Event(EventType.OPEN, 5, 0.2, 0.93, "a", (10.0, 10.0, 50.0, 50.0), 2, None, 7)
@@ -21,7 +22,7 @@ FAULT = Event(EventType.FAULT, 9, 0.3, None, "c", None, 0, "camera lost")
 
 
 def snapshot(*faces: TrackedFace) -> Snapshot:
-    return Snapshot(0, Frame(np.zeros((200, 400, 3), np.uint8), 0, 0.0), faces, None, "present")
+    return Snapshot(0, Frame(np.zeros((200, 400, 3), np.uint8), 0, 0.0), faces, None)
 
 
 def picture(snap: Snapshot, **kwargs: object) -> np.ndarray:
@@ -46,11 +47,12 @@ def test_live_picture_draws_the_zone_and_greys_faces_outside_it() -> None:
 
 
 def test_live_view_snapshot_holds_the_gate_faces_with_tracks() -> None:
-    view = LiveView(Config())
-    gate = Gate(GateConfig())
     faces = [FaceScore((40.0, 30.0, 50.0, 50.0), 0.3), FaceScore((200.0, 30.0, 60.0, 60.0), 0.8)]
-    gate.update(0, 0.0, faces)
-    view.on_frame(Frame(np.zeros((120, 320, 3), np.uint8), 0, 0.0), SimpleNamespace(gate=gate, last_faces=faces))  # type: ignore[arg-type]
+    watchers = Watchers()
+    camera = Camera("gate", Config(), StandInPipeline(Gate(GateConfig()), lambda frame: faces), [watchers], watchers.on_frame)  # type: ignore[arg-type]
+    view = LiveView(camera)
+    watchers.add(view)
+    camera.step(Frame(np.zeros((120, 320, 3), np.uint8), 0, 0.0))
     snap = view.snapshot()
     assert snap is not None
     assert [(f.track, f.decides) for f in snap.faces] == [(1, False), (2, True)]

@@ -23,23 +23,27 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from standin import StandInPipeline
 
+from gatekeeper.camera import Camera
 from gatekeeper.capture import Frame, SourceStatus
 from gatekeeper.cli import main
 from gatekeeper.config import Config, HttpConfig
 from gatekeeper.errors import ConfigError
-from gatekeeper.gate import Event, EventType, FaceScore, Gate
-from gatekeeper.hooks.base import HookStats
-from gatekeeper.web import EventHub, LiveView, WebServer, is_loopback, mask_secrets, parse_listen
+from gatekeeper.events import Event, EventType, FaceScore
+from gatekeeper.gate import Gate
+from gatekeeper.hooks import Dispatcher
+from gatekeeper.hooks.base import Delivery, Hook, HookStats
+from gatekeeper.serve import Watchers
+from gatekeeper.web import EventHub, LiveView, Metrics, WebServer, is_loopback, mask_secrets, parse_listen
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token-0123456789"
@@ -61,27 +65,72 @@ def image(shade: int, size: tuple[int, int] = (120, 160)) -> np.ndarray:
     return img
 
 
+class Counted(Hook):
+    """A hook that takes no event and never starts: its counters are the ones the test gives."""
+
+    kind = "counted"
+
+    def __init__(self, name: str, stats: HookStats) -> None:
+        super().__init__(name, events=(), max_age_s=30.0, queue_size=1)
+        self.stats = stats
+
+    def deliver(self, delivery: Delivery, attempt: int) -> None:
+        raise AssertionError("a counted hook takes no event")
+
+
+class OneFace:
+    """The stand-in models' answer for every frame: one face of ``score``, or nobody (None)."""
+
+    def __init__(self) -> None:
+        self.score: float | None = None
+
+    def __call__(self, frame: Frame) -> list[FaceScore]:
+        return [] if self.score is None else [FaceScore((40.0, 30.0, 50.0, 50.0), self.score)]
+
+
+def make_view(clock: Callable[[], float] = time.monotonic, *, live: bool = False, hooks: Sequence[Hook] = (), cfg: Config | None = None, metrics: Metrics | None = None, **http: Any) -> LiveView:
+    """The live view of a real Camera: the real tracker, Gate and sinks behind stand-in models
+    (:class:`OneFace`), no source (:class:`Feeder` plays it), ``hooks`` in its dispatcher."""
+    cfg = Config(http=HttpConfig(**http)) if cfg is None else cfg
+    watchers = Watchers()
+    # The synthetic frames hold a smile for a few frames: the hold is counted in frames here.
+    pipeline = StandInPipeline(Gate(dataclasses.replace(cfg.gate, hold_seconds=None)), OneFace())
+    camera = Camera(cfg.name, cfg, pipeline, [watchers], watchers.on_frame, dispatcher=Dispatcher(None, hooks))  # type: ignore[arg-type]
+    view = LiveView(camera, source_status=SourceStatus(), live=live, clock=clock, metrics=metrics)
+    watchers.add(view)
+    return view
+
+
 class Feeder:
-    """Plays the frame loop's part: frames through a real Gate, then into the view.
+    """Plays the source's part: frames through the view's camera, whose stand-in models see one
+    face of the given score (or nobody); the tracker, the gate, the sinks and the view all see
+    them as they run.
 
     Frame times are a file's (index / 30), or with ``start`` a live source's: the wall clock,
     ``start`` plus index / 30.
     """
 
     def __init__(self, view: LiveView, start: float | None = None) -> None:
-        self.view = view
-        # The synthetic frames hold a smile for a few frames: the hold is counted in frames here.
-        self.gate = Gate(dataclasses.replace(view.cfg.gate, hold_seconds=None))
+        self.camera = view.camera
+        self.faces: OneFace = self.camera.pipeline.faces  # type: ignore[attr-defined]
         self.index = 0
         self.start = start
 
+    @property
+    def t(self) -> float:
+        return self.index / 30 + (self.start or 0.0)
+
     def frame(self, score: float | None, shade: int = 90) -> None:
-        faces = [] if score is None else [FaceScore((40.0, 30.0, 50.0, 50.0), score)]
-        t = self.index / 30 + (self.start or 0.0)
-        for e in self.gate.update(self.index, t, faces):
-            self.view.emit(e)
-        self.view.on_frame(Frame(image(shade), self.index, t), SimpleNamespace(gate=self.gate, last_faces=faces))
+        self.faces.score = score
+        self.camera.step(Frame(image(shade), self.index, self.t))
         self.index += 1
+
+    def fault(self, reason: str) -> None:
+        """The camera's source is lost: the gate shuts (FAULT), as the camera's watchdog does it."""
+        self.camera.emit(self.camera.gate.fault(self.index, self.t, reason, cause="source"))
+
+    def recover(self) -> None:
+        self.camera.emit(self.camera.pipeline.recover(self.index, self.t, "frames arriving again", cause="source"))
 
 
 @pytest.fixture
@@ -89,17 +138,14 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def make_view(clock: FakeClock, *, live: bool = False, **http: Any) -> LiveView:
-    return LiveView(Config(http=HttpConfig(**http)), source_status=SourceStatus(), live=live, clock=clock)
-
-
 @pytest.fixture
 def served(clock: FakeClock) -> Iterator[Callable[..., tuple[LiveView, WebServer]]]:
-    """Start a server for a view made with the given http settings (``live=True``: a camera's view); stopped after the test."""
+    """Start a server for a view made with the given http settings (``live=True``: a camera's
+    view; ``hooks``: its camera's); stopped after the test."""
     servers: list[WebServer] = []
 
-    def start(*, live: bool = False, **http: Any) -> tuple[LiveView, WebServer]:
-        view = make_view(clock, live=live, **http)
+    def start(*, live: bool = False, hooks: Sequence[Hook] = (), **http: Any) -> tuple[LiveView, WebServer]:
+        view = make_view(clock, live=live, hooks=hooks, **http)
         server = WebServer(view, "127.0.0.1", 0)
         server.start()
         servers.append(server)
@@ -212,10 +258,10 @@ def test_healthz_follows_frames_faults_and_the_watchdog(served: Callable[..., tu
     assert health() == (503, "no frame for 2.5 s")
     feed.frame(None)
     assert health() == (200, "ok")
-    view.emit(event(EventType.FAULT, reason="no frame for 2 s"))
+    feed.fault("no frame for 2 s")
     assert health() == (503, "fault: no frame for 2 s")
     assert json.loads(get(server, "/status")[2])["state"] == "fault"
-    view.emit(event(EventType.RECOVERED, 2))
+    feed.recover()
     feed.frame(None)
     assert health() == (200, "ok")
     view.close()
@@ -224,9 +270,8 @@ def test_healthz_follows_frames_faults_and_the_watchdog(served: Callable[..., tu
 
 
 def test_status_reports_state_counters_events_and_hooks(served: Callable[..., tuple[LiveView, WebServer]], clock: FakeClock) -> None:
-    view, server = served()
+    view, server = served(hooks=[Counted("webhook[0]", HookStats(published=3, attempts=4, delivered=2, failed=1))])
     assert view.source_status is not None
-    view.hooks = [SimpleNamespace(name="webhook[0]", stats=HookStats(published=3, attempts=4, delivered=2, failed=1))]  # type: ignore[list-item]
     feed = Feeder(view)
     for score in [0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]:  # six frames held at the default hold_frames: OPEN
         feed.frame(score)
@@ -256,9 +301,8 @@ def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 
 def test_metrics_parse_with_the_prometheus_parser(served: Callable[..., tuple[LiveView, WebServer]]) -> None:
-    view, server = served()
+    view, server = served(hooks=[Counted("mqtt[1]", HookStats(attempts=5, delivered=3, failed=2, expired=1))])
     assert view.source_status is not None
-    view.hooks = [SimpleNamespace(name="mqtt[1]", stats=HookStats(attempts=5, delivered=3, failed=2, expired=1))]  # type: ignore[list-item]
     feed = Feeder(view)
     for score in [0.9] * 6 + [None] * 12:  # OPEN, then the face leaves: FACE_LOST
         feed.frame(score)
@@ -713,11 +757,9 @@ def test_live_view_in_a_real_browser(browser: Any, shared_dir: Path, face_model_
 
 def camera_views(token: str) -> dict[str, LiveView]:
     """Two cameras' views sharing one registry, as the command builds them for ``cameras:``."""
-    from gatekeeper.web import Metrics
-
     metrics = Metrics()
     cfg = Config(http=HttpConfig(token=token))
-    return {name: LiveView(dataclasses.replace(cfg, name=name), source_status=SourceStatus(), live=True, metrics=metrics) for name in ("lane1", "lane2")}
+    return {name: make_view(cfg=dataclasses.replace(cfg, name=name), live=True, metrics=metrics) for name in ("lane1", "lane2")}
 
 
 def test_the_camera_list_and_each_cameras_view_in_a_real_browser(browser: Any) -> None:
@@ -776,7 +818,7 @@ def test_status_healthz_and_metrics_per_camera_and_overall() -> None:
         assert code == 200 and st["name"] == "park" and st["healthy"] is True
         assert st["events"]["OPEN"] == 1 and st["cameras"]["lane1"]["events"]["OPEN"] == 1 and st["cameras"]["lane2"]["events"]["OPEN"] == 0
         assert json.loads(get(server, "/cameras/lane2/status", auth)[2])["name"] == "lane2"
-        views["lane2"].emit(Event(EventType.FAULT, 8, clock_start, None, "f1", reason="no frame for 2 s"))
+        feeds["lane2"].fault("no frame for 2 s")
         code, _, body = get(server, "/healthz")  # no token needed, as for one camera
         assert code == 503
         assert json.loads(body) == {

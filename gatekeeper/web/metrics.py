@@ -1,0 +1,114 @@
+"""``/metrics``: one Prometheus registry for every camera of a service.
+
+Each per-camera family has a ``camera`` label; ``gatekeeper_uptime_seconds`` is the service's.
+What the frame loop measures (stage times, events, the score, the state) is observed as it
+happens; what others count (a source's frames, a hook's deliveries, the actions) is read when
+Prometheus scrapes (:class:`_CountersCollector`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .view import LiveView
+
+__all__ = ["LATENCY_BUCKETS", "Metrics"]
+
+#: Per-stage latency buckets: a detector run is a few ms on a desktop and tens of ms on a Pi.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+def _family(name: str, doc: str, *labels: str) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=["camera", *labels])
+
+
+class _CountersCollector(Collector):
+    """Counters owned by others (each camera's source and hooks), read when Prometheus scrapes."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        per_camera = {
+            "read": _family("gatekeeper_frames_read", "Frames the source decoded"),
+            "processed": _family("gatekeeper_frames_processed", "Frames that went through the pipeline"),
+            "dropped": _family("gatekeeper_frames_dropped", "Frames a live source replaced before the pipeline took them"),
+            "skipped": _family("gatekeeper_frames_skipped", "Undecodable or malformed frames the source skipped"),
+            "reconnects": _family("gatekeeper_camera_reconnects", "Times a live source reconnected"),
+        }
+        hooks = {
+            "attempts": _family("gatekeeper_hook_attempts", "Delivery attempts per hook", "hook"),
+            "delivered": _family("gatekeeper_hook_deliveries", "Events delivered per hook", "hook"),
+            "failed": _family("gatekeeper_hook_failures", "Events given up per hook (after retries, or dropped from a full queue)", "hook"),
+            "expired": _family("gatekeeper_hook_expired", "Events too old to deliver per hook", "hook"),
+        }
+        taken = _family("gatekeeper_actions", "Operator actions the gate acted on", "kind", "via")
+        refused = _family("gatekeeper_action_refusals", "Operator actions and commands refused, by where from and why", "via", "reason")
+        in_service = GaugeMetricFamily("gatekeeper_in_service", "1 while the gate is in service, 0 while an operator has it out of service", labels=["camera"])
+        web_dropped = _family("gatekeeper_web_events_dropped", "Events lost by live-view clients that did not keep up")
+        journal_errors = _family("gatekeeper_journal_errors", "Journal writes that failed (a full disk)")
+        for v in self.metrics.views():
+            status = v.source_status
+            values = {
+                "read": status.read if status else 0,
+                "processed": v.frames_processed,
+                "dropped": status.dropped if status else 0,
+                "skipped": status.skipped if status else 0,
+                "reconnects": status.reconnects if status else 0,
+            }
+            for key, fam in per_camera.items():
+                fam.add_metric([v.name], values[key])
+            for hook in v.hooks:
+                for attr, fam in hooks.items():
+                    fam.add_metric([v.name, hook.name], getattr(hook.stats, attr))
+            web_dropped.add_metric([v.name], v.hub.total_dropped())
+            journal_errors.add_metric([v.name], v.journal_errors)
+            done, refusals = v.controls.stats.counts()
+            for labels, n in done:
+                taken.add_metric([v.name, *labels], n)
+            for labels, n in refusals:
+                refused.add_metric([v.name, *labels], n)
+            in_service.add_metric([v.name], 1 if v.service()["in_service"] else 0)
+        yield from per_camera.values()
+        yield from hooks.values()
+        yield from (web_dropped, journal_errors, taken, refused, in_service)
+
+
+class Metrics:
+    """One Prometheus registry for every camera of a service: each per-camera family has a
+    ``camera`` label; ``gatekeeper_uptime_seconds`` is the service's."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.started_at = clock()
+        self._views: list[LiveView] = []
+        self._lock = threading.Lock()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.stage = Histogram("gatekeeper_stage_seconds", "Wall time per pipeline stage and frame (crop and classify only on frames with faces)", ["camera", "stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.events = Counter("gatekeeper_events", "Gate events by type", ["camera", "type"], registry=self.registry)
+        self.score = Gauge("gatekeeper_smile_score", "Smile probability of the deciding face in the last frame (NaN: no face)", ["camera"], registry=self.registry)
+        self.state = Gauge("gatekeeper_gate_state", "1 for the gate's current state", ["camera", "state"], registry=self.registry)
+        uptime = Gauge("gatekeeper_uptime_seconds", "Seconds since the live view started", registry=self.registry)
+        uptime.set_function(self.uptime)
+        self.registry.register(_CountersCollector(self))
+
+    def uptime(self) -> float:
+        return self._clock() - self.started_at
+
+    def add(self, view: LiveView) -> None:
+        with self._lock:
+            if any(v.name == view.name for v in self._views):
+                raise ValueError(f"camera {view.name!r} already has a live view in these metrics")
+            self._views.append(view)
+
+    def views(self) -> list[LiveView]:
+        with self._lock:
+            return list(self._views)
