@@ -1,12 +1,26 @@
 #!/usr/bin/env python3
-"""Soak test: replay the clips through the real pipeline for a long time and watch RSS and latency.
+"""Soak test: the pipeline replaying clips, or (``--service``) the whole service as a park runs it.
 
     python scripts/soak.py [--minutes 30] [--clips A.mp4 ...] [--config PATH] [--realtime] [--out soak.json]
+    python scripts/soak.py --service [--minutes 60] [--sample-s 60] [--workdir DIR] [--out soak.json]
 
-Not run in CI. Every ``--interval-s`` (default 60 s) it prints one line: frames and frames/s in
+Not run in CI. Without ``--service``: Every ``--interval-s`` (default 60 s) it prints one line: frames and frames/s in
 that interval, frame-to-decision latency (decoded frame to its event lines written) median, p99
 and max, and the resident set size now and at its peak. At the end it fits a line through RSS
 and through p99 latency over time, so that "flat" is a number: a leak shows as MB per minute.
+
+``--service`` runs one ``gatekeeper`` process with 8 loopback MJPEG cameras (``tests/mjpeg_server.py``,
+640x360 at 30 fps: cam0 still, cam1 moving, cam2-cam4 a person walking up and smiling in a loop,
+cam5 freezing 4 s in every 20, cam6 hanging up every 3 s, cam7 sending parts that are no JPEG),
+its journal on disk, a webhook to a local receiver that goes down for 8 s in every 45, MQTT to a
+mosquitto that is restarted every 60 s (persistent, with a persistent-session subscriber), and an
+operator action every 3 s (open, out of service, back in service; over HTTP and MQTT in turn).
+Every ``--sample-s`` it samples the service's RSS, open file descriptors, threads, the journal's
+size and the hook backlog (deliveries pending in the journal). At the end it brings the receivers
+back, lets the backlog drain, stops the service (SIGINT), fits a line through each sample series
+after ``--warmup-min``, checks the events against the receivers (every OPEN delivered at least
+once, duplicates only of the same event, nothing lost) and prints a pass/fail per target. Exit
+status 0 only when every target passed.
 """
 
 from __future__ import annotations
@@ -24,8 +38,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench.py beside this file
 from bench import DEFAULT_CLIPS, REPO, looped_frames, peak_rss_mb
 
-from gatekeeper.app import StdoutSink, build_pipeline
+from gatekeeper.app import StdoutSink
 from gatekeeper.config import load_config
+from gatekeeper.pipeline import build_pipeline
 
 
 def rss_mb() -> float:
@@ -43,13 +58,25 @@ def slope_per_minute(t_s: list[float], values: list[float]) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, default=30.0, help="how long to run (default 30)")
+    ap.add_argument("--service", action="store_true", help="soak the whole service: 8 cameras with faults, hooks, operator actions")
+    ap.add_argument("--minutes", type=float, help="how long to run (default 30; 60 with --service)")
+    ap.add_argument("--sample-s", type=float, default=60.0, help="--service: seconds between samples (default 60)")
+    ap.add_argument("--warmup-min", type=float, default=5.0, help="--service: minutes left out of the fits (default 5, at most half the run)")
+    ap.add_argument("--workdir", type=Path, help="--service: where the journal and logs go (default: a temporary folder)")
     ap.add_argument("--interval-s", type=float, default=60.0, help="seconds per report line (default 60)")
     ap.add_argument("--clips", nargs="+", type=Path, default=DEFAULT_CLIPS, help="video files (default: the shared clips)")
     ap.add_argument("--config", type=Path, help="config file for the pipeline (default: built-in defaults)")
     ap.add_argument("--realtime", action="store_true", help="pace frames at the clips' own rate instead of as fast as possible")
     ap.add_argument("--out", type=Path, help="also write the per-interval rows as JSON here")
     args = ap.parse_args(argv)
+    if (args.minutes is not None and args.minutes <= 0) or args.sample_s <= 0 or args.warmup_min < 0:
+        ap.error("expected --minutes and --sample-s above 0 and --warmup-min of at least 0")
+    if args.service:
+        from soak_service import service_soak  # beside this file
+
+        return service_soak(args.minutes if args.minutes is not None else 60.0, sample_s=args.sample_s, warmup_min=args.warmup_min, workdir=args.workdir, out=args.out)
+    if args.minutes is None:
+        args.minutes = 30.0
 
     pipeline = build_pipeline(load_config(args.config))
     sink = StdoutSink(open(os.devnull, "w", encoding="utf-8"))  # event lines are written, as the CLI does
