@@ -13,6 +13,7 @@ import dataclasses
 import http.client
 import json
 import logging
+import math
 import os
 import queue
 import signal
@@ -267,6 +268,28 @@ def test_healthz_follows_frames_faults_and_the_watchdog(served: Callable[..., tu
     view.close()
     clock.now += 10
     assert health() == (503, "source ended; last frame 10.0 s ago")
+
+
+def test_a_fault_clears_the_score_the_faces_and_the_box_until_a_frame_comes(served: Callable[..., tuple[LiveView, WebServer]]) -> None:
+    view, server = served()
+    feed = Feeder(view)
+    for _ in range(3):
+        feed.frame(0.9)
+    before = json.loads(get(server, "/status")[2])
+    assert before["score"] == 0.9 and len(before["faces"]) == 1
+    assert box_pixels(get(server, "/cameras/gate/snapshot.jpg")[2]) > 100
+
+    feed.fault("no frame for 2 s")
+    during = json.loads(get(server, "/status")[2])
+    assert (during["state"], during["score"], during["faces"], during["frame"]) == ("fault", None, [], 2)
+    assert box_pixels(get(server, "/cameras/gate/snapshot.jpg")[2]) < 20, "the last picture, without its box"
+    m = metric_samples(get(server, "/metrics")[2].decode())
+    assert math.isnan(m[("gatekeeper_smile_score", (("camera", "gate"),))])
+
+    feed.recover()
+    feed.frame(0.9)  # a frame again: its own face and score
+    after = json.loads(get(server, "/status")[2])
+    assert after["state"] != "fault" and (after["score"], len(after["faces"])) == (0.9, 1)
 
 
 def test_status_reports_state_counters_events_and_hooks(served: Callable[..., tuple[LiveView, WebServer]], clock: FakeClock) -> None:
@@ -666,19 +689,38 @@ def test_the_page_shows_a_live_sources_time_of_day_and_time_since_the_start(brow
     assert str(int(wall))[:4] not in browser.find_element(By.TAG_NAME, "body").text  # never the Unix time
 
 
-@pytest.mark.slow
-def test_live_view_in_a_real_browser(browser: Any, shared_dir: Path, face_model_path: Path, tmp_path: Path) -> None:
-    from selenium.webdriver.common.by import By
+class Serving:
+    """The real ``gatekeeper`` command, its live view on a port the system picked (``url``);
+    ``stdout`` and ``returncode`` once it has ended."""
 
-    artifacts = REPO / "artifacts"
-    artifacts.mkdir(exist_ok=True)
-    clip = shared_dir / "videos" / "face_noface.mov"
+    def __init__(self, proc: subprocess.Popen[str], url: str, stderr: list[str]) -> None:
+        self.proc, self.url, self.stderr = proc, url, stderr
+        self.stdout = ""
+
+    def fetch(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url.rstrip("/") + path, timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, exc.read()
+
+    def status(self) -> dict[str, Any]:
+        return json.loads(self.fetch("/status")[1])
+
+    def events(self) -> list[str]:
+        return [json.loads(line)["event"] for line in self.stdout.splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def gatekeeper_serving(*args: str, face_model_path: Path, tmp_path: Path) -> Iterator[Serving]:
+    """Run ``gatekeeper ARGS --http 127.0.0.1:0`` with the built-in config until the block ends
+    (then SIGTERM), once it has said where its live view listens."""
     # The checkout first on the path: the package is tested from here, installed or not.
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": pythonpath, "GATEKEEPER_FACE_MODEL": str(face_model_path), "XDG_STATE_HOME": str(tmp_path / "state")}
-    # Port 0: the system picks a free port and the server logs it; --hold-open keeps the page up
-    # after the 5.6 s clip so the checks after its end do not race the exit.
-    cmd = [sys.executable, "-m", "gatekeeper.cli", "--video", str(clip), "--realtime", "--http", "127.0.0.1:0", "--hold-open", "60", "--config", os.devnull]
+    # Port 0: the system picks a free port and the server logs it.
+    cmd = [sys.executable, "-m", "gatekeeper.cli", *args, "--http", "127.0.0.1:0", "--config", os.devnull]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     lines: queue.Queue[str] = queue.Queue()
     stderr: list[str] = []
@@ -690,6 +732,7 @@ def test_live_view_in_a_real_browser(browser: Any, shared_dir: Path, face_model_
             lines.put(line)
 
     threading.Thread(target=pump, daemon=True).start()
+    serving = None
     try:
         url = None
         deadline = time.monotonic() + 60
@@ -700,9 +743,27 @@ def test_live_view_in_a_real_browser(browser: Any, shared_dir: Path, face_model_
                     url = line.split("live view on ", 1)[1].strip()
             assert proc.poll() is None, "".join(stderr)
         assert url, "the server never said where it listens:\n" + "".join(stderr)
+        serving = Serving(proc, url, stderr)
+        yield serving
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        if serving is not None:
+            serving.stdout = out
 
-        # The server is up before the models load, so the page opens before the clip starts.
-        browser.get(url)
+
+@pytest.mark.slow
+def test_live_view_in_a_real_browser(browser: Any, shared_dir: Path, face_model_path: Path, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    artifacts = REPO / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    clip = shared_dir / "videos" / "face_noface.mov"
+    # --hold-open keeps the page up after the 5.6 s clip so the checks after its end do not race the exit.
+    with gatekeeper_serving("--video", str(clip), "--realtime", "--hold-open", "60", face_model_path=face_model_path, tmp_path=tmp_path) as gk:
+        # The port is taken before the models load, and the page answers before the clip starts.
+        browser.get(gk.url)
         # Record every state and score the page shows, so what passed by is checked afterwards
         # without racing the clip.
         browser.execute_script(RECORD_PAGE)
@@ -715,22 +776,14 @@ def test_live_view_in_a_real_browser(browser: Any, shared_dir: Path, face_model_
         assert "OPEN" in opened[0].text
         browser.save_screenshot(str(artifacts / "web_live.png"))
 
-        def fetch(path: str) -> tuple[int, bytes]:
-            try:
-                with urllib.request.urlopen(url.rstrip("/") + path, timeout=10) as r:
-                    return r.status, r.read()
-            except urllib.error.HTTPError as exc:
-                with exc:
-                    return exc.code, exc.read()
-
         # The clip ends at 5.6 s; health turns 503 a watchdog period after the last frame.
-        status = wait_for("the end of the clip", lambda: (s := json.loads(fetch("/status")[1]))["ended"] and s, timeout=60)
+        status = wait_for("the end of the clip", lambda: (s := gk.status())["ended"] and s, timeout=60)
         assert status["frames"] == {"read": 169, "processed": 169, "dropped": 0, "skipped": 0}
         assert status["events"]["OPEN"] == 1
-        wait_for("/healthz to report the ended source", lambda: fetch("/healthz")[0] == 503, timeout=30)
-        assert "source ended" in json.loads(fetch("/healthz")[1])["reason"]
+        wait_for("/healthz to report the ended source", lambda: gk.fetch("/healthz")[0] == 503, timeout=30)
+        assert "source ended" in json.loads(gk.fetch("/healthz")[1])["reason"]
 
-        m = metric_samples(fetch("/metrics")[1].decode())
+        m = metric_samples(gk.fetch("/metrics")[1].decode())
         assert m[("gatekeeper_frames_processed_total", (("camera", "gate"),))] == 169
         assert m[("gatekeeper_events_total", (("camera", "gate"), ("type", "OPEN")))] == 1
         for stage in ("decode", "detect", "crop", "classify", "gate"):
@@ -741,15 +794,51 @@ def test_live_view_in_a_real_browser(browser: Any, shared_dir: Path, face_model_
         assert "opened" in seen["states"], seen["states"]
         scores = [float(text.split()[1]) for text in seen["scores"] if text.startswith("score ")]
         assert scores and max(scores) >= 0.6, seen["scores"]  # the bar showed the smile that opened the gate
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, "".join(stderr)
-    events = [json.loads(line)["event"] for line in out.splitlines() if line.strip()]
-    assert events.count("OPEN") == 1, events
-    assert "Traceback" not in "".join(stderr)
+    assert gk.proc.returncode == 0, "".join(gk.stderr)
+    assert gk.events().count("OPEN") == 1, gk.events()
+    assert "Traceback" not in "".join(gk.stderr)
 
+
+#: The colours the live picture draws a face's box and label in (BGR): green, amber, red.
+BOX_COLOURS = np.array([(80, 200, 60), (0, 180, 255), (60, 60, 230)])
+
+
+def box_pixels(jpeg: bytes) -> int:
+    """Pixels of a JPEG in the colours of a face's box (a drawn box: hundreds; a camera's own
+    picture of a face: none, on the shared clip)."""
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    distance = np.abs(img[:, :, None, :].astype(int) - BOX_COLOURS[None, None]).max(axis=3)
+    return int((distance <= 12).any(axis=2).sum())
+
+
+@pytest.mark.slow
+def test_a_camera_gone_shows_no_score_no_face_and_no_box(browser: Any, shared_dir: Path, face_model_path: Path, tmp_path: Path) -> None:
+    """Issue 32 row 9: a camera that hangs up holds the gate shut (FAULT), and from then on the
+    page, /status and the picture show no score, no face and no box: there is no picture to trust."""
+    from mjpeg_server import MjpegServer, jpeg_frames_from_video
+    from selenium.webdriver.common.by import By
+
+    with MjpegServer(jpeg_frames_from_video(shared_dir / "videos" / "single_face.mp4", count=30), fps=30) as camera:
+        with gatekeeper_serving("--url", camera.url, face_model_path=face_model_path, tmp_path=tmp_path) as gk:
+            browser.get(gk.url)
+            seen = wait_for("a face and its score on /status", lambda: (s := gk.status())["faces"] and s["score"] is not None and s)
+            assert seen["state"] != "fault" and len(seen["faces"]) == 1
+            wait_for("the page to show the face", lambda: browser.find_element(By.ID, "info").text.endswith(" · 1 face"))
+            assert browser.find_element(By.ID, "scoretext").text.startswith("score ")
+            assert box_pixels(gk.fetch("/cameras/gate/snapshot.jpg")[1]) > 100, "the face's box is drawn while frames come"
+
+            camera.refuse()  # the camera is gone: no frame, no reconnect
+            gone = wait_for("the FAULT on /status", lambda: (s := gk.status())["state"] == "fault" and s, timeout=20)
+            assert (gone["score"], gone["faces"], gone["healthy"]) == (None, [], False), gone
+            assert box_pixels(gk.fetch("/cameras/gate/snapshot.jpg")[1]) < 20, "the last picture stays up, without a box"
+            wait_for("the page's FAULT badge", lambda: browser.find_element(By.ID, "state").get_attribute("data-state") == "fault")
+            wait_for("the page to show no face", lambda: browser.find_element(By.ID, "info").text.endswith(" · 0 faces"))
+            assert browser.find_element(By.ID, "scoretext").text == "no face"
+            assert browser.find_element(By.ID, "fill").value_of_css_property("width") == "0px"
+            time.sleep(1.0)  # the fault goes on: nothing comes back by itself
+            assert (gk.status()["score"], gk.status()["faces"]) == (None, [])
+    assert gk.proc.returncode == 0, "".join(gk.stderr)
+    assert "FAULT" in gk.events()
 
 
 # -- several cameras ----------------------------------------------------------------------------
