@@ -428,12 +428,20 @@ class LiveSource:
         self._latest: Frame | None = None
         self._index = 0
         self._garbage = _Garbage()  # what arrived since the last good frame that was no picture
+        # The capture thread's own (see _run): attempts in a row that brought no frame (refused
+        # opens, connections that died empty), the wait before the next, whether the source has
+        # ever been opened, and whether the current connection has delivered a frame.
+        self._failures = 0
+        self._backoff = reconnect_initial_s
+        self._opened = False
+        self._delivered = False
         #: Wall-clock time (``time.time()``, as ``Frame.t``) before which frames are read but not
         #: decoded: the reader of the frames sets it when it will not look at them (nobody in view).
         self.skip_until = 0.0
         self._cap: cv2.VideoCapture | MjpegCapture | None
         try:
             self._cap = self._open()  # the first open fails loudly: a camera that does not exist is bad input
+            self._opened = True
         except SourceError as exc:
             if not wait_for_source:
                 raise
@@ -456,101 +464,111 @@ class LiveSource:
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
         return cap
 
-    def _back_off(self, failures: int, delay: float) -> bool:
-        """Wait before the next attempt; False when it is time to stop (closing, or out of attempts)."""
-        if self.max_reconnects is not None and failures > self.max_reconnects:
-            log.error("source %s: giving up after %d failed reconnect attempts", self.name, failures - 1)
+    # -- the capture thread: connect, read a frame, hand it over; reconnect with backoff ---------
+    def _run(self) -> None:
+        # A first open that failed (wait_for_source) waits before the next, and is no reconnect when it succeeds.
+        going = self._cap is not None or self._failed()
+        while going and not self._stop.is_set():
+            going = self._reconnect() if self._cap is None else self._read()
+        if self._cap is not None:
+            self._cap.release()
+        with self._new:
+            self._new.notify_all()
+
+    def _reconnect(self) -> bool:
+        """Open the source again; False when it is time to stop (closing, or out of attempts)."""
+        try:
+            self._cap = self._open()
+        except SourceError as exc:
+            self.status.fault = str(exc)
+            return self._failed()
+        if self._opened:
+            self.status.reconnects += 1
+            log.info("source %s reconnected", self.name)
+        else:
+            log.info("source %s opened", self.name)
+        self._opened, self._delivered = True, False
+        return True
+
+    def _failed(self) -> bool:
+        """An attempt that brought no frame: wait before the next, twice as long as the last time
+        (up to ``reconnect_max_s``); False when it is time to stop."""
+        self._failures += 1
+        if self.max_reconnects is not None and self._failures > self.max_reconnects:
+            log.error("source %s: giving up after %d failed reconnect attempts", self.name, self._failures - 1)
             self.status.ended = True
             return False
         # Wait on the stop event, not sleep, so shutdown is immediate.
-        return not self._stop.wait(delay)
+        if self._stop.wait(self._backoff):
+            return False
+        self._backoff = min(self._backoff * 2, self.reconnect_max_s)
+        return True
 
-    def _run(self) -> None:
-        cap: cv2.VideoCapture | MjpegCapture | None = self._cap
-        backoff = self.reconnect_initial_s
-        failures = 0  # attempts in a row that brought no frame: refused opens, connections that died empty
-        delivered = False  # whether the current connection has delivered a frame
-        opened = cap is not None  # a first open that failed (wait_for_source) is no reconnect when it succeeds
-        going = opened or self._back_off(1, backoff)  # the first open failed: wait before the next
-        if not opened:
-            failures, backoff = 1, min(backoff * 2, self.reconnect_max_s)
-        while going and not self._stop.is_set():
-            if cap is None:
-                try:
-                    cap = self._open()
-                except SourceError as exc:
-                    self.status.fault = str(exc)
-                    failures += 1
-                    if not self._back_off(failures, backoff):
-                        break
-                    backoff = min(backoff * 2, self.reconnect_max_s)
-                    continue
-                if opened:
-                    self.status.reconnects += 1
-                    log.info("source %s reconnected", self.name)
-                else:
-                    log.info("source %s opened", self.name)
-                opened, delivered = True, False
-            # Frames before skip_until are not wanted (nobody in view, see gatekeeper.motion):
-            # they are read, not decoded. An MJPEG camera's frames are handed over undecoded
-            # (Frame.from_jpeg): the pipeline decodes what it looks at, and a frame dropped for a
-            # newer one costs nothing. OpenCV decodes in read(), whose wait for the camera's
-            # next frame is not decoding, so only its conversion is timed.
-            unwanted = time.time() < self.skip_until
-            lazy = isinstance(cap, MjpegCapture)
-            if unwanted or lazy:
-                ok, img = cap.grab(), None
-            else:
-                ok, img = cap.read()
-            if not ok:
-                cap.release()
-                cap = None
-                self.status.fault = f"source {self.name} stopped delivering frames"
-                log.warning("%s; reconnecting", self.status.fault)
-                if delivered:
-                    continue  # it was working: try again at once
-                # It opened but died without a frame; retrying at once would spin on the camera.
-                failures += 1
-                if not self._back_off(failures, backoff):
-                    break
-                backoff = min(backoff * 2, self.reconnect_max_s)
-                continue
-            if unwanted:
-                delivered = True
-                failures, backoff = 0, self.reconnect_initial_s
-                self._index += 1
-                self.status.not_decoded += 1
-                continue
-            if lazy:
-                assert isinstance(cap, MjpegCapture)
-                jpeg = cap.jpeg or b""
-                size = jpeg_size(jpeg)  # microseconds: a part that is no JPEG is skipped here, as OpenCV's would be
-                if size is None or min(size) < 16:
-                    self._undecodable(len(jpeg))
-                    continue
-                frame = Frame.from_jpeg(jpeg, self._index, time.time(), size)
-            else:
-                t0 = time.perf_counter()
-                if not _valid(img):
-                    self._undecodable(None)
-                    continue
-                rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-                frame = Frame(rgb, self._index, time.time(), time.perf_counter() - t0)
-            delivered = True
-            failures, backoff = 0, self.reconnect_initial_s
-            self._index += 1
-            with self._new:
-                if self._latest is not None:
-                    self.status.dropped += 1
-                self._latest = frame
-                self.status.read += 1
-                self.status.fault = None
-                self._garbage = _Garbage()
-                self._new.notify()
-        if cap is not None:
-            cap.release()
+    def _read(self) -> bool:
+        """Read one frame and hand it over (or skip it); False when it is time to stop."""
+        cap = self._cap
+        assert cap is not None
+        # Frames before skip_until are not wanted (nobody in view, see gatekeeper.motion):
+        # they are read, not decoded. An MJPEG camera's frames are handed over undecoded
+        # (Frame.from_jpeg): the pipeline decodes what it looks at, and a frame dropped for a
+        # newer one costs nothing. OpenCV decodes in read(), whose wait for the camera's
+        # next frame is not decoding, so only its conversion is timed.
+        unwanted = time.time() < self.skip_until
+        lazy = isinstance(cap, MjpegCapture)
+        ok, img = (cap.grab(), None) if unwanted or lazy else cap.read()
+        if not ok:
+            return self._lost(cap)
+        if unwanted:
+            self._arrived()
+            self.status.not_decoded += 1
+            return True
+        frame = self._frame(cap, img)
+        if frame is not None:
+            self._arrived()
+            self._hand_over(frame)
+        return True
+
+    def _lost(self, cap: cv2.VideoCapture | MjpegCapture) -> bool:
+        """The stream failed (an error, a hang-up, a read timeout): reconnect at once if it had
+        been delivering frames, else after a wait (it opened but died empty: retrying at once
+        would spin on the camera)."""
+        cap.release()
+        self._cap = None
+        self.status.fault = f"source {self.name} stopped delivering frames"
+        log.warning("%s; reconnecting", self.status.fault)
+        return True if self._delivered else self._failed()
+
+    def _frame(self, cap: cv2.VideoCapture | MjpegCapture, img: np.ndarray | None) -> Frame | None:
+        """The frame just read, or None when it is no picture (skipped and counted)."""
+        if isinstance(cap, MjpegCapture):
+            jpeg = cap.jpeg or b""
+            size = jpeg_size(jpeg)  # microseconds: a part that is no JPEG is skipped here, as OpenCV's would be
+            if size is None or min(size) < 16:
+                self._undecodable(len(jpeg))
+                return None
+            return Frame.from_jpeg(jpeg, self._index, time.time(), size)
+        t0 = time.perf_counter()
+        if not _valid(img):
+            self._undecodable(None)
+            return None
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return Frame(rgb, self._index, time.time(), time.perf_counter() - t0)
+
+    def _arrived(self) -> None:
+        """A frame came: the connection works, and the next failure starts the backoff afresh."""
+        self._delivered = True
+        self._failures, self._backoff = 0, self.reconnect_initial_s
+        self._index += 1
+
+    def _hand_over(self, frame: Frame) -> None:
         with self._new:
-            self._new.notify_all()
+            if self._latest is not None:
+                self.status.dropped += 1
+            self._latest = frame
+            self.status.read += 1
+            self.status.fault = None
+            self._garbage = _Garbage()
+            self._new.notify()
 
     def _undecodable(self, size: int | None) -> None:
         """A part (``size`` bytes; None: a frame OpenCV decoded to no usable picture) arrived that
