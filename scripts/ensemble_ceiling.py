@@ -30,9 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import resolve_face_model
 from gatekeeper.errors import GatekeeperError
-from gatekeeper.training.data import card_split_seed, default_cache_dir
+from gatekeeper.training.data import card_split_seed, default_cache_dir, gather, prepare
 from gatekeeper.training.metrics import at_own_prior, binary_metrics, fit_platt, sigmoid
-from gatekeeper.training.train import DEFAULT_DATA, _weights, gather, prepare, shared_dir
+from gatekeeper.training.options import DEFAULT_DATA, shared_dir
+from gatekeeper.training.recipe import _weights
 
 
 def mean_logit(probs: list[np.ndarray]) -> np.ndarray:

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import _mediapipe, resolve_face_model
-from gatekeeper.training.data import card_split_seed, default_cache_dir, detector_view, read_grey
+from gatekeeper.training.data import card_split_seed, default_cache_dir, detector_view, prepare, read_grey
 from gatekeeper.training.metrics import binary_metrics, choose_threshold, smile_rate_by_class
-from gatekeeper.training.train import DEFAULT_DATA, prepare, shared_dir
+from gatekeeper.training.options import DEFAULT_DATA, shared_dir
 
 
 class Peer:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import FaceDetector, resolve_face_model
 from gatekeeper.training.data import LabelledSet, prepare_chips
-from gatekeeper.training.train import shared_dir
+from gatekeeper.training.options import shared_dir
 
 RELABEL = Path(__file__).resolve().parent / "relabel" / "smilesmiled_test_240.csv"
 CODES = {"smiling": 1, "not_smiling": 0, "ambiguous": -1}

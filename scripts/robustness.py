@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import resolve_face_model
 from gatekeeper.training.augment import EYES_HALF_APART, EYES_ROW, MOUTH
-from gatekeeper.training.data import card_split_seed, default_cache_dir
+from gatekeeper.training.data import card_split_seed, default_cache_dir, prepare
 from gatekeeper.training.metrics import binary_metrics
-from gatekeeper.training.train import DEFAULT_DATA, prepare, shared_dir
+from gatekeeper.training.options import DEFAULT_DATA, shared_dir
 
 #: The training augmentation's mouth box, 2 pixels wider on every side.
 MOUTH_COVER = (slice(int(MOUTH[0]) - 2, int(MOUTH[1]) + 2), slice(int(MOUTH[2]) - 2, int(MOUTH[3]) + 2))

@@ -33,8 +33,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatekeeper.detect import resolve_face_model
-from gatekeeper.training.data import default_cache_dir
-from gatekeeper.training.train import DEFAULT_DATA, _weights, gather, prepare, shared_dir, validation_auc
+from gatekeeper.training.data import default_cache_dir, gather, prepare
+from gatekeeper.training.fitting import validation_auc
+from gatekeeper.training.options import DEFAULT_DATA, shared_dir
+from gatekeeper.training.recipe import _weights
 
 WARM = 8  # batches not counted at the start of each measurement
 

@@ -207,13 +207,15 @@ def train_dataset(
     sources: np.ndarray | None = None,
     expressions: np.ndarray | None = None,
     expression_weights: np.ndarray | None = None,
+    soft_expressions: np.ndarray | None = None,
 ) -> Any:
     """Batches of (float chip (B, 64, 64, 1) in [0, 255], target, weight), reshuffled every epoch.
 
     With ``sources`` (each chip's dataset index), batches are instead
     ({"chip": chip, "source": (B, 1)}, (B, 4)) for :func:`~gatekeeper.training.models.training_model`:
     the target, the weight, the expression class (-1: none) and the expression's weight, packed
-    for :class:`~gatekeeper.training.models.JointLoss` (the augmentation's label changes reach the target).
+    for :class:`~gatekeeper.training.models.JointLoss` (the augmentation's label changes reach the target),
+    then, with ``soft_expressions`` (N, classes), a teacher's probabilities of the expressions.
 
     ``chips``: uint8 (N, 64, 64). Each epoch is a permutation of the chips cut into full batches
     (the remainder is dropped, as before). JPEG runs in NumPy/OpenCV on the gathered batch (one
@@ -248,9 +250,12 @@ def train_dataset(
         expr = np.full(n, -1.0, np.float32) if expressions is None else np.asarray(expressions, np.float32)
         expr_w = np.zeros(n, np.float32) if expression_weights is None else np.asarray(expression_weights, np.float32)
         expr_t, expr_w_t = tf.constant(expr), tf.constant(expr_w)
+        soft_t = None if soft_expressions is None else tf.constant(np.asarray(soft_expressions, np.float32))
 
         def pack(x, y, w, idx):
             packed = tf.stack([y, w, tf.gather(expr_t, idx), tf.gather(expr_w_t, idx)], axis=1)
+            if soft_t is not None:
+                packed = tf.concat([packed, tf.gather(soft_t, idx)], axis=1)
             return {"chip": x, "source": tf.gather(sources_t, idx)}, packed
 
         ds = ds.map(pack, num_parallel_calls=1)

@@ -418,3 +418,46 @@ def prepare_chips(dataset: LabelledSet, detector: FaceDetector, cache_dir: Path 
             np.savez_compressed(f, chips=chips, detected=detected)
         partial.replace(cache)
     return chips, detected
+
+
+class Prepared:
+    """Chips, labels and fixed-seed splits of one dataset."""
+
+    def __init__(self, ds: LabelledSet, chips: np.ndarray, detected: np.ndarray, split_seed: int) -> None:
+        self.name = ds.name
+        self.ds = ds
+        self.chips = chips
+        self.labels = ds.labels
+        self.detected = detected
+        self.groups = np.array(ds.groups)
+        self.expressions = ds.expressions()
+        self.splits = dataset_splits(ds, split_seed)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the chips and labels: what a teacher's logits file was computed on."""
+        h = hashlib.sha256(np.ascontiguousarray(self.chips).tobytes())
+        h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
+        return h.hexdigest()
+
+
+def prepare(specs: list[str], face_model: Path, cache_dir: Path, split_seed: int) -> list[Prepared]:
+    out = []
+    with FaceDetector(face_model, video=False, min_confidence=0.5) as det:
+        for spec in specs:
+            ds = load_dataset(spec)
+            chips, detected = prepare_chips(ds, det, cache_dir)
+            out.append(Prepared(ds, chips, detected, split_seed))
+            log.info("%s: %d faces (%d smiling), detector found %.1f%%", ds.name, len(ds), int(ds.labels.sum()), 100 * detected.mean())
+    return out
+
+
+def gather(sets: list[Prepared], split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One split of every dataset together: chips, labels, the dataset's index, and groups."""
+    cat = np.concatenate
+    return (
+        cat([p.chips[p.splits[split]] for p in sets]),
+        cat([p.labels[p.splits[split]] for p in sets]),
+        cat([np.full(len(p.splits[split]), i) for i, p in enumerate(sets)]),
+        cat([p.groups[p.splits[split]] for p in sets]),
+    )
+

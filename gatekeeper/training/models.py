@@ -6,6 +6,10 @@
   contrast are removed, so lighting is not a feature), then six convolutions with batch norm (a
   5x5 stride-2 stem, then five 3x3 at 32, 16 and 8 pixels), global average pooling and dropout.
   About 110k parameters (445 KB as float32 TFLite) and about 29 M multiply-adds per face.
+* ``resnet``: the teacher. A ResNet-18 (eight basic blocks in four stages) at 64 px with a 3x3
+  stride-2 stem and no pooling after it, its channels 24-48-96-192 (``width`` multiplies them):
+  about 1.6 M parameters, trained here in minutes per epoch, too slow for the gate's per-face
+  budget; its logits on the training chips teach the gate topology (``gatekeeper train --teacher``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import keras
 import numpy as np
 from keras import layers
 
-ARCHS = ("seed", "gate")
+ARCHS = ("seed", "gate", "resnet")
 
 
 @keras.saving.register_keras_serializable(package="gatekeeper")
@@ -75,7 +79,38 @@ def build_gate(dropout: float = 0.3, width: float = 1.0, expressions: int = 0) -
     return keras.Model(inp, [out, layers.Dense(expressions, name="expression")(x)], name="gate")
 
 
+def _block(x, filters: int, strides: int, name: str):
+    """A basic residual block: two 3x3 convolutions, a 1x1 projection where the shape changes."""
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=name + "_proj")(x)
+        shortcut = layers.BatchNormalization(name=name + "_proj_bn")(shortcut)
+    y = _conv(x, filters, name + "_a", strides=strides)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name + "_b")(y)
+    y = layers.BatchNormalization(name=name + "_b_bn")(y)
+    return layers.ReLU(name=name + "_out")(layers.Add(name=name + "_add")([shortcut, y]))
+
+
+def build_resnet(dropout: float = 0.3, width: float = 1.0, expressions: int = 0) -> keras.Model:
+    """The teacher topology (module docstring); same inputs and outputs as :func:`build_gate`."""
+    widths = [max(8, int(c * width / 8.0 + 0.5) * 8) for c in (24, 48, 96, 192)]
+    inp = keras.Input((64, 64, 1), name="chip")
+    x = Standardize(name="standardize")(inp)
+    x = _conv(x, widths[0], "stem", strides=2)  # 32
+    for stage, filters in enumerate(widths):
+        for block in range(2):
+            x = _block(x, filters, 2 if stage > 0 and block == 0 else 1, f"s{stage + 1}b{block + 1}")
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    out = layers.Dense(1, name="logit")(x)
+    if not expressions:
+        return keras.Model(inp, out, name="resnet")
+    return keras.Model(inp, [out, layers.Dense(expressions, name="expression")(x)], name="resnet")
+
+
 def build(arch: str, width: float = 1.0, expressions: int = 0) -> keras.Model:
+    if arch == "resnet":
+        return build_resnet(width=width, expressions=expressions)
     if arch == "seed":
         if expressions:
             raise ValueError("the seed architecture has no expression head; use --arch gate")
@@ -134,15 +169,18 @@ def training_model(net: keras.Model, sources: int, link: bool) -> keras.Model:
 
 @keras.saving.register_keras_serializable(package="gatekeeper")
 class JointLoss(keras.losses.Loss):
-    """The smile's binary cross-entropy and the expressions' cross-entropy, each weighted per chip.
+    """The smile's binary cross-entropy, the expressions' cross-entropy and, with a teacher, the
+    cross-entropy against the teacher's expression probabilities, each weighted per chip.
 
-    ``y_true`` packs (target, smile weight, expression class, expression weight) per chip; a chip
-    with no expression label has expression weight 0. ``y_pred``: the smile logit, then the
-    expression logits (if any)."""
+    ``y_true`` packs (target, smile weight, expression class, expression weight) per chip, then
+    the teacher's probability of each expression class when distilling them; a chip with no
+    expression label has expression weight 0 (every chip has the teacher's view). ``y_pred``:
+    the smile logit, then the expression logits (if any)."""
 
-    def __init__(self, expression_weight: float = 0.0, name: str = "joint_loss", **kwargs):
+    def __init__(self, expression_weight: float = 0.0, distill_expression_weight: float = 0.0, name: str = "joint_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.expression_weight = expression_weight
+        self.distill_expression_weight = distill_expression_weight
 
     def call(self, y_true, y_pred):
         ops = keras.ops
@@ -151,10 +189,13 @@ class JointLoss(keras.losses.Loss):
             label = ops.cast(ops.maximum(y_true[:, 2], 0.0), "int32")
             ce = ops.sparse_categorical_crossentropy(label, y_pred[:, 1:], from_logits=True)
             loss = loss + self.expression_weight * y_true[:, 3] * ce
+        if self.distill_expression_weight > 0:
+            soft = ops.categorical_crossentropy(y_true[:, 4:], y_pred[:, 1:], from_logits=True)
+            loss = loss + self.distill_expression_weight * soft
         return loss
 
     def get_config(self):
-        return {**super().get_config(), "expression_weight": self.expression_weight}
+        return {**super().get_config(), "expression_weight": self.expression_weight, "distill_expression_weight": self.distill_expression_weight}
 
 
 @keras.saving.register_keras_serializable(package="gatekeeper")

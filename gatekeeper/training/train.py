@@ -1,600 +1,453 @@
-"""``gatekeeper train``: prepare chips with the run-time crop, train, calibrate, export, evaluate.
+"""``gatekeeper train``: prepare chips with the run-time crop, fit, calibrate, export.
 
-The only place (with :mod:`gatekeeper.training.models`) where TensorFlow is imported.
+One run in four steps over a :class:`~gatekeeper.training.options.TrainOptions`:
+:func:`prepare_run` (the chips of every set, their splits, weights and targets, the teachers),
+:func:`fit_model` (Keras: the two phases around label cleaning, resumable after every epoch),
+:func:`calibrate` (on class-balanced validation) and :func:`export` (the TFLite files and the
+card, and with ``write_logits`` the teacher's logits file). With :mod:`gatekeeper.training.models`
+and :mod:`gatekeeper.training.fitting`, the only place where TensorFlow is imported.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
-import os
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..detect import FaceDetector, resolve_face_model
+from ..detect import resolve_face_model
+from ..errors import TrainingError
 from .augment import train_dataset
-from .data import (
-    SPLIT_SEED,
-    LabelledSet,
-    card_split_seed,
-    dataset_splits,
-    default_cache_dir,
-    load_dataset,
-    prepare_chips,
-)
+from .data import EXPRESSIONS, Prepared, card_split_seed, gather, prepare
+from .fitting import STATE_NAME, StateSaver, fit_callbacks, link_table, load_state, validation_auc
 from .metrics import PLATT_KIND, choose_threshold, fit_platt, sigmoid
+from .options import HARD_NEGATIVES, TrainOptions
+from .recipe import (
+    _weights,
+    calibrated_suspects,
+    expression_weights,
+    linked_logits,
+    mine_hard,
+    mine_missed,
+    soft_targets,
+)
+from .teacher import TeacherLogits, parse_teacher, softmax, teacher_logits, write_logits
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA = (
-    "smilesmiled:{shared}/data/smilesmiled",
-    "fer2013:{shared}/data/fer2013",
-    "rafdb:{shared}/data/rafdb",
-    "mtfl:{shared}/data/mtfl",
-    "ckplus:{shared}/data/ckplus48",
-    "muxspace:{shared}/data/muxspace",
-)
+
+@dataclass
+class Run:
+    """What :func:`prepare_run` hands to fitting: the sets, the training and validation arrays
+    (``x_tr`` uint8 chips, ``y_tr`` labels, ``s_tr`` set index, ``g_tr`` class names, ``e_tr``
+    expression class or -1), the weights and targets, and what the card says of the teachers."""
+
+    opts: TrainOptions
+    sets: list[Prepared]
+    x_tr: np.ndarray
+    y_tr: np.ndarray
+    s_tr: np.ndarray
+    g_tr: np.ndarray
+    e_tr: np.ndarray
+    w_tr: np.ndarray
+    ew_tr: np.ndarray
+    targets: np.ndarray
+    soft_expressions: np.ndarray | None
+    x_va4: np.ndarray
+    y_va: np.ndarray
+    w_va: np.ndarray
+    distillation: dict[str, Any] | None
+    init_training: dict[str, Any] | None
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.sets]
 
 
-def shared_dir() -> Path:
-    return Path(os.environ.get("GATEKEEPER_SHARED", "../shared"))
+def _teachers(opts: TrainOptions) -> tuple[list[tuple[str, str | None, Path, Any]], TeacherLogits | None]:
+    """The exported-model teachers (spec, dataset or None, path, classifier) and the logits file, if any."""
+    from ..classify import SmileClassifier
+
+    models, logits = [], None
+    for spec in opts.teacher:
+        only, path = parse_teacher(spec)
+        if not path.is_file():
+            raise TrainingError(f"--teacher {spec!r}: {str(path)!r} does not exist; expected a .tflite exported by 'gatekeeper train', its model.json beside it, "
+                                "or a logits file written by 'gatekeeper train --write-logits'")
+        if path.suffix == ".npz":
+            if logits is not None or only is not None:
+                raise TrainingError(f"--teacher {spec!r}: one logits file teaches every set; give it once, without a DATASET: prefix")
+            logits = TeacherLogits.read(path)
+        else:
+            models.append((spec, only, path, SmileClassifier(path)))
+    if logits is not None and models:
+        raise TrainingError("--teacher: a logits file and exported models cannot teach one run together; give one or the other")
+    return models, logits
 
 
-class Prepared:
-    """Chips, labels and fixed-seed splits of one dataset."""
-
-    def __init__(self, ds: LabelledSet, chips: np.ndarray, detected: np.ndarray, split_seed: int) -> None:
-        self.name = ds.name
-        self.ds = ds
-        self.chips = chips
-        self.labels = ds.labels
-        self.detected = detected
-        self.groups = np.array(ds.groups)
-        self.splits = dataset_splits(ds, split_seed)
-
-
-def prepare(specs: list[str], face_model: Path, cache_dir: Path, split_seed: int) -> list[Prepared]:
-    out = []
-    with FaceDetector(face_model, video=False, min_confidence=0.5) as det:
-        for spec in specs:
-            ds = load_dataset(spec)
-            chips, detected = prepare_chips(ds, det, cache_dir)
-            out.append(Prepared(ds, chips, detected, split_seed))
-            log.info("%s: %d faces (%d smiling), detector found %.1f%%", ds.name, len(ds), int(ds.labels.sum()), 100 * detected.mean())
-    return out
+def _check_splits(opts: TrainOptions, init_training: dict[str, Any] | None, models: list, logits: TeacherLogits | None) -> None:
+    """A model trained on other splits has seen this run's validation and test faces: starting
+    from it, or learning from it, would leak them into training."""
+    known = [(f"--init {opts.init!r}", {"training": init_training})] if init_training is not None else []
+    known += [(f"--teacher {spec!r}", clf.card) for spec, _, _, clf in models]
+    if logits is not None:
+        known.append((f"--teacher {str(logits.path)!r}", {"training": {"split_seed": logits.meta.get("split_seed")}}))
+    for what, card in known:
+        if (seed := card_split_seed(card)) != opts.split_seed:
+            raise TrainingError(f"{what} was trained on the splits of seed {seed}, so it has seen faces that --split-seed {opts.split_seed} holds out; pass --split-seed {seed}")
 
 
-def gather(sets: list[Prepared], split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One split of every dataset together: chips, labels, the dataset's index, and groups."""
-    cat = np.concatenate
-    return (
-        cat([p.chips[p.splits[split]] for p in sets]),
-        cat([p.labels[p.splits[split]] for p in sets]),
-        cat([np.full(len(p.splits[split]), i) for i, p in enumerate(sets)]),
-        cat([p.groups[p.splits[split]] for p in sets]),
+def prepare_run(opts: TrainOptions) -> Run:
+    """Everything fitting needs, checked before the minutes of chip preparation where it can be."""
+    models, logits = _teachers(opts)
+    init_training = _previous_training(opts.init)
+    _check_splits(opts, init_training, models, logits)
+    sets = prepare(opts.data, resolve_face_model(opts.face_model), Path(opts.cache), opts.split_seed)
+    names = [p.name for p in sets]
+    for option, named in (("--mine-smiles-sources", opts.mine_smiles_sources or ()), ("--teacher", [only for _, only, _, _ in models if only])):
+        if unknown := sorted(set(named) - set(names)):
+            raise TrainingError(f"{option} names {', '.join(map(repr, unknown))}, not among the training data ({', '.join(names)})")
+    x_tr, y_tr, s_tr, g_tr = gather(sets, "train")
+    x_va, y_va, s_va, _ = gather(sets, "val")
+    e_tr = np.concatenate([p.expressions[p.splits["train"]] for p in sets])
+    keep = np.random.default_rng(opts.seed).permutation(len(x_tr))[: opts.limit] if opts.limit else np.arange(len(x_tr))
+    x_tr, y_tr, s_tr, g_tr, e_tr = x_tr[keep], y_tr[keep], s_tr[keep], g_tr[keep], e_tr[keep]
+    targets, soft, distillation = _targets(opts, sets, x_tr, y_tr, s_tr, keep, models, logits)
+    log.info("train %d chips (%.1f%% smiling), val %d", len(x_tr), 100 * y_tr.mean(), len(x_va))
+    return Run(
+        opts=opts,
+        sets=sets,
+        x_tr=x_tr,
+        y_tr=y_tr,
+        s_tr=s_tr,
+        g_tr=g_tr,
+        e_tr=e_tr,
+        w_tr=_weights(y_tr, s_tr, g_tr, by_size=opts.source_weight == "size", hard_weight=opts.hard_weight),
+        ew_tr=expression_weights(e_tr) if opts.expression_weight > 0 else np.zeros(len(e_tr), np.float32),
+        targets=targets,
+        soft_expressions=soft,
+        x_va4=x_va[..., None].astype(np.float32),
+        y_va=y_va,
+        # Validation (checkpoints, calibration, threshold) is class-balanced only: it should
+        # measure the world, not our emphasis.
+        w_va=_weights(y_va, s_va),
+        distillation=distillation,
+        init_training=init_training,
     )
 
 
-#: Expressions that stretch the mouth or squint the eyes without a smile: the faces a gate must
-#: not open for (a crying face looks like a grin to a mouth detector). They weigh more among the
-#: negatives; the class totals stay balanced.
-HARD_NEGATIVES = {"sad", "fear", "angry", "disgust", "surprise", "contempt"}
-HARD_WEIGHT = 2.0
-#: Hard-example mining is off by default: at 3x (run C) and 2x (run E) it brought RAF-DB's fear
-#: faces called smiling from 23% to 12% and 19%, but a broad grin held at 360 px stopped opening
-#: the gate (the composed-clip tests); the shipped run D trained without it (README, "Runs").
-MINE_WEIGHT = 1.0
-
-
-def _weights(
-    labels: np.ndarray,
-    sources: np.ndarray,
-    groups: np.ndarray | None = None,
-    keep: np.ndarray | None = None,
-    by_size: bool = False,
-    hard_weight: float = HARD_WEIGHT,
-    boost: np.ndarray | None = None,
-) -> np.ndarray:
-    """Balance classes within each source; sources weigh equally, or by their size with ``by_size``.
-
-    The training prior is about 26% smiling; a gate meets about half. Balancing keeps the
-    logit centred so that calibration only has to make small corrections. Chips outside
-    ``keep`` (labels judged wrong) weigh nothing; the rest are re-balanced without them.
-    ``boost``: a factor per chip (hard examples mined by :func:`mine_hard`).
-    """
-    raw = np.ones(len(labels), dtype=np.float64)
-    if groups is not None:
-        raw[(labels == 0) & np.isin(groups, list(HARD_NEGATIVES))] = hard_weight
-    if boost is not None:
-        raw *= boost
-    if keep is not None:
-        raw[~keep] = 0.0
-    w = np.zeros(len(labels), dtype=np.float64)
-    names = np.unique(sources)
-    for s in names:
-        share = float((sources == s).mean()) if by_size else 1.0 / len(names)
-        for c in (0, 1):
-            m = (sources == s) & (labels == c)
-            if raw[m].sum() > 0:
-                w[m] = raw[m] * len(labels) * share / (2.0 * raw[m].sum())
-    return w.astype(np.float32)
-
-
-def suspect_labels(probs: np.ndarray, labels: np.ndarray, confidence: float, smiling_confidence: float | None = None) -> np.ndarray:
-    """Chips whose label the model contradicts with at least ``confidence`` (for "smiling"
-    labels ``smiling_confidence``, when given).
-
-    SMILEsmileD's labels are noisy: of 36 randomly drawn test "false positives" of the first
-    shipped model, about 20 show a plain smile (checked by eye). Such a chip teaches that a grin
-    is not a smile. The model, part-trained on everything, flags them; they then weigh nothing.
-    """
-    if smiling_confidence is None:
-        smiling_confidence = confidence
-    return ((labels == 0) & (probs >= confidence)) | ((labels == 1) & (probs <= 1.0 - smiling_confidence))
-
-
-def mine_hard(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray, threshold: float) -> np.ndarray:
-    """The hard examples: expressive non-smiles (crying, fear, anger...: :data:`HARD_NEGATIVES`)
-    that a part-trained model, calibrated on validation, calls smiling with ``probs >= threshold``.
-
-    A crying face scored 0.9-0.97 for a second and opened the gate; in the training sets such
-    faces are the sadness and fear faces the model already gets wrong with confidence. They are
-    what the network must learn, and the class balance hides them among thousands of easy ones.
-    """
-    return (labels == 0) & np.isin(groups, list(HARD_NEGATIVES)) & (probs >= threshold)
-
-
-def mine_missed(probs: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
-    """The hard smiles: chips labelled smiling that the part-trained model, calibrated on
-    validation, calls not smiling (``probs < threshold``).
-
-    Mining the hard non-smiles alone (runs C and E) taught the network that a wide open mouth
-    with teeth is not a smile, and a held broad grin stopped opening the gate. The broad grins
-    and laughs among the smiles the model misses are the counterweight.
-    """
-    return (labels == 1) & (probs < threshold)
-
-
-def calibrated_suspects(
-    logits_tr: np.ndarray,
-    labels_tr: np.ndarray,
-    logits_va: np.ndarray,
-    labels_va: np.ndarray,
-    weights_va: np.ndarray,
-    confidence: float,
-    calibrate: bool = True,
-    smiling_confidence: float | None = None,
-) -> tuple[np.ndarray, tuple[float, float]]:
-    """:func:`suspect_labels` on probabilities calibrated on validation first (or, with
-    ``calibrate=False``, on the raw logits); returns the mask and the calibration (a, b), which
-    is fitted either way: it says how far off centre the raw logits were.
-
-    A part-trained model's raw logits are not probabilities: a few epochs in, their offset swings
-    from one epoch to the next while the ranking holds (at the cleaning point, the calibration
-    offset b was -1.09, -0.05 and +1.06 in three runs). Read raw, "90% sure" dropped 55
-    not-smiling and 107 smiling SMILEsmileD chips in one run, 431 and 16 in a run of nearly the
-    same recipe, 972 and 4 on SMILEsmileD alone. Calibrated on class-balanced validation, as the
-    exported model is, the rule means the same thing in every run (124/22, 143/23 and 160/26 in
-    the three runs above).
-
-    Steadier did not measure better: runs that cleaned this way dropped 20-29 "smiling" labels and
-    called more faces with covered eyes or dark glasses smiling than the two raw runs behind the
-    shipped model. But those two shared their training seed, and three more raw runs of the
-    shipped recipe with other seeds did as badly under occlusion, so that gap is the seed's.
-    Training reads raw logits by default (``--clean-logits``) because the shipped model did.
-    """
-    a, b = fit_platt(logits_va, labels_va, weights_va)
-    z = np.asarray(logits_tr, dtype=np.float64)
-    return suspect_labels(sigmoid(a * z + b if calibrate else z), labels_tr, confidence, smiling_confidence), (a, b)
-
-
-def parse_teacher(spec: str) -> tuple[str | None, Path]:
-    """``PATH`` (a teacher for every dataset) or ``DATASET:PATH`` (for that dataset's faces only)."""
-    name, sep, rest = spec.partition(":")
-    if sep and name and "/" not in name and "\\" not in name and not Path(spec).exists():
-        return name, Path(rest)
-    return None, Path(spec)
-
-
-def teacher_logits(
-    teachers: list[tuple[str | None, Callable[[np.ndarray], np.ndarray]]], names: list[str], chips: np.ndarray, sources: np.ndarray
-) -> np.ndarray:
-    """The teachers' mean logit for each chip, over the teachers that apply to its dataset.
-
-    ``teachers``: (dataset name or None for all, ``predict``), ``predict`` mapping chips to
-    calibrated probabilities (an exported model). Averaging in logit space keeps a sure teacher
-    sure; every dataset needs at least one teacher.
-    """
-    total = np.zeros(len(chips), dtype=np.float64)
-    count = np.zeros(len(chips), dtype=np.float64)
-    for only, predict in teachers:
-        mask = np.ones(len(chips), bool) if only is None else sources == names.index(only)
-        if not mask.any():
-            continue
-        p = np.clip(np.asarray(predict(chips[mask]), dtype=np.float64), 1e-6, 1.0 - 1e-6)
-        total[mask] += np.log(p / (1.0 - p))
-        count[mask] += 1
-    missing = sorted({names[i] for i in np.unique(sources[count == 0])})
-    if missing:
-        raise ValueError(f"no teacher applies to dataset(s) {', '.join(missing)}; give a teacher PATH for all, or DATASET:PATH for each")
-    return total / count
-
-
-def soft_targets(labels: np.ndarray, logits: np.ndarray, weight: float) -> np.ndarray:
-    """Training targets: ``weight`` of the teachers' probability, the rest the dataset's label.
-
-    The teachers (several runs, and models trained on one dataset alone, which know its labelling
-    convention best) say how smiling a face is, not only which side of the line: a faint smile
-    is not taught as surely as a grin, and a label the ensemble doubts counts for less.
-    """
-    return ((1.0 - weight) * np.asarray(labels, dtype=np.float64) + weight * sigmoid(np.asarray(logits, dtype=np.float64))).astype(np.float32)
-
-
-def weighted_auc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """ROC AUC with sample weights (ties count half): the weighted share of (smiling, not smiling)
-    pairs that the scores put in the right order."""
-    scores = np.asarray(scores, np.float64).reshape(-1)
-    pos = np.asarray(labels).reshape(-1) > 0.5
-    w = np.ones(len(scores)) if weights is None else np.asarray(weights, np.float64).reshape(-1)
-    values, group = np.unique(scores, return_inverse=True)
-    wp = np.bincount(group, weights=w * pos, minlength=len(values))
-    wn = np.bincount(group, weights=w * ~pos, minlength=len(values))
-    below = np.cumsum(wn) - wn
-    total = wp.sum() * wn.sum()
-    return float((wp * (below + 0.5 * wn)).sum() / total) if total > 0 else float("nan")
-
-
-def _validation_callback():
-    import keras
-
-    class ValidationAUC(keras.callbacks.Callback):
-        """``val_auc`` in the epoch's logs: the class-balanced ROC AUC of the model's logits on
-        validation, computed once per epoch in NumPy (the AUC metric in the step cost every batch).
-
-        It must run after SwapEMAWeights and before the checkpoint, so that what is validated,
-        checkpointed and exported are the same weights (see :func:`fit_callbacks`).
-        """
-
-        def __init__(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, predictor=None) -> None:
-            super().__init__()
-            self.x, self.y, self.w = x, y, w
-            # The chip-to-logit model (shares its weights with the model being fitted, which may
-            # take more inputs or give more outputs); the fitted model itself when None.
-            self.predictor = predictor
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            z = (self.predictor or self.model).predict(self.x, batch_size=512, verbose=0).reshape(-1)
-            if logs is not None:
-                logs["val_auc"] = weighted_auc(z, self.y, self.w)
-
-    return ValidationAUC
-
-
-def validation_auc(x: np.ndarray, y: np.ndarray, w: np.ndarray, predictor=None):
-    """A ValidationAUC callback (the class is made on first use: Keras loads only when training)."""
-    return _validation_callback()(x, y, w, predictor)
-
-
-def expression_weights(expressions: np.ndarray) -> np.ndarray:
-    """Per-chip weights of the expression loss: 0 where a chip has no expression label; else the
-    inverse square root of its class's frequency, normalised to a mean of 1 over labelled chips.
-
-    Happiness and neutral faces are most of the labelled chips, fear about 2%: plain frequencies
-    would let the head ignore fear, full inverse frequencies would weigh 21 rare muxspace fear
-    faces like thousands; the square root sits between."""
-    e = np.asarray(expressions)
-    w = np.zeros(len(e), dtype=np.float64)
-    known = e >= 0
-    if not known.any():
-        return w.astype(np.float32)
-    counts = np.bincount(e[known], minlength=int(e.max()) + 1).astype(np.float64)
-    w[known] = 1.0 / np.sqrt(counts[e[known]])
-    w[known] /= w[known].mean()
-    return w.astype(np.float32)
-
-
-def link_table(model, names: list[str]) -> dict[str, dict[str, float]] | None:
-    """The learned per-source link (scale a and offset b) of a fitted training model, or None."""
-    try:
-        layer = model.get_layer("source_link")
-    except ValueError:
-        return None
-    log_a, b = (np.asarray(v) for v in layer.get_weights())
-    return {n: {"a": round(float(np.exp(log_a[i])), 4), "b": round(float(b[i]), 4)} for i, n in enumerate(names)}
-
-
-def linked_logits(z: np.ndarray, sources: np.ndarray, link: dict[str, dict[str, float]] | None, names: list[str]) -> np.ndarray:
-    """Each chip's logit read through its source's link (``z`` itself without a link)."""
-    if link is None:
-        return z
-    a = np.array([link[n]["a"] for n in names])[sources]
-    b = np.array([link[n]["b"] for n in names])[sources]
-    return a * z + b
-
-
-def fit_callbacks(best: Path, patience: int, best_so_far: float | None, ema: bool, validation=None) -> list:
-    """Checkpoint and early stopping on validation AUC (``val_auc``), resumable from ``best_so_far``.
-
-    With ``ema`` (an optimiser with ``use_ema``), SwapEMAWeights goes first: validation, the
-    checkpoint and early stopping all see the averaged weights, and training goes on with the raw
-    ones. In any other order the checkpoint would hold weights other than those validated.
-    ``validation``: a :func:`validation_auc` callback that writes ``val_auc`` (else Keras' own validation
-    with an ``auc`` metric must).
-    """
-    import keras
-
-    swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []
-    return [
-        *swap,
-        *([validation] if validation is not None else []),
-        keras.callbacks.ModelCheckpoint(best, monitor="val_auc", mode="max", save_best_only=True, initial_value_threshold=best_so_far),
-        keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=patience, baseline=best_so_far, restore_best_weights=True),
-    ]
-
-
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    import keras
-    import tensorflow as tf
-
-    from .models import build, exported_logits, with_calibration
-
-    t_start = time.monotonic()
-    keras.utils.set_random_seed(args.seed)
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(2)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    face_model = resolve_face_model(args.face_model)
-    # Teachers are loaded (and their cards checked) before the chips are prepared, which takes minutes.
-    from ..classify import SmileClassifier
-
-    teachers = []
-    for spec in args.teacher:
-        only, path = parse_teacher(spec)
-        if not path.is_file():
-            raise SystemExit(f"gatekeeper train: --teacher {spec!r}: {str(path)!r} does not exist; expected a .tflite exported by 'gatekeeper train', its model.json beside it")
-        teachers.append((spec, only, path, SmileClassifier(path)))
-    # A model trained on other splits has seen this run's validation and test faces: starting
-    # from it, or learning from it, would leak them into training.
-    init_training = _previous_training(args.init)
-    known = [(f"--init {args.init!r}", {"training": init_training})] if init_training is not None else []
-    known += [(f"--teacher {spec!r}", clf.card) for spec, _, _, clf in teachers]
-    for what, card in known:
-        if (seed := card_split_seed(card)) != args.split_seed:
-            raise SystemExit(f"gatekeeper train: {what} was trained on the splits of seed {seed}, so it has seen faces that --split-seed {args.split_seed} holds out; pass --split-seed {seed}")
-    sets = prepare(args.data, face_model, Path(args.cache), args.split_seed)
-
-    x_tr, y_tr, s_tr, g_tr = gather(sets, "train")
-    x_va, y_va, s_va, _ = gather(sets, "val")
-    e_tr = np.concatenate([p.ds.expressions()[p.splits["train"]] for p in sets])
-    if args.limit:
-        keep = np.random.default_rng(args.seed).permutation(len(x_tr))[: args.limit]
-        x_tr, y_tr, s_tr, g_tr, e_tr = x_tr[keep], y_tr[keep], s_tr[keep], g_tr[keep], e_tr[keep]
-    joint = args.link or args.expression_weight > 0
-    ew_tr = expression_weights(e_tr) if args.expression_weight > 0 else np.zeros(len(e_tr), np.float32)
-    by_size = args.source_weight == "size"
-    w_tr = _weights(y_tr, s_tr, g_tr, by_size=by_size, hard_weight=args.hard_weight)
-    # Validation (checkpoints, calibration, threshold) is class-balanced only: it should
-    # measure the world, not our emphasis.
-    w_va = _weights(y_va, s_va)
-    log.info("train %d chips (%.1f%% smiling), val %d", len(x_tr), 100 * y_tr.mean(), len(x_va))
-
+def _targets(opts, sets, x_tr, y_tr, s_tr, keep, models, logits) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any] | None]:
+    """The smile targets (the labels, or with teachers a blend), the teacher's expression
+    probabilities (with ``distill_expression_weight``) and the card's account of the teachers."""
     names = [p.name for p in sets]
-    unknown = sorted(set(args.mine_smiles_sources or ()) - set(names))
-    if unknown:
-        raise SystemExit(f"gatekeeper train: --mine-smiles-sources names {', '.join(map(repr, unknown))}, not among the training data ({', '.join(names)})")
-    targets = y_tr.astype(np.float32)
-    distillation: dict[str, Any] | None = None
-    if teachers:
-        for spec, only, _, _ in teachers:
-            if only is not None and only not in names:
-                raise SystemExit(f"gatekeeper train: --teacher {spec!r} names dataset {only!r}, which is not among the training data ({', '.join(names)})")
-        z_t = teacher_logits([(only, clf.predict_in_batches) for _, only, _, clf in teachers], names, x_tr, s_tr)
-        targets = soft_targets(y_tr, z_t, args.distill_weight)
-        agree = float(((z_t > 0) == (y_tr == 1)).mean())
-        distillation = {
-            "weight": args.distill_weight,
-            "teachers": [{"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "datasets": [only] if only else names} for _, only, path, _ in teachers],
-            "teacher_agrees_with_labels": round(agree, 4),
-        }
-        log.info("distillation: %d teachers, weight %.2f; the teachers agree with %.1f%% of the training labels", len(teachers), args.distill_weight, 100 * agree)
-
-    x_va4 = x_va[..., None].astype(np.float32)
-
-    def train_data(weights: np.ndarray):
-        extra = {"sources": s_tr, "expressions": e_tr, "expression_weights": ew_tr} if joint else {}
-        return train_dataset(x_tr, targets, weights, batch=args.batch, seed=args.seed, augment=args.augment,
-                             occlusion_rate=args.occlusion_rate, glasses_rate=args.glasses_rate, lowres_rate=args.lowres_rate, **extra)
-
-    from .data import EXPRESSIONS
-    from .models import JointLoss, smile_model, training_model
-
-    if args.init:
-        # Fine-tune (or, with --epochs 0, only re-calibrate and re-export) an existing logit model.
-        net = _network(keras.models.load_model(args.init, compile=False))
+    if not models and logits is None:
+        if opts.distill_expression_weight > 0:
+            raise TrainingError("--distill-expression-weight needs a --teacher logits file with expression logits")
+        return y_tr.astype(np.float32), None, None
+    soft = None
+    if logits is not None:
+        z_all, expr_all = logits.for_split(sets, "train")
+        z_t = z_all[keep]
+        if opts.distill_expression_weight > 0:
+            if expr_all is None:
+                raise TrainingError(f"--teacher {str(logits.path)!r} holds no expression logits for every set; --distill-expression-weight needs them")
+            soft = softmax(expr_all[keep])
+        teachers = [{"path": str(logits.path), "sha256": hashlib.sha256(logits.path.read_bytes()).hexdigest(), "datasets": names, "provenance": logits.meta}]
     else:
-        net = build(args.arch, width=args.width, expressions=len(EXPRESSIONS) if args.expression_weight > 0 else 0)
-    logit = smile_model(net)
-    model = training_model(net, len(sets), args.link) if joint else net
-    val = validation_auc(x_va4, y_va, w_va, logit if joint else None)
-    best = out_dir / f"{args.arch}.best.keras"
-    fit_history: dict[str, list[float]] = {}
+        z_t = teacher_logits([(only, clf.predict_in_batches) for _, only, _, clf in models], names, x_tr, s_tr)
+        teachers = [{"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "datasets": [only] if only else names} for _, only, path, _ in models]
+    agree = float(((z_t > 0) == (y_tr == 1)).mean())
+    log.info("distillation: %d teachers, weight %.2f; the teachers agree with %.1f%% of the training labels", len(teachers), opts.distill_weight, 100 * agree)
+    distillation = {"weight": opts.distill_weight, "teachers": teachers, "teacher_agrees_with_labels": round(agree, 4)}
+    if soft is not None:
+        distillation["expression_weight"] = opts.distill_expression_weight
+    return soft_targets(y_tr, z_t, opts.distill_weight), soft, distillation
+
+
+@dataclass
+class Fitted:
+    """A fitted network: ``net`` (one or two heads), ``logit`` (chip to smile logit), ``model``
+    (what was fitted: ``net`` itself, or the joint model around it), and what the fit recorded."""
+
+    net: Any
+    logit: Any
+    model: Any
+    history: dict[str, list[float]]
     cleaning: dict[str, Any] | None = None
     mining: dict[str, Any] | None = None
-    if args.epochs > 0:
-        steps = args.epochs * (len(x_tr) // args.batch)
-        lr = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(steps, 1), alpha=0.05)
-        # With --ema, the weights validated, checkpointed and exported are an exponential moving
-        # average of the trained ones (Polyak averaging): the epoch-to-epoch wobble averages out.
-        # Batch-norm statistics are not averaged (Keras averages trainable weights only). With
-        # label cleaning, the first fit ends on the averaged weights, and cleaning judges with them
-        # and the second fit starts from them.
-        use_ema = args.ema > 0
-        # No metric in the step: the side AUC of every batch cost more than a tenth of the step
-        # (scripts/train_speed.py); validation AUC is computed once per epoch by ValidationAUC.
-        loss = JointLoss(args.expression_weight) if joint else keras.losses.BinaryCrossentropy(from_logits=True)
-        model.compile(optimizer=keras.optimizers.Adam(lr, use_ema=use_ema, ema_momentum=args.ema), loss=loss)
-        model.summary(print_fn=log.info)
-        # Checkpoints are chosen on the class-balanced validation AUC: accuracy at a fixed
-        # threshold swings with the prior from epoch to epoch, the ranking does not.
-        def fit(weights: np.ndarray, first: int, last: int, best_so_far: float | None) -> dict[str, list[float]]:
-            callbacks = fit_callbacks(best, args.patience, best_so_far, ema=use_ema, validation=val)
-            # shuffle=False: the dataset reshuffles itself each epoch (Keras would only warn).
-            return model.fit(train_data(weights), initial_epoch=first, epochs=last, shuffle=False, callbacks=callbacks, verbose=1 if args.progress else 2).history
 
-        clean_at = args.clean_after if 0 < args.clean_after < args.epochs else args.epochs
-        fit_history = fit(w_tr, 0, clean_at, None)
-        if clean_at < args.epochs:
-            # Drop the labels the part-trained model contradicts, in the named sources only (FER's
-            # confident "mistakes" are mostly real hard negatives: screams and cries), then go on
-            # with the same optimiser state and learning-rate schedule.
-            smiling_confidence = args.clean_confidence if args.clean_smiling_confidence is None else args.clean_smiling_confidence
-            in_scope = np.isin(s_tr, [i for i, n in enumerate(names) if n in args.clean_sources])
-            # A float copy of the training chips only here (about 1 GB): training gathers uint8 batches.
-            z_tr = logit.predict(x_tr[..., None].astype(np.float32), batch_size=512, verbose=0).reshape(-1)
-            # With a per-source link, a set's labels are judged through its own link.
-            suspect, (ca, cb) = calibrated_suspects(
-                linked_logits(z_tr, s_tr, link_table(model, names), names),
-                y_tr,
-                logit.predict(x_va4, batch_size=512, verbose=0).reshape(-1),
-                y_va,
-                w_va,
-                args.clean_confidence,
-                calibrate=args.clean_logits == "calibrated",
-                smiling_confidence=smiling_confidence,
-            )
-            suspect &= in_scope
-            cleaning = {
-                "after_epoch": clean_at,
-                "sources": sorted(set(args.clean_sources) & set(names)),
-                "confidence": args.clean_confidence,
-                "smiling_confidence": smiling_confidence,
-                "judged_on": args.clean_logits,
-                "calibration": {"kind": PLATT_KIND, "a": round(ca, 5), "b": round(cb, 5)},
-                "dropped_not_smiling": int((suspect & (y_tr == 0)).sum()),
-                "dropped_smiling": int((suspect & (y_tr == 1)).sum()),
-                "of": int(in_scope.sum()),
-            }
-            log.info("label cleaning: %s", cleaning)
-            boost = None
-            if args.mine_weight != 1.0 or args.mine_smiles_weight != 1.0:
-                # The same judgement, calibrated on validation whatever cleaning read: "called smiling"
-                # must mean the same in every run.
-                a_z, b_z = fit_platt(logit.predict(x_va4, batch_size=512, verbose=0).reshape(-1), y_va, w_va)
-                p_tr = sigmoid(a_z * z_tr + b_z)
-                mined = mine_hard(p_tr, y_tr, g_tr, args.mine_threshold) & ~suspect
-                smiles_in = names if args.mine_smiles_sources is None else args.mine_smiles_sources
-                missed = mine_missed(p_tr, y_tr, args.mine_threshold) & ~suspect & np.isin(s_tr, [names.index(n) for n in smiles_in])
-                boost = np.where(mined, args.mine_weight, 1.0) * np.where(missed, args.mine_smiles_weight, 1.0)
-                mining = {
-                    "after_epoch": clean_at,
-                    "threshold": args.mine_threshold,
-                    "weight": args.mine_weight,
-                    "mined": int(mined.sum()),
-                    "of_hard": int(((y_tr == 0) & np.isin(g_tr, list(HARD_NEGATIVES))).sum()),
-                    "by_class": {str(c): int(n) for c, n in zip(*np.unique(g_tr[mined], return_counts=True), strict=True)},
-                    "smiles_weight": args.mine_smiles_weight,
-                    "smiles_sources": sorted(smiles_in),
-                    "smiles_mined": int(missed.sum()),
-                    "of_smiles": int((y_tr == 1).sum()),
-                    "smiles_by_source": {names[i]: int(n) for i, n in zip(*np.unique(s_tr[missed], return_counts=True), strict=True)},
-                }
-                log.info("hard examples mined: %s", mining)
-            weights = _weights(y_tr, s_tr, g_tr, keep=~suspect, by_size=by_size, hard_weight=args.hard_weight, boost=boost)
-            more = fit(weights, clean_at, args.epochs, max(fit_history["val_auc"]))
-            fit_history = {k: fit_history[k] + more.get(k, []) for k in fit_history}
-        model = keras.models.load_model(best, compile=False)
-        net = _network(model)
-        logit = smile_model(net)
-    link = link_table(model, names)
-    expression_head = _expression_report(net, sets, args.expression_weight) if args.expression_weight > 0 else None
+
+def build_models(run: Run) -> Fitted:
+    """The network (from ``--init`` or new), its smile-logit view and the model to fit."""
+    import keras
+
+    from .models import build, smile_model, training_model
+
+    opts = run.opts
+    if opts.init:
+        # Fine-tune (or, with --epochs 0, only re-calibrate and re-export) an existing model.
+        net = _network(keras.models.load_model(opts.init, compile=False))
+    else:
+        heads = len(EXPRESSIONS) if opts.expression_weight > 0 or opts.distill_expression_weight > 0 else 0
+        net = build(opts.arch, width=opts.width, expressions=heads)
+    model = training_model(net, len(run.sets), opts.link) if opts.joint else net
+    return Fitted(net=net, logit=smile_model(net), model=model, history={})
+
+
+def fit_model(run: Run, fitted: Fitted) -> Fitted:
+    """Fit in two phases around label cleaning (and hard-example mining), resumable after every
+    epoch; returns the best checkpoint's network."""
+    import keras
+
+    from .models import JointLoss, smile_model
+
+    opts = run.opts
+    if opts.epochs <= 0:
+        return fitted
+    out_dir = Path(opts.out)
+    steps = opts.epochs * (len(run.x_tr) // opts.batch)
+    lr = keras.optimizers.schedules.CosineDecay(opts.lr, decay_steps=max(steps, 1), alpha=0.05)
+    # With --ema, the weights validated, checkpointed and exported are an exponential moving
+    # average of the trained ones (Polyak averaging): the epoch-to-epoch wobble averages out.
+    # Batch-norm statistics are not averaged (Keras averages trainable weights only).
+    loss = JointLoss(opts.expression_weight, opts.distill_expression_weight) if opts.joint else keras.losses.BinaryCrossentropy(from_logits=True)
+    # No metric in the step: validation AUC is computed once per epoch by ValidationAUC.
+    fitted.model.compile(optimizer=keras.optimizers.Adam(lr, use_ema=opts.ema > 0, ema_momentum=opts.ema), loss=loss)
+    fitted.model.summary(print_fn=log.info)
+    state = load_state(out_dir / STATE_NAME, fitted.model, opts.recipe()) if opts.resume else {"epochs_done": 0, "history": {}, "extra": {}}
+    saver = StateSaver(out_dir / STATE_NAME, opts.recipe(), state["history"], dict(state["extra"]))
+    done = state["epochs_done"]
+    if done:
+        log.info("resuming after epoch %d of %d", done, opts.epochs)
+    weights = saver.extra.get("weights", run.w_tr)
+    fitted.cleaning, fitted.mining = saver.extra.get("cleaning"), saver.extra.get("mining")
+    clean_at = opts.clean_after if 0 < opts.clean_after < opts.epochs else opts.epochs
+    if done < clean_at:
+        _fit_phase(run, fitted, saver, weights, done, clean_at)
+        done = clean_at
+        if clean_at < opts.epochs:
+            weights, fitted.cleaning, fitted.mining = clean_and_mine(run, fitted, clean_at)
+            saver.extra.update(weights=weights, cleaning=fitted.cleaning, mining=fitted.mining)
+    if done < opts.epochs:
+        _fit_phase(run, fitted, saver, weights, done, opts.epochs)
+    fitted.history = saver.history
+    fitted.model = keras.models.load_model(out_dir / f"{opts.arch}.best.keras", compile=False)
+    fitted.net = _network(fitted.model)
+    fitted.logit = smile_model(fitted.net)
+    return fitted
+
+
+def _fit_phase(run: Run, fitted: Fitted, saver: StateSaver, weights: np.ndarray, first: int, last: int) -> None:
+    """Epochs ``first`` to ``last`` with these sample weights. Checkpoints are chosen on the
+    class-balanced validation AUC: accuracy at a fixed threshold swings with the prior from epoch
+    to epoch, the ranking does not."""
+    opts = run.opts
+    extra = {"sources": run.s_tr, "expressions": run.e_tr, "expression_weights": run.ew_tr, "soft_expressions": run.soft_expressions} if opts.joint else {}
+    # A phase that starts later (after cleaning, or on resume) draws another data order.
+    data = train_dataset(run.x_tr, run.targets, weights, batch=opts.batch, seed=opts.seed + first, augment=opts.augment, occlusion_rate=opts.occlusion_rate,
+                         glasses_rate=opts.glasses_rate, lowres_rate=opts.lowres_rate, **extra)
+    history = saver.history.get("val_auc", [])
+    validation = validation_auc(run.x_va4, run.y_va, run.w_va, fitted.logit if opts.joint else None)
+    best = Path(opts.out) / f"{opts.arch}.best.keras"
+    callbacks = [saver.snapshot(), *fit_callbacks(best, opts.patience, max(history) if history else None, ema=opts.ema > 0, validation=validation), saver.writer()]
+    # shuffle=False: the dataset reshuffles itself each epoch (Keras would only warn).
+    fitted.model.fit(data, initial_epoch=first, epochs=last, shuffle=False, callbacks=callbacks, verbose=1 if opts.progress else 2)
+
+
+def clean_and_mine(run: Run, fitted: Fitted, at_epoch: int) -> tuple[np.ndarray, dict[str, Any], dict[str, Any] | None]:
+    """Drop the labels the part-trained model contradicts, in the named sources only (FER's
+    confident "mistakes" are mostly real hard negatives: screams and cries), and weigh the hard
+    examples it finds; returns the sample weights of the second phase and the card's accounts."""
+    opts, names = run.opts, run.names
+    smiling_confidence = opts.clean_confidence if opts.clean_smiling_confidence is None else opts.clean_smiling_confidence
+    in_scope = np.isin(run.s_tr, [i for i, n in enumerate(names) if n in opts.clean_sources])
+    # A float copy of the training chips only here (about 1 GB): training gathers uint8 batches.
+    z_tr = fitted.logit.predict(run.x_tr[..., None].astype(np.float32), batch_size=512, verbose=0).reshape(-1)
+    z_va = fitted.logit.predict(run.x_va4, batch_size=512, verbose=0).reshape(-1)
+    # With a per-source link, a set's labels are judged through its own link.
+    linked = linked_logits(z_tr, run.s_tr, link_table(fitted.model, names), names)
+    suspect, (ca, cb) = calibrated_suspects(linked, run.y_tr, z_va, run.y_va, run.w_va, opts.clean_confidence,
+                                            calibrate=opts.clean_logits == "calibrated", smiling_confidence=smiling_confidence)
+    suspect &= in_scope
+    cleaning = {
+        "after_epoch": at_epoch,
+        "sources": sorted(set(opts.clean_sources) & set(names)),
+        "confidence": opts.clean_confidence,
+        "smiling_confidence": smiling_confidence,
+        "judged_on": opts.clean_logits,
+        "calibration": {"kind": PLATT_KIND, "a": round(ca, 5), "b": round(cb, 5)},
+        "dropped_not_smiling": int((suspect & (run.y_tr == 0)).sum()),
+        "dropped_smiling": int((suspect & (run.y_tr == 1)).sum()),
+        "of": int(in_scope.sum()),
+    }
+    log.info("label cleaning: %s", cleaning)
+    boost, mining = None, None
+    if opts.mine_weight != 1.0 or opts.mine_smiles_weight != 1.0:
+        # Calibrated on validation whatever cleaning read: "called smiling" must mean the same in every run.
+        a_z, b_z = fit_platt(z_va, run.y_va, run.w_va)
+        boost, mining = _mine(run, sigmoid(a_z * z_tr + b_z), suspect, at_epoch)
+    weights = _weights(run.y_tr, run.s_tr, run.g_tr, keep=~suspect, by_size=opts.source_weight == "size", hard_weight=opts.hard_weight, boost=boost)
+    return weights, cleaning, mining
+
+
+def _mine(run: Run, p_tr: np.ndarray, suspect: np.ndarray, at_epoch: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """The hard non-smiles and the missed smiles (:func:`mine_hard`, :func:`mine_missed`) and their weights."""
+    opts, names, y, g, s = run.opts, run.names, run.y_tr, run.g_tr, run.s_tr
+    mined = mine_hard(p_tr, y, g, opts.mine_threshold) & ~suspect
+    smiles_in = names if opts.mine_smiles_sources is None else opts.mine_smiles_sources
+    missed = mine_missed(p_tr, y, opts.mine_threshold) & ~suspect & np.isin(s, [names.index(n) for n in smiles_in])
+    boost = np.where(mined, opts.mine_weight, 1.0) * np.where(missed, opts.mine_smiles_weight, 1.0)
+    mining = {
+        "after_epoch": at_epoch,
+        "threshold": opts.mine_threshold,
+        "weight": opts.mine_weight,
+        "mined": int(mined.sum()),
+        "of_hard": int(((y == 0) & np.isin(g, list(HARD_NEGATIVES))).sum()),
+        "by_class": {str(c): int(n) for c, n in zip(*np.unique(g[mined], return_counts=True), strict=True)},
+        "smiles_weight": opts.mine_smiles_weight,
+        "smiles_sources": sorted(smiles_in),
+        "smiles_mined": int(missed.sum()),
+        "of_smiles": int((y == 1).sum()),
+        "smiles_by_source": {names[i]: int(n) for i, n in zip(*np.unique(s[missed], return_counts=True), strict=True)},
+    }
+    log.info("hard examples mined: %s", mining)
+    return boost, mining
+
+
+def calibrate(run: Run, fitted: Fitted) -> tuple[float, float, float, float]:
+    """Platt scaling of the exported logit on class-balanced validation; returns (a, b, the
+    card's threshold, the balanced-accuracy arg-max on validation).
+
+    Calibrated on class-balanced validation, 0.5 already is the balanced decision. The arg-max is
+    reported, not used by default: the curve is flat at its top and its arg-max wandered from
+    0.39 to 0.53 between three runs of equal AUC."""
+    from .models import exported_logits
+
+    logits_va = exported_logits(fitted.logit, run.x_va4, run.opts.flip_average)
+    a, b = fit_platt(logits_va, run.y_va, run.w_va)
+    val_best = choose_threshold(sigmoid(a * logits_va + b), run.y_va, run.w_va)
+    threshold = val_best if run.opts.threshold == "val" else float(run.opts.threshold)
+    log.info("calibration a=%.3f b=%.3f; threshold %.3f (balanced-accuracy arg-max on val: %.3f)", a, b, threshold, val_best)
+    return a, b, threshold, val_best
+
+
+def export(run: Run, fitted: Fitted, calibration: tuple[float, float, float, float], seconds: float) -> dict[str, Any]:
+    """The TFLite files and the card (:func:`~gatekeeper.training.export.export_all`)."""
+    from .export import export_all
+    from .models import with_calibration
+
+    opts = run.opts
+    a, b, threshold, val_best = calibration
+    link = link_table(fitted.model, run.names)
+    expression_head = _expression_report(fitted.net, run.sets, opts.expression_weight) if len(fitted.net.outputs) > 1 else None
     if link:
         log.info("per-source link: %s", link)
     if expression_head:
         log.info("expression head: %s", expression_head["accuracy"])
-    model = logit
-
-    logits_va = exported_logits(model, x_va4, args.flip_average)
-    a, b = fit_platt(logits_va, y_va, w_va)
-    prob_va = sigmoid(a * logits_va + b)
-    # The calibration is fitted on class-balanced validation, so 0.5 already is the balanced
-    # decision. The arg-max of balanced accuracy on validation is reported, not used by default:
-    # the curve is flat at its top and its arg-max wandered from 0.39 to 0.53 between three runs
-    # of equal AUC.
-    val_best = choose_threshold(prob_va, y_va, w_va)
-    threshold = val_best if args.threshold == "val" else float(args.threshold)
-    log.info("calibration a=%.3f b=%.3f; threshold %.3f (balanced-accuracy arg-max on val: %.3f)", a, b, threshold, val_best)
-
-    from .export import export_all
-
-    report = export_all(
-        model=with_calibration(model, a, b, args.flip_average),
-        logit_model=model,
-        out_dir=out_dir,
-        arch=args.arch,
+    training = {
+        "datasets": [{"name": p.name, "count": len(p.ds), "smiling": int(p.labels.sum()), "detector_found": round(float(p.detected.mean()), 4),
+                      "splits": {k: len(v) for k, v in p.splits.items()}} for p in run.sets],
+        "seed": opts.seed,
+        "split_seed": opts.split_seed,
+        "init": str(opts.init) if opts.init else None,
+        # The path may be a scratch file; the hash says which weights it held.
+        "init_sha256": hashlib.sha256(Path(opts.init).read_bytes()).hexdigest() if opts.init else None,
+        # The training that produced an --init model, when its card is beside it.
+        "init_training": run.init_training,
+        "epochs_run": len(fitted.history.get("loss", [])),
+        "epochs_max": opts.epochs,
+        "batch": opts.batch,
+        "width": opts.width,
+        "augment": bool(opts.augment),
+        "occlusion_rate": opts.occlusion_rate if opts.augment else None,
+        "glasses_rate": opts.glasses_rate if opts.augment else None,
+        "lowres_rate": opts.lowres_rate if opts.augment else None,
+        "hard_weight": opts.hard_weight,
+        "hard_negatives": sorted(HARD_NEGATIVES),
+        "source_weight": opts.source_weight,
+        "flip_average": bool(opts.flip_average),
+        "ema_momentum": opts.ema if opts.ema > 0 and opts.epochs > 0 else None,
+        "label_cleaning": fitted.cleaning,
+        "hard_mining": fitted.mining,
+        "distillation": run.distillation,
+        "source_link": link,
+        "expression_head": expression_head,
+        "resumed": bool(opts.resume),
+        "threshold_rule": "balanced-accuracy arg-max on validation" if opts.threshold == "val" else f"fixed {threshold:g} on the balanced calibration",
+        "val_best_threshold": round(float(val_best), 4),
+        "best_val_auc": round(float(max(fitted.history["val_auc"])), 4) if fitted.history.get("val_auc") else None,
+        "train_seconds": round(seconds, 1),
+        "history": {k: [round(float(v), 4) for v in vs] for k, vs in fitted.history.items()},
+    }
+    return export_all(
+        model=with_calibration(fitted.logit, a, b, opts.flip_average),
+        logit_model=fitted.logit,
+        out_dir=Path(opts.out),
+        arch=opts.arch,
         calibration={"a": a, "b": b},
         threshold=threshold,
-        sets=sets,
-        representative=x_tr[np.random.default_rng(args.seed).permutation(len(x_tr))[:500]],
-        training={
-            "datasets": [{"name": p.name, "count": len(p.ds), "smiling": int(p.labels.sum()), "detector_found": round(float(p.detected.mean()), 4), "splits": {k: len(v) for k, v in p.splits.items()}} for p in sets],
-            "seed": args.seed,
-            "split_seed": args.split_seed,
-            "init": str(args.init) if args.init else None,
-            # The path may be a scratch file; the hash says which weights it held.
-            "init_sha256": hashlib.sha256(Path(args.init).read_bytes()).hexdigest() if args.init else None,
-            # The training that produced an --init model, when its card is beside it.
-            "init_training": init_training,
-            "epochs_run": len(fit_history.get("loss", [])),
-            "epochs_max": args.epochs,
-            "batch": args.batch,
-            "width": args.width,
-            "augment": bool(args.augment),
-            "occlusion_rate": args.occlusion_rate if args.augment else None,
-            "glasses_rate": args.glasses_rate if args.augment else None,
-            "lowres_rate": args.lowres_rate if args.augment else None,
-            "hard_weight": args.hard_weight,
-            "hard_negatives": sorted(HARD_NEGATIVES),
-            "source_weight": args.source_weight,
-            "flip_average": bool(args.flip_average),
-            "ema_momentum": args.ema if args.ema > 0 and args.epochs > 0 else None,
-            "label_cleaning": cleaning,
-            "hard_mining": mining,
-            "distillation": distillation,
-            "source_link": link,
-            "expression_head": expression_head,
-            "threshold_rule": "balanced-accuracy arg-max on validation" if args.threshold == "val" else f"fixed {threshold:g} on the balanced calibration",
-            "val_best_threshold": round(float(val_best), 4),
-            "best_val_auc": round(float(max(fit_history["val_auc"])), 4) if fit_history else None,
-            "train_seconds": round(time.monotonic() - t_start, 1),
-            "history": {k: [round(float(v), 4) for v in vs] for k, vs in fit_history.items()},
-        },
+        sets=run.sets,
+        representative=run.x_tr[np.random.default_rng(opts.seed).permutation(len(run.x_tr))[:500]],
+        training=training,
     )
-    return report
+
+
+def teach(run: Run, fitted: Fitted, card: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Write the logits file (:mod:`gatekeeper.training.teacher`): the network's smile logit
+    through each set's link, and its expression logits, for every chip of every set."""
+    link = link_table(fitted.model, run.names)
+    smile, expression = {}, ({} if len(fitted.net.outputs) > 1 else None)
+    for i, p in enumerate(run.sets):
+        out = fitted.net.predict(p.chips[..., None].astype(np.float32), batch_size=512, verbose=0)
+        z = (out[0] if expression is not None else out).reshape(-1)
+        smile[p.name] = linked_logits(z, np.full(len(z), i), link, run.names)
+        if expression is not None:
+            expression[p.name] = out[1]
+    about = {"split_seed": run.opts.split_seed, "arch": run.opts.arch, "width": run.opts.width, "params": int(fitted.net.count_params()),
+             "smile": "the smile logit through the per-source link" if link else "the smile logit", "source_link": link,
+             "expressions": list(EXPRESSIONS) if expression is not None else None, "model_card": str(Path(run.opts.out) / "model.json"),
+             "best_val_auc": card["training"]["best_val_auc"]}
+    meta = write_logits(path, run.sets, smile, expression, about)
+    log.info("teacher logits of %d chips written to %s", sum(len(p.chips) for p in run.sets), path)
+    return meta
+
+
+def train(opts: TrainOptions) -> dict[str, Any]:
+    """One training run (module docstring); returns the model card."""
+    import keras
+    import tensorflow as tf
+
+    t_start = time.monotonic()
+    keras.utils.set_random_seed(opts.seed)
+    tf.config.threading.set_intra_op_parallelism_threads(opts.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(2)
+    Path(opts.out).mkdir(parents=True, exist_ok=True)
+    run = prepare_run(opts)
+    fitted = fit_model(run, build_models(run))
+    card = export(run, fitted, calibrate(run, fitted), time.monotonic() - t_start)
+    if opts.write_logits:
+        teach(run, fitted, card, Path(opts.write_logits))
+    return card
 
 
 def _network(loaded):
-    """The network inside a loaded model: a checkpoint of a joint training model holds it as a layer."""
-    try:
-        return loaded.get_layer("gate")
-    except ValueError:
-        return loaded
+    """The network inside a loaded model: a checkpoint of a joint training model holds it as its one inner model."""
+    import keras
+
+    inner = [layer for layer in loaded.layers if isinstance(layer, keras.Model)]
+    return inner[0] if len(inner) == 1 and loaded.name == "trained" else loaded
 
 
 def _expression_report(net, sets: list[Prepared], weight: float) -> dict[str, Any]:
     """The expression head's accuracy (and balanced accuracy) on each labelled set's val and test faces."""
-    from .data import EXPRESSIONS
-
     accuracy: dict[str, dict[str, dict[str, float]]] = {}
     for p in sets:
-        e = p.ds.expressions()
+        e = p.expressions
         if (e < 0).all():
             continue
         for split in ("val", "test"):
@@ -615,131 +468,5 @@ def _previous_training(init: str | None) -> dict[str, Any] | None:
     return json.loads(card.read_text(encoding="utf-8")).get("training")
 
 
-def _float_or_nan(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return float("nan")
 
-
-def _unit_arg(text: str) -> float:
-    value = _float_or_nan(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
-    return value
-
-
-def _ema_arg(text: str) -> float:
-    value = _float_or_nan(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a momentum from 0 (off) up to but not including 1, such as 0.995, got {text!r}")
-    return value
-
-
-def _threshold_arg(text: str) -> str:
-    if text == "val":
-        return text
-    if not 0.0 < _float_or_nan(text) < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1 or 'val', got {text!r}")
-    return text
-
-
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    shared = shared_dir()
-    ap.add_argument(
-        "--data",
-        nargs="+",
-        default=[d.format(shared=shared) for d in DEFAULT_DATA],
-        help="datasets: smilesmiled:PATH, fer2013:PATH, rafdb:PATH, mtfl:PATH, ckplus:PATH or folders:PATH (class folders); default: all five from $GATEKEEPER_SHARED/data",
-    )
-    ap.add_argument("--arch", choices=("seed", "gate"), default="gate", help="gate: the shipped topology; seed: the original project's CNN")
-    ap.add_argument("--width", type=float, default=1.0, help="multiplies the gate topology's channels (1.0: about 110k parameters)")
-    ap.add_argument("--out", default="model", help="where the model files and model.json go (default: model/)")
-    ap.add_argument("--epochs", type=int, default=18, help="one epoch of the gate topology is 1.5-1.8 min on 2 idle cores; run D, 18 epochs with the chips cut and the export: 34 min")
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--patience", type=int, default=6, help="early stopping on validation AUC (the cosine schedule's last epochs gain most: let them run)")
-    ap.add_argument("--seed", type=int, default=1234, help="training randomness: initial weights, shuffling, augmentation (the splits do not move with it)")
-    ap.add_argument("--split-seed", type=int, default=SPLIT_SEED, help=f"seed of the train/val/test splits (default {SPLIT_SEED}, the shipped model's; eval and the scripts read it from the card)")
-    ap.add_argument("--limit", type=int, default=0, help="train on at most this many chips (smoke tests)")
-    ap.add_argument("--no-augment", dest="augment", action="store_false")
-    ap.add_argument("--occlusion-rate", type=_unit_arg, default=0.2, help="share of training chips under a flat patch, half of them over the mouth (default 0.2)")
-    ap.add_argument("--glasses-rate", type=_unit_arg, default=0.08, help="share of training chips given dark glasses, label unchanged (default 0.08)")
-    ap.add_argument("--lowres-rate", type=_unit_arg, default=0.3, help="share of training chips taken down to 18-48 px and back, a distant or cheap camera (default 0.3)")
-    ap.add_argument(
-        "--hard-weight",
-        type=float,
-        default=HARD_WEIGHT,
-        help=f"weight of the expressive non-smiles ({', '.join(sorted(HARD_NEGATIVES))}) among the negatives of their dataset (default {HARD_WEIGHT:g})",
-    )
-    ap.add_argument(
-        "--mine-weight",
-        type=float,
-        default=MINE_WEIGHT,
-        help=f"after --clean-after epochs, the expressive non-smiles the model calls smiling (at --mine-threshold) weigh this much more (1: off; default {MINE_WEIGHT:g})",
-    )
-    ap.add_argument(
-        "--mine-smiles-weight",
-        type=float,
-        default=1.0,
-        help="with the hard non-smiles, the smiles the model calls not smiling (below --mine-threshold) weigh this much more (1: off, the default)",
-    )
-    ap.add_argument(
-        "--mine-smiles-sources",
-        nargs="+",
-        default=None,
-        help="datasets whose missed smiles --mine-smiles-weight weighs, each among --data (default: every set)",
-    )
-    ap.add_argument("--mine-threshold", type=_unit_arg, default=0.5, help="calibrated probability from which a hard non-smile counts as mined, and below which a smile does (default 0.5)")
-    ap.add_argument(
-        "--source-weight",
-        choices=("equal", "size"),
-        default="equal",
-        help="how datasets weigh against each other in training (classes are balanced within each): equally, or by their number of faces",
-    )
-    ap.add_argument(
-        "--flip-average",
-        action="store_true",
-        help="export the mean of the chip's and its mirror's logits (on the shipped weights: +0.1 to +0.7 points of validation balanced "
-        "accuracy on each of the five sets, but 2.0 ms per face against 0.79 ms, over the 1.5 ms budget; off by default)",
-    )
-    ap.add_argument("--threshold", default="0.5", type=_threshold_arg, help="decision threshold written to the card: a probability, or 'val' for the balanced-accuracy arg-max on validation (default 0.5)")
-    ap.add_argument("--clean-after", type=int, default=3, help="after this many epochs, drop training labels the model contradicts (0: never)")
-    ap.add_argument("--clean-sources", nargs="+", default=["smilesmiled"], help="datasets whose labels may be dropped (default: smilesmiled)")
-    ap.add_argument("--clean-confidence", type=_unit_arg, default=0.9, help="drop a label when the model gives the other class at least this probability")
-    ap.add_argument(
-        "--clean-smiling-confidence",
-        type=_unit_arg,
-        default=None,
-        help="drop a \"smiling\" label at this probability of \"not smiling\" instead (default: --clean-confidence; "
-        "0.6 with calibrated cleaning dropped 134 smiling labels in one run and was no better under occlusion)",
-    )
-    ap.add_argument(
-        "--clean-logits",
-        choices=("raw", "calibrated"),
-        default="raw",
-        help="how cleaning reads the part-trained model: its raw logits (the shipped model's recipe; the counts swing with their offset) "
-        "or calibrated on validation first (steady counts; under occlusion, within the spread of raw runs with other training seeds)",
-    )
-    ap.add_argument(
-        "--teacher",
-        nargs="+",
-        default=[],
-        metavar="[DATASET:]MODEL",
-        help="exported models (.tflite with their model.json) whose mean logit becomes part of the training target; DATASET: limits one to that dataset's faces",
-    )
-    ap.add_argument("--distill-weight", type=_unit_arg, default=0.5, help="with --teacher: share of the target taken from the teachers (default 0.5)")
-    ap.add_argument("--ema", type=_ema_arg, default=0.0, help="validate, checkpoint and export an exponential moving average of the weights with this momentum per step (0: off; "
-        "0.995 in one run: steadier validation, level on clean faces and, under occlusion, within the spread of training seeds)")
-    ap.add_argument("--link", action="store_true", help="read each dataset's labels through its own learned scale and offset of the one smile logit "
-        "(a generous set and a strict set stop pulling the boundary apart; only the shared logit is exported)")
-    ap.add_argument("--expression-weight", type=float, default=0.0, help="train a second head on the seven expressions (FER2013, RAF-DB, CK+, muxspace labels), "
-        "its loss weighted this much against the smile's (0: no head, the default); the head is not exported, the card reports its accuracy")
-    ap.add_argument("--init", default=None, help="start from this logit model (.best.keras); with --epochs 0 only calibrate and export")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cache", default=str(default_cache_dir()), help="where prepared chips are cached (default: $XDG_CACHE_HOME/gatekeeper)")
-    ap.add_argument("--face-model", default=None, help="face detector model (default: $GATEKEEPER_FACE_MODEL)")
-    ap.add_argument("--no-progress", dest="progress", action="store_false")
-
-
-__all__ = ["add_arguments", "train"]
+__all__ = ["Fitted", "Run", "build_models", "calibrate", "clean_and_mine", "export", "fit_model", "prepare_run", "teach", "train"]

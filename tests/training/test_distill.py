@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gatekeeper.training.train import parse_teacher, soft_targets, teacher_logits
+from gatekeeper.training.recipe import soft_targets
+from gatekeeper.training.teacher import parse_teacher, teacher_logits
 
 
 def constant(p: float):
@@ -69,7 +70,7 @@ def test_teacher_spec_may_name_a_dataset(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_validation_auc_is_the_weighted_share_of_pairs_in_order() -> None:
-    from gatekeeper.training.train import weighted_auc
+    from gatekeeper.training.recipe import weighted_auc
 
     # 2 smiling, 2 not: 3 of the 4 pairs in order.
     assert weighted_auc(np.array([0.9, 0.2, 0.6, 0.7]), np.array([1, 0, 1, 0])) == pytest.approx(3 / 4)
@@ -83,3 +84,32 @@ def test_validation_auc_is_the_weighted_share_of_pairs_in_order() -> None:
     s, y = rng.normal(size=300), rng.integers(0, 2, 300)
     pairs = (s[y == 1][:, None] > s[y == 0][None, :]).mean()
     assert weighted_auc(s, y) == pytest.approx(pairs)
+
+
+def test_a_logits_file_refuses_sets_whose_chips_changed(tmp_path) -> None:
+    """A student reads a teacher's logits like a dataset: the chips must be those they were computed on."""
+    from types import SimpleNamespace
+
+    from gatekeeper.errors import TrainingError
+    from gatekeeper.training.data import Prepared
+    from gatekeeper.training.teacher import TeacherLogits, write_logits
+
+    def prepared(name: str, chips: np.ndarray) -> SimpleNamespace:
+        p = SimpleNamespace(name=name, chips=chips, labels=np.arange(len(chips)) % 2, splits={"train": np.array([0, 2]), "val": np.array([1])})
+        p.fingerprint = lambda: Prepared.fingerprint(p)
+        return p
+
+    rng = np.random.default_rng(0)
+    a = prepared("a", rng.integers(0, 255, (3, 64, 64), dtype=np.uint8))
+    b = prepared("b", rng.integers(0, 255, (3, 64, 64), dtype=np.uint8))
+    path = tmp_path / "t.npz"
+    write_logits(path, [a, b], {"a": np.array([1.0, 2.0, 3.0]), "b": np.array([-1.0, -2.0, -3.0])}, None, {"split_seed": 1234})
+    teacher = TeacherLogits.read(path)
+    smile, expression = teacher.for_split([a, b], "train")
+    assert smile.tolist() == [1.0, 3.0, -1.0, -3.0] and expression is None
+    b.chips = b.chips.copy()
+    b.chips[0, 0, 0] ^= 1
+    with pytest.raises(TrainingError, match="differ from those its logits were computed on"):
+        teacher.for_split([a, b], "train")
+    with pytest.raises(TrainingError, match="holds no logits for dataset 'c'"):
+        teacher.for_split([prepared("c", a.chips)], "train")

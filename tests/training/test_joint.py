@@ -9,8 +9,9 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from gatekeeper.training.augment import train_dataset  # noqa: E402
+from gatekeeper.training.fitting import link_table  # noqa: E402
 from gatekeeper.training.models import JointLoss, SourceLink, build_gate, smile_model, training_model  # noqa: E402
-from gatekeeper.training.train import expression_weights, link_table, linked_logits  # noqa: E402
+from gatekeeper.training.recipe import expression_weights, linked_logits  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 

@@ -96,7 +96,7 @@ def test_the_default_recipe_is_the_shipped_models() -> None:
     """`gatekeeper train` with no options runs run D's recipe: 18 epochs, patience 6, no mining."""
     import argparse
 
-    from gatekeeper.training.train import add_arguments
+    from gatekeeper.commands import add_train_arguments as add_arguments
 
     ap = argparse.ArgumentParser()
     add_arguments(ap)
@@ -274,3 +274,74 @@ def test_eval_scores_the_split_on_the_models_card(tiny_model: Path, tiny_faces: 
     # --split-seed overrides the card.
     third = run_eval(face_model_path, moved / "smile.tflite", data, tmp_path / "c", "--split", "test", "--split-seed", "1234", "--cache", cache)
     assert third["split_seed"] == 1234 and third["confusion"] == first["confusion"] and third["roc_auc"] == first["roc_auc"]
+
+
+def test_a_run_killed_between_epochs_resumes_where_it_stopped(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
+    """A run stopped by SIGKILL goes on from its last finished epoch with --resume (the state is
+    written after every epoch), label cleaning's decisions included, and its card says so."""
+    import signal
+    import time
+
+    args = ["--data", f"folders:{tiny_faces}", "--epochs", "8", "--batch", "32", "--clean-after", "1", "--clean-sources", tiny_faces.name,
+            "--out", str(tmp_path), "--cache", str(tiny_model / "cache")]
+    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "gatekeeper.cli", "train", "--no-progress", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "train-state.npz"
+    done = 0
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if state.is_file():
+            with np.load(state) as z:
+                done = json.loads(str(z["meta"]))["epochs_done"]
+            if done >= 2:
+                proc.send_signal(signal.SIGKILL)
+                break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be stopped halfway"
+    assert 2 <= done < 8 and not (tmp_path / "model.json").exists()
+    resumed = subprocess.run([sys.executable, "-m", "gatekeeper.cli", "train", "--no-progress", *args, "--resume"], capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    with np.load(state) as z:
+        at_kill_or_later = json.loads(str(z["meta"]))
+    assert f"resuming after epoch {done} of 8" in resumed.stderr or f"resuming after epoch {done + 1} of 8" in resumed.stderr
+    training = json.loads((tmp_path / "model.json").read_text())["training"]
+    assert training["resumed"] is True
+    # The history runs through the epochs of both processes; cleaning ran once, in the first.
+    assert training["epochs_run"] == len(training["history"]["val_auc"]) == at_kill_or_later["epochs_done"] <= 8
+    assert training["epochs_run"] > done
+    assert training["label_cleaning"]["after_epoch"] == 1
+
+
+def test_resuming_with_another_recipe_is_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
+    run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "1", "--batch", "32", "--out", str(tmp_path), "--cache", str(tiny_model / "cache"))
+    (tmp_path / "model.json").unlink()
+    last = train_refused(face_model_path, tmp_path, "--data", f"folders:{tiny_faces}", "--epochs", "1", "--batch", "32", "--seed", "5", "--resume",
+                         "--cache", str(tiny_model / "cache"))
+    assert last.startswith("gatekeeper train: --resume: the saved run used another recipe (seed: 1234 then, 5 now)"), last
+
+
+def test_a_teachers_logits_file_records_its_provenance_and_teaches_a_student(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
+    from gatekeeper.training.teacher import LOGITS_KIND, TeacherLogits
+
+    logits = tmp_path / "teacher" / "logits.npz"
+    run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--init", str(tiny_model / "gate.best.keras"), "--epochs", "0",
+              "--out", str(tmp_path / "teacher"), "--cache", str(tiny_model / "cache"), "--write-logits", str(logits))
+    teacher = TeacherLogits.read(logits)
+    assert teacher.meta["kind"] == LOGITS_KIND and "--write-logits" in teacher.meta["command"]
+    assert len(teacher.meta["code_revision"]) >= 40 or teacher.meta["code_revision"] == "unknown"
+    (info,) = teacher.meta["sets"].values()
+    assert info["count"] == 180 and len(info["data_sha256"]) == 64
+    assert teacher.smile[tiny_faces.name].shape == (180,) and teacher.expression == {}
+    # The logits are the teacher's own: its calibrated probability on a chip is sigmoid(a z + b).
+    card = json.loads((tiny_model / "model.json").read_text())
+    run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "1", "--batch", "32", "--teacher", str(logits),
+              "--out", str(tmp_path / "student"), "--cache", str(tiny_model / "cache"))
+    distillation = json.loads((tmp_path / "student" / "model.json").read_text())["training"]["distillation"]
+    assert distillation["teachers"][0]["provenance"]["sets"] == teacher.meta["sets"]
+    assert distillation["teachers"][0]["sha256"] == hashlib.sha256(logits.read_bytes()).hexdigest()
+    assert card["training"]["split_seed"] == teacher.meta["split_seed"]
+    # Expression distillation needs expression logits, which a one-headed teacher has not.
+    last = train_refused(face_model_path, tmp_path / "refused", "--data", f"folders:{tiny_faces}", "--epochs", "1", "--teacher", str(logits),
+                         "--distill-expression-weight", "0.5", "--cache", str(tiny_model / "cache"))
+    assert "holds no expression logits" in last, last

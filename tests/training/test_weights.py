@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gatekeeper.training.train import HARD_WEIGHT, _weights, calibrated_suspects, suspect_labels
+from gatekeeper.training.recipe import HARD_WEIGHT, _weights, calibrated_suspects, suspect_labels
 
 
 def cell_sums(w, labels, sources):
@@ -86,7 +86,7 @@ def test_sources_can_weigh_by_their_size() -> None:
 
 
 def test_hard_mining_picks_expressive_non_smiles_called_smiling_and_they_weigh_more() -> None:
-    from gatekeeper.training.train import mine_hard
+    from gatekeeper.training.recipe import mine_hard
 
     labels = np.array([0, 0, 0, 0, 1, 0])
     groups = np.array(["sad", "fear", "neutral", "sad", "happy", "angry"])
@@ -105,7 +105,7 @@ def test_hard_mining_picks_expressive_non_smiles_called_smiling_and_they_weigh_m
 
 
 def test_missed_smiles_are_the_smiles_called_not_smiling_whatever_their_class() -> None:
-    from gatekeeper.training.train import mine_missed
+    from gatekeeper.training.recipe import mine_missed
 
     labels = np.array([1, 1, 1, 0, 0])
     probs = np.array([0.2, 0.5, 0.9, 0.1, 0.9])
