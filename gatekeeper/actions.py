@@ -1,6 +1,6 @@
 """Operator actions: staff open the gate by hand, take it out of service and put it back.
 
-An action is a value, :class:`Action` (``kind``, ``by``, ``via``, ``reason``, ``id``, ``t``).
+An action is a value, :class:`~gatekeeper.events.Action` (``kind``, ``by``, ``via``, ``reason``, ``id``, ``t``).
 Whatever thread it comes from (the web server, the MQTT client, the GPIO button) hands it to
 :meth:`Controls.submit`, which puts it on a bounded, thread-safe queue and returns a
 :class:`Ticket`. Only the frame loop drains the queue (between frames, and on every idle poll
@@ -34,16 +34,19 @@ import math
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import GatekeeperError, JournalError
+from .errors import JournalError
+from .events import KINDS, MAX_BY, VIAS, Action, ActionError
+from .events import clip_text as _clip
+from .events import short_repr as _short
 from .schema import opt
 
 if TYPE_CHECKING:
-    from .gate import Event, Gate
+    from .events import Event
+    from .gate import Gate
     from .journal import Journal
 
 __all__ = [
@@ -61,69 +64,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-KINDS = ("open", "out_of_service", "in_service")
-VIAS = ("http", "mqtt", "button", "page")
-MAX_BY = 64
-MAX_REASON = 200
 MAX_BODY = 4096  # bytes of an HTTP body or MQTT payload; an action is a few dozen
 MAX_ID = 64
 SEEN_IDS = 10_000  # MQTT command ids remembered (within command_max_age_s) to refuse a repeat
-
-
-class ActionError(GatekeeperError, ValueError):
-    """An action that is not well-formed: an unknown kind, no ``by``, a reason too long."""
-
-
-def _text(value: Any, key: str, limit: int, *, required: bool) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise ActionError(f"{key}: expected {'a non-empty' if required else 'a'} string, got {_short(value)}")
-    if len(value) > limit:
-        raise ActionError(f"{key}: expected at most {limit} characters, got {len(value)}")
-    if not value.isprintable():
-        where = next(i for i, c in enumerate(value) if not c.isprintable())
-        raise ActionError(f"{key}: expected printable characters, got a control character at position {where}")
-    return value.strip() if required else value
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return (text if len(text) <= limit else text[: limit - 3] + "...") + f" ({type(value).__name__})"
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    """What an operator asked for. ``t``: wall-clock time it was asked (``time.time()``).
-
-    >>> Action("open", by="maria", via="page").kind
-    'open'
-    >>> Action("close", by="maria", via="page")
-    Traceback (most recent call last):
-    ...
-    gatekeeper.actions.ActionError: action 'close' is unknown; expected one of open, out_of_service, in_service
-    """
-
-    kind: str
-    by: str
-    via: str
-    reason: str | None = None
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    t: float = field(default_factory=time.time)
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ActionError(f"action {_clip(self.kind)!r} is unknown; expected one of {', '.join(KINDS)}")
-        if self.via not in VIAS:
-            raise ActionError(f"via: expected one of {', '.join(VIAS)}, got {self.via!r}")
-        object.__setattr__(self, "by", _text(self.by, "by", MAX_BY, required=True))
-        _text(self.reason, "reason", MAX_REASON, required=False)
-
-
-def _clip(value: Any, limit: int = 40) -> str:
-    text = str(value)
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # -- configuration -------------------------------------------------------------------------------
@@ -488,7 +431,7 @@ def _button_device(config: ButtonConfig) -> Any:
     """The gpiozero ``Button`` of ``config`` (imported here: a gate without a button never loads gpiozero)."""
     from gpiozero import Button
 
-    from .hooks.gpio import gpio_device
+    from .pins import gpio_device
 
     bounce = config.bounce_ms / 1000 if config.bounce_ms else None
     return gpio_device(

@@ -1,17 +1,19 @@
 """Wires the stages together from a validated config and owns start and orderly stop.
 
-    source --frames--> detect --faces--> track --tracks--> crop --chips--> classify --scores--> gate --events--> sinks
+    source --frames--> detect --faces--> crop --chips--> classify --scores--> track --tracks--> gate --events--> sinks
 
-The frame loop is :meth:`Pipeline.process`; a :class:`~gatekeeper.camera.Camera` adds the
-source, the watchdog that holds the gate shut when frames stop arriving, the event sinks (the
-journal and hooks first, then stdout JSON lines and the live view), and shutdown. :class:`App`
-is the one-camera form; :class:`Service` runs every camera of a config in one process, with the
-models and the journal shared (``cameras:`` in the config).
+The frame loop is :meth:`Pipeline.process <gatekeeper.pipeline.Pipeline.process>`; a
+:class:`~gatekeeper.camera.Camera` adds the source, the watchdog that holds the gate shut when
+frames stop arriving, the event sinks (the journal and hooks first, then stdout JSON lines and
+the live view), and shutdown. :class:`Service` runs every camera of a config in one process, with
+the models (:mod:`gatekeeper.scheduler`) and the journal shared (``cameras:`` in the config);
+:func:`open_journal` and :func:`open_dispatcher` make the journal and a camera's hooks from it.
 
 Two ways to end. A finite source that reaches its end stops in order: hooks deliver what is
 queued within the shutdown bound, and a relay pulse in progress runs out. SIGINT/SIGTERM stop on
 request: the relay goes shut at once (a pulse is cut short), the rest is delivered within the
-bound. Either way the gate's health turns bad as soon as the frames end (:meth:`App.trouble`).
+bound. Either way the gate's health turns bad as soon as the frames end (:meth:`Camera.trouble
+<gatekeeper.camera.Camera.trouble>`).
 
 Operator actions (:mod:`gatekeeper.actions`) wait on each camera's ``controls`` queue; the
 camera's loop applies them before each frame and on every idle poll of a live source, so they
@@ -32,30 +34,25 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
-
-import numpy as np
+from typing import IO, Any, Literal
 
 from .actions import Controls
-from .camera import Camera, EventSink, FairScheduler, SharedClassifier, SharedDetector
+from .camera import Camera, EventSink
 from .capture import FileSource, Frame, LiveSource
-from .classify import SmileClassifier
 from .config import CameraConfig, Config
-from .crop import face_chip
-from .detect import Face, FaceDetector, resolve_face_model
-from .gate import Event, FaceScore, Gate
-from .motion import DetectSchedule
-from .track import Tracker
+from .errors import JournalError
+from .events import Event
+from .gate import Gate
+from .hooks import build_hooks, hook_name
+from .hooks.dispatch import Dispatcher
+from .journal import Journal
+from .pipeline import Pipeline, StageTimes, detect_schedule, load_models
+from .scheduler import FairScheduler, SharedClassifier, SharedDetector
+from .worker import Worker
 
-if TYPE_CHECKING:
-    from .hooks.dispatch import Dispatcher
-
-__all__ = ["App", "Pipeline", "Service", "StdoutSink", "build_pipeline", "load_models"]
+__all__ = ["Service", "StdoutSink", "install_signal_handlers", "open_dispatcher", "open_journal"]
 
 log = logging.getLogger(__name__)
-
-STAGES = ("decode", "detect", "crop", "classify", "gate")
 
 
 class StdoutSink:
@@ -104,153 +101,6 @@ class StdoutSink:
                 pass
 
 
-@dataclass
-class StageTimes:
-    """Per-stage wall time of the last frames (seconds), for benchmarks and metrics.
-
-    ``keep`` > 0 keeps that many samples per stage; ``observer(stage, seconds)``, when set, is
-    called with every sample (the web view feeds its Prometheus histograms from it).
-    """
-
-    keep: int = 0
-    samples: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
-    observer: Callable[[str, float], None] | None = None
-
-    def add(self, stage: str, seconds: float) -> None:
-        if self.observer is not None:
-            self.observer(stage, seconds)
-        if self.keep:
-            s = self.samples[stage]
-            s.append(seconds)
-            if len(s) > self.keep:
-                del s[: len(s) - self.keep]
-
-
-@dataclass
-class Pipeline:
-    """detect -> track -> crop -> classify -> gate for one frame at a time.
-
-    The tracker is its own stage: it gives each face its track id, and the gate decides on the
-    tracked faces (:meth:`Gate.decide`); its time counts in the ``gate`` stage metric, as it did
-    while the gate ran it. With ``motion``, a frame where nothing changed since the last
-    detection skips detect, crop and classify: the faces and scores of the last detection stand
-    for it (see :mod:`gatekeeper.motion`); only frames the detector ran on count in ``detect``.
-    """
-
-    detector: FaceDetector
-    classifier: SmileClassifier
-    gate: Gate
-    times: StageTimes = field(default_factory=StageTimes)
-    last_faces: list[FaceScore] = field(default_factory=list)
-    tracker: Tracker | None = None  # None: one made from the gate's config (lost_after_s)
-    motion: DetectSchedule | None = None  # None: the detector runs on every frame
-    decoded: int = 0  # frames whose whole picture was decoded (a live MJPEG frame only when detected)
-    _detected: list[FaceScore] = field(default_factory=list, init=False, repr=False)  # what the last detection found and scored
-
-    def __post_init__(self) -> None:
-        if self.tracker is None:
-            self.tracker = Tracker(self.gate.config.lost_after_s)
-
-    @property
-    def _tracker(self) -> Tracker:
-        assert self.tracker is not None  # set in __post_init__
-        return self.tracker
-
-    def score_faces(self, image: np.ndarray, faces: list[Face], tracks: list[int] | None = None) -> list[FaceScore]:
-        """Crop and classify all faces of one image in one model call (``tracks``: their ids)."""
-        if not faces:
-            return []
-        t0 = time.perf_counter()
-        chips = np.stack([face_chip(image, f) for f in faces])
-        t1 = time.perf_counter()
-        probs = self.classifier.predict(chips)
-        self.times.add("crop", t1 - t0)
-        self.times.add("classify", time.perf_counter() - t1)
-        ids: list[int | None] = list(tracks) if tracks is not None else [None] * len(faces)
-        return [FaceScore(f.box, float(p), track) for f, p, track in zip(faces, probs, ids, strict=True)]
-
-    def process(self, frame: Frame) -> list[Event]:
-        """The events of one frame. A live MJPEG frame is decoded only if the detector runs on it
-        (:mod:`gatekeeper.motion`); raises :class:`~gatekeeper.errors.FrameError` when it
-        cannot be, before any stage has seen it."""
-        t0, decode0 = time.perf_counter(), frame.decode_s
-        detect = self.motion is None or self.motion.due(frame, [f.box for f in self._detected])
-        faces = self.detector.detect(frame.image, frame.t) if detect else []
-        t1 = time.perf_counter()
-        if detect:
-            self.times.add("detect", t1 - t0 - (frame.decode_s - decode0))  # decoding a JPEG frame here is its own stage
-        tracker = self._tracker
-        boxes = [f.box for f in faces] if detect else [f.box for f in self._detected]
-        tracks = [tr.id for tr in tracker.update(boxes, frame.t)]
-        lost = [tr.id for tr in tracker.lost]
-        track_s = time.perf_counter() - t1
-        if detect:
-            self.last_faces = self._detected = self.score_faces(frame.image, faces, tracks)
-        else:
-            self.last_faces = [FaceScore(f.box, f.score, track) for f, track in zip(self._detected, tracks, strict=True)]
-        t2 = time.perf_counter()
-        events = self.gate.decide(frame.index, frame.t, self.last_faces, lost, frame.size)  # the size places gate.zone
-        self.times.add("gate", track_s + time.perf_counter() - t2)
-        self.times.add("decode", frame.decode_s)  # by the source, or here for a JPEG frame (its look and its decode)
-        self.decoded += frame.decoded
-        return events
-
-    def next_look(self) -> float | None:
-        """The frame time before which the next frames would be skipped unseen (nobody in view,
-        no track alive: ``motion.idle_fps``), so a live source need not decode them; None when
-        every frame is looked at."""
-        if self.motion is None or self._detected or self._tracker.tracks:
-            return None
-        return self.motion.next_look()
-
-    def recover(self, frame: int, t: float, reason: str) -> list[Event]:
-        """End a fault: the tracks not seen for ``lost_after_s`` by ``t`` end (FACE_LOST)."""
-        if not self.gate.faulted:
-            return []
-        return self.gate.recover(frame, t, reason, lost=[tr.id for tr in self._tracker.expire(t)])
-
-    def close(self) -> None:
-        self.detector.close()
-
-
-def detect_schedule(cfg: Config) -> DetectSchedule | None:
-    """The pipeline's ``motion`` for ``cfg`` (None with ``motion.enabled: false``)."""
-    return DetectSchedule(cfg.motion) if cfg.motion.enabled else None
-
-
-def build_pipeline(cfg: Config, *, video: bool = True) -> Pipeline:
-    """Load the models named by ``cfg`` (raises :class:`~gatekeeper.errors.ModelError`)."""
-    detector, classifier = load_models(cfg, video=video)
-    return Pipeline(detector, classifier, Gate(cfg.gate), motion=detect_schedule(cfg))
-
-
-class App(Camera):
-    """A running gate on one camera, named by the config's ``name``: the one-camera form of :class:`Camera`.
-
-    >>> app = App(cfg, pipeline, [StdoutSink()], dispatcher=dispatcher)  # doctest: +SKIP
-    >>> app.run(FileSource("clip.mp4"))                                  # doctest: +SKIP
-    >>> app.close()                                                      # doctest: +SKIP
-
-    Each event goes to the ``dispatcher`` (journal, then hooks) before any sink sees it.
-    """
-
-    def __init__(
-        self,
-        cfg: Config,
-        pipeline: Pipeline,
-        sinks: Iterable[EventSink],
-        on_frame: Callable[[Frame, Pipeline], None] | None = None,
-        *,
-        dispatcher: Dispatcher | None = None,
-        controls: Controls | None = None,
-    ) -> None:
-        super().__init__(cfg.name, cfg, pipeline, sinks, on_frame, dispatcher=dispatcher, controls=controls)
-
-    def install_signal_handlers(self) -> None:
-        """SIGINT/SIGTERM ask for an orderly stop (the loop ends, sinks drain, exit 0)."""
-        install_signal_handlers(self.stopping)
-
-
 def install_signal_handlers(stopping: threading.Event) -> None:
     """SIGINT/SIGTERM set ``stopping``: an orderly stop (the loops end, sinks drain, exit 0)."""
 
@@ -260,18 +110,6 @@ def install_signal_handlers(stopping: threading.Event) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
-
-
-def load_models(cfg: Config, *, video: bool = True) -> tuple[FaceDetector, SmileClassifier]:
-    """The face detector and smile classifier named by ``cfg`` (raises :class:`~gatekeeper.errors.ModelError`)."""
-    model = resolve_face_model(cfg.detector.model_path)
-    detector = FaceDetector(model, video=video, min_confidence=cfg.detector.min_confidence, min_face_px=cfg.detector.min_face_px)
-    try:
-        classifier = SmileClassifier(cfg.classifier.model_path, threads=cfg.classifier.threads)
-    except BaseException:
-        detector.close()
-        raise
-    return detector, classifier
 
 
 class Service:
@@ -289,8 +127,6 @@ class Service:
     """
 
     def __init__(self, cfg: Config, *, dry_run: bool = False, env: dict[str, str] | None = None) -> None:
-        from .hooks.dispatch import open_journal
-
         self.cfg = cfg
         self.dry_run = dry_run
         self.env = env
@@ -319,8 +155,6 @@ class Service:
         own topic; the staff button), its hooks (started now: a restart resumes what this camera
         left undelivered), its lane of the shared models. Raises what building its hooks raises
         (a missing secret, no GPIO)."""
-        from .hooks.dispatch import open_dispatcher
-
         if camera.name in self.cameras:
             raise ValueError(f"camera {camera.name!r} is already in the service")
         cfg = self.cfg.for_camera(camera)
@@ -369,11 +203,11 @@ class Service:
     def serve_actions(self, seconds: float) -> None:
         """After the frames have ended (``--hold-open``): every camera keeps applying its operator
         actions for ``seconds`` or until a stop is requested."""
-        threads = [threading.Thread(target=cam.serve_actions, args=(seconds,), name=f"actions-{name}", daemon=True) for name, cam in self.cameras.items()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        workers = [Worker(cam.serve_actions, f"actions-{name}", args=(seconds,), stopping=self.stopping) for name, cam in self.cameras.items()]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.finish()
 
     def trouble(self) -> str | None:
         """Why the service is not healthy: the first camera in trouble, named."""
@@ -394,3 +228,56 @@ class Service:
             self.detector.close()
             if self.journal is not None:
                 self.journal.close()
+
+
+def open_journal(config: Config, *, dry_run: bool = False) -> Journal | None:
+    """The journal of a validated config, old events pruned (None with ``journal.enabled: false``);
+    an in-memory one for a dry run. Raises :class:`~gatekeeper.errors.JournalError`."""
+    if dry_run:
+        return Journal(":memory:")
+    if not config.journal.enabled:
+        return None
+    journal = Journal(config.journal.resolved_path(), legacy_camera=config.name)
+    try:
+        journal.prune(time.time() - config.journal.keep_days * 86400)
+    except JournalError:
+        journal.close()
+        raise
+    return journal
+
+
+def open_dispatcher(
+    config: Config,
+    *,
+    env: dict[str, str] | None = None,
+    dry_run: bool = False,
+    journal: Journal | Literal["open"] | None = "open",
+    camera: str | None = None,
+) -> Dispatcher:
+    """The journal (when enabled, with old events pruned) and the hooks of a validated config.
+
+    ``dry_run``: no hook is built (a relay pin is not even claimed, so a dry run beside the
+    running gate cannot touch its relay), and the journal is an in-memory one that vanishes at
+    the end, so the gate's own journal never sees the run.
+
+    Raises :class:`~gatekeeper.errors.ConfigError` (a secret's environment variable is missing),
+    :class:`~gatekeeper.errors.HookError` (no GPIO) or :class:`~gatekeeper.errors.JournalError`.
+
+    ``journal``: a journal several cameras share (see :func:`open_journal`), instead of opening
+    the config's own; ``camera``: the camera this dispatcher serves (see :class:`Dispatcher`).
+    """
+    on_error = config.journal.on_error
+    if dry_run:
+        names = [hook_name(h, i) for i, h in enumerate(config.hooks)]
+        log.info("dry run: hooks not run (%s); journal in memory", ", ".join(names) or "none configured")
+        shared = Journal(":memory:") if journal == "open" else journal
+        return Dispatcher(shared if isinstance(shared, Journal) else None, [], on_error=on_error, camera=camera)
+    hooks = build_hooks(config.hooks, gate=config.name, env=env)
+    if journal == "open":
+        try:
+            journal = open_journal(config)
+        except JournalError:
+            for hook in hooks:
+                hook.release()  # the relay pin and the MQTT client were already claimed
+            raise
+    return Dispatcher(journal, hooks, on_error=on_error, camera=camera)

@@ -83,11 +83,11 @@ def score(argv: list[str]) -> int:
     _logging(args.log_level)
     import cv2
 
-    from .app import Pipeline
     from .classify import SmileClassifier
     from .config import load_config
     from .detect import FaceDetector, resolve_face_model
     from .gate import Gate
+    from .pipeline import Pipeline
     from .stills import PhotoError, detect_still, read_photo
 
     cfg = load_config(default_config_path(args.config))
@@ -195,6 +195,7 @@ def add_train_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--occlusion-rate", type=_unit_arg, default=0.2, help="share of training chips under a flat patch, half of them over the mouth (default 0.2)")
     ap.add_argument("--glasses-rate", type=_unit_arg, default=0.08, help="share of training chips given dark glasses, label unchanged (default 0.08)")
     ap.add_argument("--lowres-rate", type=_unit_arg, default=0.3, help="share of training chips taken down to 18-48 px and back, a distant or cheap camera (default 0.3)")
+    ap.add_argument("--lighting-rate", type=_unit_arg, default=0.0, help="share of training chips underexposed or backlit, as gatekeeper eval's lighting axis measures (default 0: the shipped recipe's)")
     ap.add_argument(
         "--hard-weight",
         type=float,
@@ -307,7 +308,7 @@ def parse_since(text: str, now: float) -> float:
 
 
 def _text_line(entry: JournalEntry) -> str:
-    from .journal import DeliveryState
+    from .events import DeliveryState
 
     e = entry.event
     when = dt.datetime.fromtimestamp(entry.created_at).astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]

@@ -5,10 +5,9 @@ every frame. Every rule about when the gate opens lives here and only here:
 
 * **people, not frames**: each face comes with a track id that lasts while it stays in view (a
   few missed detections included), given by the tracking stage before the gate
-  (:class:`~gatekeeper.track.Tracker`; :meth:`Gate.decide`). :meth:`Gate.update` is the same for
-  faces that have no track yet: the gate runs a tracker of its own first. A **visit** is a track
-  that has been the deciding face at least once; OPEN, DENY and FACE_LOST are about visits and
-  carry the track id.
+  (:class:`~gatekeeper.track.Tracker`), which also names the tracks that ended; the gate decides
+  on tracks only (:meth:`Gate.decide`). A **visit** is a track that has been the deciding face at
+  least once; OPEN, DENY and FACE_LOST are about visits and carry the track id.
 * **deciding face**: the largest face whose centre lies inside ``zone`` (relative [x0, y0, x1,
   y1], by default the whole frame). Faces outside it never decide; smaller faces behind the
   person in front do not either. When another track starts to decide, the smile hold starts
@@ -35,54 +34,45 @@ every frame. Every rule about when the gate opens lives here and only here:
   later still opens.
 * **FACE_LOST** when a visit's track ends: its face has not been seen for ``lost_after_s``.
   Single missed detections inside that window do not end a visit.
-* **operator actions** (:meth:`Gate.act`, values of :class:`~gatekeeper.actions.Action`): ``open``
+* **operator actions** (:meth:`Gate.act`, values of :class:`~gatekeeper.events.Action`): ``open``
   is an OPEN now, whatever the smile (``reason: "manual"``, ``by``, ``via``; ``override: true``
   when the gate is held shut, out of service or faulted), at most one per
   ``manual_open_interval_s``; ``out_of_service`` (OUT_OF_SERVICE) holds the gate shut, no OPEN or
   DENY from smiles, until ``in_service`` (IN_SERVICE). A refused action returns no event and
   leaves the reason in :attr:`Gate.refusal`.
 * **FAULT / RECOVERED**: :meth:`Gate.fault` shuts the gate (no OPEN or DENY while faulted, any
-  smile hold is dropped) and says why; :meth:`Gate.recover` ends it. Tracks live on through a
-  fault while frames keep coming, so a visit that opened does not open again after it; a track
-  whose face was not seen for longer than ``lost_after_s`` when the fault ends is lost.
+  smile hold is dropped) and says why; :meth:`Gate.recover` ends it. Several causes may hold the
+  gate shut at once (the camera lost, the journal unwritable): one FAULT when the first begins,
+  one RECOVERED when the last ends. Tracks live on through a fault while frames keep coming, so a
+  visit that opened does not open again after it; the tracks the tracking stage ends when the
+  fault ends (their faces unseen for ``lost_after_s``) get their FACE_LOST with the RECOVERED.
+* **callbacks**: ``when_opened`` and ``when_denied`` (gpiozero style) are called by
+  :meth:`Gate.announce` once an event has happened, that is once the journal holds it (the camera
+  calls it); :meth:`decide` and :meth:`act` only return the events.
 
 >>> gate = Gate(GateConfig(hold_seconds=None, hold_frames=2))
->>> [e.event.value for e in gate.update(0, 0.00, [FaceScore((0, 0, 100, 100), 0.9)])]
+>>> [e.event.value for e in gate.decide(0, 0.00, [FaceScore((0, 0, 100, 100), 0.9, track=1)])]
 []
->>> [(e.event.value, e.track) for e in gate.update(1, 0.03, [FaceScore((0, 0, 100, 100), 0.9)])]
+>>> [(e.event.value, e.track) for e in gate.decide(1, 0.03, [FaceScore((0, 0, 100, 100), 0.9, track=1)])]
 [('OPEN', 1)]
+>>> [e.event.value for e in gate.decide(2, 0.06, [], lost=[1])]
+['FACE_LOST']
 """
 
 from __future__ import annotations
 
 import enum
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
+from .events import Action, Event, EventType, FaceScore, new_event_id
 from .schema import check_bounds, opt
-from .track import Box, Tracker
+from .track import Box
 
-if TYPE_CHECKING:
-    from .actions import Action
-
-__all__ = ["Event", "EventType", "FaceScore", "Gate", "GateConfig", "GateState", "TrackedFace"]
+__all__ = ["WHOLE_FRAME", "Gate", "GateConfig", "GateState", "TrackedFace"]
 
 WHOLE_FRAME = (0.0, 0.0, 1.0, 1.0)
-
-
-class EventType(str, enum.Enum):
-    OPEN = "OPEN"
-    DENY = "DENY"
-    FACE_LOST = "FACE_LOST"
-    FAULT = "FAULT"
-    RECOVERED = "RECOVERED"
-    OUT_OF_SERVICE = "OUT_OF_SERVICE"  # an operator took the gate out of service: no OPEN from smiles
-    IN_SERVICE = "IN_SERVICE"  # back in service
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class GateState(str, enum.Enum):
@@ -95,15 +85,6 @@ class GateState(str, enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class FaceScore:
-    """A face's box (x, y, w, h in pixels), its smile probability and, once tracked, its track id."""
-
-    box: Box
-    score: float
-    track: int | None = None  # the tracking stage's id (Gate.decide); None before tracking (Gate.update)
-
-
-@dataclass(frozen=True, slots=True)
 class TrackedFace:
     """A face of the last frame as the gate saw it: its track id, whether its centre is inside
     ``zone``, and whether it is the face that decides (see :attr:`Gate.faces`)."""
@@ -113,44 +94,6 @@ class TrackedFace:
     track: int
     in_zone: bool
     decides: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Something the gate decided. ``to_dict`` is the stable JSON shape of the event stream."""
-
-    event: EventType
-    frame: int
-    t: float
-    score: float | None
-    id: str
-    box: Box | None = None
-    faces: int = 0
-    reason: str | None = None
-    track: int | None = None  # the visit's track id (OPEN, DENY, FACE_LOST); None for FAULT, RECOVERED
-    by: str | None = None  # operator actions: who (a manual OPEN, OUT_OF_SERVICE, IN_SERVICE); None otherwise
-    via: str | None = None  # operator actions: http, mqtt, button or page
-    override: bool | None = None  # a manual OPEN: True when the gate was held shut (out of service, fault)
-    note: str | None = None  # operator actions: the operator's own words, if any
-    camera: str | None = None  # the camera it is about (set by the camera that emits it); None from a bare Gate
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "event": self.event.value,
-            "frame": self.frame,
-            "t": round(self.t, 4),
-            "score": None if self.score is None else round(self.score, 4),
-            "id": self.id,
-            "box": None if self.box is None else [round(v, 1) for v in self.box],
-            "faces": self.faces,
-            "reason": self.reason,
-            "track": self.track,
-            "by": self.by,
-            "via": self.via,
-            "override": self.override,
-            "note": self.note,
-            "camera": self.camera,
-        }
 
 
 @dataclass(frozen=True)
@@ -207,10 +150,6 @@ class GateConfig:
         object.__setattr__(self, "zone", tuple(float(v) for v in zone))
 
 
-def new_event_id() -> str:
-    return uuid.uuid4().hex
-
-
 @dataclass
 class _Person:
     """What the gate knows about one track."""
@@ -235,28 +174,26 @@ class _Hold:
 
 @dataclass
 class Gate:
-    """Feed it one :meth:`update` per processed frame; it returns the events of that frame.
+    """Feed it one :meth:`decide` per processed frame, with the tracked faces of that frame and
+    the tracks that ended at it; it returns the events of that frame.
 
-    ``when_opened`` (and the other ``when_*`` callbacks) are called with each event, in the
-    style of gpiozero; the app uses the returned list instead.
+    The tracking stage (:class:`~gatekeeper.track.Tracker`) gives the faces their track ids;
+    :class:`~gatekeeper.pipeline.TrackedGate` runs the two together, as the pipeline does.
 
-    The pipeline tracks the faces itself and hands them over with their track ids
-    (:meth:`decide`, :meth:`recover` with ``lost``). :meth:`update` takes untracked faces and
-    runs the gate's own ``tracker`` first, made from the config (``lost_after_s``) unless given.
+    ``when_opened`` and ``when_denied`` are called with an OPEN or a DENY by :meth:`announce`,
+    once it has happened (the journal holds it), in the style of gpiozero.
     """
 
     config: GateConfig = field(default_factory=GateConfig)
     id_factory: Callable[[], str] = new_event_id
     when_opened: Callable[[Event], None] | None = None
     when_denied: Callable[[Event], None] | None = None
-    tracker: Tracker | None = None
 
     def __post_init__(self) -> None:
-        self._tracker = self.tracker if self.tracker is not None else Tracker(self.config.lost_after_s)
         self._people: dict[int, _Person] = {}
         self._decider: int | None = None  # the track that decided last, while it lives
         self._hold: _Hold | None = None
-        self._fault: str | None = None
+        self._faults: dict[str, str] = {}  # what holds the gate shut: cause ("source", "journal") -> reason
         self._out: Event | None = None  # the OUT_OF_SERVICE in force; None: in service
         self._last_manual_open: float | None = None
         self.refusal: tuple[str, str] | None = None  # (code, message) of the last refused action
@@ -266,7 +203,7 @@ class Gate:
     # -- queries -------------------------------------------------------------------------------
     @property
     def state(self) -> GateState:
-        if self._fault is not None:
+        if self._faults:
             return GateState.FAULT
         if self._out is not None:
             return GateState.OUT_OF_SERVICE
@@ -281,7 +218,12 @@ class Gate:
 
     @property
     def faulted(self) -> bool:
-        return self._fault is not None
+        return bool(self._faults)
+
+    @property
+    def faults(self) -> dict[str, str]:
+        """What holds the gate shut now: each cause (``source``, ``journal``, ...) and its reason."""
+        return dict(self._faults)
 
     @property
     def in_service(self) -> bool:
@@ -293,16 +235,6 @@ class Gate:
         return self._out
 
     # -- transitions ---------------------------------------------------------------------------
-    def update(self, frame: int, t: float, faces: Sequence[FaceScore], size: tuple[int, int] | None = None) -> list[Event]:
-        """Advance by one frame with the untracked faces found in it (any order): the gate's own
-        tracker gives them their track ids, then :meth:`decide`.
-
-        ``size`` is the frame's (width, height) in pixels; it is needed when ``zone`` is set.
-        """
-        tracks = self._tracker.update([f.box for f in faces], t)
-        tracked = [FaceScore(f.box, f.score, tr.id) for f, tr in zip(faces, tracks, strict=True)]
-        return self.decide(frame, t, tracked, [tr.id for tr in self._tracker.lost], size)
-
     def decide(self, frame: int, t: float, faces: Sequence[FaceScore], lost: Sequence[int] = (), size: tuple[int, int] | None = None) -> list[Event]:
         """Advance by one frame with its tracked faces (each with its ``track``, any order) and
         the ids of the tracks that ended at this frame (``lost``).
@@ -311,7 +243,7 @@ class Gate:
         """
         cfg = self.config
         if any(f.track is None for f in faces):
-            raise ValueError("Gate.decide() takes tracked faces (FaceScore.track set); untracked faces go to Gate.update()")
+            raise ValueError("Gate.decide() takes tracked faces: expected FaceScore.track set by the tracking stage (gatekeeper.track.Tracker), got None")
         tracks = [int(f.track) for f in faces]  # type: ignore[arg-type]
         events = [self._event(EventType.FACE_LOST, frame, t, None, None, len(faces), None, track) for track in self._end(lost)]
 
@@ -331,7 +263,7 @@ class Gate:
             # its face seen outside the zone ends it.
             if self._hold is not None and any(tf.track == self._hold.track for tf in self.faces):
                 self._hold = None
-            return self._dispatch(events)
+            return events
 
         face, track = faces[best], tracks[best]
         person = self._people[track]
@@ -340,9 +272,9 @@ class Gate:
         self._decider = track
         if self._hold is not None and self._hold.track != track:
             self._hold = None  # another person decides now: their smile is held from its start
-        if self._fault is not None or self._out is not None:
+        if self._faults or self._out is not None:
             self._hold = None  # held shut: no OPEN and no DENY from smiles
-            return self._dispatch(events)
+            return events
 
         if not person.smile_opened:  # after OPEN the smile goes on at or above exit_threshold
             threshold = cfg.enter_threshold if self._hold is None else self._hold_threshold
@@ -362,29 +294,34 @@ class Gate:
             person.denied = True
             reason = f"no smile held within {cfg.deny_after_s:g} s"
             events.append(self._event(EventType.DENY, frame, t, face.score, face.box, len(faces), reason, track))
-        return self._dispatch(events)
+        return events
 
-    def fault(self, frame: int, t: float, reason: str) -> list[Event]:
-        """Shut the gate because the pipeline cannot be trusted; one FAULT per fault episode."""
+    def fault(self, frame: int, t: float, reason: str, *, cause: str = "pipeline") -> list[Event]:
+        """Shut the gate because ``cause`` says the pipeline cannot be trusted; one FAULT per
+        fault episode, however many causes overlap (a cause already in force only gets its
+        ``reason`` renewed)."""
         self._hold = None
-        if self._fault is not None:
+        first = not self._faults
+        self._faults[cause] = reason
+        if not first:
             return []
-        self._fault = reason
         return [self._event(EventType.FAULT, frame, t, None, None, 0, reason, None)]
 
-    def recover(self, frame: int, t: float, reason: str = "frames arriving again", lost: Sequence[int] | None = None) -> list[Event]:
-        """End a fault; the next smile must be held in full again. Tracks not seen for longer
-        than ``lost_after_s`` by ``t`` end here (FACE_LOST), so a face seen before a long pause
-        in the frames is not taken for the one after it: ``lost`` names them when the tracking
-        stage is the pipeline's (``Tracker.expire``); None asks the gate's own tracker."""
-        if self._fault is None:
+    def recover(self, frame: int, t: float, reason: str = "frames arriving again", *, cause: str = "pipeline", lost: Sequence[int] = ()) -> list[Event]:
+        """``cause`` is over; RECOVERED once nothing else holds the gate shut, and the next smile
+        must be held in full again. ``lost``: the tracks the tracking stage ended as the fault
+        ended (``Tracker.expire``: their faces unseen for ``lost_after_s`` by ``t``), so a face seen
+        before a long pause in the frames is not taken for the one after it; they get FACE_LOST.
+        See :meth:`ends_fault` for whether a recovery ends the episode."""
+        if self._faults.pop(cause, None) is None or self._faults:
             return []
-        self._fault = None
-        if lost is None:
-            lost = [tr.id for tr in self._tracker.expire(t)]
         events = [self._event(EventType.RECOVERED, frame, t, None, None, 0, reason, None)]
         events += [self._event(EventType.FACE_LOST, frame, t, None, None, 0, None, track) for track in self._end(lost)]
         return events
+
+    def ends_fault(self, cause: str) -> bool:
+        """Whether :meth:`recover` of ``cause`` would end the fault episode (it is the one cause left)."""
+        return list(self._faults) == [cause]
 
     def act(self, action: Action, frame: int, t: float) -> list[Event]:
         """An operator's action at frame ``frame``, time ``t``: its events, or [] when refused
@@ -402,9 +339,8 @@ class Gate:
                 person.opened = person.smile_opened = True
                 person.last_open_t = t
                 self._hold = None
-            held_shut = self._out is not None or self._fault is not None
-            event = Event(EventType.OPEN, frame, t, None, self.id_factory(), None, len(self.faces), "manual", None, by, via, held_shut, note)
-            return self._dispatch([event])
+            held_shut = self._out is not None or bool(self._faults)
+            return [Event(EventType.OPEN, frame, t, None, self.id_factory(), None, len(self.faces), "manual", None, by, via, held_shut, note)]
         if action.kind == "out_of_service":
             if self._out is not None:
                 return self._refuse("no_change", f"already out of service (by {self._out.by} via {self._out.via}); expected in_service first")
@@ -420,6 +356,13 @@ class Gate:
                     person.decided_t = t  # deny_after_s counts from now, not from before the pause
             return [Event(EventType.IN_SERVICE, frame, t, None, self.id_factory(), None, len(self.faces), note, None, by, via, None, note)]
         raise ValueError(f"unknown action kind {action.kind!r}")  # Action checks its kind; a bug if reached
+
+    def announce(self, event: Event) -> None:
+        """``event`` has happened (the journal holds it): call ``when_opened`` for an OPEN,
+        ``when_denied`` for a DENY. Whoever records the events calls it, after the journal."""
+        callback = self.when_opened if event.event is EventType.OPEN else self.when_denied if event.event is EventType.DENY else None
+        if callback is not None:
+            callback(event)
 
     def restore_service(self, last: Event | None) -> None:
         """Start from the service state of the last OUT_OF_SERVICE/IN_SERVICE event of an earlier
@@ -461,7 +404,7 @@ class Gate:
         if zone == WHOLE_FRAME:
             return True
         if size is None:
-            raise ValueError("gate.zone is set: Gate.update() needs the frame size (width, height)")
+            raise ValueError("gate.zone is set: Gate.decide() needs the frame size (width, height)")
         cx, cy = (box[0] + box[2] / 2) / size[0], (box[1] + box[3] / 2) / size[1]
         return zone[0] <= cx <= zone[2] and zone[1] <= cy <= zone[3]
 
@@ -484,10 +427,3 @@ class Gate:
 
     def _event(self, kind: EventType, frame: int, t: float, score: float | None, box: Box | None, n: int, reason: str | None, track: int | None) -> Event:
         return Event(kind, frame, t, score, self.id_factory(), box, n, reason, track)
-
-    def _dispatch(self, events: list[Event]) -> list[Event]:
-        for e in events:
-            cb = self.when_opened if e.event is EventType.OPEN else self.when_denied if e.event is EventType.DENY else None
-            if cb is not None:
-                cb(e)
-        return events

@@ -7,7 +7,7 @@ fresh ones and expire the stale ones, so nothing is lost and an OPEN never fires
 person left.
 
 >>> journal = Journal(":memory:")
->>> from gatekeeper.gate import Event, EventType
+>>> from gatekeeper.events import DeliveryState, Event, EventType
 >>> created = journal.append(Event(EventType.OPEN, 7, 0.25, 0.9, "e1"), ["webhook[0]"])
 >>> [(p.event.id, p.hook) for p in journal.pending()]
 [('e1', 'webhook[0]')]
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import enum
 import json
 import sqlite3
 import threading
@@ -34,15 +33,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import JournalError
-from .gate import Event, EventType
+from .events import DeliveryState, Event, EventType, event_from_dict
 
 __all__ = [
     "DeliveryRecord",
-    "DeliveryState",
     "Journal",
     "JournalEntry",
     "PendingDelivery",
-    "event_from_dict",
     "iso_time",
 ]
 
@@ -96,18 +93,6 @@ _T = TypeVar("_T")
 _PROBE_ID = "~probe"  # never an event id (those are hex); written and deleted by check_writable
 
 
-class DeliveryState(str, enum.Enum):
-    """Where one event stands with one hook."""
-
-    PENDING = "pending"  # not yet delivered; retried after a restart while still fresh
-    DELIVERED = "delivered"  # the receiver acknowledged it (HTTP 2xx, MQTT PUBACK, exit 0, relay pulsed)
-    FAILED = "failed"  # given up: attempts exhausted, rejected, dropped from a full queue
-    EXPIRED = "expired"  # older than the hook's max_age before it could be delivered
-
-    def __str__(self) -> str:
-        return self.value
-
-
 @dataclass(frozen=True, slots=True)
 class DeliveryRecord:
     """One hook's delivery state of one event."""
@@ -153,27 +138,6 @@ class PendingDelivery:
     created_at: float
     hook: str
     attempts: int
-
-
-def event_from_dict(data: dict[str, Any]) -> Event:
-    """Rebuild an :class:`Event` from its :meth:`Event.to_dict` shape."""
-    box = data.get("box")
-    return Event(
-        event=EventType(data["event"]),
-        frame=int(data["frame"]),
-        t=float(data["t"]),
-        score=None if data.get("score") is None else float(data["score"]),
-        id=str(data["id"]),
-        box=None if box is None else (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
-        faces=int(data.get("faces", 0)),
-        reason=data.get("reason"),
-        track=None if data.get("track") is None else int(data["track"]),  # absent in journals written before tracking
-        by=data.get("by"),  # by, via, override, note: absent in journals written before operator actions
-        via=data.get("via"),
-        override=data.get("override"),
-        note=data.get("note"),
-        camera=None if data.get("camera") is None else str(data["camera"]),  # absent before cameras
-    )
 
 
 def _with_camera(event: Event, camera: str | None) -> Event:

@@ -27,14 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError, GatekeeperError
-from .gate import Event, EventType, GateConfig
+from .events import Event, EventType
+from .gate import GateConfig
 from .redact import redact_text
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from .app import Pipeline
     from .capture import Frame
+    from .pipeline import Pipeline
 
 __all__ = ["FrameRecord", "ReplayRecorder", "check_report_path", "start_time", "write_report"]
 

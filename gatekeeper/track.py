@@ -13,7 +13,8 @@ standard library. Each :meth:`Tracker.update` takes the boxes of one frame and r
 * **missed detections**: a track that is not seen lives on for ``lost_after_s`` seconds after it
   was last seen, so a detector that misses a frame or two does not split a person in two. It
   ends (and is listed in :attr:`Tracker.lost`) at the first update where it is unseen and that
-  long has passed. A track seen in the previous update can always be continued, whatever the
+  long has passed (``lost_after_s`` or more; a sighting exactly then still continues it), or at
+  :meth:`Tracker.expire` by the same rule. A track seen in the previous update can always be continued, whatever the
   frame interval, so ``lost_after_s`` below one frame interval means "lost at the first miss",
   not "a new track every frame".
 
@@ -140,13 +141,13 @@ class Tracker:
         return out
 
     def expire(self, t: float) -> list[Track]:
-        """End the tracks not seen for more than ``lost_after_s`` as of ``t``; returns them.
+        """End the tracks unseen at ``t`` whose faces were last seen ``lost_after_s`` or more
+        before ``t`` (the rule of :meth:`update`); returns them.
 
         For a pause in the frames (a camera that came back): without it, a face seen just
         before the pause would continue its track, however long the pause was.
         """
-        self.lost = [lv.snapshot() for lv in self._live if t - lv.last_t > self.lost_after_s]
-        self._live = [lv for lv in self._live if t - lv.last_t <= self.lost_after_s]
+        self._expire(t)
         return self.lost
 
     # -- helpers -------------------------------------------------------------------------------
@@ -175,9 +176,10 @@ class Tracker:
         lv.last_t = t
 
     def _expire(self, t: float) -> None:
+        """End every track unseen at ``t`` (last seen before it) for ``lost_after_s`` or more."""
         keep, lost = [], []
         for lv in self._live:
-            (lost if not lv.seen_last_update and t - lv.last_t >= self.lost_after_s else keep).append(lv)
+            (lost if lv.last_t < t and t - lv.last_t >= self.lost_after_s else keep).append(lv)
         self._live = keep
         self.lost = [lv.snapshot() for lv in lost]
 

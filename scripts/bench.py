@@ -46,11 +46,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gatekeeper.app import Pipeline, StageTimes, StdoutSink, build_pipeline  # noqa: E402
+from gatekeeper.app import StdoutSink  # noqa: E402
 from gatekeeper.capture import FileSource, Frame  # noqa: E402
 from gatekeeper.config import Config, load_config  # noqa: E402
 from gatekeeper.crop import face_chip  # noqa: E402
 from gatekeeper.errors import GatekeeperError  # noqa: E402
+from gatekeeper.pipeline import Pipeline, StageTimes, build_pipeline  # noqa: E402
 
 SHARED = Path(os.environ.get("GATEKEEPER_SHARED") or REPO.parent / "shared")
 DEFAULT_CLIPS = [SHARED / "videos" / name for name in ("single_face.mp4", "face_noface.mov", "no_face.mp4")]
@@ -115,7 +116,7 @@ def looped_frames(clips: Sequence[Path], n: int, decode_times: list[float] | Non
 
 
 def run_gate(pipeline: Pipeline, clips: Sequence[Path], n: int) -> dict[str, Any]:
-    """The real loop, as App runs it on a file: decode, process, write the event lines."""
+    """The real loop, as a Camera runs it on a file: decode, process, write the event lines."""
     pipeline.times = StageTimes(keep=n + 16)
     sink = StdoutSink(open(os.devnull, "w", encoding="utf-8"))  # closed below
     waited: list[float] = []
@@ -214,14 +215,14 @@ def litert_one_at_a_time(pipeline: Pipeline, chips: np.ndarray) -> tuple[dict[st
 # Runs the real CLI, reporting the wall-clock time at which the first frame has been processed.
 STARTUP_BOOT = """
 import resource, sys, time
-from gatekeeper import app as _app
-_step = _app.App._step
+from gatekeeper.camera import Camera
+_step = Camera.step
 def _timed_step(self, frame):
     _step(self, frame)
     if not getattr(self, "_bench_first", False):
         self._bench_first = True
         print("BENCH_FIRST_FRAME", repr(time.time()), file=sys.stderr, flush=True)
-_app.App._step = _timed_step
+Camera.step = _timed_step
 from gatekeeper.cli import main
 rc = main(sys.argv[1:])
 print("BENCH_END", "tensorflow" in sys.modules, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr, flush=True)

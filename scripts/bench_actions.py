@@ -31,26 +31,37 @@ import aiohttp
 import numpy as np
 
 from gatekeeper.actions import Action, Controls
-from gatekeeper.app import App
+from gatekeeper.camera import Camera
 from gatekeeper.capture import Frame
 from gatekeeper.config import Config, GateConfig, HttpConfig, JournalConfig
-from gatekeeper.gate import Event, Gate
+from gatekeeper.events import Event
+from gatekeeper.gate import Gate
 from gatekeeper.hooks import Dispatcher
 from gatekeeper.journal import Journal
+from gatekeeper.pipeline import TrackedGate
+from gatekeeper.serve import Watchers
 from gatekeeper.web import LiveView, WebServer
 
 TOKEN = "bench-token-0123456789"
 
 
 class NoFaces:
-    """detect -> classify with nobody in view (the models are not what is measured here)."""
+    """detect -> classify with nobody in view (the models are not what is measured here); the
+    tracker and the gate are the real ones."""
 
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
+        self.tracked = TrackedGate(gate)
         self.last_faces: list = []
 
     def process(self, frame: Frame) -> list[Event]:
-        return self.gate.update(frame.index, frame.t, [])
+        return self.tracked.step(frame.index, frame.t, [])
+
+    def recover(self, frame: int, t: float, reason: str, *, cause: str = "pipeline") -> list[Event]:
+        return self.tracked.recover(frame, t, reason, cause=cause)
+
+    def next_look(self) -> float | None:
+        return None
 
     def close(self) -> None:
         pass
@@ -79,10 +90,11 @@ def http_round_trips(opens: int, folder: Path) -> list[float]:
     cfg = Config(gate=GateConfig(manual_open_interval_s=0.0), http=HttpConfig(token=TOKEN), journal=JournalConfig(path=str(folder / "journal.sqlite3")))
     dispatcher = Dispatcher(Journal(cfg.journal.resolved_path()), [])
     dispatcher.start()
-    view = LiveView(cfg)
     controls = Controls(cfg.actions, token=TOKEN)
-    app = App(cfg, NoFaces(Gate(cfg.gate)), [view], dispatcher=dispatcher, controls=controls)  # type: ignore[arg-type]
-    view.app, view.controls = app, controls
+    watchers = Watchers()
+    app = Camera(cfg.name, cfg, NoFaces(Gate(cfg.gate)), [watchers], dispatcher=dispatcher, controls=controls)  # type: ignore[arg-type]
+    view = LiveView(app)
+    watchers.add(view)
     server = WebServer(view, "127.0.0.1", 0)
     server.start()
 

@@ -5,8 +5,8 @@
 
 Each clip of ``labels.yaml`` and ``labels-expressions.yaml`` is scored once through the run-time
 path (detector in VIDEO mode, crop, classifier; cached per model in ``$XDG_CACHE_HOME/gatekeeper/clip-scores-*.json``),
-then fed to :class:`gatekeeper.gate.Gate` with the default gate config and the ``--set``
-overrides. For each clip it prints the OPEN frames, whether they satisfy the clip's ``expect``
+then fed to the tracker and :class:`gatekeeper.gate.Gate` (``TrackedGate``, the pipeline's own
+last two stages) with the default gate config and the ``--set`` overrides. For each clip it prints the OPEN frames, whether they satisfy the clip's ``expect``
 block (by ``../shared/tools/replay_check.py``'s own rules), and the time from the start of the
 first labelled smile to the first OPEN. Gate rules can be compared in seconds this way; the
 real check stays ``replay_check.py`` on the real command.
@@ -27,12 +27,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gatekeeper.app import Pipeline
 from gatekeeper.capture import FileSource
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.config import Config
 from gatekeeper.detect import FaceDetector, resolve_face_model
-from gatekeeper.gate import EventType, FaceScore, Gate
+from gatekeeper.events import EventType, FaceScore
+from gatekeeper.gate import Gate
+from gatekeeper.pipeline import Pipeline, TrackedGate
 from gatekeeper.training.data import default_cache_dir
 
 
@@ -94,10 +95,10 @@ def main() -> int:
                 frames = score_clip(labels_path.parent / clip, clf, cfg)
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps(frames))
-            gate = Gate(gate_cfg)
+            gate = TrackedGate(Gate(gate_cfg))
             opens, open_t, events = [], [], []
             for fr in frames:
-                for e in gate.update(fr["i"], fr["t"], [FaceScore(tuple(b), s) for b, s in fr["faces"]]):
+                for e in gate.step(fr["i"], fr["t"], [FaceScore(tuple(b), s) for b, s in fr["faces"]]):
                     events.append(e.to_dict())
                     if e.event is EventType.OPEN:
                         opens.append(e.frame)

@@ -22,12 +22,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gatekeeper.app import Pipeline
 from gatekeeper.capture import FileSource
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.config import Config
 from gatekeeper.detect import FaceDetector, resolve_face_model
 from gatekeeper.gate import Gate
+from gatekeeper.pipeline import Pipeline
 
 
 def main() -> int:

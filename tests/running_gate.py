@@ -1,5 +1,5 @@
-"""A gate running in a thread for the operator-action tests: a real App, Gate, Controls,
-Dispatcher, SQLite Journal and web server, with a stand-in for detect -> classify.
+"""A gate running in a thread for the operator-action tests: a real Camera, tracker, Gate,
+Controls, Dispatcher, SQLite Journal and web server, with a stand-in for detect -> classify.
 
 The stand-in gives one face a fixed score on synthetic frames (no models): the models are not
 what the action tests are about; everything the actions touch is the real thing.
@@ -15,14 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from standin import StandInPipeline
 
 from gatekeeper.actions import Controls
-from gatekeeper.app import App
+from gatekeeper.camera import Camera
 from gatekeeper.capture import Frame
 from gatekeeper.config import ActionsConfig, Config, GateConfig, HttpConfig, JournalConfig
-from gatekeeper.gate import Event, FaceScore, Gate
+from gatekeeper.events import FaceScore
+from gatekeeper.gate import Gate
 from gatekeeper.hooks import Dispatcher, Hook
 from gatekeeper.journal import Journal
+from gatekeeper.serve import Watchers
 from gatekeeper.web import LiveView, WebServer
 
 TOKEN = "operator-token-0123456789"
@@ -31,30 +34,19 @@ FACE = FaceScore((40.0, 30.0, 50.0, 50.0), 0.95)
 GATE = GateConfig(hold_seconds=None, hold_frames=3, deny_after_s=600.0)
 
 
-class StandInPipeline:
-    """detect -> classify replaced by one face of a fixed score (no models); the gate is real."""
+class OneFace(StandInPipeline):
+    """One face of ``score`` on every frame (None: nobody); a test may change ``score`` while it runs."""
 
     def __init__(self, gate: Gate, score: float | None = None) -> None:
-        self.gate = gate
+        super().__init__(gate, self._faces)
         self.score = score
-        self.last_faces: list[FaceScore] = []
 
-    def process(self, frame: Frame) -> list[Event]:
-        self.last_faces = [] if self.score is None else [dataclasses.replace(FACE, score=self.score)]
-        return self.gate.update(frame.index, frame.t, self.last_faces)
-
-    def recover(self, frame: int, t: float, reason: str) -> list[Event]:
-        return self.gate.recover(frame, t, reason)  # the gate tracks the faces itself (Gate.update)
-
-    def next_look(self) -> float | None:
-        return None  # every frame is looked at
-
-    def close(self) -> None:
-        pass
+    def _faces(self, frame: Frame) -> list[FaceScore]:
+        return [] if self.score is None else [dataclasses.replace(FACE, score=self.score)]
 
 
 class Running:
-    """An App in a thread fed up to 50 frames a second until stopped, with its journal and live view."""
+    """A Camera in a thread fed up to 50 frames a second until stopped, with its journal and live view."""
 
     def __init__(
         self,
@@ -69,13 +61,15 @@ class Running:
         self.cfg = Config(gate=gate, http=HttpConfig(token=token), journal=JournalConfig(path=str(tmp_path / "journal.sqlite3")), actions=actions or ActionsConfig())
         self.journal = Journal(self.cfg.journal.resolved_path())
         self.dispatcher = Dispatcher(self.journal, hooks)
-        self.view = LiveView(self.cfg)
         self.controls = Controls(self.cfg.actions, token=token)
-        self.app = App(self.cfg, StandInPipeline(Gate(gate), score), [self.view], on_frame=self.view.on_frame, dispatcher=self.dispatcher, controls=self.controls)  # type: ignore[arg-type]
+        pipeline = OneFace(Gate(gate), score)
+        watchers = Watchers()
+        self.app = Camera(self.cfg.name, self.cfg, pipeline, [watchers], watchers.on_frame, dispatcher=self.dispatcher, controls=self.controls)  # type: ignore[arg-type]
         self.controls.attach(hooks, in_service=self.app.pipeline.gate.in_service)
         self.controls.start_button()
         self.dispatcher.start()
-        self.view.app, self.view.controls = self.app, self.controls
+        self.view = LiveView(self.app)
+        watchers.add(self.view)
         self.server = WebServer(self.view, "127.0.0.1", 0)
         self.server.start()
         self.thread = threading.Thread(target=self.app.run, args=(self._frames(),), daemon=True)

@@ -29,8 +29,10 @@ from polling import wait_for
 from running_gate import FACE, GATE, TOKEN, Running
 
 from gatekeeper.actions import Action, ActionError, ActionsConfig, Controls
-from gatekeeper.gate import Event, EventType, Gate, GateState
+from gatekeeper.events import Event, EventType
+from gatekeeper.gate import Gate, GateState
 from gatekeeper.journal import Journal
+from gatekeeper.pipeline import TrackedGate
 from gatekeeper.web import WebServer
 
 
@@ -50,8 +52,8 @@ def test_a_manual_open_is_an_open_event_with_who_and_how() -> None:
 
 
 def test_smile_events_carry_the_new_keys_as_null() -> None:
-    gate = Gate(GATE)
-    events = [e for i in range(4) for e in gate.update(i, i / 30, [FACE])]
+    tracked = TrackedGate(Gate(GATE))
+    events = [e for i in range(4) for e in tracked.step(i, i / 30, [FACE])]
     (opened,) = events
     assert {k: opened.to_dict()[k] for k in ("by", "via", "override", "note")} == {"by": None, "via": None, "override": None, "note": None}
 
@@ -62,7 +64,8 @@ def test_out_of_service_holds_the_gate_shut_until_in_service() -> None:
     assert (out.event, out.by, out.via, out.reason, out.note) == (EventType.OUT_OF_SERVICE, "maria", "http", "cleaning", "cleaning")
     assert gate.state is GateState.OUT_OF_SERVICE and not gate.in_service
     # A held smile opens nothing, and no DENY either, however long.
-    assert [e for i in range(1, 40) for e in gate.update(i, i / 30, [FACE]) if e.event is not EventType.FACE_LOST] == []
+    tracked = TrackedGate(gate)
+    assert [e for i in range(1, 40) for e in tracked.step(i, i / 30, [FACE]) if e.event is not EventType.FACE_LOST] == []
     # Staff may still let someone through: it says it overrode the service state.
     (manual,) = act(gate, "open", 2.0)
     assert manual.override is True
@@ -79,10 +82,10 @@ def test_a_manual_open_during_a_fault_says_it_overrode() -> None:
 
 
 def test_the_person_let_through_by_hand_does_not_open_again_by_smiling() -> None:
-    gate = Gate(GATE)
-    gate.update(0, 0.0, [FACE])
-    assert [e.reason for e in act(gate, "open", 0.05)] == ["manual"]
-    assert [e for i in range(1, 10) for e in gate.update(i, 0.05 + i / 30, [FACE])] == []
+    tracked = TrackedGate(Gate(GATE))
+    tracked.step(0, 0.0, [FACE])
+    assert [e.reason for e in act(tracked.gate, "open", 0.05)] == ["manual"]
+    assert [e for i in range(1, 10) for e in tracked.step(i, 0.05 + i / 30, [FACE])] == []
 
 
 @pytest.mark.parametrize(

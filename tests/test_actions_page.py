@@ -20,11 +20,13 @@ from gpiozero.pins.mock import MockFactory
 from test_web import browser, wait_for  # noqa: F401 -- browser is a fixture: Debian's Chromium through its chromedriver
 
 from gatekeeper.actions import Controls
-from gatekeeper.app import App, build_pipeline
+from gatekeeper.app import open_dispatcher
+from gatekeeper.camera import Camera
 from gatekeeper.config import config_from_dict
 from gatekeeper.demo import LoopedClip
-from gatekeeper.hooks import open_dispatcher
-from gatekeeper.journal import DeliveryState
+from gatekeeper.events import DeliveryState
+from gatekeeper.pipeline import build_pipeline
+from gatekeeper.serve import Watchers
 from gatekeeper.web import LiveView, WebServer
 
 TOKEN = "page-operator-token-0123"
@@ -42,7 +44,7 @@ def mock_pins() -> Iterator[MockFactory]:
 
 
 @pytest.fixture
-def running_gate(mock_pins: MockFactory, shared_dir: Path, face_model_path: Path, tmp_path: Path) -> Iterator[tuple[WebServer, App]]:
+def running_gate(mock_pins: MockFactory, shared_dir: Path, face_model_path: Path, tmp_path: Path) -> Iterator[tuple[WebServer, Camera]]:
     cfg = config_from_dict(
         {
             "detector": {"model_path": str(face_model_path)},
@@ -51,16 +53,17 @@ def running_gate(mock_pins: MockFactory, shared_dir: Path, face_model_path: Path
             "hooks": [{"type": "gpio", "name": "relay", "pin": RELAY, "pulse_ms": 300, "pin_factory": "mock"}],
         }
     )
-    view = LiveView(cfg)
-    server = WebServer(view, "127.0.0.1", 0)
-    server.start()
     pipeline = build_pipeline(cfg)
     dispatcher = open_dispatcher(cfg)
     controls = Controls(cfg.actions, token=TOKEN)
-    app = App(cfg, pipeline, [view], on_frame=view.on_frame, dispatcher=dispatcher, controls=controls)
+    watchers = Watchers()
+    app = Camera(cfg.name, cfg, pipeline, [watchers], watchers.on_frame, dispatcher=dispatcher, controls=controls)
     controls.attach(dispatcher.hooks, in_service=pipeline.gate.in_service)
     dispatcher.start()
-    view.app, view.controls, view.hooks = app, controls, dispatcher.hooks
+    view = LiveView(app)
+    watchers.add(view)
+    server = WebServer(view, "127.0.0.1", 0)
+    server.start()
     thread = threading.Thread(target=app.run, args=(LoopedClip(shared_dir / "videos" / "concerned_talk.mp4", realtime=True),), daemon=True)
     thread.start()
     try:
@@ -77,7 +80,7 @@ def relay_pulses(pins: MockFactory) -> int:
 
 
 @pytest.mark.slow
-def test_staff_open_the_gate_and_take_it_out_of_service_from_the_page(browser: Any, running_gate: tuple[WebServer, App], mock_pins: MockFactory) -> None:  # noqa: F811
+def test_staff_open_the_gate_and_take_it_out_of_service_from_the_page(browser: Any, running_gate: tuple[WebServer, Camera], mock_pins: MockFactory) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
 
     server, app = running_gate

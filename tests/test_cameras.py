@@ -1,4 +1,4 @@
-"""Many cameras, one service (gatekeeper/camera.py, app.Service): real processes and real streams.
+"""Many cameras, one service (gatekeeper/camera.py, scheduler.py, app.Service): real processes and real streams.
 
 The cameras are real sources: MJPEG-over-HTTP servers on the loopback (tests/mjpeg_server.py),
 GStreamer's RTSP server (tests/rtsp_server.py) and video files from ../shared/videos; the models
@@ -32,9 +32,9 @@ from test_rtsp import RtspServer, free_port, gstreamer  # noqa: F401 (gstreamer:
 from test_web import metric_samples
 
 from gatekeeper.app import Service
-from gatekeeper.camera import FairScheduler
 from gatekeeper.capture import FileSource, Frame, LiveSource
 from gatekeeper.config import config_from_dict
+from gatekeeper.scheduler import FairScheduler
 
 # Every face smiles; one OPEN per visit after three frames; no DENY to muddle the sequence.
 GATE = {"enter_threshold": 0.0, "exit_threshold": 0.0, "hold_seconds": None, "hold_frames": 3, "deny_after_s": 600.0}

@@ -36,11 +36,12 @@ import numpy as np
 import pytest
 import yaml
 
-from gatekeeper.app import Pipeline
 from gatekeeper.capture import FileSource
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import FaceDetector
-from gatekeeper.gate import Event, EventType, FaceScore, Gate, GateConfig, TrackedFace
+from gatekeeper.events import Event, EventType, FaceScore
+from gatekeeper.gate import Gate, GateConfig, TrackedFace
+from gatekeeper.pipeline import Pipeline, TrackedGate
 
 pytestmark = pytest.mark.slow
 
@@ -168,11 +169,11 @@ class Replay:
 
 
 def replay(frames: list[ScoredFrame], **gate: Any) -> Replay:
-    g = Gate(GateConfig(**gate))
+    g = TrackedGate(Gate(GateConfig(**gate)))  # the tracker, then the gate, as Pipeline.process runs them
     events, faces = [], []
     for fr in frames:
-        events += g.update(fr.index, fr.t, fr.faces, fr.size)
-        faces.append(g.faces)
+        events += g.step(fr.index, fr.t, fr.faces, fr.size)
+        faces.append(g.gate.faces)
     return Replay(events, faces)
 
 

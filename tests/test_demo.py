@@ -24,7 +24,7 @@ from polling import wait_for
 import gatekeeper.cli as cli
 import gatekeeper.demo as demo
 from gatekeeper.errors import SourceError
-from gatekeeper.gate import Event
+from gatekeeper.events import Event
 
 SCRIPT = Path(sys.executable).with_name("gatekeeper")
 
@@ -224,8 +224,9 @@ def test_looped_clip_opens_the_file_at_once(tmp_path: Path, bad: str) -> None:
 def test_each_pass_of_the_demo_is_a_new_visit_that_opens_the_gate(face_model_path: Path) -> None:
     """The packaged clip through the real pipeline with the demo's settings (the defaults), three
     passes as fast as they go: three OPENs, a FACE_LOST in each gap."""
-    from gatekeeper.app import App, build_pipeline
+    from gatekeeper.camera import Camera
     from gatekeeper.config import Config
+    from gatekeeper.pipeline import build_pipeline
 
     seen: list[Event] = []
 
@@ -237,7 +238,7 @@ def test_each_pass_of_the_demo_is_a_new_visit_that_opens_the_gate(face_model_pat
             pass
 
     cfg = Config()
-    app = App(cfg, build_pipeline(cfg), [Sink()])
+    app = Camera(cfg.name, cfg, build_pipeline(cfg), [Sink()])
     try:
         app.run(demo.LoopedClip(demo.DEMO_CLIP, loops=3))
     finally:

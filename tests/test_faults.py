@@ -32,16 +32,20 @@ import yaml
 from mjpeg_server import MjpegServer, jpeg_frames_from_video
 from polling import wait_for
 from prometheus_client import generate_latest
+from standin import StandInPipeline
 from videofiles import faststart, garbled, truncated
 
-from gatekeeper.app import App, Pipeline, StageTimes
+from gatekeeper.camera import Camera
 from gatekeeper.capture import Frame, LiveSource
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.config import Config, config_from_dict
 from gatekeeper.detect import FaceDetector
-from gatekeeper.gate import Event, EventType, FaceScore, Gate
+from gatekeeper.events import Event, EventType, FaceScore
+from gatekeeper.gate import Gate
 from gatekeeper.hooks import Delivery, Dispatcher, GpioHook, GpioHookConfig, Hook
 from gatekeeper.journal import Journal
+from gatekeeper.pipeline import Pipeline
+from gatekeeper.serve import Watchers
 from gatekeeper.web import LiveView, WebServer
 
 REQUIRED_KEYS = {"event", "frame", "t", "score", "id", "box", "faces", "reason"}
@@ -66,7 +70,7 @@ def make_config(face_model_path: Path, **sections: dict[str, Any]) -> Config:
     return config_from_dict(data)
 
 
-# -- in-process: App on a live MJPEG camera -----------------------------------------------------------
+# -- in-process: a Camera on a live MJPEG camera -----------------------------------------------------------
 
 
 class Recorder:
@@ -122,7 +126,7 @@ def camera(clip_jpegs: list[bytes]) -> Iterator[MjpegServer]:
 
 
 class LiveGate:
-    """An App running on a live source in a background thread, with a relay on the mock pin factory."""
+    """A Camera running on a live source in a background thread, with a relay on the mock pin factory."""
 
     def __init__(self, cfg: Config, models: tuple[FaceDetector, SmileClassifier], source: LiveSource) -> None:
         self.recorder = Recorder()
@@ -131,7 +135,7 @@ class LiveGate:
         self.dispatcher.start()
         self.pipeline = Pipeline(models[0], models[1], Gate(cfg.gate))
         # The dispatcher first: by the time the recorder sees a FAULT the relay has been forced off.
-        self.app = App(cfg, self.pipeline, [self.dispatcher, self.recorder])
+        self.app = Camera(cfg.name, cfg, self.pipeline, [self.dispatcher, self.recorder])
         self.source = source
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="app", daemon=True)
@@ -412,27 +416,10 @@ def test_a_signal_mid_run_stops_in_order_and_exits_0(shared_dir: Path, cli_confi
 VISIT = ["face"] * 6 + [None] * 15  # at 30 fps: one OPEN after HOLD_FRAMES frames, FACE_LOST 0.3 s after the face goes
 
 
-class ScoredPipeline:
-    """detect -> crop -> classify stand-in: the real gate, fed one smiling face or none per frame."""
-
-    def __init__(self, cfg: Config, script: list[str | None]) -> None:
-        self.gate = Gate(cfg.gate)
-        self.times = StageTimes()
-        self.last_faces: list[FaceScore] = []
-        self.script = script
-
-    def process(self, frame: Frame) -> list[Event]:
-        self.last_faces = [FaceScore((10.0, 10.0, 100.0, 100.0), 0.95)] if self.script[frame.index] else []
-        return self.gate.update(frame.index, frame.t, self.last_faces)
-
-    def recover(self, frame: int, t: float, reason: str) -> list[Event]:
-        return self.gate.recover(frame, t, reason)  # the gate tracks the faces itself (Gate.update)
-
-    def next_look(self) -> float | None:
-        return None  # every frame is looked at
-
-    def close(self) -> None:
-        pass
+def scored(cfg: Config, script: list[str | None]) -> StandInPipeline:
+    """The real tracker and gate of ``cfg``, fed one smiling face on the frames ``script`` names, none elsewhere."""
+    face = FaceScore((10.0, 10.0, 100.0, 100.0), 0.95)
+    return StandInPipeline(Gate(cfg.gate), lambda frame: [face] if script[frame.index] else [])
 
 
 class Taker(Hook):
@@ -485,7 +472,7 @@ def full_disk(tmp_path: Path) -> Iterator[FullDisk]:
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
-def journal_world(fail: Callable[[], None], heal: Callable[[], None], dispatcher: Dispatcher, seen: dict[str, Any], view: Any, app_of: list[App]) -> Iterator[Frame]:
+def journal_world(fail: Callable[[], None], heal: Callable[[], None], dispatcher: Dispatcher, seen: dict[str, Any], view: Any, app_of: list[Camera]) -> Iterator[Frame]:
     """Frames at 30 fps for seven visits: the journal breaks before the second visit and heals
     before the sixth. What health, trouble and the metrics said while it was broken goes in ``seen``."""
     image = np.zeros((8, 8, 3), np.uint8)
@@ -508,12 +495,13 @@ def run_journal_world(tmp_path: Path, journal_path: Path, fail: Callable[[Journa
     dispatcher = Dispatcher(journal, [taker], on_error=cfg.journal.on_error, probe_interval_s=0.05)
     dispatcher.start()
     recorder = Recorder()
-    view = LiveView(cfg)
+    watchers = Watchers()
     script = VISIT * 7
-    app_of: list[App] = []
+    app_of: list[Camera] = []
     seen: dict[str, Any] = {}
-    app = App(cfg, ScoredPipeline(cfg, script), [recorder, view], on_frame=view.on_frame, dispatcher=dispatcher)
-    view.app = app
+    app = Camera(cfg.name, cfg, scored(cfg, script), [recorder, watchers], watchers.on_frame, dispatcher=dispatcher)
+    view = LiveView(app)
+    watchers.add(view)
     app_of.append(app)
     app.run(journal_world(lambda: fail(journal), lambda: heal(journal), dispatcher, seen, view, app_of))
     app.close()
@@ -625,7 +613,10 @@ def healthz(server: WebServer) -> tuple[int, str]:
 
 def test_healthz_turns_503_as_soon_as_the_source_ends_not_after_the_watchdog(tmp_path: Path) -> None:
     cfg = config_from_dict({"gate": dict(GATE), "source": {"watchdog_s": 60.0}, "journal": {"enabled": False}})
-    view = LiveView(cfg)
+    watchers = Watchers()
+    app = Camera(cfg.name, cfg, scored(cfg, VISIT), [watchers], watchers.on_frame, dispatcher=Dispatcher(None, []))
+    view = LiveView(app)
+    watchers.add(view)
     server = WebServer(view, "127.0.0.1", 0)
     server.start()
     seen: list[tuple[int, str]] = []
@@ -637,8 +628,6 @@ def test_healthz_turns_503_as_soon_as_the_source_ends_not_after_the_watchdog(tmp
         seen.append(healthz(server))  # the last frame has gone through; the source is about to end
 
     try:
-        app = App(cfg, ScoredPipeline(cfg, VISIT), [view], on_frame=view.on_frame, dispatcher=Dispatcher(None, []))
-        view.app = app
         app.run(frames())
         seen.append(healthz(server))  # the run is over; the hooks have not been closed yet
         app.close()

@@ -1,7 +1,9 @@
 """The gate state machine: every rule of ``gatekeeper.gate``, driven by scripted frames.
 
-The gate tracks faces itself (:mod:`gatekeeper.track`): in these scripts a box that stays put
-(or moves less than a face width) is one person, a box elsewhere is another.
+The scripts go through the path that runs in production: the tracker gives the faces their
+track ids, then the gate decides (:class:`gatekeeper.pipeline.TrackedGate`, as
+``Pipeline.process`` runs them). A box that stays put (or moves less than a face width) is one
+person, a box elsewhere is another.
 
 A script is a list of steps ``(what, frame, t)``: ``what`` is the list of faces of that frame, or
 FAULT / RECOVER. :func:`feed` runs it through a gate and returns ``[(event, frame), ...]``.
@@ -22,7 +24,9 @@ from typing import Any
 import pytest
 
 import gatekeeper.gate as gate_module
-from gatekeeper.gate import Event, EventType, FaceScore, Gate, GateConfig, GateState
+from gatekeeper.events import Event, EventType, FaceScore
+from gatekeeper.gate import Gate, GateConfig, GateState
+from gatekeeper.pipeline import TrackedGate
 
 FPS = 16
 DT = 1 / FPS
@@ -56,10 +60,13 @@ BIG_RIGHT = (390.0, 70.0, 120.0, 120.0)  # where SMALL_RIGHT was, grown: same ce
 class Op:
     kind: str
     reason: str = "camera lost"
+    cause: str = "pipeline"
 
 
 FAULT = Op("fault")
-RECOVER = Op("recover")
+RECOVER = Op("recover", "frames arriving again")
+SOURCE_LOST, SOURCE_BACK = Op("fault", "camera lost", "source"), Op("recover", "frames arriving again", "source")
+JOURNAL_FULL, JOURNAL_BACK = Op("fault", "disk full", "journal"), Op("recover", "journal writable again", "journal")
 
 Box = tuple[float, float, float, float]
 Faces = list[FaceScore]
@@ -102,12 +109,18 @@ def script(*parts: list[Faces] | Op, fps: float = FPS) -> list[Step]:
 
 
 def feed_events(gate: Gate, steps: Sequence[Step], size: tuple[int, int] | None = None) -> list[Event]:
+    """The events of ``steps`` through the tracker and ``gate``; a fault's end goes through the
+    tracker too (its tracks unseen for lost_after_s end with it)."""
+    tracked = TrackedGate(gate)
     events: list[Event] = []
     for what, frame, t in steps:
         if isinstance(what, Op):
-            events += gate.fault(frame, t, what.reason) if what.kind == "fault" else gate.recover(frame, t)
+            if what.kind == "fault":
+                events += gate.fault(frame, t, what.reason, cause=what.cause)
+            else:
+                events += tracked.recover(frame, t, what.reason, cause=what.cause)
         else:
-            events += gate.update(frame, t, what, size)
+            events += tracked.step(frame, t, what, size)
     return events
 
 
@@ -117,6 +130,11 @@ def feed(gate: Gate, steps: Sequence[Step], size: tuple[int, int] | None = None)
 
 def make_gate(**overrides: Any) -> Gate:
     return Gate(GateConfig(**{**BASE, **overrides}))
+
+
+def tracked(**overrides: Any) -> TrackedGate:
+    """The tracker and a gate of BASE with ``overrides``, for frames fed one by one."""
+    return TrackedGate(make_gate(**overrides))
 
 
 # -- every transition, as a table ----------------------------------------------------------------
@@ -299,6 +317,18 @@ FAULT_CASES = [
     pytest.param(
         COOLDOWN, script(smile(4), FAULT, RECOVER, smile(10)), [("OPEN", 3), ("FAULT", 4), ("RECOVERED", 4)], id="the cooldown survives a fault"
     ),
+    pytest.param({}, script(SOURCE_LOST, JOURNAL_FULL, smile(6)), [("FAULT", 0)], id="two causes at once: one FAULT"),
+    pytest.param(
+        {}, script(SOURCE_LOST, JOURNAL_FULL, SOURCE_BACK, smile(6)), [("FAULT", 0)], id="one cause over, another still holds the gate shut"
+    ),
+    pytest.param(
+        {},
+        script(SOURCE_LOST, JOURNAL_FULL, SOURCE_BACK, smile(2), JOURNAL_BACK, smile(4)),
+        [("FAULT", 0), ("RECOVERED", 2), ("OPEN", 5)],
+        id="RECOVERED when the last cause ends, in any order",
+    ),
+    pytest.param({}, script(SOURCE_LOST, JOURNAL_BACK, smile(4)), [("FAULT", 0)], id="the end of a cause that was not in force changes nothing"),
+    pytest.param({}, script(SOURCE_LOST, SOURCE_LOST, SOURCE_BACK, smile(4)), [("FAULT", 0), ("RECOVERED", 0), ("OPEN", 3)], id="a cause counts once, however often it is reported"),
 ]
 
 
@@ -395,7 +425,7 @@ def test_zone(overrides: dict[str, Any], steps: list[Step], expected: list[tuple
 
 def test_a_zone_needs_the_frame_size() -> None:
     with pytest.raises(ValueError, match="needs the frame size"):
-        make_gate(**RIGHT_HALF).update(0, 0.0, [FaceScore(BOX, 0.9)])
+        tracked(**RIGHT_HALF).step(0, 0.0, [FaceScore(BOX, 0.9)])
 
 
 def test_the_whole_frame_needs_no_size() -> None:
@@ -453,9 +483,10 @@ def test_a_face_that_never_decides_gets_no_face_lost() -> None:
 
 
 def test_gate_faces_show_tracks_zone_and_the_deciding_face() -> None:
-    gate = make_gate(zone=(0.0, 0.0, 0.6, 1.0))
-    gate.update(0, 0.0, [FaceScore(BIG_RIGHT, 0.2), FaceScore(SMALL_LEFT, 0.3)], SIZE)
-    gate.update(1, DT, [FaceScore(SMALL_LEFT, 0.8), FaceScore(BIG_RIGHT, 0.1), FaceScore(BOX, 0.5)], SIZE)
+    tg = tracked(zone=(0.0, 0.0, 0.6, 1.0))
+    tg.step(0, 0.0, [FaceScore(BIG_RIGHT, 0.2), FaceScore(SMALL_LEFT, 0.3)], SIZE)
+    tg.step(1, DT, [FaceScore(SMALL_LEFT, 0.8), FaceScore(BIG_RIGHT, 0.1), FaceScore(BOX, 0.5)], SIZE)
+    gate = tg.gate
     assert [(f.box, f.score, f.track, f.in_zone, f.decides) for f in gate.faces] == [
         (SMALL_LEFT, 0.8, 2, True, False),
         (BIG_RIGHT, 0.1, 1, False, False),
@@ -465,12 +496,25 @@ def test_gate_faces_show_tracks_zone_and_the_deciding_face() -> None:
 
 
 def test_recovery_after_a_long_pause_ends_the_tracks_of_before() -> None:
-    gate = make_gate()
-    events = gate.update(0, 0.0, [FaceScore(BOX, 0.9)]) + gate.fault(0, 0.0, "camera lost")
-    events += gate.recover(1, 10.0)
-    events += gate.update(1, 10.0, [FaceScore(BOX, 0.9)])
+    tg = tracked()
+    events = tg.step(0, 0.0, [FaceScore(BOX, 0.9)]) + tg.gate.fault(0, 0.0, "camera lost")
+    events += tg.recover(1, 10.0, "frames arriving again")
+    events += tg.step(1, 10.0, [FaceScore(BOX, 0.9)])
     assert [(e.event.value, e.track) for e in events] == [("FAULT", None), ("RECOVERED", None), ("FACE_LOST", 1)]
-    assert gate.faces[0].track == 2
+    assert tg.gate.faces[0].track == 2
+
+
+def test_tracks_end_only_when_the_last_cause_of_a_fault_ends() -> None:
+    """The camera comes back after a long pause while the journal still cannot write: the old
+    face's track lives on until the gate recovers, then ends with the RECOVERED."""
+    tg = tracked()
+    events = tg.step(0, 0.0, [FaceScore(BOX, 0.1)])
+    events += tg.gate.fault(0, 0.0, "camera lost", cause="source") + tg.gate.fault(0, 0.0, "disk full", cause="journal")
+    events += tg.recover(1, 10.0, "frames arriving again", cause="source")
+    assert [tr.id for tr in tg.tracker.tracks] == [1], "not yet: the gate is still shut"
+    events += tg.recover(2, 10.5, "journal writable again", cause="journal")
+    assert [(e.event.value, e.track, e.reason) for e in events] == [("FAULT", None, "camera lost"), ("RECOVERED", None, "journal writable again"), ("FACE_LOST", 1, None)]
+    assert tg.tracker.tracks == []
 
 
 # -- state ---------------------------------------------------------------------------------------
@@ -511,10 +555,10 @@ def test_state(steps: list[Step], expected: GateState) -> None:
     ],
 )
 def test_last_score_is_the_deciding_face_score(frame_faces: Faces, expected: float | None) -> None:
-    gate = make_gate()
-    gate.update(0, 0.0, [FaceScore(BOX, 0.77)])
-    gate.update(1, DT, frame_faces)
-    assert gate.last_score == expected
+    tg = tracked()
+    tg.step(0, 0.0, [FaceScore(BOX, 0.77)])
+    tg.step(1, DT, frame_faces)
+    assert tg.gate.last_score == expected
 
 
 # -- what the events carry -----------------------------------------------------------------------
@@ -640,25 +684,28 @@ CALLBACK_CASES = [
 
 
 @pytest.mark.parametrize(("steps", "opened", "denied"), CALLBACK_CASES)
-def test_callbacks(steps: list[Step], opened: list[int], denied: list[int]) -> None:
+def test_announce_calls_the_callbacks_and_decide_does_not(steps: list[Step], opened: list[int], denied: list[int]) -> None:
+    """An event has happened once the journal holds it: the camera announces it then (see
+    test_journal's when_opened test); deciding alone calls nobody."""
     calls: list[Event] = []
     gate = make_gate()
     gate.when_opened = calls.append  # gpiozero style: set after construction
     gate.when_denied = calls.append
     returned = feed_events(gate, steps)
+    assert calls == []
+    for e in returned:
+        gate.announce(e)
     assert [e.frame for e in calls if e.event is EventType.OPEN] == opened
     assert [e.frame for e in calls if e.event is EventType.DENY] == denied
-    # the callbacks get the very events that update() returns, nothing else
-    assert all(any(c is r for r in returned) for c in calls)
+    assert all(any(c is r for r in returned) for c in calls), "the callbacks get the very events decided, nothing else"
 
 
-def test_callbacks_given_to_the_constructor_are_called_before_update_returns() -> None:
+def test_callbacks_given_to_the_constructor_are_called_by_announce() -> None:
     seen: list[tuple[str, int]] = []
     gate = Gate(GateConfig(**BASE), when_opened=lambda e: seen.append(("opened", e.frame)))
-    for what, frame, t in script(smile(4)):
-        gate.update(frame, t, what)  # type: ignore[arg-type]
-        if frame == 3:
-            assert seen == [("opened", 3)]
+    (opened,) = feed_events(gate, script(smile(4)))
+    assert seen == []
+    gate.announce(opened)
     assert seen == [("opened", 3)]
 
 

@@ -17,8 +17,8 @@ import pytest
 from gatekeeper.commands import events as events_command
 from gatekeeper.commands import parse_since
 from gatekeeper.errors import JournalError
-from gatekeeper.gate import Event, EventType
-from gatekeeper.journal import DeliveryState, Journal, event_from_dict
+from gatekeeper.events import DeliveryState, Event, EventType, event_from_dict
+from gatekeeper.journal import Journal
 
 
 def ev(kind: str = "OPEN", **kw: object) -> Event:

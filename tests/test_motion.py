@@ -94,7 +94,7 @@ def test_motion_defaults_and_switch(tmp_path: Path) -> None:
 
 def replay(frames: Iterable[Frame], cfg: Config) -> tuple[list[tuple[str, float, int | None]], DetectSchedule | None]:
     """(event, t, track) of every event of the frames through a pipeline built from ``cfg``."""
-    from gatekeeper.app import build_pipeline
+    from gatekeeper.pipeline import build_pipeline
 
     pipeline = build_pipeline(cfg)
     try:
@@ -159,7 +159,7 @@ def test_jpeg_frames_are_decoded_only_where_the_detector_runs_and_decide_the_sam
     """An MJPEG camera's frames reach the pipeline undecoded (Frame.from_jpeg): compared as grey
     copies decoded at reduced scale, decoded in full only when the detector runs on them, with
     the same events as the same JPEGs decoded in full and detected on every frame."""
-    from gatekeeper.app import build_pipeline
+    from gatekeeper.pipeline import build_pipeline
 
     monkeypatch.setenv("GATEKEEPER_FACE_MODEL", str(face_model_path))
     jpegs = as_camera_jpegs(clip_frames(shared_dir / "videos" / clip))

@@ -19,7 +19,9 @@ import pytest
 from gatekeeper.capture import Frame
 from gatekeeper.cli import main
 from gatekeeper.errors import ConfigError
-from gatekeeper.gate import Event, EventType, FaceScore, Gate, GateConfig
+from gatekeeper.events import Event, EventType, FaceScore
+from gatekeeper.gate import Gate, GateConfig
+from gatekeeper.pipeline import TrackedGate
 from gatekeeper.report import (
     FrameRecord,
     ReplayRecorder,
@@ -39,18 +41,18 @@ FRAME_HOLD = GateConfig(hold_seconds=None)
 
 
 def record_run(scores: list[float | None], start: float | None = None) -> ReplayRecorder:
-    """Frames at 30 fps through a real Gate, recorded as the app would.
+    """Frames at 30 fps through the real tracker and Gate, recorded as the app would.
 
     A file's times (i / 30), or with ``start`` a live source's: the wall clock from ``start``.
     """
-    gate, rec = Gate(FRAME_HOLD), ReplayRecorder(live=start is not None)
+    tracked, rec = TrackedGate(Gate(FRAME_HOLD)), ReplayRecorder(live=start is not None)
     image = np.zeros((8, 8, 3), np.uint8)
     for i, score in enumerate(scores):
         faces = [] if score is None else [FaceScore((10.0, 10.0, 80.0, 80.0), score)]
         t = i / 30 + (start or 0.0)
-        for e in gate.update(i, t, faces):
+        for e in tracked.step(i, t, faces):
             rec.emit(e)
-        rec.on_frame(Frame(image, i, t), SimpleNamespace(gate=gate, last_faces=faces))
+        rec.on_frame(Frame(image, i, t), SimpleNamespace(gate=tracked.gate, last_faces=tracked.faces))
     return rec
 
 
@@ -116,10 +118,10 @@ def test_a_live_runs_html_report_gives_local_time_and_seconds_since_the_start(tm
 
 
 def test_recorder_keeps_the_deciding_score_and_the_face_count() -> None:
-    gate, rec = Gate(FRAME_HOLD), ReplayRecorder()
+    tracked, rec = TrackedGate(Gate(FRAME_HOLD)), ReplayRecorder()
     faces = [FaceScore((0.0, 0.0, 20.0, 20.0), 0.9), FaceScore((0.0, 0.0, 100.0, 100.0), 0.2)]
-    gate.update(0, 0.0, faces)
-    rec.on_frame(Frame(np.zeros((8, 8, 3), np.uint8), 0, 0.0), SimpleNamespace(gate=gate, last_faces=faces))
+    tracked.step(0, 0.0, faces)
+    rec.on_frame(Frame(np.zeros((8, 8, 3), np.uint8), 0, 0.0), SimpleNamespace(gate=tracked.gate, last_faces=tracked.faces))
     assert rec.rows == [FrameRecord(0, 0.0, 0.2, 2)]  # the largest face decides, not the best score
 
 

@@ -93,12 +93,40 @@ def test_lost_after_zero_keeps_consecutive_frames_and_ends_at_the_first_miss() -
     assert run([[A], [A], [A], [], [A]], tracker) == [[1], [1], [1], [], [2]]
 
 
-def test_expire_ends_tracks_not_seen_for_longer_than_lost_after_s() -> None:
+def test_expire_ends_tracks_not_seen_for_lost_after_s() -> None:
     tracker = Tracker(LOST)
     tracker.update([A], 0.0)
-    assert tracker.expire(0.25) == []  # exactly lost_after_s: still there
+    assert tracker.expire(LOST - DT) == []  # not yet
     assert [tr.id for tr in tracker.expire(5.0)] == [1]
     assert [tr.id for tr in tracker.update([A], 5.0)] == [2]
+
+
+@pytest.mark.parametrize("end", ["update", "expire"])
+def test_update_and_expire_agree_at_exactly_lost_after_s(end: str) -> None:
+    """One rule for both ways a track ends: unseen for lost_after_s or more (LOST is exact in binary)."""
+    tracker = Tracker(LOST)
+    tracker.update([A, B], 0.0)
+    tracker.update([A], LOST - DT)
+    if end == "update":
+        tracker.update([A], LOST)
+    else:
+        assert [tr.id for tr in tracker.expire(LOST)] == [2]
+    assert [tr.id for tr in tracker.lost] == [2]
+    assert [tr.id for tr in tracker.tracks] == [1]
+
+
+def test_a_sighting_exactly_lost_after_s_later_continues_the_track() -> None:
+    tracker = Tracker(LOST)
+    tracker.update([A], 0.0)
+    assert [tr.id for tr in tracker.update([A], LOST)] == [1]
+    assert tracker.lost == []
+
+
+def test_expire_right_after_an_update_keeps_what_it_saw_even_with_lost_after_zero() -> None:
+    tracker = Tracker(0.0)
+    tracker.update([A], 1.0)
+    assert tracker.expire(1.0) == []
+    assert [tr.id for tr in tracker.expire(1.0 + DT)] == [1]
 
 
 def test_a_track_knows_when_it_was_first_and_last_seen() -> None:

@@ -2,11 +2,11 @@
 
 The app needs three names::
 
-    from gatekeeper.hooks import open_dispatcher
-    dispatcher = open_dispatcher(config)   # or Dispatcher(journal, build_hooks(config.hooks, gate=config.name))
+    from gatekeeper.hooks import Dispatcher, build_hooks
+    dispatcher = Dispatcher(journal, build_hooks(config.hooks, gate=config.name))  # gatekeeper.app.open_dispatcher
     dispatcher.start()
     dispatcher.emit(event)                 # per event, on the frame loop: journal append + queue appends
-    dispatcher.close(timeout=5.0)          # at shutdown
+    dispatcher.close(timeout=5.0)          # at shutdown (close_hooks: the same for hooks without a journal)
 
 ``GpioHook`` and ``MqttHook`` load gpiozero and paho-mqtt only when first used.
 """
@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .base import Delivery, DeliveryError, Hook, HookStats
+from .base import Delivery, DeliveryError, Hook, HookStats, close_hooks
 from .command import CommandHook
 from .config import (
     HOOK_TYPES,
@@ -29,7 +29,7 @@ from .config import (
     WebhookHookConfig,
     decode_webhook_secret,
 )
-from .dispatch import Dispatcher, open_dispatcher, open_journal
+from .dispatch import Dispatcher
 from .webhook import WebhookHook
 
 if TYPE_CHECKING:
@@ -53,9 +53,8 @@ __all__ = [
     "WebhookHook",
     "WebhookHookConfig",
     "build_hooks",
+    "close_hooks",
     "hook_name",
-    "open_dispatcher",
-    "open_journal",
 ]
 
 

@@ -23,14 +23,14 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..gate import Event
-from ..journal import DeliveryState
+from ..events import DeliveryState, Event
+from ..worker import Threaded, Worker
 
-__all__ = ["Delivery", "DeliveryError", "Hook", "HookStats"]
+__all__ = ["Delivery", "DeliveryError", "Hook", "HookStats", "close_hooks"]
 
 log = logging.getLogger("gatekeeper.hooks")
 
@@ -74,7 +74,7 @@ SettledCallback = Callable[["Hook", Delivery, DeliveryState, "str | None"], None
 AttemptCallback = Callable[["Hook", Delivery], None]
 
 
-class Hook(abc.ABC):
+class Hook(Threaded, abc.ABC):
     """A destination for events, behind its own bounded queue and worker thread.
 
     ``when_attempted(hook, delivery)`` is called before each attempt and ``when_settled(hook,
@@ -115,7 +115,6 @@ class Hook(abc.ABC):
         self._cond = threading.Condition()
         self._draining = False  # no new work; the worker leaves once the queue is empty
         self._stopping = threading.Event()  # leave now; undelivered events stay pending in the journal
-        self._thread: threading.Thread | None = None
         self._log = log.getChild(self.kind)
 
     def __repr__(self) -> str:
@@ -149,10 +148,10 @@ class Hook(abc.ABC):
 
     def start(self) -> None:
         """Start the worker thread (idempotent)."""
-        if self._thread is not None:
+        if self._worker is not None:
             return
-        self._thread = threading.Thread(target=self._run, name=f"hook-{self.name}", daemon=True)
-        self._thread.start()
+        self._worker = Worker(self._run, f"hook-{self.name}", stopping=self._stopping)
+        self._worker.start()
 
     def drain(self, deadline: float | None = None) -> None:
         """Take no new events; the worker stops once the queued ones are settled.
@@ -164,7 +163,7 @@ class Hook(abc.ABC):
             self._draining = True
             self._cond.notify_all()
 
-    def interrupt(self) -> None:  # noqa: B027 -- optional: only hooks driving hardware override it
+    def interrupt(self) -> None:  # optional: only hooks driving hardware override it
         """Shutting down on request (SIGINT/SIGTERM): cut short what is unsafe to finish.
 
         Called before :meth:`drain`. Most hooks have nothing to cut and still deliver what is
@@ -178,33 +177,15 @@ class Hook(abc.ABC):
             self._stopping.set()
             self._cond.notify_all()
 
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the worker to end; False if it is still running (hung in ``deliver``)."""
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def close(self, timeout: float = 5.0) -> bool:
-        """Deliver what is queued within ``timeout`` seconds, then stop; True if it all settled."""
-        deadline = time.monotonic() + timeout
-        self.drain(deadline)
-        drained = self.join(max(0.0, deadline - time.monotonic()))
-        self.stop()
-        # A hook hung inside deliver() is left behind (its thread is a daemon); shutdown goes on.
-        self.join(max(0.05, deadline - time.monotonic()))
-        self.release()
-        return drained
-
     # -- what subclasses provide ---------------------------------------------------------------
     @abc.abstractmethod
     def deliver(self, delivery: Delivery, attempt: int) -> None:
         """Deliver one event (attempt 1, 2, ...); raise :class:`DeliveryError` on failure."""
 
-    def release(self) -> None:  # noqa: B027 -- optional: only hooks that hold resources override it
+    def release(self) -> None:  # optional: only hooks that hold resources override it
         """Free what the hook holds, after its worker stopped or was given up on (idempotent)."""
 
-    def _fail_safe(self) -> None:  # noqa: B027 -- optional: only hooks driving hardware override it
+    def _fail_safe(self) -> None:  # optional: only hooks driving hardware override it
         """Called after ``deliver`` crashed, to put the hardware behind the hook in its safe state."""
 
     # -- the worker ----------------------------------------------------------------------------
@@ -306,3 +287,29 @@ class Hook(abc.ABC):
             self.when_settled(self, delivery, state, error)
         except Exception:  # a failing reporter (the journal) must not stop deliveries
             self._log.exception("%s: reporting event %s as %s failed", self.name, delivery.event.id, state.value)
+
+
+def close_hooks(hooks: Sequence[Hook], timeout: float = 5.0, *, interrupt: bool = False) -> bool:
+    """The one shutdown of hooks: let them deliver what is queued for up to ``timeout`` seconds in
+    all, then stop and release every one; True if everything settled.
+
+    Whatever is left stays pending in the journal for the next start. Every hook is released
+    (relay off, MQTT ``offline``) even if its worker is hung inside ``deliver`` (it is a daemon,
+    left behind). ``interrupt``: a stop on request (SIGINT/SIGTERM); hooks first cut short what
+    is unsafe to finish (the relay goes shut at once instead of ending its pulse).
+    """
+    deadline = time.monotonic() + timeout
+    if interrupt:
+        for hook in hooks:
+            hook.interrupt()
+    for hook in hooks:
+        hook.drain(deadline)
+    drained = [hook.join(max(0.0, deadline - time.monotonic())) for hook in hooks]
+    for hook in hooks:
+        hook.stop()
+    for hook in hooks:
+        if not hook.join(max(0.05, deadline - time.monotonic())):
+            log.error("%s: worker still busy after %.1f s; left behind (its events stay pending)", hook.name, timeout)
+    for hook in hooks:
+        hook.release()
+    return all(drained)

@@ -2,7 +2,7 @@
 
 ::
 
-    dispatcher = open_dispatcher(config)     # journal + hooks from the validated config
+    dispatcher = Dispatcher(journal, hooks)  # or gatekeeper.app.open_dispatcher(config)
     dispatcher.start()                       # resumes what a previous run left undelivered
     for event in gate.update(frame, t, faces):
         dispatcher.emit(event)               # one SQLite append, then queue appends; never waits
@@ -26,17 +26,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from ..errors import JournalError
-from ..gate import Event, EventType
-from ..journal import DeliveryState, Journal
-from .base import Delivery, Hook
+from ..events import DeliveryState, Event, EventType
+from ..journal import Journal
+from ..worker import Worker
+from .base import Delivery, Hook, close_hooks
 
-if TYPE_CHECKING:
-    from ..config import Config
-
-__all__ = ["ON_ERROR", "Dispatcher", "open_dispatcher", "open_journal"]
+__all__ = ["ON_ERROR", "Dispatcher"]
 
 log = logging.getLogger("gatekeeper.hooks.dispatch")
 
@@ -82,7 +80,7 @@ class Dispatcher:
         self._started = False
         self._fault_lock = threading.Lock()
         self._closing = threading.Event()
-        self._prober: threading.Thread | None = None
+        self._prober: Worker | None = None
 
     def start(self) -> None:
         """Resume undelivered events from the journal, then start every hook's worker."""
@@ -133,26 +131,9 @@ class Dispatcher:
         """
         deadline = time.monotonic() + timeout
         self._closing.set()
-        if interrupt:
-            for hook in self.hooks:
-                hook.interrupt()
-        for hook in self.hooks:
-            hook.drain(deadline)
-        drained = True
-        for hook in self.hooks:
-            if not hook.join(max(0.0, deadline - time.monotonic())):
-                drained = False
-        for hook in self.hooks:
-            hook.stop()
-        for hook in self.hooks:
-            if not hook.join(max(0.05, deadline - time.monotonic())):
-                log.error(
-                    "%s: worker still busy after %.1f s; left behind (its events stay pending)", hook.name, timeout
-                )
-        for hook in self.hooks:
-            hook.release()
+        drained = close_hooks(self.hooks, timeout, interrupt=interrupt)
         if self._prober is not None:
-            self._prober.join(max(0.05, deadline - time.monotonic()))
+            self._prober.finish(max(0.05, deadline - time.monotonic()))
         if close_journal and self.journal is not None:
             self.journal.close()
         return drained
@@ -168,7 +149,7 @@ class Dispatcher:
             if self._closing.is_set():
                 return
             log.error("journal cannot write: %s; probing it every %g s", error, self.probe_interval_s)
-            self._prober = threading.Thread(target=self._probe, name="journal-probe", daemon=True)
+            self._prober = Worker(self._probe, "journal-probe", stopping=self._closing)
             self._prober.start()
 
     def _probe(self) -> None:
@@ -233,58 +214,3 @@ class Dispatcher:
         except JournalError as exc:
             self._journal_failed(str(exc))
             log.error("%s: cannot journal event %s as %s: %s", hook, event_id, state.value, exc)
-
-
-def open_journal(config: Config, *, dry_run: bool = False) -> Journal | None:
-    """The journal of a validated config, old events pruned (None with ``journal.enabled: false``);
-    an in-memory one for a dry run. Raises :class:`~gatekeeper.errors.JournalError`."""
-    if dry_run:
-        return Journal(":memory:")
-    if not config.journal.enabled:
-        return None
-    journal = Journal(config.journal.resolved_path(), legacy_camera=config.name)
-    try:
-        journal.prune(time.time() - config.journal.keep_days * 86400)
-    except JournalError:
-        journal.close()
-        raise
-    return journal
-
-
-def open_dispatcher(
-    config: Config,
-    *,
-    env: dict[str, str] | None = None,
-    dry_run: bool = False,
-    journal: Journal | Literal["open"] | None = "open",
-    camera: str | None = None,
-) -> Dispatcher:
-    """The journal (when enabled, with old events pruned) and the hooks of a validated config.
-
-    ``dry_run``: no hook is built (a relay pin is not even claimed, so a dry run beside the
-    running gate cannot touch its relay), and the journal is an in-memory one that vanishes at
-    the end, so the gate's own journal never sees the run.
-
-    Raises :class:`~gatekeeper.errors.ConfigError` (a secret's environment variable is missing),
-    :class:`~gatekeeper.errors.HookError` (no GPIO) or :class:`~gatekeeper.errors.JournalError`.
-
-    ``journal``: a journal several cameras share (see :func:`open_journal`), instead of opening
-    the config's own; ``camera``: the camera this dispatcher serves (see :class:`Dispatcher`).
-    """
-    from . import build_hooks, hook_name  # here, not at the top: the package imports this module
-
-    on_error = config.journal.on_error
-    if dry_run:
-        names = [hook_name(h, i) for i, h in enumerate(config.hooks)]
-        log.info("dry run: hooks not run (%s); journal in memory", ", ".join(names) or "none configured")
-        shared = Journal(":memory:") if journal == "open" else journal
-        return Dispatcher(shared if isinstance(shared, Journal) else None, [], on_error=on_error, camera=camera)
-    hooks = build_hooks(config.hooks, gate=config.name, env=env)
-    if journal == "open":
-        try:
-            journal = open_journal(config)
-        except JournalError:
-            for hook in hooks:
-                hook.release()  # the relay pin and the MQTT client were already claimed
-            raise
-    return Dispatcher(journal, hooks, on_error=on_error, camera=camera)

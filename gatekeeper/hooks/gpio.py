@@ -25,45 +25,16 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
 
-from gpiozero import Device, OutputDevice
-from gpiozero.exc import BadPinFactory, GPIOZeroError, PinFactoryFallback
-from gpiozero.pins.mock import MockFactory
+from gpiozero import OutputDevice
 
-from ..errors import HookError
-from ..gate import Event, EventType
+from ..events import Event, EventType
+from ..pins import gpio_device
 from .base import Delivery, DeliveryError, Hook
 from .config import GpioHookConfig
 
-__all__ = ["GpioHook", "gpio_device"]
-
-T = TypeVar("T")
-
-
-def gpio_device(make: Callable[[Any], T], *, pin_factory: str, pin: str, name: str, what: str) -> T:
-    """``make(factory)``: a gpiozero device on the board's own GPIO (``pin_factory: auto``) or on
-    gpiozero's MockFactory (``mock``; one a test installed is reused, so the test reads the same
-    pins). No GPIO on the machine, or a pin gpiozero cannot use, is one :class:`HookError` line
-    naming ``name`` and the pin; ``what`` is what the mock would simulate."""
-    factory = None
-    if pin_factory == "mock":
-        factory = Device.pin_factory if isinstance(Device.pin_factory, MockFactory) else MockFactory()
-    try:
-        with warnings.catch_warnings():
-            # gpiozero warns once per driver it fails to load; one clear error below says it better.
-            warnings.simplefilter("ignore", PinFactoryFallback)
-            return make(factory)
-    except BadPinFactory as exc:
-        raise HookError(
-            f"{name}: no GPIO on this machine that gpiozero can drive ({exc}); on a Raspberry Pi install "
-            f"lgpio (pip install lgpio), elsewhere set pin_factory: mock to simulate {what}"
-        ) from None
-    except GPIOZeroError as exc:
-        raise HookError(f"{name}: cannot use pin {pin!r}: {exc}") from None
-
+__all__ = ["GpioHook"]
 
 class GpioHook(Hook):
     """Pulses a relay on OPEN; FAULT, a crash in the hook and shutdown all leave it off (the safe state).

@@ -51,7 +51,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from ..errors import HookError
-from ..gate import EventType
+from ..events import EventType
 from .base import Delivery, DeliveryError, Hook
 from .config import MqttHookConfig
 
@@ -150,7 +150,7 @@ class MqttHook(Hook):
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is not None:
+        if self._worker is not None:
             return
         # connect_async never raises for an unreachable broker: the loop thread retries with backoff.
         self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)

@@ -27,9 +27,8 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 from polling import wait_for
 
-from gatekeeper.gate import Event, EventType
+from gatekeeper.events import DeliveryState, Event, EventType
 from gatekeeper.hooks.base import Delivery, Hook
-from gatekeeper.journal import DeliveryState
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()  # 32 bytes, like the spec's examples
 REPO = Path(__file__).resolve().parents[2]

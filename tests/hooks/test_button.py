@@ -20,8 +20,8 @@ from running_gate import Running
 
 from gatekeeper.actions import ActionsConfig, ButtonConfig, Controls
 from gatekeeper.errors import HookError
+from gatekeeper.events import DeliveryState
 from gatekeeper.hooks import GpioHook, GpioHookConfig
-from gatekeeper.journal import DeliveryState
 
 RELAY, BUTTON = "GPIO17", "GPIO27"
 PULSE_MS = 100

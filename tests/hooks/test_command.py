@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.hooks import CommandHook, CommandHookConfig
+from gatekeeper.events import DeliveryState
+from gatekeeper.hooks import CommandHook, CommandHookConfig, close_hooks
 from gatekeeper.hooks.base import Delivery, DeliveryError
 from gatekeeper.hooks.command import KEEP_BYTES, _communicate
-from gatekeeper.journal import DeliveryState
 
 
 def command(*argv: str, **kw: object) -> CommandHook:
@@ -32,7 +32,7 @@ def started():
 
     yield start
     for hook in hooks:
-        hook.close(timeout=2)
+        close_hooks([hook], timeout=2)
 
 
 def alive(pid: int) -> bool:

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from gpiozero import Device
 
+from gatekeeper.app import open_dispatcher
+from gatekeeper.events import DeliveryState
 from gatekeeper.hooks import (
     CommandHook,
     CommandHookConfig,
@@ -28,9 +30,8 @@ from gatekeeper.hooks import (
     MqttHookConfig,
     WebhookHook,
     WebhookHookConfig,
-    open_dispatcher,
 )
-from gatekeeper.journal import DeliveryState, Journal
+from gatekeeper.journal import Journal
 
 
 class Recorder(Hook):
@@ -241,7 +242,7 @@ def test_duplicate_hook_names_are_rejected():
 
 CHILD = textwrap.dedent("""
     import sys, threading, time
-    from gatekeeper.gate import Event, EventType
+    from gatekeeper.events import Event, EventType
     from gatekeeper.hooks import Dispatcher, WebhookHook, WebhookHookConfig
     from gatekeeper.journal import Journal
 

@@ -9,8 +9,8 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from gatekeeper.errors import HookError
-from gatekeeper.hooks import GpioHook, GpioHookConfig
-from gatekeeper.journal import DeliveryState
+from gatekeeper.events import DeliveryState
+from gatekeeper.hooks import GpioHook, GpioHookConfig, close_hooks
 
 TOLERANCE_S = 0.1  # a thread waking on a loaded 2-core machine; the lower bound is the one that matters
 
@@ -31,7 +31,7 @@ def started():
 
     yield start
     for hook in hooks:
-        hook.close(timeout=1)
+        close_hooks([hook], timeout=1)
 
 
 def levels(pin) -> list[bool]:
@@ -112,7 +112,7 @@ def test_close_mid_pulse_leaves_the_relay_off(mock_factory, make_event, wait):
     hook.publish(make_event("OPEN"))
     wait(lambda: pin.state is False)  # active-low: on means low
     t0 = time.monotonic()
-    hook.close(timeout=0.2)
+    close_hooks([hook], timeout=0.2)
     assert time.monotonic() - t0 < 1.0
     assert pin.states[-1].state is True  # inactive
     assert hook.device.closed
@@ -179,4 +179,4 @@ def test_pin_factory_mock_needs_no_fixture(monkeypatch, outcomes, make_event):
     hook.publish(event)
     assert got.final(event.id).state is DeliveryState.DELIVERED
     assert levels(hook.device.pin) == [False, True, False]
-    hook.close(timeout=1)
+    close_hooks([hook], timeout=1)

@@ -8,7 +8,7 @@ import pytest
 
 from gatekeeper.config import config_from_dict
 from gatekeeper.errors import ConfigError, HookError
-from gatekeeper.gate import EventType
+from gatekeeper.events import EventType
 from gatekeeper.hooks import CommandHook, WebhookHook, build_hooks
 from gatekeeper.hooks.config import EVENT_NAMES
 

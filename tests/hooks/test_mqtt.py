@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from gatekeeper.hooks import MqttHook, MqttHookConfig
-from gatekeeper.journal import DeliveryState
+from gatekeeper.events import DeliveryState
+from gatekeeper.hooks import MqttHook, MqttHookConfig, close_hooks
 
 PREFIX = "gk"
 
@@ -35,7 +35,7 @@ def started():
 
     yield start
     for hook in hooks:
-        hook.close(timeout=1)
+        close_hooks([hook], timeout=1)
 
 
 def test_events_state_and_availability(broker, subscribe, started, outcomes, make_event):
@@ -123,7 +123,7 @@ def test_a_clean_close_says_closed_then_offline(broker, subscribe, make_event, o
     hook.publish(event)
     assert got.final(event.id).state is DeliveryState.DELIVERED
     live.wait_for(lambda m: m.topic.endswith("/state") and m.json["state"] == "open")
-    hook.close(timeout=1)
+    close_hooks([hook], timeout=1)
     live.wait_for(lambda m: m.text == "offline")
     after_open = [(m.topic.rsplit("/", 1)[1], m.text if m.topic.endswith("availability") else m.json["state"]) for m in live.messages]
     after_open = after_open[after_open.index(("state", "open")) + 1 :]
@@ -157,7 +157,7 @@ def test_clean_close_says_offline(broker, subscribe):
     hook = mqtt_hook(broker.port)
     hook.start()
     assert hook.wait_connected(5)
-    hook.close(timeout=1)
+    close_hooks([hook], timeout=1)
     sub = subscribe(broker.port, (f"{PREFIX}/front/availability",))
     (msg,) = sub.wait_for(lambda m: True)
     assert msg.retain and msg.text == "offline"

@@ -24,12 +24,14 @@ import time
 from pathlib import Path
 
 import pytest
+from standin import StandInPipeline
 
-from gatekeeper.app import App, StageTimes
+from gatekeeper.camera import Camera
 from gatekeeper.capture import FileSource, Frame
 from gatekeeper.cli import main
 from gatekeeper.config import Config
-from gatekeeper.gate import Event, EventType, Gate, new_event_id
+from gatekeeper.events import FaceScore
+from gatekeeper.gate import Gate, GateConfig
 from gatekeeper.hooks import Dispatcher, GpioHook, GpioHookConfig
 from gatekeeper.journal import Journal
 
@@ -126,31 +128,23 @@ def pulse_lengths(pin) -> list[float]:
     return [b.timestamp for a, b in itertools.pairwise(states) if a.state and not b.state]
 
 
-class ScriptedPipeline:
-    """Stands in for detect -> crop -> classify: the real gate object, and an OPEN on the frames named."""
+class ScriptedPipeline(StandInPipeline):
+    """Stands in for detect -> crop -> classify: on each frame named, one more person steps in
+    front of the camera, larger than the last (so they decide) and smiling; the real tracker and
+    gate, opening on a smile's first frame, make it an OPEN on exactly that frame."""
 
     def __init__(self, opens_at: set[int], on_open=None) -> None:
-        self.gate = Gate()
-        self.times = StageTimes()
-        self.last_faces: list = []
-        self.opens_at = opens_at
+        super().__init__(Gate(GateConfig(hold_seconds=None, hold_frames=1)), self._faces)
+        self.opens_at = sorted(opens_at)
         self.on_open = on_open
 
-    def process(self, frame: Frame) -> list[Event]:
+    def _faces(self, frame: Frame) -> list[FaceScore]:
         if frame.index not in self.opens_at:
             return []
         if self.on_open is not None:
             self.on_open()
-        return [Event(EventType.OPEN, frame.index, frame.t, 0.9, new_event_id(), (0.0, 0.0, 100.0, 100.0), 1)]
-
-    def recover(self, frame: int, t: float, reason: str) -> list[Event]:
-        return self.gate.recover(frame, t, reason)  # the gate tracks the faces itself (Gate.update)
-
-    def next_look(self) -> float | None:
-        return None  # every frame is looked at
-
-    def close(self) -> None:
-        pass
+        rank = self.opens_at.index(frame.index)
+        return [FaceScore((100.0 + 300.0 * k, 100.0, 80.0 + 20.0 * k, 80.0 + 20.0 * k), 0.9) for k in range(rank + 1)]
 
 
 def replay_with_relay(tmp_path: Path, clip: Path, pulse_ms: int, opens_at, on_open=None):
@@ -161,7 +155,7 @@ def replay_with_relay(tmp_path: Path, clip: Path, pulse_ms: int, opens_at, on_op
     dispatcher.start()
     source = FileSource(clip)
     last = source.frame_count - 1
-    app = App(Config(), ScriptedPipeline({last + k for k in opens_at}, on_open), [], dispatcher=dispatcher)
+    app = Camera("gate", Config(), ScriptedPipeline({last + k for k in opens_at}, on_open), [], dispatcher=dispatcher)
     return app, source, relay, journal
 
 
@@ -186,7 +180,7 @@ def test_a_replay_that_ends_mid_pulse_lets_the_pulse_and_a_queued_open_run_out(s
 
 def test_a_stop_on_request_mid_pulse_shuts_the_relay_at_once(shared_dir: Path, tmp_path: Path, mock_factory, wait) -> None:
     # As SIGTERM does: the handler sets app.stopping; here it comes with the OPEN of frame 10.
-    holder: list[App] = []
+    holder: list[Camera] = []
     app, source, relay, _ = replay_with_relay(
         tmp_path, shared_dir / "videos" / "single_face.mp4", 5000, opens_at=(-61,), on_open=lambda: holder[0].stopping.set()
     )

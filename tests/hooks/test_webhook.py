@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from gatekeeper.hooks import WebhookHook, WebhookHookConfig
+from gatekeeper.events import DeliveryState
+from gatekeeper.hooks import WebhookHook, WebhookHookConfig, close_hooks
 from gatekeeper.hooks.webhook import parse_retry_after, sign
-from gatekeeper.journal import DeliveryState
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()  # the receiver fixture's default secret
 
@@ -36,7 +36,7 @@ def started():
 
     yield start
     for hook in hooks:
-        hook.close(timeout=1)
+        close_hooks([hook], timeout=1)
 
 
 def test_signature_matches_the_standard_webhooks_test_vector():
@@ -304,7 +304,7 @@ def test_publish_never_blocks_on_a_hung_receiver(receiver, started, outcomes, ma
     # One is in the worker's hands, up to 4 wait in the queue, the rest were pushed out and counted.
     assert hook.stats.dropped + hook.backlog == 199 and hook.backlog <= 4
     t0 = time.perf_counter()
-    assert hook.close(timeout=0.3) is False  # the request in flight cannot finish; close does not wait for it
+    assert close_hooks([hook], timeout=0.3) is False  # the request in flight cannot finish; close does not wait for it
     assert time.perf_counter() - t0 < 1.0
     # Drops reach the journal from the worker's thread (never the caller's), once it is free again.
     outcome = got.final(events[2].id)
