@@ -196,6 +196,7 @@ def add_train_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--glasses-rate", type=_unit_arg, default=0.08, help="share of training chips given dark glasses, label unchanged (default 0.08)")
     ap.add_argument("--lowres-rate", type=_unit_arg, default=0.3, help="share of training chips taken down to 18-48 px and back, a distant or cheap camera (default 0.3)")
     ap.add_argument("--lighting-rate", type=_unit_arg, default=0.0, help="share of training chips underexposed or backlit, as gatekeeper eval's lighting axis measures (default 0: the shipped recipe's)")
+    ap.add_argument("--lighting-rate", type=_unit_arg, default=0.0, help="share of training chips underexposed or backlit, as gatekeeper eval's lighting axis measures (default 0: the shipped recipe's)")
     ap.add_argument(
         "--hard-weight",
         type=float,

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .lighting import relight_batch
+
 #: Where the mouth lies in a chip (rows, then columns, pixels): below the eyes (row 16) by
 #: at most d, centred. Used by the occlusion augmentation.
 MOUTH = (42.0, 56.0, 20.0, 44.0)
@@ -204,6 +206,7 @@ def train_dataset(
     occlusion_rate: float = 0.2,
     glasses_rate: float = 0.08,
     lowres_rate: float = 0.3,
+    lighting_rate: float = 0.0,
     sources: np.ndarray | None = None,
     expressions: np.ndarray | None = None,
     expression_weights: np.ndarray | None = None,
@@ -232,6 +235,9 @@ def train_dataset(
 
     def gather(idx: np.ndarray) -> np.ndarray:
         out = chips[idx]
+        if augment and lighting_rate > 0:
+            # Dark and backlit faces first: their own noise and JPEG, then the batch's.
+            out = relight_batch(out, rng, lighting_rate)
         return jpeg_batch(out, rng) if augment else out
 
     def load(idx):

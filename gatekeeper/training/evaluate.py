@@ -23,6 +23,7 @@ from ..detect import FaceDetector, resolve_face_model
 from ..errors import ArgumentParser, GatekeeperError
 from ..logs import setup_logging
 from .data import card_split_seed, dataset_splits, default_cache_dir, load_dataset, prepare_chips
+from .lighting import LIGHTINGS, relight
 from .metrics import (
     at_own_prior,
     binary_metrics,
@@ -80,13 +81,21 @@ def plot(path: Path, title: str, probs: np.ndarray, labels: np.ndarray, metrics:
 
 def main(argv: list[str]) -> int:
     ap = ArgumentParser(prog="gatekeeper eval", description="Evaluate the exported smile model on a labelled set.")
-    ap.add_argument("--data", required=True, help="smilesmiled:PATH, fer2013:PATH, rafdb:PATH, mtfl:PATH, ckplus:PATH or folders:PATH (class folders: smile/ and others)")
+    ap.add_argument("--data", required=True, help="smilesmiled:PATH, fer2013:PATH, rafdb:PATH, mtfl:PATH, ckplus:PATH, muxspace:PATH or folders:PATH (class folders: smile/ and others)")
     ap.add_argument(
         "--face-widths",
         type=int,
         nargs="*",
         default=[24, 32, 48],
         help="also score the chips as faces this many pixels wide would give them (default 24 32 48; the option with no widths skips them)",
+    )
+    ap.add_argument(
+        "--lighting",
+        nargs="*",
+        choices=LIGHTINGS,
+        default=list(LIGHTINGS),
+        help="also score the chips underexposed (dark: 2-3 stops, sensor noise, JPEG) and backlit (the face dark against a bright sky) "
+        "(default: both; the option with none skips them)",
     )
     ap.add_argument("--model", default=None, help="smile .tflite (default: the shipped model)")
     ap.add_argument("--split", choices=("all", "train", "val", "test"), default="all", help="which fixed-seed split to score (default: every image)")
@@ -131,6 +140,16 @@ def main(argv: list[str]) -> int:
             row["smile_rate_by_class"] = smile_rate_by_class(small, groups, threshold)
         metrics["by_face_width"][str(width)] = row
     metrics["balanced_accuracy_by_face_width"] = {w: r["balanced_accuracy"] for w, r in metrics["by_face_width"].items()}
+    # Bad light: the same chips underexposed or backlit (gatekeeper/training/lighting.py).
+    metrics["by_lighting"] = {}
+    for i, light in enumerate(args.lighting):
+        lit = clf.predict_in_batches(relight(chips[idx], light, seed=i))
+        m = binary_metrics(lit, labels, threshold)
+        row = {k: m[k] for k in ("accuracy", "balanced_accuracy", "roc_auc")}
+        if len(set(groups)) > 2:
+            row["smile_rate_by_class"] = smile_rate_by_class(lit, groups, threshold)
+        metrics["by_lighting"][light] = row
+    metrics["balanced_accuracy_by_lighting"] = {k: r["balanced_accuracy"] for k, r in metrics["by_lighting"].items()}
     table = None
     if ds.attributes:
         metrics["by_group"] = group_metrics(probs, labels, {k: v[idx] for k, v in ds.attributes.items()}, threshold)
@@ -143,7 +162,7 @@ def main(argv: list[str]) -> int:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     plot(out / "eval.png", f"{ds.name} ({args.split}, n={len(idx)}) - {clf.path.name}", probs, labels, metrics)
     summary = {k: metrics[k] for k in ("dataset", "split", "n", "threshold", "accuracy", "balanced_accuracy", "roc_auc", "confusion")}
-    summary.update({k: metrics[k] for k in ("smile_rate_by_class", "balanced_accuracy_by_face_width", "accuracy_gap_by_group") if k in metrics})
+    summary.update({k: metrics[k] for k in ("smile_rate_by_class", "balanced_accuracy_by_face_width", "balanced_accuracy_by_lighting", "accuracy_gap_by_group") if k in metrics})
     if args.group_table and table is not None:
         print(table, end="")
     else:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..classify import SmileClassifier
 from ..crop import GEOMETRY
+from .lighting import LIGHTINGS, relight
 from .metrics import PLATT_KIND, at_own_prior, binary_metrics, group_metrics, resample_chips, smile_rate_by_class
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,13 @@ LABELS = {
     "rafdb": "4 (happiness) smiling; surprise, fear, disgust, sadness, anger, neutral not",
     "mtfl": "smile attribute 1 smiling, 2 not",
     "ckplus": "happy smiling; anger, contempt, disgust, fear, sadness, surprise not",
+    "muxspace": "happiness smiling; neutral, anger, contempt, disgust, fear, sadness, surprise not (a generous convention: faint smiles are often happiness)",
     "folders": "a class folder named smile, smiling, happy, positive(s) or 1 smiling; every other folder not",
 }
 
 #: The public datasets are for research use under their owners' terms; so are weights learned from them.
 TERMS = (
-    "Trained on public face datasets (SMILEsmileD, FER2013, RAF-DB, MTFL, CK+) that are licensed for research use "
+    "Trained on public face datasets (SMILEsmileD, FER2013, RAF-DB, MTFL, CK+, muxspace) that are licensed for research use "
     "under their owners' terms; these weights are for research use too. Retrain on faces you may use before any other use."
 )
 
@@ -84,6 +86,11 @@ def evaluate_splits(clf: SmileClassifier, sets: list[Any], threshold: float) -> 
                 # A distant camera: the chips as a face this many pixels wide gives them.
                 m["balanced_accuracy_by_face_width"] = {
                     str(w): binary_metrics(clf.predict_in_batches(resample_chips(p.chips[idx], w)), p.labels[idx], threshold)["balanced_accuracy"] for w in FACE_WIDTHS
+                }
+                # Dark and backlit faces (training/lighting.py): within 2 points of normal light is the target.
+                m["balanced_accuracy_by_lighting"] = {
+                    light: binary_metrics(clf.predict_in_batches(relight(p.chips[idx], light, seed=i)), p.labels[idx], threshold)["balanced_accuracy"]
+                    for i, light in enumerate(LIGHTINGS)
                 }
             out[p.name][split] = m
     return out

@@ -60,6 +60,7 @@ class TrainOptions:
     occlusion_rate: float = 0.2
     glasses_rate: float = 0.08
     lowres_rate: float = 0.3
+    lighting_rate: float = 0.0
     hard_weight: float = HARD_WEIGHT
     mine_weight: float = MINE_WEIGHT
     mine_smiles_weight: float = 1.0

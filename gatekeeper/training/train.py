@@ -250,7 +250,7 @@ def _fit_phase(run: Run, fitted: Fitted, saver: StateSaver, weights: np.ndarray,
     extra = {"sources": run.s_tr, "expressions": run.e_tr, "expression_weights": run.ew_tr, "soft_expressions": run.soft_expressions} if opts.joint else {}
     # A phase that starts later (after cleaning, or on resume) draws another data order.
     data = train_dataset(run.x_tr, run.targets, weights, batch=opts.batch, seed=opts.seed + first, augment=opts.augment, occlusion_rate=opts.occlusion_rate,
-                         glasses_rate=opts.glasses_rate, lowres_rate=opts.lowres_rate, **extra)
+                         glasses_rate=opts.glasses_rate, lowres_rate=opts.lowres_rate, lighting_rate=opts.lighting_rate, **extra)
     history = saver.history.get("val_auc", [])
     validation = validation_auc(run.x_va4, run.y_va, run.w_va, fitted.logit if opts.joint else None)
     best = Path(opts.out) / f"{opts.arch}.best.keras"
@@ -367,6 +367,7 @@ def export(run: Run, fitted: Fitted, calibration: tuple[float, float, float, flo
         "occlusion_rate": opts.occlusion_rate if opts.augment else None,
         "glasses_rate": opts.glasses_rate if opts.augment else None,
         "lowres_rate": opts.lowres_rate if opts.augment else None,
+        "lighting_rate": opts.lighting_rate if opts.augment else None,
         "hard_weight": opts.hard_weight,
         "hard_negatives": sorted(HARD_NEGATIVES),
         "source_weight": opts.source_weight,

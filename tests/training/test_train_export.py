@@ -68,6 +68,9 @@ def test_export_writes_every_file_with_a_matching_card(tiny_model: Path, tiny_fa
     # Test splits are also measured as 24-pixel faces, as `gatekeeper eval --face-widths 24` does.
     test = card["metrics"]["smile.tflite"][tiny_faces.name]["test"]
     assert 0.0 <= test["balanced_accuracy_by_face_width"]["24"] <= 1.0
+    # And underexposed or backlit, as `gatekeeper eval --lighting` does.
+    assert set(test["balanced_accuracy_by_lighting"]) == {"dark", "backlit"}
+    assert all(0.0 <= v <= 1.0 for v in test["balanced_accuracy_by_lighting"].values())
     assert "by_group" not in test  # folders of photos carry no attributes; MTFL does
 
 
@@ -181,13 +184,13 @@ def test_a_teacher_weight_averaging_and_calibrated_cleaning_are_recorded_on_the_
     teacher = tiny_model / "smile.tflite"
     run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "2", "--batch", "32", "--clean-after", "1", "--clean-sources", tiny_faces.name,
               "--clean-logits", "calibrated", "--teacher", f"{tiny_faces.name}:{teacher}", "--distill-weight", "0.3",
-              "--ema", "0.9", "--clean-smiling-confidence", "0.7", "--seed", "5", "--glasses-rate", "0.3",
+              "--ema", "0.9", "--clean-smiling-confidence", "0.7", "--seed", "5", "--glasses-rate", "0.3", "--lighting-rate", "0.3",
               "--out", str(tmp_path), "--cache", str(tiny_model / "cache"))
     training = json.loads((tmp_path / "model.json").read_text())["training"]
     # Another training seed, the split seed unchanged (the eval test below shows that this seed is
     # what decides the held-out faces; the size check only shows cleaning saw the same-size split).
     assert (training["seed"], training["split_seed"]) == (5, 1234)
-    assert (training["occlusion_rate"], training["glasses_rate"]) == (0.2, 0.3)
+    assert (training["occlusion_rate"], training["glasses_rate"], training["lighting_rate"]) == (0.2, 0.3, 0.3)
     assert training["label_cleaning"]["of"] == json.loads((tiny_model / "model.json").read_text())["training"]["label_cleaning"]["of"]
     assert training["label_cleaning"]["judged_on"] == "calibrated"
     assert training["label_cleaning"]["smiling_confidence"] == 0.7 and training["label_cleaning"]["confidence"] == 0.9
@@ -247,6 +250,7 @@ def test_eval_scores_the_split_on_the_models_card(tiny_model: Path, tiny_faces: 
     first = run_eval(face_model_path, tiny_model / "smile.tflite", data, tmp_path / "a", "--split", "test", "--cache", cache)
     assert (first["split"], first["split_seed"], first["n"]) == ("test", 1234, 18)  # 10% of 60 smiles and of 120 others
     assert sum(first["confusion"].values()) == 18 and "at_own_prior" in first
+    assert set(first["by_lighting"]) == {"dark", "backlit"} and set(first["balanced_accuracy_by_lighting"]) == {"dark", "backlit"}
     assert set(first["smile_rate_by_class"]) == {"neutral", "sad", "smile"}
 
     # The same model carried by a card that says it was split with seed 7.
