@@ -697,9 +697,11 @@ class Serving:
         self.proc, self.url, self.stderr = proc, url, stderr
         self.stdout = ""
 
-    def fetch(self, path: str) -> tuple[int, bytes]:
+    def fetch(self, path: str, headers: dict[str, str] | None = None, data: bytes | None = None) -> tuple[int, bytes]:
+        """GET ``path`` (POST with ``data``): the status and the body, whatever the status."""
+        req = urllib.request.Request(self.url.rstrip("/") + path, data=data, headers=headers or {})
         try:
-            with urllib.request.urlopen(self.url.rstrip("/") + path, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as exc:
             with exc:
@@ -713,14 +715,14 @@ class Serving:
 
 
 @contextlib.contextmanager
-def gatekeeper_serving(*args: str, face_model_path: Path, tmp_path: Path) -> Iterator[Serving]:
-    """Run ``gatekeeper ARGS --http 127.0.0.1:0`` with the built-in config until the block ends
-    (then SIGTERM), once it has said where its live view listens."""
+def gatekeeper_serving(*args: str, face_model_path: Path, tmp_path: Path, config: Path | None = None) -> Iterator[Serving]:
+    """Run ``gatekeeper ARGS --http 127.0.0.1:0`` with ``config`` (default: the built-in one)
+    until the block ends (then SIGTERM), once it has said where its live view listens."""
     # The checkout first on the path: the package is tested from here, installed or not.
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": pythonpath, "GATEKEEPER_FACE_MODEL": str(face_model_path), "XDG_STATE_HOME": str(tmp_path / "state")}
     # Port 0: the system picks a free port and the server logs it.
-    cmd = [sys.executable, "-m", "gatekeeper.cli", *args, "--http", "127.0.0.1:0", "--config", os.devnull]
+    cmd = [sys.executable, "-m", "gatekeeper.cli", *args, "--http", "127.0.0.1:0", "--config", str(config or os.devnull)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     lines: queue.Queue[str] = queue.Queue()
     stderr: list[str] = []
@@ -839,6 +841,47 @@ def test_a_camera_gone_shows_no_score_no_face_and_no_box(browser: Any, shared_di
             assert (gk.status()["score"], gk.status()["faces"]) == (None, [])
     assert gk.proc.returncode == 0, "".join(gk.stderr)
     assert "FAULT" in gk.events()
+
+
+def test_an_action_for_an_unknown_camera_of_one_camera_is_a_counted_refusal(served: Callable[..., tuple[LiveView, WebServer]], caplog: pytest.LogCaptureFixture) -> None:
+    _, server = served(token=TOKEN)
+    caplog.set_level(logging.INFO, logger="gatekeeper")
+    req = urllib.request.Request(server.url + "cameras/lane9%0a/actions/open", data=b'{"by": "maria"}', headers={"Authorization": f"Bearer {TOKEN}"})
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(req, timeout=10)
+    with answer.value as exc:
+        assert exc.code == 404 and json.loads(exc.read()) == {"refused": "no_camera", "detail": "no such camera"}
+    (line,) = [r.getMessage() for r in caplog.records if "no_camera" in r.getMessage()]
+    assert line == "action refused (http, no_camera): 'open' for camera 'lane9?' from 127.0.0.1: no such camera; expected POST /cameras/NAME/actions/KIND, NAME one of gate"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert json.loads(get(server, "/status", auth)[2])["refused_for_no_camera"] == {"http/no_camera": 1}
+    m = metric_samples(get(server, "/metrics", auth)[2].decode())
+    assert m[("gatekeeper_action_refusals_total", (("camera", ""), ("reason", "no_camera"), ("via", "http")))] == 1
+
+
+@pytest.mark.slow
+def test_an_action_for_no_camera_is_refused_logged_and_counted(shared_dir: Path, face_model_path: Path, tmp_path: Path) -> None:
+    """Issue 32 row 11: an action for a camera the service does not have, or one that names no
+    camera where there are several, is one refusal: a 404 that names no camera, one log line and
+    one count (/metrics and /status), as every other refusal."""
+    videos = shared_dir / "videos"
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"http": {"token": TOKEN}, "cameras": {"lane1": {"video": str(videos / "single_face.mp4")}, "lane2": {"video": str(videos / "face_noface.mov")}}}))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with gatekeeper_serving("--hold-open", "60", config=config, face_model_path=face_model_path, tmp_path=tmp_path) as gk:
+        for path in ("/cameras/lane9/actions/open", "/actions/open"):
+            code, body = gk.fetch(path, {**auth, "Content-Type": "application/json"}, b'{"by": "maria"}')
+            assert code == 404 and json.loads(body)["refused"] == "no_camera", (path, code, body)
+            assert b"lane1" not in body and b"lane2" not in body, "the answer names no camera"
+        logged = wait_for("two refusal lines", lambda: (r := [line for line in gk.stderr if "action refused (http, no_camera)" in line]) and len(r) == 2 and r, timeout=10)
+        assert "'lane9'" in logged[0] and "from 127.0.0.1" in logged[0] and "lane1, lane2" in logged[0], logged
+        assert "no camera named" in logged[1] and "lane1, lane2" in logged[1], logged
+        m = metric_samples(gk.fetch("/metrics", auth)[1].decode())
+        assert m[("gatekeeper_action_refusals_total", (("camera", ""), ("reason", "no_camera"), ("via", "http")))] == 2
+        status = json.loads(gk.fetch("/status", auth)[1])
+        assert status["refused_for_no_camera"] == {"http/no_camera": 2}
+        assert all(c["actions"]["refused"] == {} for c in status["cameras"].values()), "no camera's count"
+    assert "Traceback" not in "".join(gk.stderr)
 
 
 # -- several cameras ----------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..actions import ActionStats
+
 if TYPE_CHECKING:
     from .view import LiveView
 
@@ -77,6 +79,8 @@ class _CountersCollector(Collector):
             for labels, n in refusals:
                 refused.add_metric([v.name, *labels], n)
             in_service.add_metric([v.name], 1 if v.service()["in_service"] else 0)
+        for labels, n in self.metrics.refused_for_no_camera.counts()[1]:
+            refused.add_metric(["", *labels], n)  # no camera of the service: an empty camera label
         yield from per_camera.values()
         yield from hooks.values()
         yield from (web_dropped, journal_errors, taken, refused, in_service)
@@ -84,13 +88,15 @@ class _CountersCollector(Collector):
 
 class Metrics:
     """One Prometheus registry for every camera of a service: each per-camera family has a
-    ``camera`` label; ``gatekeeper_uptime_seconds`` is the service's."""
+    ``camera`` label; ``gatekeeper_uptime_seconds`` is the service's. ``refused_for_no_camera``
+    counts the operator actions that named no camera of the service (``camera=""``)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.started_at = clock()
         self._views: list[LiveView] = []
         self._lock = threading.Lock()
+        self.refused_for_no_camera = ActionStats()
         self.registry = CollectorRegistry(auto_describe=True)
         self.stage = Histogram("gatekeeper_stage_seconds", "Wall time per pipeline stage and frame (crop and classify only on frames with faces)", ["camera", "stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.events = Counter("gatekeeper_events", "Gate events by type", ["camera", "type"], registry=self.registry)

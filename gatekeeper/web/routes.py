@@ -191,8 +191,9 @@ class Routes:
     async def status(self, request: web.Request) -> web.Response:
         """One camera: its status, as always, and ``cameras``. Several: the service's overall fields and ``cameras``."""
         cameras = {name: v.status() for name, v in self.views.items()}
+        misdirected = {"refused_for_no_camera": self.first.metrics.refused_for_no_camera.snapshot()["refused"]}
         if len(self.views) == 1:
-            return web.json_response({**next(iter(cameras.values())), "cameras": cameras})
+            return web.json_response({**next(iter(cameras.values())), **misdirected, "cameras": cameras})
         events: dict[str, int] = {}
         for c in cameras.values():
             for kind, n in c["events"].items():
@@ -206,7 +207,7 @@ class Routes:
             "events": events,
             "states": {name: c["state"] for name, c in cameras.items()},
         }
-        return web.json_response({**overall, "cameras": cameras})
+        return web.json_response({**overall, **misdirected, "cameras": cameras})
 
     async def status_of_camera(self, request: web.Request) -> web.Response:
         return web.json_response(self.view_of(request).status())

@@ -118,7 +118,7 @@ class WebServer:
         self._closing = asyncio.Event()
         app = web.Application(middlewares=[token_required(self.token)])
         Routes(self.views, name=self.name, closing=self._closing).add_to(app)
-        ActionRoute(self.views).add_to(app)
+        ActionRoute(self.views, next(iter(self.views.values())).metrics.refused_for_no_camera).add_to(app)
         # Streams end on their own once _closing is set; the timeout only bounds a stuck client.
         self._runner = GuardedAppRunner(app, secret=self.token, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
