@@ -26,6 +26,7 @@ import numpy as np
 from .errors import FrameError, SourceError
 from .mjpeg import IMREAD_RGB, REDUCED_GREY, MjpegCapture, decode_jpeg, jpeg_size, open_mjpeg
 from .redact import source_name
+from .worker import Worker
 
 __all__ = ["MAX_CAMERA_INDEX", "FileSource", "Frame", "LiveSource", "SourceStatus", "check_camera_index", "open_capture"]
 
@@ -237,7 +238,7 @@ class FileSource:
         self.status = SourceStatus()
         self._read_s = 0.0  # seconds the last read() took (the decode stage metric)
         self._stop = threading.Event()
-        self._decoder: threading.Thread | None = None
+        self._decoder: Worker | None = None
         try:
             self._cap = open_capture(str(p))
         except SourceError:
@@ -340,7 +341,7 @@ class FileSource:
             except Exception as exc:  # handed to the consumer, which raises it in its own thread
                 put(exc)
 
-        self._decoder = threading.Thread(target=decode, name="decode", daemon=True)
+        self._decoder = Worker(decode, "decode", stopping=self._stop)
         self._decoder.start()
         try:
             while (item := handoff.get()) is not None:
@@ -349,12 +350,12 @@ class FileSource:
                 yield item
         finally:
             self._stop.set()
-            self._decoder.join(timeout=2.0)
+            self._decoder.finish(timeout=2.0)
 
     def close(self) -> None:
         self._stop.set()
         if self._decoder is not None:
-            self._decoder.join(timeout=2.0)
+            self._decoder.finish(timeout=2.0)
         self._cap.release()
 
 
@@ -448,8 +449,8 @@ class LiveSource:
             self._cap = None
             self.status.fault = str(exc)
             log.warning("%s; starting without it and retrying in the background", exc)
-        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
-        self._thread.start()
+        self._worker = Worker(self._run, "capture", stopping=self._stop)
+        self._worker.start()
 
     def _open(self) -> cv2.VideoCapture | MjpegCapture:
         if isinstance(self.target, str):
@@ -590,5 +591,5 @@ class LiveSource:
     def close(self) -> None:
         self._stop.set()
         with self._new:
-            self._new.notify_all()
-        self._thread.join(timeout=2.0)
+            self._new.notify_all()  # a reader waiting in frames() leaves now
+        self._worker.finish(timeout=2.0)
