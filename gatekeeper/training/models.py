@@ -50,6 +50,16 @@ def _conv(x, filters: int, name: str, kernel: int = 3, strides: int = 1):
     return layers.ReLU(name=name + "_relu")(x)
 
 
+def _with_heads(inp, features, dropout: float, expressions: int, name: str) -> keras.Model:
+    """Global average pooling, dropout, the smile logit and, with ``expressions``, the expression logits."""
+    x = layers.GlobalAveragePooling2D(name="gap")(features)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    out = layers.Dense(1, name="logit")(x)
+    if not expressions:
+        return keras.Model(inp, out, name=name)
+    return keras.Model(inp, [out, layers.Dense(expressions, name="expression")(x)], name=name)
+
+
 def build_gate(dropout: float = 0.3, width: float = 1.0, expressions: int = 0) -> keras.Model:
     """The gate topology; ``width`` multiplies every layer's channels (1.0: 24-32-32-64-64-64).
 
@@ -71,12 +81,7 @@ def build_gate(dropout: float = 0.3, width: float = 1.0, expressions: int = 0) -
     x = _conv(x, ch(64), "c5")
     x = layers.MaxPooling2D(name="p3")(x)  # 8
     x = _conv(x, ch(64), "c6")
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    out = layers.Dense(1, name="logit")(x)
-    if not expressions:
-        return keras.Model(inp, out, name="gate")
-    return keras.Model(inp, [out, layers.Dense(expressions, name="expression")(x)], name="gate")
+    return _with_heads(inp, x, dropout, expressions, "gate")
 
 
 def _block(x, filters: int, strides: int, name: str):
@@ -100,12 +105,7 @@ def build_resnet(dropout: float = 0.3, width: float = 1.0, expressions: int = 0)
     for stage, filters in enumerate(widths):
         for block in range(2):
             x = _block(x, filters, 2 if stage > 0 and block == 0 else 1, f"s{stage + 1}b{block + 1}")
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    out = layers.Dense(1, name="logit")(x)
-    if not expressions:
-        return keras.Model(inp, out, name="resnet")
-    return keras.Model(inp, [out, layers.Dense(expressions, name="expression")(x)], name="resnet")
+    return _with_heads(inp, x, dropout, expressions, "resnet")
 
 
 def build(arch: str, width: float = 1.0, expressions: int = 0) -> keras.Model:
