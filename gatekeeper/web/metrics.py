@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -20,12 +20,34 @@ from prometheus_client.registry import Collector
 from ..actions import ActionStats
 
 if TYPE_CHECKING:
-    from .view import LiveView
+    from ..actions import Controls
+    from ..capture import SourceStatus
+    from ..hooks.base import Hook
+    from .hub import EventHub
 
-__all__ = ["LATENCY_BUCKETS", "Metrics"]
+__all__ = ["LATENCY_BUCKETS", "Counted", "Metrics"]
 
 #: Per-stage latency buckets: a detector run is a few ms on a desktop and tens of ms on a Pi.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class Counted(Protocol):
+    """What the registry reads of each camera's live view when Prometheus scrapes
+    (:class:`~gatekeeper.web.view.LiveView`)."""
+
+    name: str
+    source_status: SourceStatus | None
+    frames_processed: int
+    hub: EventHub
+    controls: Controls
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]: ...
+
+    @property
+    def journal_errors(self) -> int: ...
+
+    def service(self) -> dict[str, Any]: ...
 
 
 def _family(name: str, doc: str, *labels: str) -> CounterMetricFamily:
@@ -94,7 +116,7 @@ class Metrics:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.started_at = clock()
-        self._views: list[LiveView] = []
+        self._views: list[Counted] = []
         self._lock = threading.Lock()
         self.refused_for_no_camera = ActionStats()
         self.registry = CollectorRegistry(auto_describe=True)
@@ -109,12 +131,12 @@ class Metrics:
     def uptime(self) -> float:
         return self._clock() - self.started_at
 
-    def add(self, view: LiveView) -> None:
+    def add(self, view: Counted) -> None:
         with self._lock:
             if any(v.name == view.name for v in self._views):
                 raise ValueError(f"camera {view.name!r} already has a live view in these metrics")
             self._views.append(view)
 
-    def views(self) -> list[LiveView]:
+    def views(self) -> list[Counted]:
         with self._lock:
             return list(self._views)
