@@ -25,10 +25,10 @@ import logging
 import os
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 
 from .redact import redact_text
+from .worker import Worker
 
 __all__ = ["captured_stderr", "route_native_stderr"]
 
@@ -95,14 +95,14 @@ def route_native_stderr() -> Callable[[], None] | None:
             for raw in pipe:
                 _log_line(raw.decode("utf-8", "replace"))
 
-    reader = threading.Thread(target=forward, name="native-stderr", daemon=True)
+    reader = Worker(forward, "native-stderr")
     reader.start()
 
     def restore() -> None:
         # The copy stays open: logging handlers made meanwhile still write to it.
         sys.stderr.flush()
         os.dup2(real, 2)  # closes the pipe's write end: the reader gets what is left, then EOF
-        reader.join(timeout=1.0)  # a child that still holds the pipe must not hold up the exit
+        reader.finish(1.0)  # a child that still holds the pipe must not hold up the exit
         sys.stderr = saved
 
     return restore

@@ -26,17 +26,12 @@ import numpy as np
 from .errors import FrameError, SourceError
 from .mjpeg import IMREAD_RGB, REDUCED_GREY, MjpegCapture, decode_jpeg, jpeg_size, open_mjpeg
 from .redact import source_name
+from .schema import MAX_CAMERA_INDEX
 from .worker import Worker
 
 __all__ = ["MAX_CAMERA_INDEX", "FileSource", "Frame", "LiveSource", "SourceStatus", "check_camera_index", "open_capture"]
 
 log = logging.getLogger(__name__)
-
-#: The largest camera index taken (``--camera``; on Linux, ``/dev/video<index>``). OpenCV reads a
-#: number from 100 up as a backend code plus an index (200 is camera 0 through V4L2, 2600 an
-#: Orbbec camera), a negative one asks some backends for "any camera" and has crashed them, and
-#: one beyond 32 bits raises from inside cv2.
-MAX_CAMERA_INDEX = 99
 
 
 def check_camera_index(index: int) -> int:

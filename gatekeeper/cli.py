@@ -26,9 +26,10 @@ import sys
 from typing import TYPE_CHECKING
 
 from ._native import route_native_stderr
-from .commands import default_config_path as _default_config_path
-from .commands import setup_logging as _setup_logging  # a module attribute: tests wrap it
-from .errors import CLI_NAME, ArgumentParser, ConfigError, GatekeeperError
+from .command_line import CLI_NAME, EXIT_BAD_INPUT, ArgumentParser
+from .command_line import default_config_path as _default_config_path
+from .command_line import setup_logging as _setup_logging  # a module attribute: tests wrap it
+from .errors import ConfigError, GatekeeperError
 
 if TYPE_CHECKING:
     from .config import Config
@@ -38,7 +39,6 @@ __all__ = ["main"]
 log = logging.getLogger("gatekeeper")
 
 SUBCOMMANDS = ("demo", "train", "eval", "score", "events")
-EXIT_BAD_INPUT = 2
 
 
 def _camera_index(text: str) -> int:

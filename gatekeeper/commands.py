@@ -2,8 +2,8 @@
 
 This is the command layer, with :mod:`gatekeeper.cli` above it: it imports the library (capture,
 detect, gate, journal, hooks, ...), and nothing in the library imports it or the CLI. The helpers
-every command shares (the default config file; logging, from :mod:`gatekeeper.logs`) are found
-here, so ``cli`` imports them from here and never the other way round.
+every command shares (the parser, logging set-up, the default config file) are in
+:mod:`gatekeeper.command_line`, below this module, ``cli`` and ``demo`` alike.
 """
 
 from __future__ import annotations
@@ -18,25 +18,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .errors import ArgumentParser, GatekeeperError
-from .logs import setup_logging  # re-exported: cli imports it from here
+from .command_line import ArgumentParser, default_config_path, setup_logging
+from .errors import GatekeeperError
 
 if TYPE_CHECKING:
     from .journal import JournalEntry
 
 log = logging.getLogger(__name__)
-
-
-def default_config_path(given: str | None) -> Path | None:
-    """``--config``: the path given, else ``./config.yaml`` when present, else None (built-in defaults)."""
-    if given:
-        return Path(given)
-    local = Path("config.yaml")
-    return local if local.is_file() else None
-
-
-def _logging(level: str = "info") -> None:
-    setup_logging(level)
 
 
 def _image_paths(paths: list[str]) -> list[Path]:
@@ -80,7 +68,7 @@ def score(argv: list[str]) -> int:
         ap.error(f"argument --min-confidence: expected a confidence between 0 and 1, got {args.min_confidence}")
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         ap.error(f"argument --threshold: expected a threshold between 0 and 1, got {args.threshold}")
-    _logging(args.log_level)
+    setup_logging(args.log_level)
     import cv2
 
     from .classify import SmileClassifier
@@ -123,7 +111,7 @@ def train(argv: list[str]) -> int:
     add_train_arguments(ap)
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
-    _logging(args.log_level)
+    setup_logging(args.log_level)
     try:
         import tensorflow  # noqa: F401
     except ModuleNotFoundError:
@@ -195,7 +183,6 @@ def add_train_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--occlusion-rate", type=_unit_arg, default=0.2, help="share of training chips under a flat patch, half of them over the mouth (default 0.2)")
     ap.add_argument("--glasses-rate", type=_unit_arg, default=0.08, help="share of training chips given dark glasses, label unchanged (default 0.08)")
     ap.add_argument("--lowres-rate", type=_unit_arg, default=0.3, help="share of training chips taken down to 18-48 px and back, a distant or cheap camera (default 0.3)")
-    ap.add_argument("--lighting-rate", type=_unit_arg, default=0.0, help="share of training chips underexposed or backlit, as gatekeeper eval's lighting axis measures (default 0: the shipped recipe's)")
     ap.add_argument("--lighting-rate", type=_unit_arg, default=0.0, help="share of training chips underexposed or backlit, as gatekeeper eval's lighting axis measures (default 0: the shipped recipe's)")
     ap.add_argument(
         "--hard-weight",

@@ -35,7 +35,7 @@ from .gate import GateConfig
 from .hooks.config import HOOK_TYPES, GpioHookConfig, HookConfig
 from .motion import MotionConfig
 from .redact import REDACTED, redact_text
-from .schema import bounds_text, check_bounds, check_number, check_url, opt
+from .schema import MAX_CAMERA_INDEX, bounds_text, check_bounds, check_number, check_url, opt
 
 __all__ = ["CameraConfig", "Config", "HttpConfig", "config_from_dict", "config_to_dict", "load_config", "redact_text"]
 
@@ -117,8 +117,6 @@ CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Keys of one entry of ``cameras:``; exactly one of the first three.
 CAMERA_SOURCES = ("camera", "url", "video")
 CAMERA_KEYS = (*CAMERA_SOURCES, "zone", "gate", "hooks")
-#: Highest camera index (OpenCV's numbering); the same bound as ``--camera``.
-MAX_CAMERA_INDEX = 99
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ArgumentParser
+from .command_line import ArgumentParser, setup_logging
 
 if TYPE_CHECKING:
     from .capture import Frame
@@ -164,7 +164,6 @@ def main(argv: list[str]) -> int:
     if args.hold_open < 0:
         ap.error(f"argument --hold-open: expected a number of seconds >= 0, got {args.hold_open:g}")
 
-    from .commands import setup_logging
     from .config import Config, HttpConfig, JournalConfig
     from .serve import RunOptions, serve
 

@@ -1,24 +1,11 @@
-"""Logging for the entry points: the ``gatekeeper`` commands and the training package's own.
+"""Transitional (issue 31): logging set-up is the command layer's, :func:`gatekeeper.command_line.setup_logging`.
 
-Here, in the library, so that an entry point below the command layer (``gatekeeper eval``'s
-:mod:`gatekeeper.training.evaluate`) sets logging up without importing :mod:`gatekeeper.commands`.
+``gatekeeper.training.evaluate`` still imports it from here until its entry point moves to the
+command layer; then this module goes.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
+from .command_line import setup_logging
 
 __all__ = ["setup_logging"]
-
-
-def setup_logging(level: str) -> None:
-    """Log lines on stderr at ``level``; third-party chatter kept to warnings."""
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # mediapipe.tasks imports matplotlib (for its drawing helpers), which logs at INFO when it
-    # builds its font cache; that is not ours to report.
-    logging.getLogger("matplotlib").setLevel(max(logging.WARNING, logging.getLogger().level))
-    # MediaPipe and LiteRT log through glog/absl to stderr; keep them to warnings and worse.
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

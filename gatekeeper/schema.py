@@ -85,6 +85,12 @@ def check_bounds(obj: Any) -> None:
 
 # -- URLs ----------------------------------------------------------------------------------------
 
+#: The largest camera index taken (``--camera``, ``cameras.NAME.camera``; on Linux,
+#: ``/dev/video<index>``). OpenCV reads a number from 100 up as a backend code plus an index (200
+#: is camera 0 through V4L2, 2600 an Orbbec camera), a negative one asks some backends for "any
+#: camera" and has crashed them, and one beyond 32 bits raises from inside cv2.
+MAX_CAMERA_INDEX = 99
+
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 #: Schemes whose host may be left out: the stream is listened for (udp://@:5000, srt://:9000?mode=listener).
 _LISTEN_SCHEMES = frozenset({"udp", "rtp", "srt", "tcp"})

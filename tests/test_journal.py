@@ -461,3 +461,40 @@ def test_command_ids_are_remembered_across_a_reopen_until_they_expire(tmp_path: 
     db = sqlite3.connect(path)
     assert db.execute("SELECT scope, id FROM command_ids ORDER BY scope, id").fetchall() == [("front", "cmd-S")]  # the expired ones deleted
     db.close()
+
+
+# -- the journal first: a gate's when_opened hears of an OPEN once it is recorded -------------------
+
+
+@pytest.mark.parametrize("journal_works", [True, False], ids=["recorded", "the journal cannot write"])
+def test_when_opened_is_called_once_the_journal_holds_the_open(tmp_path: pathlib.Path, journal_works: bool) -> None:
+    """A camera's gate opens on the third frame of a held smile. Its ``when_opened`` runs after
+    the journal has the OPEN (it reads the journal from the callback); when the journal cannot
+    record it (``on_error: fail_closed``), the OPEN does not happen and nobody is told."""
+    import numpy as np
+    from standin import StandInPipeline
+
+    from gatekeeper.camera import Camera
+    from gatekeeper.capture import Frame
+    from gatekeeper.config import Config
+    from gatekeeper.events import FaceScore
+    from gatekeeper.gate import Gate, GateConfig
+    from gatekeeper.hooks import Dispatcher
+
+    journal = Journal(tmp_path / "journal.sqlite3")
+    if not journal_works:
+        journal._db.execute("CREATE TRIGGER no_writes BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    heard: list[tuple[str, list[str]]] = []
+    gate = Gate(GateConfig(hold_seconds=None, hold_frames=3))
+    gate.when_opened = lambda e: heard.append((e.id, [x.event.id for x in journal.entries()]))
+    smiling = StandInPipeline(gate, lambda frame: [FaceScore((10.0, 10.0, 80.0, 80.0), 0.95)])
+    dispatcher = Dispatcher(journal, [], on_error="fail_closed", probe_interval_s=60.0)
+    camera = Camera("lane1", Config(), smiling, dispatcher=dispatcher)  # type: ignore[arg-type]
+    camera.run(Frame(np.zeros((8, 8, 3), np.uint8), i, i / 30) for i in range(4))
+    camera.close(1.0, close_journal=False)
+    if journal_works:
+        (opened,) = journal.entries()
+        assert heard == [(opened.event.id, [opened.event.id])]
+    else:
+        assert heard == [] and journal.entries() == [] and dispatcher.withheld == 1
+    journal.close()
