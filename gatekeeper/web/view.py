@@ -78,8 +78,10 @@ class LiveView:
         self._t0: float | None = None  # a live source's start: the first frame's or event's time
         self._snapshot: Snapshot | None = None
         self._last_frame_at: float | None = None
-        gate = camera.gate
-        self._state, self._faults, self._out = gate.state.value, gate.faults, gate.out_of_service
+        self._state: str
+        self._faults: dict[str, str]
+        self._out: Event | None
+        self._take_state()  # the camera has not started: this thread may read its gate
 
         self.metrics = Metrics(clock) if metrics is None else metrics
         self.registry = self.metrics.registry
