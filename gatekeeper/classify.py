@@ -81,6 +81,7 @@ class SmileClassifier:
         data = check_tflite_file(path, "smile model")
         self.card = load_model_card(path, data) if check_card else {}
         self.path = path
+        self.sha256 = hashlib.sha256(data).hexdigest()  # what the service reports as gatekeeper_build_info's model_sha
         from ai_edge_litert.interpreter import Interpreter
 
         try:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .app import Service, StdoutSink
 from .capture import LiveSource
 from .errors import ConfigError
+from .notify import ServiceNotifier
 from .pipeline import StageTimes
 
 if TYPE_CHECKING:
@@ -126,7 +127,9 @@ def serve(cfg: Config, options: RunOptions) -> None:
     """Build the service, run it until its sources end or a stop is requested, stop in order
     (the report, ``hold_open`` more seconds of the live view, the hooks, the web server)."""
     cameras = cameras_to_run(cfg, options)
-    with _listening(cfg, options) as sock, _opened_sources(cfg, cameras, options) as sources:
+    # systemd (Type=notify): STATUS, READY, WATCHDOG, STOPPING; nothing without $NOTIFY_SOCKET.
+    with _listening(cfg, options) as sock, _opened_sources(cfg, cameras, options) as sources, ServiceNotifier.from_environ() as notify:
+        notify.status("loading the models")
         service = Service(cfg, dry_run=options.dry_run)  # the models once for every camera, and the one journal
         server = None
         try:
@@ -134,11 +137,13 @@ def serve(cfg: Config, options: RunOptions) -> None:
             watchers = _add_cameras(service, cameras, sources, recorders)
             if sock is not None:
                 server = _start_web(cfg, service, sources, watchers, sock)
+            notify.watch(service.cameras, service.stopping)  # READY once each camera is in
             _run(service)
             if options.report is not None:
                 _write_reports(options, cameras, recorders)
             _hold_open(service, options, web=server is not None)
         finally:
+            notify.close()  # STOPPING=1 before the hooks drain
             try:
                 service.close()
             finally:
@@ -212,7 +217,7 @@ def _start_web(cfg: Config, service: Service, sources: dict[str, Any], watchers:
     """Every camera's live view, in one registry of metrics, served on ``sock``."""
     from .web import LiveView, Metrics, WebServer
 
-    metrics = Metrics()
+    metrics = Metrics(model_sha=service.classifier.sha256)
     views = {}
     for name, camera in service.cameras.items():
         src = sources[name]

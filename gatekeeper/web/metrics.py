@@ -3,17 +3,19 @@
 Each per-camera family has a ``camera`` label; ``gatekeeper_uptime_seconds`` is the service's.
 What the frame loop measures (stage times, events, the score, the state) is observed as it
 happens; what others count (a source's frames, a hook's deliveries, the actions) is read when
-Prometheus scrapes (:class:`_CountersCollector`).
+Prometheus scrapes (:class:`_CountersCollector`). ``gatekeeper_build_info`` names the running
+version, Python and smile model. The alert rules and the dashboard in ``deploy/`` use these names.
 """
 
 from __future__ import annotations
 
+import platform
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -77,6 +79,8 @@ class _CountersCollector(Collector):
         taken = _family("gatekeeper_actions", "Operator actions the gate acted on", "kind", "via")
         refused = _family("gatekeeper_action_refusals", "Operator actions and commands refused, by where from and why", "via", "reason")
         in_service = GaugeMetricFamily("gatekeeper_in_service", "1 while the gate is in service, 0 while an operator has it out of service", labels=["camera"])
+        queued = GaugeMetricFamily("gatekeeper_hook_queue_length", "Events waiting in a hook's queue", labels=["camera", "hook"])
+        capacity = GaugeMetricFamily("gatekeeper_hook_queue_capacity", "Events a hook's queue holds before it drops its oldest (hooks[].queue_size)", labels=["camera", "hook"])
         web_dropped = _family("gatekeeper_web_events_dropped", "Events lost by live-view clients that did not keep up")
         journal_errors = _family("gatekeeper_journal_errors", "Journal writes that failed (a full disk)")
         for v in self.metrics.views():
@@ -93,6 +97,8 @@ class _CountersCollector(Collector):
             for hook in v.hooks:
                 for attr, fam in hooks.items():
                     fam.add_metric([v.name, hook.name], getattr(hook.stats, attr))
+                queued.add_metric([v.name, hook.name], hook.backlog)
+                capacity.add_metric([v.name, hook.name], hook.queue_size)
             web_dropped.add_metric([v.name], v.hub.total_dropped())
             journal_errors.add_metric([v.name], v.journal_errors)
             done, refusals = v.controls.stats.counts()
@@ -105,15 +111,17 @@ class _CountersCollector(Collector):
             refused.add_metric(["", *labels], n)  # no camera of the service: an empty camera label
         yield from per_camera.values()
         yield from hooks.values()
+        yield from (queued, capacity)
         yield from (web_dropped, journal_errors, taken, refused, in_service)
 
 
 class Metrics:
     """One Prometheus registry for every camera of a service: each per-camera family has a
     ``camera`` label; ``gatekeeper_uptime_seconds`` is the service's. ``refused_for_no_camera``
-    counts the operator actions that named no camera of the service (``camera=""``)."""
+    counts the operator actions that named no camera of the service (``camera=""``).
+    ``model_sha``: the SHA-256 of the smile model the service runs, for ``gatekeeper_build_info``."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, model_sha: str = "") -> None:
         self._clock = clock
         self.started_at = clock()
         self._views: list[Counted] = []
@@ -124,6 +132,9 @@ class Metrics:
         self.events = Counter("gatekeeper_events", "Gate events by type", ["camera", "type"], registry=self.registry)
         self.score = Gauge("gatekeeper_smile_score", "Smile probability of the deciding face in the last frame (NaN: no face)", ["camera"], registry=self.registry)
         self.state = Gauge("gatekeeper_gate_state", "1 for the gate's current state", ["camera", "state"], registry=self.registry)
+        self.last_open = Gauge("gatekeeper_last_open_timestamp_seconds", "Unix time of the gate's last OPEN (0: none since the start)", ["camera"], registry=self.registry)
+        build = Info("gatekeeper_build", "The running gatekeeper: its version, Python, and the smile model's SHA-256", registry=self.registry)
+        build.info({"version": _version(), "python": platform.python_version(), "model_sha": model_sha})
         uptime = Gauge("gatekeeper_uptime_seconds", "Seconds since the live view started", registry=self.registry)
         uptime.set_function(self.uptime)
         self.registry.register(_CountersCollector(self))
@@ -140,3 +151,13 @@ class Metrics:
     def views(self) -> list[Counted]:
         with self._lock:
             return list(self._views)
+
+
+def _version() -> str:
+    """The installed gatekeeper's version ("unknown" when it runs from a checkout never installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gatekeeper")
+    except PackageNotFoundError:
+        return "unknown"

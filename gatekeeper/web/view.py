@@ -89,6 +89,7 @@ class LiveView:
         self._stage_children = {st: m.stage.labels(self.name, st) for st in STAGES}
         self._event_children = {e.value: m.events.labels(self.name, e.value) for e in EventType}  # every type shows, at 0
         self._score = m.score.labels(self.name)
+        self._last_open = m.last_open.labels(self.name)  # 0 until the first OPEN
         self._score.set(float("nan"))
         self._state_shown: str | None = None
         self._state_children = {st.value: m.state.labels(self.name, st.value) for st in GateState}
@@ -146,6 +147,8 @@ class LiveView:
             state = self._state
         child = self._event_children.get(kind)
         (child if child is not None else self.metrics.events.labels(self.name, kind)).inc()
+        if event.event is EventType.OPEN:
+            self._last_open.set_to_current_time()  # the wall clock, whatever the source's time is
         if fault:
             self._score.set(float("nan"))
         self._set_state(state)
