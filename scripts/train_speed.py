@@ -3,7 +3,7 @@ full recipe, side by side in one run, on the real training chips.
 
     python scripts/train_speed.py                     # the shipped recipe, width 1.0
     python scripts/train_speed.py --width 1.5 --ema 0.995
-    python scripts/train_speed.py --legacy            # also the recipe before issue 21, for the README
+    python scripts/train_speed.py --legacy            # also the recipe before issue 21, for docs/measurements.md
 
 * bare step: the network's own training step (forward, loss, gradients, Adam) on batches already
   in memory, no augmentation, no metric;

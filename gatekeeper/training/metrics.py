@@ -123,7 +123,7 @@ def group_metrics(probs: np.ndarray, labels: np.ndarray, attributes: dict[str, A
 
 
 def group_table(by_group: dict[str, dict[str, Any]]) -> str:
-    """:func:`group_metrics`' result as a Markdown table, one row per group (what the README shows)."""
+    """:func:`group_metrics`' result as a Markdown table, one row per group (what docs/model.md shows)."""
 
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.1f}%"

@@ -47,7 +47,7 @@ def train_refused(face_model_path: Path, out: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_faces: Path, face_model_path: Path) -> Path:
     out = tmp_path_factory.mktemp("model")
-    # Mining is off by default (it cost the held broad grin, README "Runs"); on here, to test it.
+    # Mining is off by default (it cost the held broad grin, docs/model.md "Runs"); on here, to test it.
     run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "2", "--batch", "32", "--clean-after", "1",
               "--clean-sources", tiny_faces.name, "--mine-weight", "3", "--mine-smiles-weight", "2",
               "--mine-smiles-sources", tiny_faces.name, "--out", str(out), "--cache", str(out / "cache"))
