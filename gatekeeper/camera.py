@@ -93,6 +93,9 @@ class Camera(Threaded):
         self.events: dict[str, int] = {}
         self.ended: str | None = None  # why the frames ended ("source ended", "stopped"); None while running
         self.error: BaseException | None = None  # what ended the loop of start() with an error
+        # time.monotonic() of the frame loop's last turn (a frame, or an idle poll of a live
+        # source); None before it starts. The systemd watchdog reads it (gatekeeper.notify).
+        self.turned: float | None = None
         self.controls = controls if controls is not None else Controls(cfg.actions, token=cfg.http.token)
         self._sinks_closed = False
         self._last_t = 0.0  # the time of the last frame (actions after the end are placed after it)
@@ -208,10 +211,12 @@ class Camera(Threaded):
         if source is None:
             raise ValueError(f"camera {self.name!r} has no source")
         try:
+            self.turned = time.monotonic()
             if isinstance(source, LiveSource):
                 self._run_live(source)
             else:
                 for frame in source:
+                    self.turned = time.monotonic()
                     if self.stopping.is_set():
                         break
                     self.step(frame)
@@ -230,7 +235,7 @@ class Camera(Threaded):
         for frame in source.frames(poll_s=min(0.1, self.cfg.source.watchdog_s / 4)):
             if self.stopping.is_set():
                 break
-            now = time.monotonic()
+            now = self.turned = time.monotonic()
             if frame is None:
                 # Watchdog: no frame for watchdog_s holds the gate shut and says why.
                 if now - last_arrival >= self.cfg.source.watchdog_s and "source" not in self.pipeline.gate.faults:
