@@ -121,7 +121,7 @@ class Service:
     >>> service.close()                                                # doctest: +SKIP
 
     The face detector and the smile classifier are loaded once and shared: a
-    :class:`~gatekeeper.camera.FairScheduler` runs them for the cameras in turn. Each camera has
+    :class:`~gatekeeper.scheduler.FairScheduler` runs them for the cameras in turn. Each camera has
     its own thread, tracks, gate and hooks (see :mod:`gatekeeper.camera`); every event is
     written to the one journal, with its camera, before that camera's hooks see it.
     """

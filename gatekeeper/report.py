@@ -67,7 +67,7 @@ class ReplayRecorder:
     """Records every processed frame and every event of a run, for :func:`write_report`.
 
     >>> rec = ReplayRecorder()
-    >>> app = App(cfg, pipeline, [StdoutSink(), rec], on_frame=rec.on_frame)  # doctest: +SKIP
+    >>> camera = Camera(name, cfg, pipeline, [StdoutSink(), rec], on_frame=rec.on_frame)  # doctest: +SKIP
 
     ``live``: the source is a camera or stream, whose times are the wall clock; pass it on to
     :func:`write_report`.

@@ -1,7 +1,7 @@
 """Operator actions (gatekeeper/actions.py, Gate.act): the gate's rules, the journal, the HTTP route.
 
 The gate rules are table-driven on a real Gate with synthetic face scores. The HTTP tests run a
-real aiohttp server (WebServer) and a real aiohttp client against an App whose frame loop runs in
+real aiohttp server (WebServer) and a real aiohttp client against a Camera whose frame loop runs in
 a thread; its frames are synthetic (a stand-in for detect -> classify that gives one face a fixed
 score: the models are not what these tests are about), everything after them is the real thing:
 Gate, Controls, Dispatcher, an SQLite Journal.
@@ -175,7 +175,7 @@ def test_pruning_old_events_keeps_the_service_state(tmp_path: Path) -> None:
         assert journal.last_service_event() == out
 
 
-# -- a running gate: App + real aiohttp server and client -----------------------------------------
+# -- a running gate: a Camera + real aiohttp server and client -----------------------------------------
 
 
 @pytest.fixture

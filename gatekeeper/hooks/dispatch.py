@@ -4,7 +4,7 @@
 
     dispatcher = Dispatcher(journal, hooks)  # or gatekeeper.app.open_dispatcher(config)
     dispatcher.start()                       # resumes what a previous run left undelivered
-    for event in gate.update(frame, t, faces):
+    for event in pipeline.process(frame):
         dispatcher.emit(event)               # one SQLite append, then queue appends; never waits
     dispatcher.close(timeout=5.0)            # drains within the bound, relay off, MQTT offline
 

@@ -2,7 +2,7 @@
 pulses the relay and the journal says ``via: button``; held down, bouncing or hammered, the
 gate opens once within its rate limit.
 
-The gate side is a real App, Gate, Controls, Dispatcher, SQLite journal and GpioHook, with a
+The gate side is a real Camera, tracker, Gate, Controls, Dispatcher, SQLite journal and GpioHook, with a
 stand-in for detect -> classify (see tests/running_gate.py): nobody is in front of the camera.
 """
 

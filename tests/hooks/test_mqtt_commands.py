@@ -1,7 +1,7 @@
 """Operator commands over MQTT, against a real mosquitto that authenticates (a password file) and
 authorises (an ACL): only the operator user may publish on the gate's command topic.
 
-The gate side is a real App, Gate, Controls, Dispatcher and SQLite journal, with a stand-in
+The gate side is a real Camera, tracker, Gate, Controls, Dispatcher and SQLite journal, with a stand-in
 for detect -> classify (see tests/running_gate.py), and the real MqttHook with ``commands: true``.
 """
 

@@ -102,7 +102,7 @@ def test_a_dry_run_replays_with_every_hook_configured_and_runs_none(
     tmp_path: Path, shared_dir: Path, face_model_path: Path, receiver, secret, broker, subscribe, mock_factory, capsys, caplog, monkeypatch
 ) -> None:
     monkeypatch.setenv("GATEKEEPER_FACE_MODEL", str(face_model_path))
-    caplog.set_level(logging.INFO, logger="gatekeeper.hooks")
+    caplog.set_level(logging.INFO, logger="gatekeeper")  # the app says which hooks it did not build
     rx = receiver()
     sub = subscribe(broker.port, ("gk/#",))
     runs, journal = tmp_path / "runs.jsonl", tmp_path / "journal.sqlite3"
