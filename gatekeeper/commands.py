@@ -160,8 +160,14 @@ def _threshold_arg(text: str) -> str:
 
 def add_train_arguments(ap: argparse.ArgumentParser) -> None:
     """The options of ``gatekeeper train``: the fields of :class:`~gatekeeper.training.options.TrainOptions`."""
+    for group in (_train_run_arguments, _train_augment_arguments, _train_weighting_arguments, _train_cleaning_arguments, _train_teacher_arguments):
+        group(ap)
+
+
+def _train_run_arguments(ap: argparse.ArgumentParser) -> None:
+    """What is trained on, how long, and where it goes."""
     from .training.data import SPLIT_SEED, default_cache_dir
-    from .training.options import HARD_NEGATIVES, HARD_WEIGHT, MINE_WEIGHT, default_data
+    from .training.options import default_data
 
     ap.add_argument(
         "--data",
@@ -179,11 +185,29 @@ def add_train_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=1234, help="training randomness: initial weights, shuffling, augmentation (the splits do not move with it)")
     ap.add_argument("--split-seed", type=int, default=SPLIT_SEED, help=f"seed of the train/val/test splits (default {SPLIT_SEED}, the shipped model's; eval and the scripts read it from the card)")
     ap.add_argument("--limit", type=int, default=0, help="train on at most this many chips (smoke tests)")
+    ap.add_argument("--resume", action="store_true", help="go on with the run whose state (train-state.npz, written after every epoch) is in --out, with the same options")
+    ap.add_argument("--write-logits", default=None, metavar="FILE", help="after training, write this network's logits on every chip of every set, with the command, "
+        "the code revision and the data's hashes, to FILE (.npz): a teacher for '--teacher FILE'")
+    ap.add_argument("--init", default=None, help="start from this logit model (.best.keras); with --epochs 0 only calibrate and export")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", default=str(default_cache_dir()), help="where prepared chips are cached (default: $XDG_CACHE_HOME/gatekeeper)")
+    ap.add_argument("--face-model", default=None, help="face detector model (default: $GATEKEEPER_FACE_MODEL)")
+    ap.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _train_augment_arguments(ap: argparse.ArgumentParser) -> None:
+    """How training chips are varied."""
     ap.add_argument("--no-augment", dest="augment", action="store_false")
     ap.add_argument("--occlusion-rate", type=_unit_arg, default=0.2, help="share of training chips under a flat patch, half of them over the mouth (default 0.2)")
     ap.add_argument("--glasses-rate", type=_unit_arg, default=0.08, help="share of training chips given dark glasses, label unchanged (default 0.08)")
     ap.add_argument("--lowres-rate", type=_unit_arg, default=0.3, help="share of training chips taken down to 18-48 px and back, a distant or cheap camera (default 0.3)")
     ap.add_argument("--lighting-rate", type=_unit_arg, default=0.0, help="share of training chips underexposed or backlit, as gatekeeper eval's lighting axis measures (default 0: the shipped recipe's)")
+
+
+def _train_weighting_arguments(ap: argparse.ArgumentParser) -> None:
+    """How chips weigh (hard negatives, mining, sources) and the card's threshold."""
+    from .training.options import HARD_NEGATIVES, HARD_WEIGHT, MINE_WEIGHT
+
     ap.add_argument(
         "--hard-weight",
         type=float,
@@ -222,6 +246,10 @@ def add_train_arguments(ap: argparse.ArgumentParser) -> None:
         "accuracy on each of the five sets, but 2.0 ms per face against 0.79 ms, over the 1.5 ms budget; off by default)",
     )
     ap.add_argument("--threshold", default="0.5", type=_threshold_arg, help="decision threshold written to the card: a probability, or 'val' for the balanced-accuracy arg-max on validation (default 0.5)")
+
+
+def _train_cleaning_arguments(ap: argparse.ArgumentParser) -> None:
+    """Label cleaning after the first epochs."""
     ap.add_argument("--clean-after", type=int, default=3, help="after this many epochs, drop training labels the model contradicts (0: never)")
     ap.add_argument("--clean-sources", nargs="+", default=["smilesmiled"], help="datasets whose labels may be dropped (default: smilesmiled)")
     ap.add_argument("--clean-confidence", type=_unit_arg, default=0.9, help="drop a label when the model gives the other class at least this probability")
@@ -239,6 +267,10 @@ def add_train_arguments(ap: argparse.ArgumentParser) -> None:
         help="how cleaning reads the part-trained model: its raw logits (the shipped model's recipe; the counts swing with their offset) "
         "or calibrated on validation first (steady counts; under occlusion, within the spread of raw runs with other training seeds)",
     )
+
+
+def _train_teacher_arguments(ap: argparse.ArgumentParser) -> None:
+    """Teachers, the per-source link, the expression head, weight averaging."""
     ap.add_argument(
         "--teacher",
         nargs="+",
@@ -256,21 +288,37 @@ def add_train_arguments(ap: argparse.ArgumentParser) -> None:
         "its loss weighted this much against the smile's (0: no head, the default); the head is not exported, the card reports its accuracy")
     ap.add_argument("--distill-expression-weight", type=float, default=0.0, help="with a --teacher logits file: weight of the cross-entropy between the expression head "
         "and the teacher's expression probabilities, on every chip (0: off, the default)")
-    ap.add_argument("--resume", action="store_true", help="go on with the run whose state (train-state.npz, written after every epoch) is in --out, with the same options")
-    ap.add_argument("--write-logits", default=None, metavar="FILE", help="after training, write this network's logits on every chip of every set, with the command, "
-        "the code revision and the data's hashes, to FILE (.npz): a teacher for '--teacher FILE'")
-    ap.add_argument("--init", default=None, help="start from this logit model (.best.keras); with --epochs 0 only calibrate and export")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cache", default=str(default_cache_dir()), help="where prepared chips are cached (default: $XDG_CACHE_HOME/gatekeeper)")
-    ap.add_argument("--face-model", default=None, help="face detector model (default: $GATEKEEPER_FACE_MODEL)")
-    ap.add_argument("--no-progress", dest="progress", action="store_false")
-
 
 
 def eval(argv: list[str]) -> int:
-    from .training.evaluate import main as eval_main
+    from .training.data import default_cache_dir
+    from .training.lighting import LIGHTINGS
 
-    return eval_main(argv)
+    ap = ArgumentParser(prog="gatekeeper eval", description="Evaluate the exported smile model on a labelled set.")
+    ap.add_argument("--data", required=True, help="smilesmiled:PATH, fer2013:PATH, rafdb:PATH, mtfl:PATH, ckplus:PATH, muxspace:PATH or folders:PATH (class folders: smile/ and others)")
+    ap.add_argument("--face-widths", type=int, nargs="*", default=[24, 32, 48],
+                    help="also score the chips as faces this many pixels wide would give them (default 24 32 48; the option with no widths skips them)")
+    ap.add_argument("--lighting", nargs="*", choices=LIGHTINGS, default=list(LIGHTINGS),
+                    help="also score the chips underexposed (dark: 2-3 stops, sensor noise, JPEG) and backlit (the face dark against a bright sky) (default: both; the option with none skips them)")
+    ap.add_argument("--model", default=None, help="smile .tflite (default: the shipped model)")
+    ap.add_argument("--split", choices=("all", "train", "val", "test"), default="all", help="which fixed-seed split to score (default: every image)")
+    ap.add_argument("--split-seed", "--seed", dest="split_seed", type=int, default=None, help="seed of the fixed splits (default: the one on the model's card)")
+    ap.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model card's)")
+    ap.add_argument("--out", default="artifacts/eval", help="folder for metrics.json and eval.png")
+    ap.add_argument("--cache", default=str(default_cache_dir()), help="where prepared chips are cached (default: $XDG_CACHE_HOME/gatekeeper)")
+    ap.add_argument("--face-model", default=None)
+    ap.add_argument("--log-level", default="info")
+    ap.add_argument("--group-table", action="store_true", help="print the accuracy by group (gender, glasses, pose: MTFL) as a Markdown table instead of the JSON summary")
+    args = ap.parse_args(argv)
+    setup_logging(args.log_level)
+    from .training.evaluate import EvalOptions, run_eval
+
+    _, summary, table = run_eval(EvalOptions(**{k: v for k, v in vars(args).items() if k != "log_level"}))
+    if args.group_table and table is not None:
+        print(table, end="")
+    else:
+        print(json.dumps(summary))
+    return 0
 
 
 # -- gatekeeper events ---------------------------------------------------------------------------

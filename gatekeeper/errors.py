@@ -7,8 +7,6 @@ package: it imports nothing of it (the command line's parser is :mod:`gatekeeper
 
 from __future__ import annotations
 
-from typing import Any
-
 __all__ = [
     "ConfigError",
     "FrameError",
@@ -52,13 +50,3 @@ class HookError(GatekeeperError, RuntimeError):
 class TrainingError(GatekeeperError, ValueError):
     """A training run cannot start or go on as asked (a teacher or start model that does not fit
     the data, a resume state of another recipe); raised before any model file is written."""
-
-
-def __getattr__(name: str) -> Any:
-    # Transitional (issue 31): gatekeeper.training.evaluate still takes its parser from here until
-    # its entry point moves to the command layer; the names live in gatekeeper.command_line.
-    if name in ("ArgumentParser", "CLI_NAME"):
-        from . import command_line
-
-        return getattr(command_line, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,23 +35,17 @@ COMMANDS = {"gatekeeper.cli", "gatekeeper.commands", "gatekeeper.demo", "gatekee
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 
-#: Imports from the library into the command layer that stay until ``gatekeeper.training.evaluate``
-#: takes its parser and logging set-up from the command layer (issue 31, the training part): the
-#: old names still answer there. Both ends are named so that the list cannot hide a new one.
-TRANSITIONAL = {
-    ("gatekeeper.errors", "gatekeeper.command_line"),  # errors.ArgumentParser, errors.CLI_NAME (lazy)
-    ("gatekeeper.logs", "gatekeeper.command_line"),  # logs.setup_logging
-}
-#: Library modules that load the command layer when imported alone, for the same reason.
-TRANSITIONAL_LOADS = {"gatekeeper.logs", "gatekeeper.training.evaluate"}
+#: Imports from the library into the command layer that are allowed: none (issue 31 moved
+#: training's parsers and logging set-up into the command layer).
+TRANSITIONAL: set[tuple[str, str]] = set()
+#: Library modules that load the command layer when imported alone: none.
+TRANSITIONAL_LOADS: set[str] = set()
 
 #: Over the limits today, with who splits them (issue 31); a module or function that gets within
 #: them must leave this list.
 TOO_LONG = {
     "gatekeeper/capture.py",  # 595 lines: the source stage (the runtime defects' helper)
     "gatekeeper/config.py",  # 526 lines: the config loader (the config defects' helper)
-    "gatekeeper/commands.py:add_train_arguments",  # 106 lines: training's options (the lead)
-    "gatekeeper/training/evaluate.py:main",  # 90 lines: training's evaluation entry point (the lead)
 }
 
 
@@ -189,17 +183,6 @@ def test_no_library_module_imports_the_command_layer(module: str) -> None:
     named = imports_of(module) & COMMANDS
     allowed = {to for frm, to in TRANSITIONAL if frm == module}
     assert named <= allowed, f"{module} imports {sorted(named - allowed)}"
-
-
-def test_the_transitional_imports_are_still_needed() -> None:
-    """Each transitional import stays only while training's evaluation still uses the old name."""
-    for frm, to in TRANSITIONAL:
-        assert to in imports_of(frm), f"{frm} no longer imports {to}: drop it from TRANSITIONAL"
-    evaluate = imported_names(MODULES["gatekeeper.training.evaluate"])
-    assert {"gatekeeper.errors.ArgumentParser", "gatekeeper.logs.setup_logging"} & evaluate, (
-        "gatekeeper.training.evaluate no longer takes its parser or logging from the library: "
-        "remove errors.__getattr__, gatekeeper/logs.py and TRANSITIONAL"
-    )
 
 
 def below(module: str) -> set[str]:
