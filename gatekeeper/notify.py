@@ -20,8 +20,9 @@ What the service says, and when (:class:`ServiceNotifier`):
   that still runs keeps turning (:class:`Watchdog`). A loop turns on every frame and on every idle
   poll of a live source, so a camera that is merely faulted (no picture; its loop polls and
   reports FAULT) keeps the pings going, while a loop stuck in a stage (a model call, a write that
-  never returns) stops them once it has not turned for that half period: systemd then restarts
-  the service ``WatchdogSec`` after the last ping. A loop that ended with an error stops them too;
+  never returns) stops them once it has not turned for that half period: systemd then ends the
+  service ``WatchdogSec`` after the last ping (SIGABRT: every thread's stack goes to stderr
+  first, :func:`dump_stacks_on_abort`) and restarts it. A loop that ended with an error stops them too;
   one whose finite source ended does not.
 * ``STOPPING=1`` when a stop begins (SIGTERM or SIGINT, or the sources ended).
 
@@ -33,9 +34,11 @@ thread of its own. The frame loop's only part is one timestamp per turn
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -47,7 +50,7 @@ from .worker import Worker
 if TYPE_CHECKING:
     from .camera import Camera
 
-__all__ = ["LoopState", "Notifier", "ServiceNotifier", "Watchdog", "describe", "notify_address", "pending", "watchdog_interval"]
+__all__ = ["LoopState", "Notifier", "ServiceNotifier", "Watchdog", "describe", "dump_stacks_on_abort", "notify_address", "pending", "watchdog_interval"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,17 @@ def watchdog_interval(env: Mapping[str, str], pid: int | None = None) -> float |
         log.warning("WATCHDOG_USEC=%r is not a positive whole number of microseconds; no watchdog pings", raw)
         return None
     return usec / 2e6
+
+
+def dump_stacks_on_abort() -> bool:
+    """When systemd's watchdog gives up on the service it sends SIGABRT (``WatchdogSignal=``): have
+    Python write every thread's stack to stderr (the journal) as it dies, so the log shows where
+    the stuck loop hung (:mod:`faulthandler`). False where stderr is no real file."""
+    try:
+        faulthandler.enable(file=sys.stderr, all_threads=True)
+    except (AttributeError, OSError, RuntimeError, ValueError):  # no stderr, or no file descriptor behind it
+        return False
+    return True
 
 
 class Notifier:
@@ -278,7 +292,10 @@ class ServiceNotifier:
         except ValueError as exc:
             log.warning("%s; systemd is not notified", exc)
             return cls(None)
-        return cls(Notifier(address), watchdog_interval(env))
+        interval = watchdog_interval(env)
+        if interval is not None:
+            dump_stacks_on_abort()
+        return cls(Notifier(address), interval)
 
     @property
     def enabled(self) -> bool:

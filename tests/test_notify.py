@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -27,6 +30,7 @@ from gatekeeper.notify import (
     ServiceNotifier,
     Watchdog,
     describe,
+    dump_stacks_on_abort,
     notify_address,
     pending,
     watchdog_interval,
@@ -301,3 +305,51 @@ def test_the_examples_in_the_docs_run() -> None:
 
     result = doctest.testmod(gatekeeper.notify, verbose=False)
     assert result.attempted >= 8 and result.failed == 0, result
+
+
+def test_no_stacks_on_abort_without_a_real_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stderr", None)
+    assert dump_stacks_on_abort() is False
+
+
+# -- the example unit ---------------------------------------------------------------------------------
+
+UNIT = Path(__file__).resolve().parents[1] / "examples" / "gatekeeper.service"
+
+
+def service_keys(text: str) -> dict[str, str]:
+    section, keys = "", {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            keys[key] = value
+    return keys
+
+
+def test_the_example_unit_is_a_notify_service_with_a_watchdog() -> None:
+    keys = service_keys(UNIT.read_text())
+    assert keys["Type"] == "notify"
+    assert keys["NotifyAccess"] == "main", "only the service itself may speak for it (not a hook's command)"
+    assert int(keys["WatchdogSec"]) >= 10, "a frame under load must not look stuck"
+    assert keys["Restart"] == "always"
+
+
+@pytest.mark.parametrize(("change", "complaint"), [(None, None), (("WatchdogSec=30", "WatchdogSec=thirty"), "Failed to parse sec value")])
+def test_systemd_accepts_the_example_unit(tmp_path: Path, change: tuple[str, str] | None, complaint: str | None) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian: systemd)")
+    # The unit as installed, its ExecStart pointing at this checkout's command (verify wants it to exist).
+    text = UNIT.read_text().replace("/opt/gatekeeper/.venv/bin/gatekeeper", str(Path(sys.executable).with_name("gatekeeper")))
+    if change is not None:
+        text = text.replace(*change)
+    unit = tmp_path / "gatekeeper.service"
+    unit.write_text(text)
+    proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    if complaint is None:
+        assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
+    else:
+        assert complaint in proc.stderr, "the check can see a bad unit"
