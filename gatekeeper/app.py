@@ -38,7 +38,9 @@ from typing import IO, Any, Literal
 
 from .actions import Controls
 from .camera import Camera, EventSink
-from .capture import FileSource, Frame, LiveSource
+from .capture import Frame
+from .capture_file import FileSource
+from .capture_live import LiveSource
 from .config import CameraConfig, Config
 from .errors import JournalError
 from .events import Event

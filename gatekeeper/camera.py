@@ -27,7 +27,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .actions import Controls
-from .capture import FileSource, Frame, LiveSource
+from .capture import Frame
+from .capture_file import FileSource
+from .capture_live import LiveSource
 from .errors import FrameError
 from .events import Event
 from .redact import redact_text

@@ -43,7 +43,8 @@ SUBCOMMANDS = ("demo", "train", "eval", "score", "events")
 
 def _camera_index(text: str) -> int:
     """``--camera``: a camera index OpenCV takes as one (0 to 99), checked before it reaches OpenCV."""
-    from .capture import MAX_CAMERA_INDEX, check_camera_index  # here: OpenCV is imported only when a camera is named
+    from .capture_open import check_camera_index  # here: OpenCV is imported only when a camera is named
+    from .schema import MAX_CAMERA_INDEX
 
     try:
         return check_camera_index(int(text))
@@ -94,7 +95,7 @@ def _run(argv: list[str]) -> int:
     """The gate itself: the options checked, then :func:`gatekeeper.serve.serve`."""
     args = run_parser().parse_args(argv)
     _setup_logging(args.log_level)
-    from .config import load_config
+    from .config_load import load_config
 
     cfg = load_config(_default_config_path(args.config))
     if args.camera is None and args.video is None and args.url is None and not cfg.cameras and not args.check_config:
@@ -126,14 +127,14 @@ def _check_config(cfg: Config, args: argparse.Namespace) -> int:
     any problem exits 2."""
     import yaml
 
-    from .config import config_to_dict
+    from .config_values import config_to_dict
     from .preflight import check
 
     sys.stdout.write(yaml.safe_dump(config_to_dict(cfg, redact=True), sort_keys=False))
     sys.stdout.flush()
     problems = check(cfg)
     try:
-        from .capture import FileSource
+        from .capture_file import FileSource
         from .serve import RunOptions, cameras_to_run
 
         cameras_to_run(cfg, RunOptions(camera=args.camera, url=args.url, video=args.video))  # cameras: and a source on the command line do not go together

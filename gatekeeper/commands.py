@@ -72,7 +72,7 @@ def score(argv: list[str]) -> int:
     import cv2
 
     from .classify import SmileClassifier
-    from .config import load_config
+    from .config_load import load_config
     from .detect import FaceDetector, resolve_face_model
     from .gate import Gate
     from .pipeline import Pipeline
@@ -393,7 +393,7 @@ def events(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | No
         return int(exc.code or 0)
 
     # Imported here: the config module pulls in YAML and every stage's declarations.
-    from .config import load_config
+    from .config_load import load_config
     from .journal import Journal, iso_time
 
     try:

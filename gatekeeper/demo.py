@@ -54,7 +54,7 @@ class LoopedClip:
 
     Frame indices and times run on across the passes, with :data:`GAP_S` of black frames between
     two of them; with ``realtime`` the whole stream is paced at the file's frame rate. Each pass
-    decodes the file again, with a :class:`~gatekeeper.capture.FileSource` of its own (a 2.4 s
+    decodes the file again, with a :class:`~gatekeeper.capture_file.FileSource` of its own (a 2.4 s
     clip is cheaper to decode than to hold in memory). The first is opened here, so a missing or
     broken file fails before the models load. To the app it is a file: an iterable of frames,
     every one processed, none dropped, no watchdog.
@@ -63,7 +63,8 @@ class LoopedClip:
     def __init__(self, path: str | Path, *, realtime: bool = False, loops: int | None = None) -> None:
         if loops is not None and loops < 1:
             raise ValueError(f"loops: expected at least 1 or None, got {loops}")
-        from .capture import FileSource, SourceStatus  # here: OpenCV only once the demo runs
+        from .capture import SourceStatus  # here: OpenCV only once the demo runs
+        from .capture_file import FileSource
 
         self.path = Path(path)
         self.realtime = realtime
@@ -76,7 +77,8 @@ class LoopedClip:
         """Every frame of every pass, the gaps included, with its index and time in the stream."""
         import numpy as np
 
-        from .capture import FileSource, Frame
+        from .capture import Frame
+        from .capture_file import FileSource
 
         offset = done = skipped = 0
         blank = np.zeros((0, 0, 3), np.uint8)  # the size of the clip's frames once one is read

@@ -7,7 +7,7 @@ gate only needs to look at a few frames a second (nobody in view, see :mod:`gate
 hands each frame on as its JPEG bytes (:attr:`jpeg`, :meth:`gatekeeper.capture.Frame.from_jpeg`),
 and the pipeline decodes what it looks at, at the scale it needs. :meth:`retrieve` decodes the
 last frame, as OpenCV's would. It has the few methods of
-``cv2.VideoCapture`` that :class:`~gatekeeper.capture.LiveSource` uses.
+``cv2.VideoCapture`` that :class:`~gatekeeper.capture_live.LiveSource` uses.
 
 A URL that does not answer with a multipart stream (an RTSP-over-HTTP tunnel, an MP4 or HLS
 URL) is left to OpenCV: :func:`open_mjpeg` returns None for it.

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .app import Service, StdoutSink
-from .capture import LiveSource
+from .capture_live import LiveSource
 from .errors import ConfigError
 from .notify import ServiceNotifier
 from .pipeline import StageTimes
@@ -51,7 +51,7 @@ class RunOptions:
     """What one run asks for beside the config (the command line's options).
 
     At most one of ``camera``, ``url`` and ``video``, and none with ``cameras:`` in the config.
-    ``open_video(path, realtime=...)`` stands in for :class:`~gatekeeper.capture.FileSource`
+    ``open_video(path, realtime=...)`` stands in for :class:`~gatekeeper.capture_file.FileSource`
     with ``video`` (``gatekeeper demo`` plays its clip in a loop).
     """
 
@@ -269,7 +269,7 @@ def _log_done(service: Service, sources: dict[str, Any], *, single: bool) -> Non
 
 def _open_source(cfg: Config, cam: CameraConfig, options: RunOptions) -> Any:
     """The source of one camera: its own (``cameras:``), else the command line's."""
-    from .capture import FileSource
+    from .capture_file import FileSource
 
     video = cam.video if cfg.cameras else options.video
     realtime = options.realtime or cfg.source.realtime

@@ -47,8 +47,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from gatekeeper.app import StdoutSink  # noqa: E402
-from gatekeeper.capture import FileSource, Frame  # noqa: E402
-from gatekeeper.config import Config, load_config  # noqa: E402
+from gatekeeper.capture import Frame  # noqa: E402
+from gatekeeper.capture_file import FileSource  # noqa: E402
+from gatekeeper.config import Config  # noqa: E402
+from gatekeeper.config_load import load_config  # noqa: E402
 from gatekeeper.crop import face_chip  # noqa: E402
 from gatekeeper.errors import GatekeeperError  # noqa: E402
 from gatekeeper.pipeline import Pipeline, StageTimes, build_pipeline  # noqa: E402

@@ -33,9 +33,9 @@ import numpy as np
 from gatekeeper.actions import Action, Controls
 from gatekeeper.camera import Camera
 from gatekeeper.capture import Frame
-from gatekeeper.config import Config, GateConfig, HttpConfig, JournalConfig
+from gatekeeper.config import Config, HttpConfig, JournalConfig
 from gatekeeper.events import Event
-from gatekeeper.gate import Gate
+from gatekeeper.gate import Gate, GateConfig
 from gatekeeper.hooks import Dispatcher
 from gatekeeper.journal import Journal
 from gatekeeper.pipeline import TrackedGate

@@ -22,7 +22,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gatekeeper.capture import FileSource
+from gatekeeper.capture_file import FileSource
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.config import Config
 from gatekeeper.detect import FaceDetector, resolve_face_model

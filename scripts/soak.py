@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench.py beside this
 from bench import DEFAULT_CLIPS, REPO, looped_frames, peak_rss_mb
 
 from gatekeeper.app import StdoutSink
-from gatekeeper.config import load_config
+from gatekeeper.config_load import load_config
 from gatekeeper.pipeline import build_pipeline
 
 

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 from standin import StandInPipeline
 
-from gatekeeper.actions import Controls
+from gatekeeper.actions import ActionsConfig, Controls
 from gatekeeper.camera import Camera
 from gatekeeper.capture import Frame
-from gatekeeper.config import ActionsConfig, Config, GateConfig, HttpConfig, JournalConfig
+from gatekeeper.config import Config, HttpConfig, JournalConfig
 from gatekeeper.events import FaceScore
-from gatekeeper.gate import Gate
+from gatekeeper.gate import Gate, GateConfig
 from gatekeeper.hooks import Dispatcher, Hook
 from gatekeeper.journal import Journal
 from gatekeeper.serve import Watchers

@@ -21,7 +21,7 @@ from test_web import browser, wait_for  # noqa: F401 -- browser is a fixture: De
 from gatekeeper.actions import Controls
 from gatekeeper.app import open_dispatcher
 from gatekeeper.camera import Camera
-from gatekeeper.config import config_from_dict
+from gatekeeper.config_load import config_from_dict
 from gatekeeper.demo import LoopedClip
 from gatekeeper.events import DeliveryState
 from gatekeeper.pipeline import build_pipeline

@@ -32,8 +32,10 @@ from test_rtsp import RtspServer, free_port, gstreamer  # noqa: F401 (gstreamer:
 from test_web import metric_samples
 
 from gatekeeper.app import Service
-from gatekeeper.capture import FileSource, Frame, LiveSource
-from gatekeeper.config import config_from_dict
+from gatekeeper.capture import Frame
+from gatekeeper.capture_file import FileSource
+from gatekeeper.capture_live import LiveSource
+from gatekeeper.config_load import config_from_dict
 from gatekeeper.scheduler import FairScheduler
 
 # Every face smiles; one OPEN per visit after three frames; no DENY to muddle the sequence.

@@ -22,9 +22,14 @@ from mjpeg_server import MjpegServer, jpeg_frames_from_video, numbered_jpeg_fram
 from polling import wait_for
 from videofiles import faststart, garbled, truncated
 
-import gatekeeper.capture as capture
-from gatekeeper.capture import FileSource, Frame, LiveSource
+import gatekeeper.capture_file as capture_file
+import gatekeeper.capture_live as capture_live
+from gatekeeper.capture import Frame
+from gatekeeper.capture_file import FileSource
+from gatekeeper.capture_live import LiveSource
+from gatekeeper.capture_open import check_camera_index
 from gatekeeper.errors import FrameError, SourceError
+from gatekeeper.mjpeg import jpeg_size
 
 # Small backoff and timeouts so that faults play out in a second, not in minutes.
 FAST = {"reconnect_initial_s": 0.05, "reconnect_max_s": 0.4, "open_timeout_s": 1.0, "read_timeout_s": 0.5}
@@ -144,12 +149,12 @@ def test_a_jpeg_frame_grey_copy_is_as_wide_as_asked(size: tuple[int, int], width
 
 def test_jpeg_size_reads_the_frame_header_of_baseline_and_progressive_jpegs() -> None:
     img = np.zeros((37, 91, 3), np.uint8)
-    assert capture.jpeg_size(jpeg(img)) == (91, 37)
-    assert capture.jpeg_size(jpeg(img, cv2.IMWRITE_JPEG_PROGRESSIVE, 1)) == (91, 37)
-    assert capture.jpeg_size(jpeg(img)[:40]) is None  # cut off before the frame header
-    assert capture.jpeg_size(b"\xff\xd8\xff\xda\x00\x08") is None  # scan data before any frame header
-    assert capture.jpeg_size(b"GIF89a...") is None
-    assert capture.jpeg_size(b"") is None
+    assert jpeg_size(jpeg(img)) == (91, 37)
+    assert jpeg_size(jpeg(img, cv2.IMWRITE_JPEG_PROGRESSIVE, 1)) == (91, 37)
+    assert jpeg_size(jpeg(img)[:40]) is None  # cut off before the frame header
+    assert jpeg_size(b"\xff\xd8\xff\xda\x00\x08") is None  # scan data before any frame header
+    assert jpeg_size(b"GIF89a...") is None
+    assert jpeg_size(b"") is None
 
 
 def test_a_jpeg_frame_that_cannot_be_decoded_says_so() -> None:
@@ -326,7 +331,7 @@ class ScriptedCapture:
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch, live: list[LiveSource]) -> Iterator[ScriptedCapture]:
     cap = ScriptedCapture()
-    monkeypatch.setattr(capture, "open_capture", lambda target, **kw: cap)
+    monkeypatch.setattr(capture_live, "open_capture", lambda target, **kw: cap)
     yield cap
     cap.closed = True  # lets the capture thread out of read() so close() can join it
 
@@ -363,7 +368,7 @@ def test_a_camera_that_opens_but_sends_nothing_is_retried_with_backoff(monkeypat
         opened.append(time.monotonic())
         return DeadOnArrival()
 
-    monkeypatch.setattr(capture, "open_capture", open_dead)
+    monkeypatch.setattr(capture_live, "open_capture", open_dead)
     src = LiveSource("dead", **FAST)
     live.append(src)
     wait_for(lambda: len(opened) >= 5, 10, "five connection attempts")
@@ -477,7 +482,7 @@ def test_file_frames_of_the_wrong_type_or_size_are_skipped_and_counted(monkeypat
         (True, image(6, dtype=np.uint16)),
         (True, image(7)),
     ]
-    monkeypatch.setattr(capture, "open_capture", lambda target, **kw: ScriptedFile(reads, count=len(reads)))
+    monkeypatch.setattr(capture_file, "open_capture", lambda target, **kw: ScriptedFile(reads, count=len(reads)))
     path = tmp_path / "scripted.mp4"
     path.write_bytes(b"x")
     frames, src = play(path)
@@ -509,15 +514,15 @@ def test_a_camera_index_out_of_range_never_reaches_opencv(monkeypatch: pytest.Mo
     def not_called(*args: object) -> None:
         raise AssertionError("cv2.VideoCapture was called")
 
-    monkeypatch.setattr(capture.cv2, "VideoCapture", not_called)
+    monkeypatch.setattr(cv2, "VideoCapture", not_called)
     with pytest.raises(SourceError, match=rf"^camera index {index} is out of range; expected 0 to 99 \(0 is the first camera\)$"):
         LiveSource(index, **FAST)
 
 
 def test_camera_indices_in_range_are_taken() -> None:
-    assert [capture.check_camera_index(i) for i in (0, 1, 99)] == [0, 1, 99]
+    assert [check_camera_index(i) for i in (0, 1, 99)] == [0, 1, 99]
     with pytest.raises(SourceError):
-        capture.check_camera_index(True)  # type: ignore[arg-type]  # a bool is not an index
+        check_camera_index(True)  # type: ignore[arg-type]  # a bool is not an index
 
 
 @pytest.mark.parametrize("text", ["-1", "-2", "2147483648"])

@@ -36,7 +36,7 @@ import numpy as np
 import pytest
 import yaml
 
-from gatekeeper.capture import FileSource
+from gatekeeper.capture_file import FileSource
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import FaceDetector
 from gatekeeper.events import Event, EventType, FaceScore

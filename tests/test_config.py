@@ -23,12 +23,10 @@ from gatekeeper.config import (
     HttpConfig,
     JournalConfig,
     SourceConfig,
-    config_from_dict,
-    config_to_dict,
-    load_config,
-    redact_text,
 )
 from gatekeeper.config_doc import EXAMPLE_REQUIRED, render
+from gatekeeper.config_load import config_from_dict, load_config
+from gatekeeper.config_values import config_to_dict
 from gatekeeper.errors import ConfigError, GatekeeperError
 from gatekeeper.gate import GateConfig
 from gatekeeper.hooks.config import (
@@ -39,6 +37,7 @@ from gatekeeper.hooks.config import (
     MqttHookConfig,
     WebhookHookConfig,
 )
+from gatekeeper.redact import redact_text
 from gatekeeper.schema import DURATION_UNITS, MAX_DURATION_S
 
 REPO = Path(__file__).resolve().parents[1]
@@ -401,10 +400,10 @@ def test_the_old_download_key_still_loads_with_one_deprecation_warning(tmp_path:
     """detector.download chose whether a missing model was downloaded; the model now ships in the
     package. A config written for an older gatekeeper must still start: the key is accepted,
     changes nothing, and one warning says to remove it."""
-    caplog.set_level("WARNING", logger="gatekeeper.config")
+    caplog.set_level("WARNING", logger="gatekeeper.config_load")
     cfg = load_config(write(tmp_path, f"detector:\n  download: {str(value).lower()}\n  min_confidence: 0.8\n"))
     assert cfg == Config(detector=DetectorConfig(download=value, min_confidence=0.8))
-    warnings = [r for r in caplog.records if r.name == "gatekeeper.config"]
+    warnings = [r for r in caplog.records if r.name == "gatekeeper.config_load"]
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
     message = warnings[0].getMessage()
     assert "\n" not in message
@@ -413,10 +412,10 @@ def test_the_old_download_key_still_loads_with_one_deprecation_warning(tmp_path:
 
 @pytest.mark.parametrize("text", ["", "detector: {min_confidence: 0.8}\n", "detector: {download: null}\n"])
 def test_no_deprecation_warning_without_the_download_key(tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str) -> None:
-    caplog.set_level("DEBUG", logger="gatekeeper.config")
+    caplog.set_level("DEBUG", logger="gatekeeper.config_load")
     load_config(write(tmp_path, text))
     load_config(REPO / "config.yaml")  # the documented file names the key as null
-    assert [r for r in caplog.records if r.name == "gatekeeper.config"] == []
+    assert [r for r in caplog.records if r.name == "gatekeeper.config_load"] == []
 
 
 def test_partial_section_overrides_only_its_keys(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from gatekeeper.config import load_config
+from gatekeeper.config_load import load_config
 from gatekeeper.hooks.webhook import sign
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

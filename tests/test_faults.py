@@ -36,9 +36,11 @@ from standin import StandInPipeline
 from videofiles import faststart, garbled, truncated
 
 from gatekeeper.camera import Camera
-from gatekeeper.capture import Frame, LiveSource
+from gatekeeper.capture import Frame
+from gatekeeper.capture_live import LiveSource
 from gatekeeper.classify import SmileClassifier
-from gatekeeper.config import Config, config_from_dict
+from gatekeeper.config import Config
+from gatekeeper.config_load import config_from_dict
 from gatekeeper.detect import FaceDetector
 from gatekeeper.events import Event, EventType, FaceScore
 from gatekeeper.gate import Gate

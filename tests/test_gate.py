@@ -788,7 +788,7 @@ def test_gate_config_zone_is_stored_as_a_tuple_of_floats() -> None:
     ],
 )
 def test_config_file_errors_name_the_gate_key(gate: dict[str, Any], match: str) -> None:
-    from gatekeeper.config import config_from_dict
+    from gatekeeper.config_load import config_from_dict
     from gatekeeper.errors import ConfigError
 
     with pytest.raises(ConfigError, match=match):
@@ -796,7 +796,7 @@ def test_config_file_errors_name_the_gate_key(gate: dict[str, Any], match: str) 
 
 
 def test_config_file_reads_the_new_gate_keys() -> None:
-    from gatekeeper.config import config_from_dict
+    from gatekeeper.config_load import config_from_dict
 
     gate = config_from_dict({"gate": {"zone": [0.25, 0, 0.75, 1], "reopen": "cooldown", "require_onset": True, "onset_s": 0.5}}).gate
     assert (gate.zone, gate.reopen, gate.require_onset, gate.onset_s) == ((0.25, 0.0, 0.75, 1.0), "cooldown", True, 0.5)

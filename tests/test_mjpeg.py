@@ -28,7 +28,7 @@ import pytest
 from mjpeg_server import MjpegServer, jpeg_frames_from_video, numbered_jpeg_frames
 from polling import wait_for
 
-from gatekeeper.capture import LiveSource
+from gatekeeper.capture_live import LiveSource
 from gatekeeper.errors import SourceError
 from gatekeeper.mjpeg import MjpegCapture, open_mjpeg
 

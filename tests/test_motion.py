@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 import yaml
 
-from gatekeeper.capture import FileSource, Frame
-from gatekeeper.config import Config, load_config
+from gatekeeper.capture import Frame
+from gatekeeper.capture_file import FileSource
+from gatekeeper.config import Config
+from gatekeeper.config_load import load_config
 from gatekeeper.motion import DetectSchedule, MotionConfig
 
 FACE = (200.0, 100.0, 160.0, 160.0)  # x, y, w, h in pixels of a 640x360 frame

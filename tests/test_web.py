@@ -229,7 +229,7 @@ def test_a_bind_beyond_loopback_needs_a_token(clock: FakeClock, host: str) -> No
     ],
 )
 def test_http_config_errors_name_the_key(http: dict[str, Any], message: str) -> None:
-    from gatekeeper.config import config_from_dict
+    from gatekeeper.config_load import config_from_dict
 
     with pytest.raises(ConfigError, match=message):
         config_from_dict({"http": http})

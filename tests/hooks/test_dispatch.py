@@ -382,7 +382,7 @@ def test_all_four_hooks_get_each_open_exactly_once_and_fast(
 
 
 def test_open_dispatcher_builds_everything_from_the_config(tmp_path, receiver, make_event, wait, monkeypatch):
-    from gatekeeper.config import config_from_dict
+    from gatekeeper.config_load import config_from_dict
 
     monkeypatch.setattr(Device, "pin_factory", None)
     rx = receiver(secret=None)

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from gatekeeper.config import config_from_dict
+from gatekeeper.config_load import config_from_dict
 from gatekeeper.errors import ConfigError, HookError
 from gatekeeper.events import EventType
 from gatekeeper.hooks import CommandHook, WebhookHook, build_hooks

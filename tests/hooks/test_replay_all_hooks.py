@@ -27,7 +27,8 @@ import pytest
 from standin import StandInPipeline
 
 from gatekeeper.camera import Camera
-from gatekeeper.capture import FileSource, Frame
+from gatekeeper.capture import Frame
+from gatekeeper.capture_file import FileSource
 from gatekeeper.cli import main
 from gatekeeper.config import Config
 from gatekeeper.events import FaceScore
