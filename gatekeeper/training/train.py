@@ -288,9 +288,9 @@ def clean_and_mine(run: Run, fitted: Fitted, at_epoch: int) -> tuple[np.ndarray,
     log.info("label cleaning: %s", cleaning)
     boost, mining = None, None
     if opts.mine_weight != 1.0 or opts.mine_smiles_weight != 1.0:
-        # Calibrated on validation whatever cleaning read: "called smiling" must mean the same in every run.
-        a_z, b_z = fit_platt(z_va, run.y_va, run.w_va)
-        boost, mining = _mine(run, sigmoid(a_z * z_tr + b_z), suspect, at_epoch)
+        # Calibrated on validation whatever cleaning read (ca, cb are fitted on the unlinked
+        # validation logits either way): "called smiling" must mean the same in every run.
+        boost, mining = _mine(run, sigmoid(ca * z_tr + cb), suspect, at_epoch)
     weights = _weights(run.y_tr, run.s_tr, run.g_tr, keep=~suspect, by_size=opts.source_weight == "size", hard_weight=opts.hard_weight, boost=boost)
     return weights, cleaning, mining
 
