@@ -291,27 +291,28 @@ def _train_teacher_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def eval(argv: list[str]) -> int:
-    from .training.data import default_cache_dir
+    from .training.evaluate import EvalOptions, run_eval
     from .training.lighting import LIGHTINGS
+
+    base = EvalOptions(data="")  # the defaults are the dataclass's
 
     ap = ArgumentParser(prog="gatekeeper eval", description="Evaluate the exported smile model on a labelled set.")
     ap.add_argument("--data", required=True, help="smilesmiled:PATH, fer2013:PATH, rafdb:PATH, mtfl:PATH, ckplus:PATH, muxspace:PATH or folders:PATH (class folders: smile/ and others)")
-    ap.add_argument("--face-widths", type=int, nargs="*", default=[24, 32, 48],
+    ap.add_argument("--face-widths", type=int, nargs="*", default=base.face_widths,
                     help="also score the chips as faces this many pixels wide would give them (default 24 32 48; the option with no widths skips them)")
-    ap.add_argument("--lighting", nargs="*", choices=LIGHTINGS, default=list(LIGHTINGS),
+    ap.add_argument("--lighting", nargs="*", choices=LIGHTINGS, default=base.lighting,
                     help="also score the chips underexposed (dark: 2-3 stops, sensor noise, JPEG) and backlit (the face dark against a bright sky) (default: both; the option with none skips them)")
     ap.add_argument("--model", default=None, help="smile .tflite (default: the shipped model)")
-    ap.add_argument("--split", choices=("all", "train", "val", "test"), default="all", help="which fixed-seed split to score (default: every image)")
+    ap.add_argument("--split", choices=("all", "train", "val", "test"), default=base.split, help="which fixed-seed split to score (default: every image)")
     ap.add_argument("--split-seed", "--seed", dest="split_seed", type=int, default=None, help="seed of the fixed splits (default: the one on the model's card)")
     ap.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model card's)")
-    ap.add_argument("--out", default="artifacts/eval", help="folder for metrics.json and eval.png")
-    ap.add_argument("--cache", default=str(default_cache_dir()), help="where prepared chips are cached (default: $XDG_CACHE_HOME/gatekeeper)")
+    ap.add_argument("--out", default=base.out, help="folder for metrics.json and eval.png")
+    ap.add_argument("--cache", default=base.cache, help="where prepared chips are cached (default: $XDG_CACHE_HOME/gatekeeper)")
     ap.add_argument("--face-model", default=None)
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--group-table", action="store_true", help="print the accuracy by group (gender, glasses, pose: MTFL) as a Markdown table instead of the JSON summary")
     args = ap.parse_args(argv)
     setup_logging(args.log_level)
-    from .training.evaluate import EvalOptions, run_eval
 
     _, summary, table = run_eval(EvalOptions(**{k: v for k, v in vars(args).items() if k != "log_level"}))
     if args.group_table and table is not None:
