@@ -24,6 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from gatekeeper._native import route_native_stderr  # noqa: E402
 from gatekeeper.classify import SmileClassifier  # noqa: E402
 from gatekeeper.errors import GatekeeperError  # noqa: E402
 
@@ -70,9 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="rounds the calls are split into, the models in turn (default 5)")
     ap.add_argument("--clip", type=Path, default=SHARED / "videos" / "single_face.mp4", help="where the faces come from")
     args = ap.parse_args(argv)
+    # MediaPipe and LiteRT write to fd 2 from C++ now and then (an unaligned-tensor warning in
+    # the middle of a run); as in the gatekeeper command, that goes to a logger, not the terminal.
+    route_native_stderr()
     try:
+        models = [SmileClassifier(p, threads=1) for p in args.model]  # a bad model fails before any detector runs
         chips = clip_chips(args.clip)
-        models = [SmileClassifier(p, threads=1) for p in args.model]
     except GatekeeperError as exc:
         print(f"bench_model: {exc}", file=sys.stderr)
         return 2
