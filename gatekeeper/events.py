@@ -90,6 +90,7 @@ class Event:
     override: bool | None = None  # a manual OPEN: True when the gate was held shut (out of service, fault)
     note: str | None = None  # operator actions: the operator's own words, if any
     camera: str | None = None  # the camera it is about (set by the camera that emits it); None from a bare Gate
+    claimed_by: str | None = None  # operator actions by a named credential: the name the caller gave, if any (a note; ``by`` is the credential's owner)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +108,7 @@ class Event:
             "override": self.override,
             "note": self.note,
             "camera": self.camera,
+            "claimed_by": self.claimed_by,
         }
 
 
@@ -132,6 +134,7 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         override=data.get("override"),
         note=data.get("note"),
         camera=None if data.get("camera") is None else str(data["camera"]),  # absent before cameras
+        claimed_by=data.get("claimed_by"),  # absent before named operators
     )
 
 
@@ -195,6 +198,7 @@ class Action:
     reason: str | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     t: float = field(default_factory=time.time)
+    claimed_by: str | None = None  # the name the caller gave where ``by`` is the credential's owner (a note only)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -203,3 +207,4 @@ class Action:
             raise ActionError(f"via: expected one of {', '.join(VIAS)}, got {self.via!r}")
         object.__setattr__(self, "by", _text(self.by, "by", MAX_BY, required=True))
         _text(self.reason, "reason", MAX_REASON, required=False)
+        _text(self.claimed_by, "by", MAX_BY, required=False)

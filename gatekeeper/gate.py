@@ -340,12 +340,12 @@ class Gate:
                 person.last_open_t = t
                 self._hold = None
             held_shut = self._out is not None or bool(self._faults)
-            return [Event(EventType.OPEN, frame, t, None, self.id_factory(), None, len(self.faces), "manual", None, by, via, held_shut, note)]
+            return [Event(EventType.OPEN, frame, t, None, self.id_factory(), None, len(self.faces), "manual", None, by, via, held_shut, note, claimed_by=action.claimed_by)]
         if action.kind == "out_of_service":
             if self._out is not None:
                 return self._refuse("no_change", f"already out of service (by {self._out.by} via {self._out.via}); expected in_service first")
             self._hold = None
-            self._out = Event(EventType.OUT_OF_SERVICE, frame, t, None, self.id_factory(), None, len(self.faces), note, None, by, via, None, note)
+            self._out = Event(EventType.OUT_OF_SERVICE, frame, t, None, self.id_factory(), None, len(self.faces), note, None, by, via, None, note, claimed_by=action.claimed_by)
             return [self._out]
         if action.kind == "in_service":
             if self._out is None:
@@ -354,7 +354,7 @@ class Gate:
             for person in self._people.values():
                 if person.decided_t is not None:
                     person.decided_t = t  # deny_after_s counts from now, not from before the pause
-            return [Event(EventType.IN_SERVICE, frame, t, None, self.id_factory(), None, len(self.faces), note, None, by, via, None, note)]
+            return [Event(EventType.IN_SERVICE, frame, t, None, self.id_factory(), None, len(self.faces), note, None, by, via, None, note, claimed_by=action.claimed_by)]
         raise ValueError(f"unknown action kind {action.kind!r}")  # Action checks its kind; a bug if reached
 
     def announce(self, event: Event) -> None:

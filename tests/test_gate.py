@@ -614,7 +614,7 @@ def test_default_event_ids_are_unique_hex() -> None:
 
 
 # keys added later, never renamed: by operator actions (issue 22) and by cameras (issue 23; a bare Gate names none)
-NO_OPERATOR = {"by": None, "via": None, "override": None, "note": None, "camera": None}
+NO_OPERATOR = {"by": None, "via": None, "override": None, "note": None, "camera": None, "claimed_by": None}
 
 TO_DICT_CASES = [
     pytest.param(
@@ -644,12 +644,12 @@ TO_DICT_CASES = [
     ),
     pytest.param(
         Event(EventType.OPEN, 4, 2.5, None, "m", None, 1, "manual", None, "maria", "page", True, "pram"),
-        {"event": "OPEN", "frame": 4, "t": 2.5, "score": None, "id": "m", "box": None, "faces": 1, "reason": "manual", "track": None, "by": "maria", "via": "page", "override": True, "note": "pram", "camera": None},
+        {"event": "OPEN", "frame": 4, "t": 2.5, "score": None, "id": "m", "box": None, "faces": 1, "reason": "manual", "track": None, "by": "maria", "via": "page", "override": True, "note": "pram", "camera": None, "claimed_by": None},
         id="a manual OPEN",
     ),
     pytest.param(
         Event(EventType.OUT_OF_SERVICE, 4, 2.5, None, "o", None, 0, "cleaning", None, "ali", "mqtt", None, "cleaning"),
-        {"event": "OUT_OF_SERVICE", "frame": 4, "t": 2.5, "score": None, "id": "o", "box": None, "faces": 0, "reason": "cleaning", "track": None, "by": "ali", "via": "mqtt", "override": None, "note": "cleaning", "camera": None},
+        {"event": "OUT_OF_SERVICE", "frame": 4, "t": 2.5, "score": None, "id": "o", "box": None, "faces": 0, "reason": "cleaning", "track": None, "by": "ali", "via": "mqtt", "override": None, "note": "cleaning", "camera": None, "claimed_by": None},
         id="OUT_OF_SERVICE",
     ),
 ]
@@ -659,7 +659,7 @@ TO_DICT_CASES = [
 def test_event_to_dict_shape(event: Event, expected: dict[str, Any]) -> None:
     d = event.to_dict()
     assert d == expected
-    assert list(d) == ["event", "frame", "t", "score", "id", "box", "faces", "reason", "track", "by", "via", "override", "note", "camera"]
+    assert list(d) == ["event", "frame", "t", "score", "id", "box", "faces", "reason", "track", "by", "via", "override", "note", "camera", "claimed_by"]
     assert json.loads(json.dumps(d)) == d
 
 
