@@ -13,6 +13,7 @@ twice in one mapping is refused.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from .config_cameras import camera_configs
 from .config_values import build, describe
 from .errors import ConfigError
 
-__all__ = ["MAX_CONFIG_BYTES", "MAX_CONFIG_DEPTH", "MAX_CONFIG_NODES", "config_from_dict", "load_config"]
+__all__ = ["MAX_CONFIG_BYTES", "MAX_CONFIG_DEPTH", "MAX_CONFIG_NODES", "config_from_dict", "load_config", "read_yaml"]
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, d
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, (str, int, float, bool)):
+        if not isinstance(key, (str, int, float, bool, datetime.date)):
             continue  # complex keys are rejected later as unknown keys
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
@@ -135,10 +136,27 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, d
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
+def _timestamp_or_text(loader: _StrictLoader, node: yaml.ScalarNode) -> Any:
+    """A date the calendar does not have (2026-13-01) stays text, for its key's own check to refuse by name."""
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
+
+
 def load_config(path: Path | str | None) -> Config:
     """Read and validate a YAML config file; ``None`` gives the built-in defaults."""
     if path is None:
         return Config()
+    return config_from_dict(read_yaml(path))
+
+
+def read_yaml(path: Path | str, *, what: str = "config file", example: str = "config.yaml") -> Any:
+    """The parsed content of a hand-written YAML file, within the reader's bounds; every problem
+    one :class:`ConfigError` naming ``what`` (and ``example``, the documented file)."""
     p = Path(path)
     name = str(p)
     try:
@@ -146,13 +164,13 @@ def load_config(path: Path | str | None) -> Config:
             raw = f.read(MAX_CONFIG_BYTES + 1)  # never more: /dev/zero or a 45 MB file is refused unread
         if len(raw) > MAX_CONFIG_BYTES:
             size = p.stat().st_size if p.is_file() else 0
-            what = f"{size / (1 << 20):.1f} MiB" if size > MAX_CONFIG_BYTES else f"more than {MAX_CONFIG_BYTES} bytes"
-            raise ConfigError(f"config file {name!r} is {what}; expected a YAML file of at most {MAX_CONFIG_BYTES // (1 << 20)} MiB")
+            size_text = f"{size / (1 << 20):.1f} MiB" if size > MAX_CONFIG_BYTES else f"more than {MAX_CONFIG_BYTES} bytes"
+            raise ConfigError(f"{what} {name!r} is {size_text}; expected a YAML file of at most {MAX_CONFIG_BYTES // (1 << 20)} MiB")
         text = raw.decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {name!r} does not exist; expected a YAML file (see config.yaml)") from None
+        raise ConfigError(f"{what} {name!r} does not exist; expected a YAML file (see {example})") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {name!r} cannot be read: {exc}") from None
+        raise ConfigError(f"{what} {name!r} cannot be read: {exc}") from None
     loader = _StrictLoader(text)
     try:
         node = loader.get_single_node()
@@ -160,11 +178,11 @@ def load_config(path: Path | str | None) -> Config:
             _check_expanded_size(node)
         data = None if node is None else loader.construct_document(node)
     except _LimitError as exc:
-        raise ConfigError(f"config file {name!r} {exc.problem} (line {exc.mark.line + 1}); expected {exc.expected}") from None
+        raise ConfigError(f"{what} {name!r} {exc.problem} (line {exc.mark.line + 1}); expected {exc.expected}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {name!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(f"{what} {name!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     finally:
         loader.dispose()
-    return config_from_dict(data)
+    return data
