@@ -13,6 +13,12 @@ limit live there); the events it returns go journal first, hooks after, like eve
     controls.apply(gate, frame, t, emit)                              # the frame loop
     ticket.wait(2.0), ticket.events                                   # what the gate made of it
 
+Who asks is decided before an action gets here: the web layer authenticates a request
+(:mod:`gatekeeper.web.access`) and hands :meth:`Controls.http` the :class:`~gatekeeper.users.Principal`
+it found; an MQTT command on a per-user topic names its user, whose role the users file gives.
+Where the credential names a person, ``by`` is that person and a ``by`` the caller wrote is kept
+as ``claimed_by``, a note.
+
 Every refusal, wherever it happens (no token, a malformed body, an unknown action, a stale or
 repeated MQTT command, a full queue, the rate limit), goes through :meth:`ActionStats.refuse`:
 one log line naming what was wrong, one counter (``gatekeeper_action_refusals_total{via,
@@ -27,7 +33,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import hmac
 import json
 import logging
 import math
@@ -43,11 +48,13 @@ from .events import KINDS, MAX_BY, VIAS, Action, ActionError
 from .events import clip_text as _clip
 from .events import short_repr as _short
 from .schema import opt
+from .users import allows
 
 if TYPE_CHECKING:
     from .events import Event
     from .gate import Gate
     from .journal import Journal
+    from .users import Principal, Users
 
 __all__ = [
     "KINDS",
@@ -173,9 +180,9 @@ class Controls:
     what HTTP and MQTT deliver. Thread-safe: :meth:`submit`, :meth:`http` and :meth:`mqtt` run
     on any thread; :meth:`apply` only on the frame loop."""
 
-    def __init__(self, config: ActionsConfig | None = None, *, token: str | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: ActionsConfig | None = None, *, users: Users | None = None, clock: Callable[[], float] = time.time) -> None:
         self.config = config or ActionsConfig()
-        self.token = token
+        self.users = users  # the people of http.users: the roles of per-user MQTT command topics
         self.stats = ActionStats()
         self.button: StaffButton | None = None
         self._queue: queue.Queue[Ticket] = queue.Queue(self.config.queue_size)
@@ -260,20 +267,14 @@ class Controls:
             ticket.finish(events if happened is None else happened)  # as emitted: with the camera's name
 
     # -- HTTP (the server's executor thread) -------------------------------------------------
-    def http(self, kind: str, credentials: str | None, body: bytes, *, remote: str | None = None, wait_s: float | None = None) -> Answer:
-        """``POST /actions/{kind}`` with the ``Authorization: Bearer`` credentials given (None: no
-        such header) and the raw body; waits up to ``wait_s`` (``actions.wait_s``) for the gate."""
+    def http(self, kind: str, principal: Principal, body: bytes, *, remote: str | None = None, wait_s: float | None = None) -> Answer:
+        """``POST /actions/{kind}`` from ``principal`` (authenticated, its role checked, by the
+        web layer) with the raw body; waits up to ``wait_s`` (``actions.wait_s``) for the gate."""
         who = f"from {remote or 'unknown'}"
-        if not self.token:
-            return self._http_refusal(403, "no_token_configured", f"{_clip(kind)!r} {who}: operator actions need http.token in the config", "operator actions need http.token in the config")
-        if credentials is None:
-            return self._http_refusal(401, "no_token", f"{_clip(kind)!r} {who}: no bearer token", "a token is required: Authorization: Bearer TOKEN")
-        if not hmac.compare_digest(credentials.encode(), self.token.encode()):
-            return self._http_refusal(401, "bad_token", f"{_clip(kind)!r} {who}: wrong bearer token", "a token is required: Authorization: Bearer TOKEN")
         if kind not in KINDS:
             return self._http_refusal(404, "unknown_action", f"{_clip(kind)!r} {who}: unknown action", f"unknown action {_clip(kind)!r}; expected one of {', '.join(KINDS)}")
         try:
-            action = self._parse_http(kind, body)
+            action = self._parse_http(kind, body, principal.name)
         except ActionError as exc:
             return self._http_refusal(400, "malformed", f"{kind} {who}: {exc}", str(exc), via="http")
         ticket = self.submit(action)
@@ -289,7 +290,7 @@ class Controls:
         return Answer(status, {"refused": code, "detail": detail})
 
     @staticmethod
-    def _parse_http(kind: str, body: bytes) -> Action:
+    def _parse_http(kind: str, body: bytes, owner: str | None) -> Action:
         if len(body) > MAX_BODY:
             raise ActionError(f"body: expected at most {MAX_BODY} bytes of JSON, got {len(body)}")
         try:
@@ -304,32 +305,37 @@ class Controls:
         via = data.get("via", "http")
         if via not in ("http", "page"):
             raise ActionError(f"via: expected 'http' or 'page', got {_short(via)}")
-        return Action(kind, data.get("by"), via, data.get("reason"))
+        return _named(kind, owner, data.get("by"), via, data.get("reason"))
 
     # -- MQTT (the MQTT client's thread) -----------------------------------------------------
-    def mqtt(self, payload: bytes, *, max_age_s: float = 10.0, retained: bool = False) -> Ticket | None:
+    def mqtt(self, payload: bytes, *, max_age_s: float = 10.0, retained: bool = False, user: str | None = None) -> Ticket | None:
         """A command from ``<prefix>/<gate>/command``: JSON ``{"action", "by", "reason", "id",
         "ts"}`` (``ts``: Unix seconds when it was sent). Refused, once each: malformed, an unknown
         action, a ``ts`` further than ``max_age_s`` (``command_max_age_s``) from now (stale, or from the future), an
         ``id`` already seen, a message the broker retained (it would act again at every reconnect).
+        ``user``: the user level of a per-user topic ``<prefix>/<gate>/command/<user>``, which
+        only that broker user may write (the broker's ACL); the command is theirs, and refused
+        unless the users file gives them the operator or admin role; ``by`` is then optional.
         Returns the ticket of an accepted command, else None."""
         now = self._clock()
         if retained:
             self.stats.refuse("mqtt", "retained", "a retained message on the command topic; expected commands published without retain (clear it: publish an empty retained message)")
             return None
+        if user is not None and not self._mqtt_user_may_act(user):
+            return None
         try:
-            data = self._parse_mqtt(payload)
+            data = self._parse_mqtt(payload, named=user is not None)
         except ActionError as exc:
             self.stats.refuse("mqtt", "malformed", str(exc))
             return None
         kind = data["action"]
         if kind not in KINDS:
-            self.stats.refuse("mqtt", "unknown_action", f"command {data['id']!r}: unknown action {_clip(kind)!r}; expected one of {', '.join(KINDS)}")
+            self.stats.refuse("mqtt", "unknown_action", f"command {data['id']!r}{_of(user)}: unknown action {_clip(kind)!r}; expected one of {', '.join(KINDS)}")
             return None
         age = now - data["ts"]
         if abs(age) > max_age_s:
             when = f"{age:.1f} s old" if age > 0 else f"{-age:.1f} s in the future"
-            self.stats.refuse("mqtt", "stale", f"command {data['id']!r} ({kind} by {_clip(data['by'])}): ts is {when}; expected within command_max_age_s={max_age_s:g} s of now")
+            self.stats.refuse("mqtt", "stale", f"command {data['id']!r} ({kind} by {_clip(user or data['by'])}): ts is {when}; expected within command_max_age_s={max_age_s:g} s of now")
             return None
         with self._seen_lock:
             # An id is remembered for twice the max age from its arrival: its ts was at most
@@ -341,10 +347,10 @@ class Controls:
                 self._seen[data["id"]] = now
                 repeated = not self._remembered_new(data["id"], now, 2 * max_age_s)
         if repeated:
-            self.stats.refuse("mqtt", "repeated", f"command {data['id']!r} ({kind} by {_clip(data['by'])}): this id was already received; expected a new id per command")
+            self.stats.refuse("mqtt", "repeated", f"command {data['id']!r} ({kind} by {_clip(user or data['by'])}): this id was already received; expected a new id per command")
             return None
         try:
-            action = Action(kind, data["by"], "mqtt", data.get("reason"), id=data["id"])
+            action = _named(kind, user, data.get("by"), "mqtt", data.get("reason"), data["id"])
         except ActionError as exc:
             self.stats.refuse("mqtt", "malformed", f"command {data['id']!r}: {exc}")
             return None
@@ -365,8 +371,21 @@ class Controls:
             log.error("command %r: its id is not remembered across a restart: %s", command_id, exc)
             return True
 
+    def _mqtt_user_may_act(self, user: str) -> bool:
+        """Whether the user of a per-user command topic is a person of the users file with a role
+        that acts; if not, one refusal (an action refusal and an access refusal, one line)."""
+        role = None if self.users is None else self.users.role_of(user)
+        if role is not None and allows(role, "operator"):
+            return True
+        code = "unknown_user" if role is None else "forbidden"
+        why = "no such user in http.users" if role is None else f"role {role} may not act; expected operator or admin"
+        self.stats.refuse("mqtt", code, f"a command on the topic of user {_clip(user)!r}: {why}")
+        if self.users is not None:
+            self.users.refusals.refuse(code, role, None)
+        return False
+
     @staticmethod
-    def _parse_mqtt(payload: bytes) -> dict[str, Any]:
+    def _parse_mqtt(payload: bytes, *, named: bool = False) -> dict[str, Any]:
         example = '{"action": "open", "by": "maria", "id": "<unique>", "ts": <unix seconds>}'
         if len(payload) > MAX_BODY:
             raise ActionError(f"command: expected at most {MAX_BODY} bytes of JSON, got {len(payload)}")
@@ -379,7 +398,7 @@ class Controls:
         unknown = sorted(set(data) - {"action", "by", "reason", "id", "ts"})
         if unknown:
             raise ActionError(f"command: unknown key {_clip(unknown[0])!r}; expected action, by, reason, id, ts")
-        for key in ("action", "by", "id"):
+        for key in ("action", "id") if named else ("action", "by", "id"):
             if not isinstance(data.get(key), str) or not data[key].strip():
                 raise ActionError(f"command: {key}: expected a non-empty string, got {_short(data.get(key))}")
         if len(data["id"]) > MAX_ID:
@@ -388,6 +407,22 @@ class Controls:
         if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
             raise ActionError(f"command: ts: expected the Unix time in seconds it was sent, got {_short(ts)}")
         return data
+
+
+def _of(user: str | None) -> str:
+    return "" if user is None else f" of user {_clip(user)!r}"
+
+
+def _named(kind: str, owner: str | None, claimed: Any, via: str, reason: Any, action_id: str | None = None) -> Action:
+    """The action of ``owner``, the person a credential names, with the name the caller wrote
+    (``claimed``) kept as ``claimed_by`` where it says something else; ``owner`` None (the shared
+    ``http.token``, which names nobody; the shared MQTT command topic): ``by`` is ``claimed``."""
+    ids = {} if action_id is None else {"id": action_id}
+    if owner is None:
+        return Action(kind, claimed, via, reason, **ids)
+    if claimed is None or (isinstance(claimed, str) and claimed.strip() in ("", owner)):
+        claimed = None
+    return Action(kind, owner, via, reason, claimed_by=claimed, **ids)
 
 
 # -- the staff push button -------------------------------------------------------------------------

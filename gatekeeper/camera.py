@@ -33,6 +33,7 @@ from .capture_live import LiveSource
 from .errors import FrameError
 from .events import Event
 from .redact import redact_text
+from .users import shared_users
 from .worker import Threaded, Worker
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class Camera(Threaded):
         # time.monotonic() of the frame loop's last turn (a frame, or an idle poll of a live
         # source); None before it starts. The systemd watchdog reads it (gatekeeper.notify).
         self.turned: float | None = None
-        self.controls = controls if controls is not None else Controls(cfg.actions, token=cfg.http.token)
+        self.controls = controls if controls is not None else Controls(cfg.actions, users=shared_users(cfg.http.users))
         self._sinks_closed = False
         self._last_t = 0.0  # the time of the last frame (actions after the end are placed after it)
         self._restore_service()

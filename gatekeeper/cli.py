@@ -149,7 +149,7 @@ def _check_config(cfg: Config, args: argparse.Namespace) -> int:
         if args.http is not None:
             from .web import check_exposure, parse_listen
 
-            check_exposure(*parse_listen(args.http), cfg.http.token)  # the address and token rules, nothing bound
+            check_exposure(*parse_listen(args.http), cfg.http.token or cfg.http.users)  # the address and token rules, nothing bound
     except GatekeeperError as exc:
         problems.append(str(exc))
     for problem in problems:

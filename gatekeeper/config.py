@@ -27,6 +27,7 @@ from .gate import GateConfig
 from .hooks.config import HookConfig
 from .motion import MotionConfig
 from .schema import check_bounds, opt
+from .tls import HttpTlsConfig
 
 __all__ = ["SECRET_FIELDS", "CameraConfig", "ClassifierConfig", "Config", "DetectorConfig", "HttpConfig", "JournalConfig", "SourceConfig"]
 
@@ -77,7 +78,9 @@ class JournalConfig:
 
 @dataclass(frozen=True)
 class HttpConfig:
-    token: str | None = opt(None, "bearer token for the live view, /status and /metrics; required to listen beyond loopback (16+ characters)")
+    token: str | None = opt(None, "bearer token for the live view, /status and /metrics; required to listen beyond loopback (16+ characters); an admin credential that names nobody")
+    users: str | None = opt(None, "YAML file of named operators, one credential (hash) and role (viewer, operator, admin) per person; see `gatekeeper users add`")
+    tls: HttpTlsConfig = opt(HttpTlsConfig(), "HTTPS: the page, its streams, the API, /status and /metrics over TLS")
     jpeg_quality: int = opt(80, "JPEG quality of the live picture (1-100)", ge=1, le=100)
     max_fps: float = opt(15.0, "most pictures per second sent to each live view", gt=0, le=60)
     event_queue: int = opt(64, "events waiting for one slow live-view client; beyond it the oldest is dropped", ge=1)

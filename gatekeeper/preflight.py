@@ -42,8 +42,24 @@ def check(cfg: Config, *, env: Mapping[str, str] | None = None) -> list[str]:
     process environment, as at start-up).
     """
     problems: list[str] = []
-    for step in (_check_models, _check_hooks, _check_button, _check_journal):
+    for step in (_check_models, _check_hooks, _check_button, _check_journal, _check_access):
         problems += step(cfg, os.environ if env is None else env)
+    return problems
+
+
+def _check_access(cfg: Config, env: Mapping[str, str]) -> list[str]:
+    """``http.users`` and ``http.tls`` loaded as start-up loads them; MQTT hooks' per-user command
+    topics need the users file for their roles."""
+    from .users import check_http_access
+
+    problems = []
+    try:
+        check_http_access(cfg.http)
+    except GatekeeperError as exc:
+        problems.append(str(exc))
+    hooks = [h for c in cfg.camera_list() for h in c.hooks]
+    if cfg.http.users is None and any(getattr(h, "commands_per_user", False) for h in hooks):
+        problems.append("hooks: an MQTT hook has commands_per_user: true but http.users is not set; expected the users file that gives each command user a role")
     return problems
 
 

@@ -170,10 +170,12 @@ def _listening(cfg: Config, options: RunOptions) -> Iterator[socket.socket | Non
     if options.http is None:
         yield None
         return
+    from .users import check_http_access
     from .web import check_exposure, listen_socket, parse_listen
 
     host, port = parse_listen(options.http)
-    check_exposure(host, port, cfg.http.token)
+    check_exposure(host, port, cfg.http.token or cfg.http.users)
+    check_http_access(cfg.http)  # a users file or certificate that cannot be used: refused before anything starts
     sock = listen_socket(host, port)
     try:
         yield sock

@@ -90,7 +90,7 @@ def http_round_trips(opens: int, folder: Path) -> list[float]:
     cfg = Config(gate=GateConfig(manual_open_interval_s=0.0), http=HttpConfig(token=TOKEN), journal=JournalConfig(path=str(folder / "journal.sqlite3")))
     dispatcher = Dispatcher(Journal(cfg.journal.resolved_path()), [])
     dispatcher.start()
-    controls = Controls(cfg.actions, token=TOKEN)
+    controls = Controls(cfg.actions)
     watchers = Watchers()
     app = Camera(cfg.name, cfg, NoFaces(Gate(cfg.gate)), [watchers], dispatcher=dispatcher, controls=controls)  # type: ignore[arg-type]
     view = LiveView(app)

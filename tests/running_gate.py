@@ -26,6 +26,7 @@ from gatekeeper.gate import Gate, GateConfig
 from gatekeeper.hooks import Dispatcher, Hook
 from gatekeeper.journal import Journal
 from gatekeeper.serve import Watchers
+from gatekeeper.users import shared_users
 from gatekeeper.web import LiveView, WebServer
 
 TOKEN = "operator-token-0123456789"
@@ -57,11 +58,12 @@ class Running:
         gate: GateConfig = GATE,
         hooks: Sequence[Hook] = (),
         actions: ActionsConfig | None = None,
+        users: str | None = None,
     ) -> None:
-        self.cfg = Config(gate=gate, http=HttpConfig(token=token), journal=JournalConfig(path=str(tmp_path / "journal.sqlite3")), actions=actions or ActionsConfig())
+        self.cfg = Config(gate=gate, http=HttpConfig(token=token, users=users), journal=JournalConfig(path=str(tmp_path / "journal.sqlite3")), actions=actions or ActionsConfig())
         self.journal = Journal(self.cfg.journal.resolved_path())
         self.dispatcher = Dispatcher(self.journal, hooks)
-        self.controls = Controls(self.cfg.actions, token=token)
+        self.controls = Controls(self.cfg.actions, users=shared_users(users))
         pipeline = OneFace(Gate(gate), score)
         watchers = Watchers()
         self.app = Camera(self.cfg.name, self.cfg, pipeline, [watchers], watchers.on_frame, dispatcher=self.dispatcher, controls=self.controls)  # type: ignore[arg-type]

@@ -286,7 +286,7 @@ def test_without_a_configured_token_actions_are_refused_even_on_loopback(running
     r = running(token=None)
     assert post(r.server, "/actions/open", '{"by": "maria"}', {"Content-Type": "application/json"}) == (
         403,
-        {"refused": "no_token_configured", "detail": "operator actions need http.token in the config"},
+        {"refused": "no_token_configured", "detail": "operator actions need http.token or http.users in the config"},
     )
     assert r.journaled() == []
 

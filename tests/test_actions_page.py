@@ -54,7 +54,7 @@ def running_gate(mock_pins: MockFactory, shared_dir: Path, face_model_path: Path
     )
     pipeline = build_pipeline(cfg)
     dispatcher = open_dispatcher(cfg)
-    controls = Controls(cfg.actions, token=TOKEN)
+    controls = Controls(cfg.actions)
     watchers = Watchers()
     app = Camera(cfg.name, cfg, pipeline, [watchers], watchers.on_frame, dispatcher=dispatcher, controls=controls)
     controls.attach(dispatcher.hooks, in_service=pipeline.gate.in_service)

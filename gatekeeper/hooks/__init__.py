@@ -128,7 +128,7 @@ def _build(cfg: HookConfig, i: int, name: str, gate: str, env: Mapping[str, str]
         password = (
             None if cfg.password_env is None else _secret_from_env(env, cfg.password_env, f"hooks[{i}].password_env")
         )
-        return MqttHook(cfg, name=name, gate=gate, password=password)
+        return MqttHook(cfg, name=name, gate=gate, password=password, key=f"hooks[{i}]")
     if isinstance(cfg, GpioHookConfig):
         from .gpio import GpioHook
 

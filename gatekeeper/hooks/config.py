@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..schema import opt
+from ..tls import MqttTlsConfig
 
 __all__ = [
     "EVENT_NAMES",
@@ -160,10 +161,16 @@ class MqttHookConfig:
         False, "take operator actions from <prefix>/<name>/command (JSON: action, by, reason, id, ts); use a broker that authenticates, with an ACL"
     )
     command_max_age_s: float = opt(10.0, "commands whose ts is further than this from now (stale, or a clock far off) are refused", gt=0, le=3600)
+    commands_per_user: bool = opt(
+        False, "with commands: take them from <prefix>/<name>/command/<user> instead, <user> a person of http.users with role operator or admin; the broker's ACL must let only <user> write there"
+    )
+    tls: MqttTlsConfig = opt(MqttTlsConfig(), "TLS to the broker, with a CA and a client certificate")
 
     def __post_init__(self) -> None:
         _check_name(self.name)
         _check_events(self.events)
+        if self.commands_per_user and not self.commands:
+            raise ValueError("commands_per_user is true but commands is not; expected commands: true as well")
         if not self.host.strip():
             raise ValueError("host: expected a broker host name or address, got an empty string")
         _check_topic("topic_prefix", self.topic_prefix)

@@ -30,6 +30,16 @@ Topics, with ``<p>`` the ``topic_prefix`` and ``<gate>`` the gate's name:
   The state carries ``in_service`` (false from an OUT_OF_SERVICE until IN_SERVICE, and from the
   start when the journal says so), and discovery adds a ``button`` (open) and a ``switch`` (in
   service) whose command templates write a fresh ``id`` and ``ts`` per press.
+* with ``commands_per_user: true`` as well, the commands come from ``<p>/<gate>/command/<user>``
+  instead (a subscription to ``<p>/<gate>/command/+``), and ``on_command`` gets ``user=<user>``.
+  MQTT 3.1.1 does not tell a subscriber who published a message; what says who it was is the
+  broker's ACL, which must let each user write only their own topic (mosquitto:
+  ``pattern write <p>/+/command/%u``). The hook trusts the topic level because of that ACL and
+  nothing else; the controls give ``<user>`` the role the users file (``http.users``) gives them.
+
+With ``tls.enabled`` the connection is TLS (:func:`gatekeeper.tls.client_context`): the broker's
+certificate is verified against ``tls.ca`` (else the system's CAs) and its host name checked, and
+``tls.cert``/``tls.key`` are presented to a broker that asks for a client certificate.
 
 The network loop runs in paho's own thread and reconnects with backoff. The worker only
 publishes once the broker has accepted the connection: a refused connection (TCP or CONNACK)
@@ -52,6 +62,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 
 from ..errors import HookError
 from ..events import EventType
+from ..tls import client_context
 from .base import Delivery, DeliveryError, Hook
 from .config import MqttHookConfig
 
@@ -82,7 +93,9 @@ class MqttHook(Hook):
         gate: str = "gate",
         password: str | None = None,
         clock: Callable[[], float] = time.time,
+        key: str | None = None,
     ) -> None:
+        """``key``: where the config declares this hook (``hooks[0]``), for errors (default: ``name``)."""
         # Attempts are bounded by max_age_s, not by a count: the broker may come back any moment.
         super().__init__(
             name,
@@ -105,6 +118,7 @@ class MqttHook(Hook):
         self.state_topic = f"{base}/state"
         self.availability_topic = f"{base}/availability"
         self.command_topic = f"{base}/command"
+        self.command_subscription = f"{base}/command/+" if config.commands_per_user else self.command_topic
         node = re.sub(r"[^A-Za-z0-9_-]", "_", f"gatekeeper_{gate}")
         self.discovery_topic = f"{config.discovery_prefix}/binary_sensor/{node}/gate/config"
         self.button_discovery_topic = f"{config.discovery_prefix}/button/{node}/open/config"
@@ -127,6 +141,9 @@ class MqttHook(Hook):
         )
         if config.username is not None:
             self.client.username_pw_set(config.username, password)
+        tls = client_context(config.tls, f"{key or name}.tls")  # ConfigError naming the key for a file that cannot be used
+        if tls is not None:
+            self.client.tls_set_context(tls)
         # Set before connecting: the broker publishes it for us if this process dies or the link is cut.
         self.client.will_set(self.availability_topic, "offline", qos=1, retain=True)
         self.client.reconnect_delay_set(_RECONNECT_MIN_S, _RECONNECT_MAX_S)
@@ -134,7 +151,7 @@ class MqttHook(Hook):
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
-        self.client.message_callback_add(self.command_topic, self._on_command_message)
+        self.client.message_callback_add(self.command_subscription, self._on_command_message)
 
     @property
     def connected(self) -> bool:
@@ -208,7 +225,7 @@ class MqttHook(Hook):
                     client.publish(self.button_discovery_topic, json.dumps(self.button_discovery_config()), qos=1, retain=True)
                     client.publish(self.switch_discovery_topic, json.dumps(self.switch_discovery_config()), qos=1, retain=True)
             if self.config.commands and self.on_command is not None:
-                client.subscribe(self.command_topic, qos=1)
+                client.subscribe(self.command_subscription, qos=1)
             client.publish(self.state_topic, json.dumps(self._state), qos=1, retain=True)
             self._connected = True
             self._failures_in_a_row = 0
@@ -241,13 +258,17 @@ class MqttHook(Hook):
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
         for code in reason_codes:
             if code.is_failure:  # the broker's ACL does not let this user read the command topic
-                self.last_error = f"broker refused the subscription to {self.command_topic}: {code}"
+                self.last_error = f"broker refused the subscription to {self.command_subscription}: {code}"
                 self._log.error("%s: %s; operator commands over MQTT will not arrive", self.name, self.last_error)
 
     def _on_command_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self.on_command is not None:
             # retained: a command kept by the broker, which would act again at every reconnect; the controls refuse it.
-            self.on_command(bytes(message.payload), retained=bool(message.retain))
+            if self.config.commands_per_user:
+                # The user is the topic's last level: only the broker's ACL makes that trustworthy.
+                self.on_command(bytes(message.payload), retained=bool(message.retain), user=message.topic.rsplit("/", 1)[1])
+            else:
+                self.on_command(bytes(message.payload), retained=bool(message.retain))
 
     def set_in_service(self, in_service: bool) -> None:
         """The service state at start (read back from the journal), before any event says otherwise."""

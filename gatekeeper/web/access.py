@@ -1,27 +1,47 @@
-"""Who may ask: the token every route but ``/healthz`` needs, and secrets kept out of the log.
+"""Who may ask: the credential every route but ``/healthz`` needs, and secrets kept out of the log.
 
-With ``http.token`` set, a request carries it as ``Authorization: Bearer TOKEN`` (the scheme in
-any case, as RFC 7235 has it) or as ``?token=TOKEN``. The action routes are left to
-:mod:`gatekeeper.web.actions`: they take the token only as a bearer header, and count and log
-each refusal.
+Two kinds of credential, either or both configured:
+
+* ``http.token``: one shared token, an admin credential that names nobody, carried as
+  ``Authorization: Bearer TOKEN`` (the scheme in any case, as RFC 7235 has it) or ``?token=TOKEN``.
+* ``http.users``: one credential per person (:mod:`gatekeeper.users`), carried as HTTP Basic
+  (``Authorization: Basic base64(NAME:SECRET)``, what a browser asks for and then sends with the
+  page's streams by itself) or as ``Authorization: Bearer NAME:SECRET`` or ``?token=NAME:SECRET``.
+
+:class:`Authenticator` says who a request is from (a :class:`~gatekeeper.users.Principal`) or why
+it is refused; every comparison of a secret is constant-time. The GET routes need the ``viewer``
+role (:func:`auth_required`); the action routes (:mod:`gatekeeper.web.actions`) authenticate
+themselves, from the header only (never ``?token=``: a link on another site cannot carry a
+header), need ``operator``, and count and log each refusal as an action refusal too. Every
+refusal is one log line without the secret and one count in
+``gatekeeper_auth_refusals_total{reason, role}``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
+from multidict import CIMultiDict
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, Metric
 
-__all__ = ["bearer_token", "mask_secrets", "token_required"]
+from ..users import AuthRefusals, Principal, Users, allows
+
+__all__ = ["AuthRefusalsCollector", "Authenticator", "Refusal", "auth_required", "bearer_token", "mask_secrets"]
 
 #: Routes that answer without a token: the health checks a load balancer or systemd polls.
 _HEALTHZ = re.compile(r"^(/cameras/[^/]+)?/healthz$")
 #: Routes that check their own token (bearer only).
 _ACTIONS = re.compile(r"^(/cameras/[^/]+)?/actions/")
 _TOKEN_PARAM = re.compile(r"(?i)(token=)[^&\s'\"\\]*")
-_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"\\]+")
+_BEARER = re.compile(r"(?i)((?:bearer|basic)\s+)[^\s'\"\\]+")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -47,18 +67,127 @@ def mask_secrets(text: str, token: str | None = None) -> str:
     return _BEARER.sub(r"\1***", _TOKEN_PARAM.sub(r"\1***", text))
 
 
-def token_required(token: str | None) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """The middleware that asks every request but the health checks and the actions for ``token``
-    (none asked when ``token`` is None)."""
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request is refused: ``code`` (the count's reason), the ``role`` of the user it named
+    (None: none), a ``message`` for the log (no secret) and the HTTP ``status``."""
+
+    code: str
+    role: str | None
+    message: str
+    status: int = 401
+
+
+class Authenticator:
+    """Who a request is from, by ``token`` (``http.token``) and ``users`` (``http.users``);
+    refusals are counted in ``refusals`` (the users' own, so MQTT's count with them)."""
+
+    def __init__(self, token: str | None, users: Users | None) -> None:
+        self.token = token
+        self.users = users
+        self.refusals = users.refusals if users is not None else AuthRefusals()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any credential is configured (without one, GET routes are open and actions refused)."""
+        return bool(self.token) or self.users is not None
+
+    def challenge(self) -> CIMultiDict[str]:
+        """The ``WWW-Authenticate`` headers of a 401: Basic (a browser then asks for a name and
+        secret) where there are users, Bearer for the token."""
+        headers: CIMultiDict[str] = CIMultiDict()
+        if self.users is not None:
+            headers.add("WWW-Authenticate", 'Basic realm="gatekeeper", charset="UTF-8"')
+        headers.add("WWW-Authenticate", "Bearer")
+        return headers
+
+    def identify(self, header: str | None, query_token: str | None = None) -> Principal | Refusal:
+        """The principal of an ``Authorization`` header (else of a ``?token=``), or the refusal."""
+        if header is not None and header.strip():
+            scheme, _, credentials = header.strip().partition(" ")
+            if scheme.lower() == "bearer":
+                return self._bearer(credentials.strip())
+            if scheme.lower() == "basic" and self.users is not None:
+                return self._basic(credentials.strip())
+            return Refusal("no_token", None, f"an Authorization header of scheme {scheme[:20]!r}, which is not taken here")
+        if query_token:
+            return self._bearer(query_token)
+        return Refusal("no_token", None, "no credentials")
+
+    def _bearer(self, given: str) -> Principal | Refusal:
+        matches_token = bool(self.token) and hmac.compare_digest(given.encode("utf-8", "surrogatepass"), str(self.token).encode())
+        if matches_token:
+            return Principal(None, "admin")
+        if self.users is not None and ":" in given:
+            name, _, secret = given.partition(":")
+            return self._user(name, secret)
+        return Refusal("bad_token", None, "wrong bearer token")
+
+    def _basic(self, encoded: str) -> Principal | Refusal:
+        try:
+            name, sep, secret = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return Refusal("malformed_credentials", None, "Basic credentials that are not base64 of UTF-8 NAME:SECRET")
+        if not sep:
+            return Refusal("malformed_credentials", None, "Basic credentials without ':'; expected NAME:SECRET")
+        return self._user(name, secret)
+
+    def _user(self, name: str, secret: str) -> Principal | Refusal:
+        assert self.users is not None
+        user, why = self.users.verify(name, secret)
+        shown = "".join(c if c.isprintable() else "?" for c in name[:64])
+        if why is None and user is not None:
+            return Principal(user.name, user.role)
+        messages = {"unknown_user": f"unknown user {shown!r}", "bad_password": f"wrong secret for user {shown!r}", "expired": f"the credential of user {shown!r} has expired"}
+        return Refusal(str(why), None if user is None else user.role, messages.get(str(why), str(why)))
+
+    def refuse(self, refusal: Refusal, where: str, *, log: bool = True) -> None:
+        """Count ``refusal`` (and log it in one line naming ``where`` it was asked, unless the caller logs it)."""
+        level = logging.INFO if refusal.code == "no_token" else logging.WARNING  # a browser's first request asks without
+        self.refusals.refuse(refusal.code, refusal.role, f"{where}: {refusal.message}" if log else None, level=level)
+
+
+def forbidden(principal: Principal, needed: str) -> Refusal | None:
+    """The refusal of ``principal`` for what needs the role ``needed``, or None when its role allows it."""
+    if allows(principal.role, needed):
+        return None
+    return Refusal("forbidden", principal.role, f"{principal} may not do what needs the {needed} role", status=403)
+
+
+def auth_required(auth: Authenticator) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """The middleware that asks every request but the health checks and the actions for a
+    credential of at least the ``viewer`` role (nothing asked when none is configured)."""
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token and not _HEALTHZ.match(request.path) and not _ACTIONS.match(request.path):
-            given = bearer_token(request.headers.get("Authorization", ""))
-            if given is None:
-                given = request.query.get("token", "")
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                raise web.HTTPUnauthorized(text="a token is required: Authorization: Bearer TOKEN or ?token=TOKEN\n", headers={"WWW-Authenticate": "Bearer"})
+        if auth.enabled and not _HEALTHZ.match(request.path) and not _ACTIONS.match(request.path):
+            who = auth.identify(request.headers.get("Authorization"), request.query.get("token"))
+            refusal = who if isinstance(who, Refusal) else forbidden(who, "viewer")
+            if refusal is not None:
+                auth.refuse(refusal, f"{request.method} {request.path} from {request.remote or 'unknown'}")
+                text = "a credential is required: " + ("HTTP Basic NAME:SECRET, Authorization: Bearer TOKEN or ?token=TOKEN" if auth.users is not None else "Authorization: Bearer TOKEN or ?token=TOKEN")
+                raise web.HTTPUnauthorized(text=text + "\n", headers=auth.challenge())
         return await handler(request)
 
     return check
+
+
+class AuthRefusalsCollector:
+    """``gatekeeper_auth_refusals_total{reason, role}``: the credentials refused (HTTP, and MQTT
+    per-user commands), read from :class:`~gatekeeper.users.AuthRefusals` when Prometheus scrapes."""
+
+    def __init__(self, refusals: AuthRefusals) -> None:
+        self.refusals = refusals
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry, refusals: AuthRefusals) -> None:
+        """Serve ``refusals`` from ``registry`` (once per registry: a second server on it keeps the first's)."""
+        if getattr(registry, "_gatekeeper_auth", None) is None:
+            registry._gatekeeper_auth = refusals  # type: ignore[attr-defined]
+            registry.register(cls(refusals))
+
+    def collect(self) -> list[Metric]:
+        family = CounterMetricFamily("gatekeeper_auth_refusals", "Credentials refused, by why and by the role of the user they named (none: no user)", labels=["reason", "role"])
+        for (reason, role), n in self.refusals.items():
+            family.add_metric([reason, role], n)
+        return [family]

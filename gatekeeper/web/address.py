@@ -44,18 +44,19 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(host: str, port: int, token: str | None) -> None:
-    """Refuse (:class:`ConfigError`) to listen beyond loopback without ``http.token``.
+    """Refuse (:class:`ConfigError`) to listen beyond loopback without a credential: ``token`` is
+    ``http.token`` or, failing it, ``http.users`` (what the caller has; None: neither).
 
     >>> check_exposure("127.0.0.1", 8080, None)
     >>> check_exposure("0.0.0.0", 8080, None)
     Traceback (most recent call last):
     ...
-    gatekeeper.errors.ConfigError: --http 0.0.0.0:8080: listening beyond loopback needs http.token in the config (16+ characters); expected a loopback address such as 127.0.0.1:8080, or a token
+    gatekeeper.errors.ConfigError: --http 0.0.0.0:8080: listening beyond loopback needs http.token (16+ characters) or http.users in the config; expected a loopback address such as 127.0.0.1:8080, or a credential
     """
     if not is_loopback(host) and not token:
         raise ConfigError(
-            f"--http {host}:{port}: listening beyond loopback needs http.token in the config "
-            "(16+ characters); expected a loopback address such as 127.0.0.1:8080, or a token"
+            f"--http {host}:{port}: listening beyond loopback needs http.token (16+ characters) or http.users "
+            "in the config; expected a loopback address such as 127.0.0.1:8080, or a credential"
         )
 
 

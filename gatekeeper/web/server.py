@@ -1,9 +1,10 @@
 """The server: aiohttp on an event loop of its own, on a worker thread of its own.
 
 :class:`WebServer` puts the routes together (:class:`~gatekeeper.web.routes.Routes`, the actions
-of :class:`~gatekeeper.web.actions.ActionRoute`), behind the token middleware
-(:func:`~gatekeeper.web.access.token_required`) and the guard against requests the HTTP parser
-refuses (:class:`~gatekeeper.web.guard.GuardedAppRunner`), and starts and stops them.
+of :class:`~gatekeeper.web.actions.ActionRoute`), behind the credential middleware
+(:func:`~gatekeeper.web.access.auth_required`: ``http.token``, ``http.users``) and the guard against requests the HTTP parser
+refuses (:class:`~gatekeeper.web.guard.GuardedAppRunner`), and starts and stops them, over
+HTTPS when ``http.tls`` names a certificate (the page's streams, SSE and MJPEG, with it).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from ..errors import ConfigError
+from ..tls import server_context
+from ..users import shared_users
 from ..worker import Worker
-from .access import token_required
+from .access import Authenticator, AuthRefusalsCollector, auth_required
 from .actions import ActionRoute
 from .address import check_exposure
 from .guard import GuardedAppRunner
@@ -56,7 +59,10 @@ class WebServer:
         self.name = first.name if name is None else name
         self.host, self.port = host, port
         self.token = first.cfg.http.token
-        check_exposure(host, port, self.token)
+        check_exposure(host, port, self.token or first.cfg.http.users)
+        self.auth = Authenticator(self.token, shared_users(first.cfg.http.users))
+        self.ssl = server_context(first.cfg.http.tls)  # ConfigError for a certificate that cannot be used
+        AuthRefusalsCollector.register(first.metrics.registry, self.auth.refusals)
         self._sock = sock
         self._worker: Worker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -68,7 +74,7 @@ class WebServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
+        return f"{'https' if self.ssl is not None else 'http'}://{host}:{self.port}/"
 
     def start(self, timeout: float = 10.0) -> None:
         """Listen and serve on a worker thread; :class:`ConfigError` if the address is unusable."""
@@ -116,13 +122,16 @@ class WebServer:
 
     async def _start(self) -> None:
         self._closing = asyncio.Event()
-        app = web.Application(middlewares=[token_required(self.token)])
+        app = web.Application(middlewares=[auth_required(self.auth)])
         Routes(self.views, name=self.name, closing=self._closing).add_to(app)
-        ActionRoute(self.views, next(iter(self.views.values())).metrics.refused_for_no_camera).add_to(app)
+        ActionRoute(self.views, next(iter(self.views.values())).metrics.refused_for_no_camera, self.auth).add_to(app)
         # Streams end on their own once _closing is set; the timeout only bounds a stuck client.
         self._runner = GuardedAppRunner(app, secret=self.token, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port) if self._sock is None else web.SockSite(self._runner, self._sock)
+        if self._sock is None:
+            site: web.BaseSite = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl)
+        else:
+            site = web.SockSite(self._runner, self._sock, ssl_context=self.ssl)
         await site.start()
         if self.port == 0:  # an ephemeral port (tests): report the one the system chose
             self.port = int(self._runner.addresses[0][1])

@@ -226,8 +226,10 @@ class LiveView:
             "ended": self.ended,
             "in_service": service["in_service"],
             "service": service,
-            # The page shows its controls when the server takes actions at all (a token is set).
-            "controls": bool(self.cfg.http.token),
+            # The page shows its controls when the server takes actions at all (a token or users are set);
+            # with users, a browser signed in by HTTP Basic acts as its user, with no token.
+            "controls": bool(self.cfg.http.token or self.cfg.http.users),
+            "named_operators": self.cfg.http.users is not None,
         }
 
     def status(self) -> dict[str, Any]:
