@@ -173,6 +173,7 @@ class Service:
             cam.controls.attach(dispatcher.hooks, in_service=pipeline.gate.in_service)  # MQTT commands
             if not self.dry_run:  # a dry run beside a running gate must not claim its button's pin
                 cam.controls.start_button()
+                cam.start_door()  # the door's contact (gate.sensor), before the hooks start: MQTT shows its level
         except BaseException:
             dispatcher.close(0.5, close_journal=False)
             raise

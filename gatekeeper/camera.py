@@ -30,6 +30,7 @@ from .actions import Controls
 from .capture import Frame
 from .capture_file import FileSource
 from .capture_live import LiveSource
+from .contact import DoorContact
 from .errors import FrameError
 from .events import Event
 from .redact import redact_text
@@ -100,6 +101,7 @@ class Camera(Threaded):
         # source); None before it starts. The systemd watchdog reads it (gatekeeper.notify).
         self.turned: float | None = None
         self.controls = controls if controls is not None else Controls(cfg.actions, users=shared_users(cfg.http.users))
+        self.door: DoorContact | None = None  # the door's contact (gate.sensor), once start_door() has claimed its pin
         self._sinks_closed = False
         self._last_t = 0.0  # the time of the last frame (actions after the end are placed after it)
         self._restore_service()
@@ -181,6 +183,19 @@ class Camera(Threaded):
     # -- the frame loop ------------------------------------------------------------------------
     def _act(self, frame: int, t: float) -> None:
         self.controls.apply(self.pipeline.gate, frame, t, self.emit)
+        if self.door is not None:  # the door's contact: its settled edges, then the time (held open, passage windows)
+            self.door.apply(self.pipeline.gate, frame, t, self.emit)
+
+    def start_door(self) -> None:
+        """Claim the door's contact of ``gate.sensor`` (nothing when its pin is null) and tell the
+        hooks that show the door (MQTT's state topic) the level found; raises
+        :class:`~gatekeeper.errors.HookError` for a pin that cannot be used. Call before the hooks start."""
+        if self.cfg.gate.sensor.pin is None or self.door is not None:
+            return
+        self.door = DoorContact(self.cfg.gate.sensor, name=self.name)
+        for hook in self.dispatcher.hooks if self.dispatcher is not None else ():
+            if hasattr(hook, "set_door"):
+                hook.set_door("open" if self.door.initial else "closed")
 
     def serve_actions(self, seconds: float) -> None:
         """After the frames have ended (``--hold-open``): keep applying operator actions for
@@ -289,6 +304,8 @@ class Camera(Threaded):
         at once. After the end of a finite source they finish in order (a pulse runs out).
         """
         self.controls.stop()
+        if self.door is not None:
+            self.door.close()
         try:
             self.close_sinks()
         finally:

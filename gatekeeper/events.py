@@ -58,6 +58,10 @@ class EventType(str, enum.Enum):
     RECOVERED = "RECOVERED"
     OUT_OF_SERVICE = "OUT_OF_SERVICE"  # an operator took the gate out of service: no OPEN from smiles
     IN_SERVICE = "IN_SERVICE"  # back in service
+    PASSAGE = "PASSAGE"  # the door's contact: the door opened after an OPEN (gatekeeper.door)
+    FORCED_OPEN = "FORCED_OPEN"  # the door opened with no OPEN before it
+    HELD_OPEN = "HELD_OPEN"  # the door is still open gate.sensor.held_open_s after it opened
+    CLOSED = "CLOSED"  # the door closed again
 
     def __str__(self) -> str:
         return self.value

@@ -49,6 +49,9 @@ every frame. Every rule about when the gate opens lives here and only here:
 * **callbacks**: ``when_opened`` and ``when_denied`` (gpiozero style) are called by
   :meth:`Gate.announce` once an event has happened, that is once the journal holds it (the camera
   calls it); :meth:`decide` and :meth:`act` only return the events.
+* **the door's contact** (``sensor``): :attr:`Gate.door` keeps the door's own rules
+  (:mod:`gatekeeper.door`: PASSAGE, FORCED_OPEN, HELD_OPEN, CLOSED); every OPEN that happened
+  (:meth:`announce`) lets the door open for one PASSAGE.
 
 >>> gate = Gate(GateConfig(hold_seconds=None, hold_frames=2))
 >>> [e.event.value for e in gate.decide(0, 0.00, [FaceScore((0, 0, 100, 100), 0.9, track=1)])]
@@ -66,6 +69,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .door import Door, DoorConfig
 from .events import Action, Event, EventType, FaceScore, new_event_id
 from .schema import check_bounds, opt
 from .track import Box
@@ -126,6 +130,7 @@ class GateConfig:
     manual_open_interval_s: float = opt(
         1.0, "operator opens (page, HTTP, MQTT, button) closer together than this are refused: above the relay's pulse_ms, a script cannot hold the gate open", ge=0
     )
+    sensor: DoorConfig = opt(DoorConfig(), "the door's or turnstile's own position contact: PASSAGE, FORCED_OPEN, HELD_OPEN, CLOSED (gatekeeper.door)")
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -198,6 +203,7 @@ class Gate:
         self._last_manual_open: float | None = None
         self.refusal: tuple[str, str] | None = None  # (code, message) of the last refused action
         self.faces: tuple[TrackedFace, ...] = ()  # the faces of the last frame, with their tracks
+        self.door = Door(self.config.sensor, id_factory=self.id_factory)  # the door's contact (gate.sensor): its rules
         self.last_score: float | None = None  # the deciding face's score in the last frame
 
     # -- queries -------------------------------------------------------------------------------
@@ -359,7 +365,10 @@ class Gate:
 
     def announce(self, event: Event) -> None:
         """``event`` has happened (the journal holds it): call ``when_opened`` for an OPEN,
-        ``when_denied`` for a DENY. Whoever records the events calls it, after the journal."""
+        ``when_denied`` for a DENY. Whoever records the events calls it, after the journal. An
+        OPEN that happened lets the door open for one PASSAGE (:meth:`Door.granted <gatekeeper.door.Door.granted>`)."""
+        if event.event is EventType.OPEN:
+            self.door.granted(event.t, event.track)
         callback = self.when_opened if event.event is EventType.OPEN else self.when_denied if event.event is EventType.DENY else None
         if callback is not None:
             callback(event)

@@ -670,7 +670,7 @@ def test_events_from_a_run_are_json_serialisable() -> None:
 
 
 def test_event_type_prints_as_its_name() -> None:
-    assert [str(t) for t in EventType] == ["OPEN", "DENY", "FACE_LOST", "FAULT", "RECOVERED", "OUT_OF_SERVICE", "IN_SERVICE"]
+    assert [str(t) for t in EventType] == ["OPEN", "DENY", "FACE_LOST", "FAULT", "RECOVERED", "OUT_OF_SERVICE", "IN_SERVICE", "PASSAGE", "FORCED_OPEN", "HELD_OPEN", "CLOSED"]
 
 
 # -- callbacks -----------------------------------------------------------------------------------

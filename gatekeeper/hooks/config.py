@@ -29,7 +29,7 @@ __all__ = [
     "decode_webhook_secret",
 ]
 
-EVENT_NAMES = ("OPEN", "DENY", "FACE_LOST", "FAULT", "RECOVERED", "OUT_OF_SERVICE", "IN_SERVICE")
+EVENT_NAMES = ("OPEN", "DENY", "FACE_LOST", "FAULT", "RECOVERED", "OUT_OF_SERVICE", "IN_SERVICE", "PASSAGE", "FORCED_OPEN", "HELD_OPEN", "CLOSED")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-\[\]]{1,64}$")
 # Standard Webhooks: secrets are 24 to 64 random bytes, written base64 after a "whsec_" prefix.

@@ -51,6 +51,8 @@ class Counted(Protocol):
 
     def service(self) -> dict[str, Any]: ...
 
+    def door(self) -> dict[str, Any] | None: ...
+
 
 def _family(name: str, doc: str, *labels: str) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, labels=["camera", *labels])
@@ -83,6 +85,9 @@ class _CountersCollector(Collector):
         capacity = GaugeMetricFamily("gatekeeper_hook_queue_capacity", "Events a hook's queue holds before it drops its oldest (hooks[].queue_size)", labels=["camera", "hook"])
         web_dropped = _family("gatekeeper_web_events_dropped", "Events lost by live-view clients that did not keep up")
         journal_errors = _family("gatekeeper_journal_errors", "Journal writes that failed (a full disk)")
+        door_open = GaugeMetricFamily("gatekeeper_door_open", "1 while the door's contact says open, 0 while shut (gate.sensor; no sample without one, nor before its first reading)", labels=["camera"])
+        held_open = GaugeMetricFamily("gatekeeper_door_held_open", "1 while the door is still open after its HELD_OPEN (gate.sensor.held_open_s), else 0", labels=["camera"])
+        unused = _family("gatekeeper_open_without_passage", "OPENs the door did not open for within gate.sensor.passage_s (a guest who did not go through)")
         for v in self.metrics.views():
             status = v.source_status
             values = {
@@ -101,6 +106,12 @@ class _CountersCollector(Collector):
                 capacity.add_metric([v.name, hook.name], hook.queue_size)
             web_dropped.add_metric([v.name], v.hub.total_dropped())
             journal_errors.add_metric([v.name], v.journal_errors)
+            door = v.door()
+            if door is not None:
+                unused.add_metric([v.name], door["open_without_passage"])
+                if door["state"] != "unknown":
+                    door_open.add_metric([v.name], 1 if door["state"] == "open" else 0)
+                    held_open.add_metric([v.name], 1 if door["held_open"] else 0)
             done, refusals = v.controls.stats.counts()
             for labels, n in done:
                 taken.add_metric([v.name, *labels], n)
@@ -112,6 +123,7 @@ class _CountersCollector(Collector):
         yield from per_camera.values()
         yield from hooks.values()
         yield from (queued, capacity)
+        yield from (f for f in (door_open, held_open, unused) if f.samples)  # none without a door sensor
         yield from (web_dropped, journal_errors, taken, refused, in_service)
 
 

@@ -81,6 +81,7 @@ class LiveView:
         self._state: str
         self._faults: dict[str, str]
         self._out: Event | None
+        self._door: dict[str, Any] | None  # the door's contact (gate.sensor), None without one
         self._take_state()  # the camera has not started: this thread may read its gate
 
         self.metrics = Metrics(clock) if metrics is None else metrics
@@ -162,6 +163,13 @@ class LiveView:
         """The gate's state, faults and service state now (hold ``_lock``, on the camera's thread)."""
         gate = self.camera.gate
         self._state, self._faults, self._out = gate.state.value, gate.faults, gate.out_of_service
+        door = gate.door
+        self._door = None if not door.enabled else {
+            "state": door.state.value,
+            "since": None if door.since is None else round(door.since, 4),
+            "held_open": door.held_open,
+            "open_without_passage": door.unused,
+        }
 
     def _set_state(self, state: str) -> None:
         if state == self._state_shown:
@@ -207,10 +215,17 @@ class LiveView:
             return {"in_service": True, "by": None, "via": None, "reason": None, "event": None}
         return {"in_service": False, "by": out.by, "via": out.via, "reason": out.note, "event": out.id}
 
+    def door(self) -> dict[str, Any] | None:
+        """The door's contact (``gate.sensor``): its state (open, closed, unknown before its first
+        reading), since when (source time), whether it is held open past ``held_open_s``, and the
+        OPENs with no passage; None without a sensor."""
+        with self._lock:
+            return self._door
+
     def live_state(self) -> dict[str, Any]:
         """The small, often-sent part of the status: what the page redraws."""
         with self._lock:
-            snap, state = self._snapshot, self._state
+            snap, state, door = self._snapshot, self._state, self._door
         healthy, why = self.health()
         service = self.service()
         return {
@@ -225,6 +240,7 @@ class LiveView:
             "health": why,
             "ended": self.ended,
             "in_service": service["in_service"],
+            "door": door,
             "service": service,
             # The page shows its controls when the server takes actions at all (a token or users are set);
             # with users, a browser signed in by HTTP Basic acts as its user, with no token.
