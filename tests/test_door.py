@@ -399,3 +399,16 @@ def test_a_smile_opens_then_the_door_opens_and_passage_is_journaled_and_printed(
     assert passage["track"] == opened["track"] is not None
     assert passage["frame"] >= opened["frame"] and passage["reason"].startswith("opened ")
     assert cam.gate.door.state is DoorState.OPEN and cam.gate.door.unused == 0
+
+
+def test_the_camera_tells_the_mqtt_hook_the_door_found_at_start(tmp_path: Path, mock_factory: MockFactory) -> None:
+    from gatekeeper.hooks import MqttHook, MqttHookConfig
+
+    hook = MqttHook(MqttHookConfig(port=1, discovery=True), gate="lane1")  # never started: only its state is looked at
+    cfg = Config(gate=GateConfig(sensor=DoorConfig(pin=DOOR, pin_factory="mock")), journal=JournalConfig(path=str(tmp_path / "journal.sqlite3")))
+    camera = Camera("lane1", cfg, OneFace(Gate(cfg.gate)), dispatcher=Dispatcher(Journal(cfg.journal.resolved_path()), [hook]))  # type: ignore[arg-type]
+    try:
+        camera.start_door()  # the pull-up holds the pin high: the contact is open, so the door is
+        assert hook._state["door"] == "open"
+    finally:
+        camera.close()

@@ -20,6 +20,11 @@ Topics, with ``<p>`` the ``topic_prefix`` and ``<gate>`` the gate's name:
   wall clock (Unix seconds) of the change. With the broker unreachable at shutdown the retained
   state cannot be changed; ``availability`` then says ``offline`` (the last will), and a state
   read while ``offline`` is stale.
+* with the door's contact (``gate.sensor``), the state also carries ``door``: ``open`` or
+  ``closed``, the level found at start, then each PASSAGE, FORCED_OPEN, HELD_OPEN (open) and
+  CLOSED (closed) delivered; ``door_since`` is the wall clock of its last change. The relay's
+  ``state`` is not touched by them. Discovery then adds a ``binary_sensor`` of device class
+  ``door`` on it. Without a sensor there is no ``door`` key and no door entity.
 * ``<p>/<gate>/availability``: retained ``online`` once the broker accepts the connection;
   ``offline`` on a clean shutdown and, as the last will, when the process dies.
 * with ``discovery: true``, a retained Home Assistant discovery config under
@@ -69,6 +74,8 @@ from .config import MqttHookConfig
 __all__ = ["MqttHook", "gate_state"]
 
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 1, 30
+# The door's contact (gatekeeper.door): they change the state topic's door, never the relay's state.
+_DOOR_EVENTS = (EventType.PASSAGE, EventType.FORCED_OPEN, EventType.HELD_OPEN, EventType.CLOSED)
 
 
 def gate_state(event: EventType) -> str:
@@ -122,6 +129,7 @@ class MqttHook(Hook):
         node = re.sub(r"[^A-Za-z0-9_-]", "_", f"gatekeeper_{gate}")
         self.discovery_topic = f"{config.discovery_prefix}/binary_sensor/{node}/gate/config"
         self.button_discovery_topic = f"{config.discovery_prefix}/button/{node}/open/config"
+        self.door_discovery_topic = f"{config.discovery_prefix}/binary_sensor/{node}/door/config"
         self.switch_discovery_topic = f"{config.discovery_prefix}/switch/{node}/in_service/config"
         self._node = node
         self.on_command: Callable[..., Any] | None = None  # on_command(payload, retained=...); set before start() to take commands
@@ -221,6 +229,8 @@ class MqttHook(Hook):
             client.publish(self.availability_topic, "online", qos=1, retain=True)
             if self.config.discovery:
                 client.publish(self.discovery_topic, json.dumps(self.discovery_config()), qos=1, retain=True)
+                if "door" in self._state:  # a door sensor (set_door)
+                    client.publish(self.door_discovery_topic, json.dumps(self.door_discovery_config()), qos=1, retain=True)
                 if self.config.commands:
                     client.publish(self.button_discovery_topic, json.dumps(self.button_discovery_config()), qos=1, retain=True)
                     client.publish(self.switch_discovery_topic, json.dumps(self.switch_discovery_config()), qos=1, retain=True)
@@ -269,6 +279,12 @@ class MqttHook(Hook):
                 self.on_command(bytes(message.payload), retained=bool(message.retain), user=message.topic.rsplit("/", 1)[1])
             else:
                 self.on_command(bytes(message.payload), retained=bool(message.retain))
+
+    def set_door(self, state: str) -> None:
+        """The door's contact (``gate.sensor``) read ``state`` (open, closed) at start: from now on
+        the state topic carries ``door``, and discovery adds the door's binary sensor."""
+        with self._link:
+            self._state = {**self._state, "door": state, "door_since": round(self._clock(), 3)}
 
     def set_in_service(self, in_service: bool) -> None:
         """The service state at start (read back from the journal), before any event says otherwise."""
@@ -319,6 +335,17 @@ class MqttHook(Hook):
             retain=False,
         )
 
+    def door_discovery_config(self) -> dict[str, Any]:
+        """Home Assistant MQTT discovery config of the door's binary sensor (device class ``door``):
+        the state topic's ``door``, ON while open; unknown while it says neither."""
+        return self._entity(
+            "door",
+            name="Door",
+            device_class="door",
+            state_topic=self.state_topic,
+            value_template="{{ {'open': 'ON', 'closed': 'OFF'}.get(value_json.door, 'None') }}",
+        )
+
     def discovery_config(self) -> dict[str, Any]:
         """Home Assistant MQTT discovery config of the gate's binary sensor."""
         return self._entity(
@@ -356,6 +383,12 @@ class MqttHook(Hook):
             if self._closing:
                 return  # release() has said closed; nothing may follow it
             about["in_service"] = self._state.get("in_service", True)
+            if "door" in self._state:  # the door's contact: kept through the relay's changes
+                about["door"], about["door_since"] = self._state["door"], self._state["door_since"]
+            if event.event in _DOOR_EVENTS:
+                door = "closed" if event.event is EventType.CLOSED else "open"
+                self._publish_state({**self._state, "door": door, "door_since": round(now, 3)})
+                return
             if event.event in (EventType.OUT_OF_SERVICE, EventType.IN_SERVICE):
                 # The relay is not touched: an OPEN's period runs on; only in_service changes.
                 self._publish_state({**self._state, **about, "in_service": event.event is EventType.IN_SERVICE, "since": round(now, 3)})
