@@ -26,7 +26,8 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 from polling import wait_for
 from running_gate import GATE, OneFace
-from test_web import metric_samples
+from test_web import browser, metric_samples  # noqa: F401 (browser: a fixture)
+from test_web import wait_for as wait_in_page
 
 from gatekeeper.actions import Action, Controls
 from gatekeeper.app import Service, StdoutSink
@@ -43,7 +44,7 @@ from gatekeeper.gate import Gate, GateConfig
 from gatekeeper.hooks import Dispatcher
 from gatekeeper.journal import Journal
 from gatekeeper.serve import Watchers
-from gatekeeper.web import LiveView
+from gatekeeper.web import LiveView, WebServer
 
 DOOR = "GPIO22"
 
@@ -412,3 +413,24 @@ def test_the_camera_tells_the_mqtt_hook_the_door_found_at_start(tmp_path: Path, 
         assert hook._state["door"] == "open"
     finally:
         camera.close()
+
+
+@pytest.mark.slow
+def test_the_page_shows_the_door_and_its_events(browser: Any, door_gate: Callable[..., DoorGate]) -> None:  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    g = door_gate(held_open_s=0.5)
+    server = WebServer(g.view, "127.0.0.1", 0)
+    server.start()
+    try:
+        browser.get(server.url)
+        door = browser.find_element(By.ID, "door")
+        wait_in_page("the door shut", lambda: door.is_displayed() and door.text == "door closed")
+        g.opened()
+        wait_in_page("FORCED_OPEN in the event list", lambda: browser.find_elements(By.CSS_SELECTOR, '#events li[data-event="FORCED_OPEN"]'))
+        wait_in_page("the door held open", lambda: door.text == "door open (held open)" and door.get_attribute("class") == "held")
+        g.shut()
+        wait_in_page("CLOSED in the event list", lambda: browser.find_elements(By.CSS_SELECTOR, '#events li[data-event="CLOSED"]'))
+        wait_in_page("the door shut again", lambda: door.text == "door closed")
+    finally:
+        server.stop()
