@@ -199,7 +199,8 @@ def test_the_new_gauges_follow_the_gate_and_its_hooks() -> None:
 @pytest.mark.slow
 def test_every_metric_of_the_rules_and_dashboards_is_in_a_running_gates_metrics(shared_dir: Path, face_model_path: Path, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text('hooks:\n  - {type: command, argv: ["true"], events: [OPEN]}\n', encoding="utf-8")
+    # A door contact on gpiozero's mock pins: the door's metrics have their series too.
+    config.write_text('hooks:\n  - {type: command, argv: ["true"], events: [OPEN]}\ngate: {sensor: {pin: GPIO22, pin_factory: mock}}\n', encoding="utf-8")
     clip = shared_dir / "videos" / "single_face.mp4"
     started = time.time()
     with gatekeeper_serving("--video", str(clip), "--hold-open", "60", face_model_path=face_model_path, tmp_path=tmp_path, config=config) as gk:
