@@ -11,6 +11,7 @@
     gatekeeper score PHOTO|DIR ...        smile score of the largest face of each photo
     gatekeeper train / eval               training and evaluation (pip install '.[train]')
     gatekeeper events                     recent events and their delivery state
+    gatekeeper users add NAME --role ROLE the users-file line of one operator (the secret read from stdin, never argv)
 
 Events go to stdout, one JSON object per line; logs go to stderr. Bad input (a missing video,
 an invalid config, a missing model) prints one line on stderr and exits with status 2.
@@ -183,6 +184,34 @@ def _silence_missing_stdout() -> None:
     print(f"{CLI_NAME}: warning: stdout is not open; events go to the journal and the hooks, not to stdout", file=sys.stderr)
 
 
+def _users(argv: list[str]) -> int:
+    """``gatekeeper users add NAME --role ROLE [--expires DATE]``: print the line of the users file
+    (``http.users``) for one person. The secret is read from the terminal (asked twice) or, piped,
+    from the first line of stdin; never from the command line, where ps and the shell history see it."""
+    import getpass
+
+    from .users import MIN_SECRET, ROLES, entry_line
+
+    ap = ArgumentParser(prog=f"{CLI_NAME} users", description="Named operators: print the users-file line of one person (docs/operating.md, Operators and roles).")
+    sub = ap.add_subparsers(dest="action", required=True)
+    add = sub.add_parser("add", help="print NAME: {role, hash} for the users file; the secret is read from the terminal or stdin")
+    add.add_argument("name", metavar="NAME", help="the person's name: what the journal's by says, and their MQTT user name for per-user commands")
+    add.add_argument("--role", required=True, choices=ROLES, help="viewer: page, streams, /status, /metrics; operator: and the actions; admin: everything")
+    add.add_argument("--expires", metavar="DATE", help="refuse the credential from this date (2027-03-31) or time (2027-03-31T18:00:00+01:00; UTC unless it says)")
+    args = ap.parse_args(argv)
+    if sys.stdin is not None and sys.stdin.isatty():
+        secret = getpass.getpass(f"secret for {args.name} ({MIN_SECRET}+ characters): ")
+        if getpass.getpass("the same again: ") != secret:
+            raise ConfigError("the two secrets differ; nothing printed")
+    else:
+        secret = (sys.stdin.readline() if sys.stdin is not None else "").rstrip("\r\n")
+    try:
+        print(entry_line(args.name, args.role, secret, args.expires))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command. Run as a program (``argv`` None), it keeps stderr to its own log: what native
     libraries write to fd 2 goes to the ``gatekeeper.native`` logger (see ``gatekeeper._native``)."""
@@ -191,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_opencv()
     try:
+        if argv and argv[0] == "users":
+            return _users(argv[1:])
         if argv and argv[0] in SUBCOMMANDS:
             from . import commands
 

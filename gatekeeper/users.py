@@ -39,7 +39,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["ROLES", "AuthRefusals", "Principal", "User", "Users", "allows", "check_http_access", "hash_secret", "load_users", "shared_users"]
+__all__ = ["ROLES", "AuthRefusals", "Principal", "User", "Users", "allows", "check_http_access", "entry_line", "hash_secret", "load_users", "shared_users"]
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,25 @@ def shared_users(path: str | None, key: str = "http.users") -> Users | None:
         if version not in _shared:
             _shared[version] = load_users(path, key)
         return _shared[version]
+
+
+def entry_line(name: str, role: str, secret: str, expires: str | None = None) -> str:
+    """The line of the users file for one person (``NAME: {role: ..., hash: ...}``); ValueError
+    saying what is wrong with the name, role, secret or expiry date (never repeating the secret)."""
+    if not _NAME_RE.match(name):
+        raise ValueError(f"NAME: expected 1 to 64 of A-Z a-z 0-9 _ . @ -, got {name[:40]!r}")
+    if role not in ROLES:
+        raise ValueError(f"--role: expected one of {', '.join(ROLES)}, got {role[:40]!r}")
+    if len(secret) < MIN_SECRET:
+        raise ValueError(f"the secret: expected at least {MIN_SECRET} characters, got {len(secret)}")
+    if "\n" in secret or "\r" in secret:
+        raise ValueError("the secret: expected one line")
+    fields = f"role: {role}, hash: '{hash_secret(secret)}'"
+    if expires is not None:
+        when = _parse_expires(expires)  # ValueError naming what was expected
+        assert when is not None
+        fields += f", expires: '{when.isoformat()}'"
+    return f"{name}: {{{fields}}}"
 
 
 def check_http_access(http: Any) -> None:

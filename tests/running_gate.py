@@ -26,6 +26,7 @@ from gatekeeper.gate import Gate, GateConfig
 from gatekeeper.hooks import Dispatcher, Hook
 from gatekeeper.journal import Journal
 from gatekeeper.serve import Watchers
+from gatekeeper.tls import HttpTlsConfig
 from gatekeeper.users import shared_users
 from gatekeeper.web import LiveView, WebServer
 
@@ -59,8 +60,9 @@ class Running:
         hooks: Sequence[Hook] = (),
         actions: ActionsConfig | None = None,
         users: str | None = None,
+        tls: HttpTlsConfig | None = None,
     ) -> None:
-        self.cfg = Config(gate=gate, http=HttpConfig(token=token, users=users), journal=JournalConfig(path=str(tmp_path / "journal.sqlite3")), actions=actions or ActionsConfig())
+        self.cfg = Config(gate=gate, http=HttpConfig(token=token, users=users, tls=tls or HttpTlsConfig()), journal=JournalConfig(path=str(tmp_path / "journal.sqlite3")), actions=actions or ActionsConfig())
         self.journal = Journal(self.cfg.journal.resolved_path())
         self.dispatcher = Dispatcher(self.journal, hooks)
         self.controls = Controls(self.cfg.actions, users=shared_users(users))

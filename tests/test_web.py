@@ -310,7 +310,8 @@ def test_status_reports_state_counters_events_and_hooks(served: Callable[..., tu
     assert s["frames"] == {"read": 9, "processed": 7, "dropped": 2, "skipped": 0}
     assert s["reconnects"] == 1
     assert s["uptime_s"] == 12.5
-    assert s["events"] == {"OPEN": 1, "DENY": 0, "FACE_LOST": 0, "FAULT": 0, "RECOVERED": 0, "OUT_OF_SERVICE": 0, "IN_SERVICE": 0}
+    assert s["events"] == {"OPEN": 1, "DENY": 0, "FACE_LOST": 0, "FAULT": 0, "RECOVERED": 0, "OUT_OF_SERVICE": 0, "IN_SERVICE": 0, "PASSAGE": 0, "FORCED_OPEN": 0, "HELD_OPEN": 0, "CLOSED": 0}
+    assert s["door"] is None  # no gate.sensor
     assert s["hooks"]["webhook[0]"]["delivered"] == 2 and s["hooks"]["webhook[0]"]["failed"] == 1
     assert s["thresholds"] == {"enter": 0.6, "exit": 0.4}
 
