@@ -209,15 +209,16 @@ class Controls:
         so that a command replayed after a restart, within its max age, is refused as a repeat."""
         self._ids = (journal, scope)
 
-    def attach(self, hooks: Iterable[Any], *, in_service: bool = True) -> None:
+    def attach(self, hooks: Iterable[Any], *, in_service: bool = True, via: str | None = None) -> None:
         """Take MQTT commands from every MQTT hook with ``commands: true`` (call before the hooks
-        start), and tell those hooks the service state the gate starts in."""
+        start), and tell those hooks the service state the gate starts in (``via``: of the
+        OUT_OF_SERVICE in force, ``schedule`` for the opening hours)."""
         for hook in hooks:
             config = getattr(hook, "config", None)
             if getattr(config, "commands", False) and hasattr(hook, "on_command"):
                 hook.on_command = functools.partial(self.mqtt, max_age_s=config.command_max_age_s)
             if hasattr(hook, "set_in_service"):
-                hook.set_in_service(in_service)
+                hook.set_in_service(in_service, via)
 
     def start_button(self) -> None:
         """The staff push button of ``actions.button`` (none when its pin is null); raises

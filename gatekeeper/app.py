@@ -170,7 +170,8 @@ class Service:
         try:
             # Built before the hooks start: it reads the camera's service state back from the journal.
             cam = Camera(camera.name, cfg, pipeline, sinks, on_frame, dispatcher=dispatcher, source=source, stopping=self.stopping, controls=controls)
-            cam.controls.attach(dispatcher.hooks, in_service=pipeline.gate.in_service)  # MQTT commands
+            out = pipeline.gate.out_of_service
+            cam.controls.attach(dispatcher.hooks, in_service=out is None, via=None if out is None else out.via)  # MQTT commands
             if not self.dry_run:  # a dry run beside a running gate must not claim its button's pin
                 cam.controls.start_button()
                 cam.start_door()  # the door's contact (gate.sensor), before the hooks start: MQTT shows its level

@@ -33,6 +33,7 @@ from .capture_live import LiveSource
 from .contact import DoorContact
 from .errors import FrameError
 from .events import Event
+from .hours import SCHEDULE, HoursClock
 from .redact import redact_text
 from .users import shared_users
 from .worker import Threaded, Worker
@@ -84,6 +85,7 @@ class Camera(Threaded):
         source: FileSource | LiveSource | Iterable[Frame] | None = None,
         stopping: threading.Event | None = None,
         controls: Controls | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
         self.cfg = cfg
@@ -104,16 +106,28 @@ class Camera(Threaded):
         self.door: DoorContact | None = None  # the door's contact (gate.sensor), once start_door() has claimed its pin
         self._sinks_closed = False
         self._last_t = 0.0  # the time of the last frame (actions after the end are placed after it)
+        # The opening hours (service.hours), asked at the wall clock ``clock`` on every turn of the loop.
+        self._clock = clock
+        self.hours = HoursClock(cfg.service.hours) if cfg.service.hours is not None else None
+        if self.hours is not None:
+            self.hours.at(clock())  # what the page and /status show before the loop's first turn
         self._restore_service()
 
     def _restore_service(self) -> None:
         journal = self.dispatcher.journal if self.dispatcher is not None else None
         if journal is not None:
             self.controls.remember_ids(journal, self.name)  # a command replayed after a restart is a repeat
-        last = journal.last_service_event(self.name) if journal is not None else None
-        self.pipeline.gate.restore_service(last)
+        last = journal.last_service(self.name) if journal is not None else None
+        scheduled = None
+        if self.hours is not None and last is not None and last[0].via != SCHEDULE:
+            now = self._clock()
+            if last[1] <= now < self.hours.hours.next_boundary(last[1]):
+                scheduled = self.hours.at(now)[0]  # an operator's override since the last boundary stands
+        self.pipeline.gate.restore_service(None if last is None else last[0], scheduled=scheduled)
         out = self.pipeline.gate.out_of_service
-        if out is not None:
+        if out is not None and out.via == SCHEDULE:
+            log.info("camera %s: out of service since an earlier run (%s); the opening hours say what comes next", self.name, out.reason)
+        elif out is not None:
             note = f" ({out.note})" if out.note else ""
             log.warning("camera %s: the gate is out of service since an earlier run (by %s via %s%s); it stays shut until an in_service action", self.name, out.by, out.via, note)
 
@@ -182,6 +196,12 @@ class Camera(Threaded):
 
     # -- the frame loop ------------------------------------------------------------------------
     def _act(self, frame: int, t: float) -> None:
+        if self.hours is not None:  # a boundary passed: the schedule's events before the operators'
+            open_, _, reason = self.hours.at(self._clock())
+            events = self.pipeline.gate.schedule(open_, frame, t, reason)
+            if events:
+                log.info("camera %s: %s: %s", self.name, reason, ", ".join(e.event.value for e in events))
+                self.emit(events)
         self.controls.apply(self.pipeline.gate, frame, t, self.emit)
         if self.door is not None:  # the door's contact: its settled edges, then the time (held open, passage windows)
             self.door.apply(self.pipeline.gate, frame, t, self.emit)

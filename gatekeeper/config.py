@@ -25,6 +25,7 @@ from typing import Literal
 from .actions import ActionsConfig
 from .gate import GateConfig
 from .hooks.config import HookConfig
+from .hours import ServiceConfig
 from .motion import MotionConfig
 from .schema import check_bounds, opt
 from .tls import HttpTlsConfig
@@ -132,6 +133,7 @@ class Config:
     cameras: tuple[CameraConfig, ...] = opt((), "several cameras in one process: a mapping of camera name to its source and overrides")
     hooks: tuple[HookConfig, ...] = opt((), "where events go besides stdout: a list of hooks, each with a 'type'")
     actions: ActionsConfig = opt(ActionsConfig(), "operator controls: open by hand, out of service, in service (page, HTTP, MQTT, a staff button)")
+    service: ServiceConfig = opt(ServiceConfig(), "when the gate is in service by itself: opening hours")
 
     def camera_list(self) -> tuple[CameraConfig, ...]:
         """The cameras to run: those of ``cameras:``, else one named by ``name:`` without a source

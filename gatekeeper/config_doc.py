@@ -32,6 +32,18 @@ lane2:
     - {type: gpio, pin: GPIO27}
 """
 
+#: The commented example of ``service.hours:`` in config.yaml (a test loads it).
+HOURS_EXAMPLE = """\
+timezone: Europe/Paris  # required: an IANA time zone name
+week:  # days not named are closed; a range belongs to the day it starts on
+  mon-thu: "09:00-18:00"
+  fri: ["09:00-18:00", "20:00-02:00"]  # 20:00-02:00 runs into Saturday
+  sat: ["10:00-12:00", "13:00-17:00"]
+exceptions:  # a date's own ranges instead of its weekday's
+  2026-12-24: "09:00-13:00"
+  2026-12-25: closed
+"""
+
 HEADER = """\
 # gatekeeper configuration: every key, its default, and what it does.
 # Generated from the code by `python -m gatekeeper.config_doc`; a test keeps the two equal.
@@ -72,6 +84,9 @@ def _render(cls: type, obj: typing.Any, indent: int, lines: list[str], comment: 
                 sub: list[str] = []
                 _render(hook_cls, example, 0, sub, comment=False)
                 lines += [f"{pad}#    {line}" for line in sub if not line.startswith("type:")]
+        elif f.name == "hours":
+            lines.append(f"{pad}{lead}{f.name}: {_scalar(value)}  # {doc}. For example:")
+            lines += [f"{pad}#  {line}" for line in HOURS_EXAMPLE.splitlines()]
         else:
             lines.append(f"{pad}{lead}{f.name}: {_scalar(value)}  # {doc}")
 

@@ -44,6 +44,8 @@ def convert(tp: Any, value: Any, path: str, meta: dict[str, Any]) -> Any:
         if value not in choices:
             raise ConfigError(f"{path}: expected one of {', '.join(map(repr, choices))}, got {describe(value)}")
         return value
+    if isinstance(tp, type) and hasattr(tp, "from_config"):  # a value with its own reader (service.hours)
+        return tp.from_config(value, path)
     if origin is tuple:
         (inner, _) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
@@ -127,6 +129,8 @@ def config_to_dict(cfg: Any, *, redact: bool = False) -> Any:
     and masks the secrets inside every other string (see :func:`redact_text`: URL credentials
     and secret query parameters), so the output can be pasted into a ticket.
     """
+    if hasattr(cfg, "to_config"):  # a value with its own plain form (service.hours)
+        return cfg.to_config()
     if dataclasses.is_dataclass(cfg):
         out = {}
         for f in dataclasses.fields(cfg):

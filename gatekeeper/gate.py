@@ -40,6 +40,9 @@ every frame. Every rule about when the gate opens lives here and only here:
   ``manual_open_interval_s``; ``out_of_service`` (OUT_OF_SERVICE) holds the gate shut, no OPEN or
   DENY from smiles, until ``in_service`` (IN_SERVICE). A refused action returns no event and
   leaves the reason in :attr:`Gate.refusal`.
+* **opening hours** (:meth:`Gate.schedule`, from :mod:`gatekeeper.hours`): at each boundary the
+  schedule takes over: closing makes an OUT_OF_SERVICE (``by``/``via: schedule``), opening an
+  IN_SERVICE; staff may override by hand in between, until the next boundary.
 * **FAULT / RECOVERED**: :meth:`Gate.fault` shuts the gate (no OPEN or DENY while faulted, any
   smile hold is dropped) and says why; :meth:`Gate.recover` ends it. Several causes may hold the
   gate shut at once (the camera lost, the journal unwritable): one FAULT when the first begins,
@@ -71,6 +74,7 @@ from typing import Literal
 
 from .door import Door, DoorConfig
 from .events import Action, Event, EventType, FaceScore, new_event_id
+from .hours import SCHEDULE
 from .schema import check_bounds, opt
 from .track import Box
 
@@ -200,6 +204,7 @@ class Gate:
         self._hold: _Hold | None = None
         self._faults: dict[str, str] = {}  # what holds the gate shut: cause ("source", "journal") -> reason
         self._out: Event | None = None  # the OUT_OF_SERVICE in force; None: in service
+        self._scheduled: bool | None = None  # the opening hours' last say (open or not); None: not yet
         self._last_manual_open: float | None = None
         self.refusal: tuple[str, str] | None = None  # (code, message) of the last refused action
         self.faces: tuple[TrackedFace, ...] = ()  # the faces of the last frame, with their tracks
@@ -356,12 +361,29 @@ class Gate:
         if action.kind == "in_service":
             if self._out is None:
                 return self._refuse("no_change", "already in service; expected out_of_service first")
-            self._out = None
-            for person in self._people.values():
-                if person.decided_t is not None:
-                    person.decided_t = t  # deny_after_s counts from now, not from before the pause
+            self._resume(t)
             return [Event(EventType.IN_SERVICE, frame, t, None, self.id_factory(), None, len(self.faces), note, None, by, via, None, note, claimed_by=action.claimed_by)]
         raise ValueError(f"unknown action kind {action.kind!r}")  # Action checks its kind; a bug if reached
+
+    def schedule(self, open_: bool, frame: int, t: float, reason: str) -> list[Event]:
+        """The opening hours say ``open_`` at ``t``: its events (``by`` and ``via: schedule``).
+
+        Only a change of what they say (a boundary, or the first say) acts, so an operator's
+        override between two boundaries stands. Closing: OUT_OF_SERVICE, unless the schedule
+        already holds the gate out (one an operator made hands over to the schedule); opening:
+        IN_SERVICE when the gate is out, whoever took it out.
+        """
+        if open_ is self._scheduled:
+            return []
+        self._scheduled = open_
+        if not open_ and (self._out is None or self._out.via != SCHEDULE):
+            self._hold = None
+            self._out = Event(EventType.OUT_OF_SERVICE, frame, t, None, self.id_factory(), None, len(self.faces), reason, None, SCHEDULE, SCHEDULE)
+            return [self._out]
+        if open_ and self._out is not None:
+            self._resume(t)
+            return [Event(EventType.IN_SERVICE, frame, t, None, self.id_factory(), None, len(self.faces), reason, None, SCHEDULE, SCHEDULE)]
+        return []
 
     def announce(self, event: Event) -> None:
         """``event`` has happened (the journal holds it): call ``when_opened`` for an OPEN,
@@ -373,10 +395,14 @@ class Gate:
         if callback is not None:
             callback(event)
 
-    def restore_service(self, last: Event | None) -> None:
+    def restore_service(self, last: Event | None, *, scheduled: bool | None = None) -> None:
         """Start from the service state of the last OUT_OF_SERVICE/IN_SERVICE event of an earlier
-        run (read back from the journal): a gate taken out of service stays out across a restart."""
+        run (read back from the journal): a gate taken out of service stays out across a restart.
+        ``scheduled``: what the opening hours said when ``last`` was made, if no boundary has
+        passed since (an operator's override stands until the next one); None: the first
+        :meth:`schedule` acts."""
         self._out = last if last is not None and last.event is EventType.OUT_OF_SERVICE else None
+        self._scheduled = scheduled
 
     # -- helpers -------------------------------------------------------------------------------
     @property
@@ -429,6 +455,13 @@ class Gate:
         if cfg.reopen == "per_visit":
             return not person.opened
         return person.last_open_t is None or t - person.last_open_t >= cfg.cooldown_s
+
+    def _resume(self, t: float) -> None:
+        """Back in service at ``t``: deny_after_s counts from now, not from before the pause."""
+        self._out = None
+        for person in self._people.values():
+            if person.decided_t is not None:
+                person.decided_t = t
 
     def _refuse(self, code: str, message: str) -> list[Event]:
         self.refusal = (code, message)

@@ -352,9 +352,15 @@ class Journal:
     def last_service_event(self, camera: str | None = None) -> Event | None:
         """The newest OUT_OF_SERVICE or IN_SERVICE event (of ``camera``, or of any), or None:
         what start-up restores."""
+        last = self.last_service(camera)
+        return None if last is None else last[0]
+
+    def last_service(self, camera: str | None = None) -> tuple[Event, float] | None:
+        """:meth:`last_service_event` with the wall-clock time it was appended (the opening
+        hours ask whether it was made since their last boundary)."""
         where = "" if camera is None else f" AND {self._camera_column} = ?"
-        rows = self._read(_LAST_SERVICE.format(cols=f"event, {self._camera_column}", where=where), () if camera is None else (camera,))
-        return _with_camera(event_from_dict(json.loads(rows[0][0])), rows[0][1]) if rows else None
+        rows = self._read(_LAST_SERVICE.format(cols=f"event, {self._camera_column}, created_at", where=where), () if camera is None else (camera,))
+        return (_with_camera(event_from_dict(json.loads(rows[0][0])), rows[0][1]), float(rows[0][2])) if rows else None
 
     def cameras(self) -> list[str]:
         """The names of the cameras the journal has events of, sorted (``gatekeeper events --camera``

@@ -222,7 +222,7 @@ def test_http_out_of_service_shows_in_status_metrics_and_holds_the_gate_shut(run
     st = wait_for(lambda: (s := get_json(r.server, "/status"))["state"] == "out_of_service" and s, 5, "/status to say out of service")
     assert st["in_service"] is False and st["service"] == {"in_service": False, "by": "ali", "via": "http", "reason": "cleaning", "event": answer["events"][0]["id"]}
     metrics = get_text(r.server, "/metrics")
-    assert 'gatekeeper_in_service{camera="gate"} 0.0' in metrics and 'gatekeeper_gate_state{camera="gate",state="out_of_service"} 1.0' in metrics
+    assert 'gatekeeper_in_service{camera="gate",via="http"} 0.0' in metrics and 'gatekeeper_gate_state{camera="gate",state="out_of_service"} 1.0' in metrics
     assert 'gatekeeper_actions_total{camera="gate",kind="out_of_service",via="http"} 1.0' in metrics
     r.app.pipeline.score = 0.95  # someone walks up smiling
     time.sleep(0.5)  # 25 frames of a held smile

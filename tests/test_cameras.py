@@ -244,7 +244,7 @@ def test_every_surface_names_the_camera(tmp_path: Path, face_model_path: Path, c
                 for name in ("lane1", "lane2"):
                     assert m[("gatekeeper_frames_processed_total", (("camera", name),))] > 0
                     assert m[("gatekeeper_events_total", (("camera", name), ("type", "OPEN")))] >= 1
-                    assert m[("gatekeeper_in_service", (("camera", name),))] == 1
+                    assert m[("gatekeeper_in_service", (("camera", name), ("via", "")))] == 1
                     assert ("gatekeeper_hook_deliveries_total", (("camera", name), ("hook", "mqtt[0]"))) in m
 
                 # MQTT: each camera its own topics and its own Home Assistant device.

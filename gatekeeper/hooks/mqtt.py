@@ -33,8 +33,9 @@ Topics, with ``<p>`` the ``topic_prefix`` and ``<gate>`` the gate's name:
 * with ``commands: true``, the hook subscribes to ``<p>/<gate>/command`` and hands every message
   to ``on_command`` (the operator controls parse and judge it: :meth:`gatekeeper.actions.Controls.mqtt`).
   The state carries ``in_service`` (false from an OUT_OF_SERVICE until IN_SERVICE, and from the
-  start when the journal says so), and discovery adds a ``button`` (open) and a ``switch`` (in
-  service) whose command templates write a fresh ``id`` and ``ts`` per press.
+  start when the journal says so) and ``service_via`` (the OUT_OF_SERVICE's ``via``; ``schedule``:
+  the opening hours), and discovery adds a ``button`` (open) and a ``switch`` (in service) whose
+  command templates write a fresh ``id`` and ``ts`` per press.
 * with ``commands_per_user: true`` as well, the commands come from ``<p>/<gate>/command/<user>``
   instead (a subscription to ``<p>/<gate>/command/+``), and ``on_command`` gets ``user=<user>``.
   MQTT 3.1.1 does not tell a subscriber who published a message; what says who it was is the
@@ -140,7 +141,7 @@ class MqttHook(Hook):
         self._failures_in_a_row = 0
         self.last_error: str | None = None
         # The gate starts shut. _state is what the state topic says (republished on every connect).
-        self._state: dict[str, Any] = {"state": "closed", "event": None, "id": None, "t": None, "since": round(clock(), 3), "in_service": True}
+        self._state: dict[str, Any] = {"state": "closed", "event": None, "id": None, "t": None, "since": round(clock(), 3), "in_service": True, "service_via": None}
         self._open_timer: threading.Timer | None = None  # ends the current OPEN's period
 
         client_id = config.client_id or f"gatekeeper-{gate}-{uuid.uuid4().hex[:8]}"
@@ -286,10 +287,10 @@ class MqttHook(Hook):
         with self._link:
             self._state = {**self._state, "door": state, "door_since": round(self._clock(), 3)}
 
-    def set_in_service(self, in_service: bool) -> None:
-        """The service state at start (read back from the journal), before any event says otherwise."""
+    def set_in_service(self, in_service: bool, via: str | None = None) -> None:
+        """The service state at start (``via``: of the OUT_OF_SERVICE in force), before any event says otherwise."""
         with self._link:
-            self._state = {**self._state, "in_service": in_service}
+            self._state = {**self._state, "in_service": in_service, "service_via": None if in_service else via}
 
     # -- delivery ------------------------------------------------------------------------------
     def _entity(self, key: str, **fields: Any) -> dict[str, Any]:
@@ -382,7 +383,7 @@ class MqttHook(Hook):
         with self._link:
             if self._closing:
                 return  # release() has said closed; nothing may follow it
-            about["in_service"] = self._state.get("in_service", True)
+            about["in_service"], about["service_via"] = self._state.get("in_service", True), self._state.get("service_via")
             if "door" in self._state:  # the door's contact: kept through the relay's changes
                 about["door"], about["door_since"] = self._state["door"], self._state["door_since"]
             if event.event in _DOOR_EVENTS:
@@ -391,7 +392,8 @@ class MqttHook(Hook):
                 return
             if event.event in (EventType.OUT_OF_SERVICE, EventType.IN_SERVICE):
                 # The relay is not touched: an OPEN's period runs on; only in_service changes.
-                self._publish_state({**self._state, **about, "in_service": event.event is EventType.IN_SERVICE, "since": round(now, 3)})
+                back = event.event is EventType.IN_SERVICE  # service_via: who holds it out (schedule: the opening hours)
+                self._publish_state({**self._state, **about, "in_service": back, "service_via": None if back else event.via, "since": round(now, 3)})
                 return
             if event.event is EventType.OPEN:
                 self._cancel_open_timer()

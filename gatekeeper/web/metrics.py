@@ -53,6 +53,8 @@ class Counted(Protocol):
 
     def door(self) -> dict[str, Any] | None: ...
 
+    def hours(self) -> dict[str, Any] | None: ...
+
 
 def _family(name: str, doc: str, *labels: str) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, labels=["camera", *labels])
@@ -80,7 +82,10 @@ class _CountersCollector(Collector):
         }
         taken = _family("gatekeeper_actions", "Operator actions the gate acted on", "kind", "via")
         refused = _family("gatekeeper_action_refusals", "Operator actions and commands refused, by where from and why", "via", "reason")
-        in_service = GaugeMetricFamily("gatekeeper_in_service", "1 while the gate is in service, 0 while an operator has it out of service", labels=["camera"])
+        in_service = GaugeMetricFamily(
+            "gatekeeper_in_service", "1 while the gate is in service, 0 while out of service; via: who holds it out (schedule: the opening hours; empty while in service)", labels=["camera", "via"]
+        )
+        schedule_open = GaugeMetricFamily("gatekeeper_schedule_open", "1 inside the opening hours (service.hours; always 1 without them), 0 outside", labels=["camera"])
         queued = GaugeMetricFamily("gatekeeper_hook_queue_length", "Events waiting in a hook's queue", labels=["camera", "hook"])
         capacity = GaugeMetricFamily("gatekeeper_hook_queue_capacity", "Events a hook's queue holds before it drops its oldest (hooks[].queue_size)", labels=["camera", "hook"])
         web_dropped = _family("gatekeeper_web_events_dropped", "Events lost by live-view clients that did not keep up")
@@ -117,14 +122,16 @@ class _CountersCollector(Collector):
                 taken.add_metric([v.name, *labels], n)
             for labels, n in refusals:
                 refused.add_metric([v.name, *labels], n)
-            in_service.add_metric([v.name], 1 if v.service()["in_service"] else 0)
+            service, hours = v.service(), v.hours()
+            in_service.add_metric([v.name, service["via"] or ""], 1 if service["in_service"] else 0)
+            schedule_open.add_metric([v.name], 1 if hours is None or hours["open"] else 0)
         for labels, n in self.metrics.refused_for_no_camera.counts()[1]:
             refused.add_metric(["", *labels], n)  # no camera of the service: an empty camera label
         yield from per_camera.values()
         yield from hooks.values()
         yield from (queued, capacity)
         yield from (f for f in (door_open, held_open, unused) if f.samples)  # none without a door sensor
-        yield from (web_dropped, journal_errors, taken, refused, in_service)
+        yield from (web_dropped, journal_errors, taken, refused, in_service, schedule_open)
 
 
 class Metrics:

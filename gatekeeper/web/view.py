@@ -20,6 +20,7 @@ start (a file: the same as ``t``; a live source: since the first frame or event 
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import Event, EventType
 from ..gate import GateState
+from ..hours import SCHEDULE
 from ..pipeline import STAGES
 from .hub import EventHub
 from .metrics import Metrics
@@ -208,12 +210,22 @@ class LiveView:
         return True, "ok"
 
     def service(self) -> dict[str, Any]:
-        """Whether the gate is in service and, when not, who took it out, how and why."""
+        """Whether the gate is in service and, when not, who took it out, how and why (``via:
+        schedule``: the opening hours, and ``reason`` theirs)."""
         with self._lock:
             out = self._out
         if out is None:
             return {"in_service": True, "by": None, "via": None, "reason": None, "event": None}
-        return {"in_service": False, "by": out.by, "via": out.via, "reason": out.note, "event": out.id}
+        return {"in_service": False, "by": out.by, "via": out.via, "reason": out.note if out.via != SCHEDULE else out.reason, "event": out.id}
+
+    def hours(self) -> dict[str, Any] | None:
+        """With opening hours (``service.hours``): whether they are open now, until when (Unix
+        seconds; null: never) and the line the page shows; None without them."""
+        clock = getattr(self.camera, "hours", None)
+        last = None if clock is None else clock.last
+        if last is None:
+            return None
+        return {"open": last[0], "until": None if math.isinf(last[1]) else round(last[1], 3), "reason": last[2]}
 
     def door(self) -> dict[str, Any] | None:
         """The door's contact (``gate.sensor``): its state (open, closed, unknown before its first
@@ -242,6 +254,7 @@ class LiveView:
             "in_service": service["in_service"],
             "door": door,
             "service": service,
+            "hours": self.hours(),
             # The page shows its controls when the server takes actions at all (a token or users are set);
             # with users, a browser signed in by HTTP Basic acts as its user, with no token.
             "controls": bool(self.cfg.http.token or self.cfg.http.users),
