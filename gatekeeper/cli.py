@@ -11,6 +11,7 @@
     gatekeeper score PHOTO|DIR ...        smile score of the largest face of each photo
     gatekeeper train / eval               training and evaluation (pip install '.[train]')
     gatekeeper events                     recent events and their delivery state
+    gatekeeper park                       one page, one journal and actions for every gate on a broker
     gatekeeper users add NAME --role ROLE the users-file line of one operator (the secret read from stdin, never argv)
 
 Events go to stdout, one JSON object per line; logs go to stderr. Bad input (a missing video,
@@ -39,7 +40,7 @@ __all__ = ["main"]
 
 log = logging.getLogger("gatekeeper")
 
-SUBCOMMANDS = ("demo", "train", "eval", "score", "events")
+SUBCOMMANDS = ("demo", "train", "eval", "score", "events", "park")
 
 
 def _camera_index(text: str) -> int:

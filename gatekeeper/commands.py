@@ -1,4 +1,4 @@
-"""Subcommands of ``gatekeeper``: demo, score, train, eval, events. Each takes argv and returns a status.
+"""Subcommands of ``gatekeeper``: demo, score, train, eval, events, park. Each takes argv and returns a status.
 
 This is the command layer, with :mod:`gatekeeper.cli` above it: it imports the library (capture,
 detect, gate, journal, hooks, ...), and nothing in the library imports it or the CLI. The helpers
@@ -388,10 +388,15 @@ def events(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | No
     where.add_argument("--config", help="config.yaml whose journal.path to read")
     parser.add_argument("--limit", type=int, default=None, help="at most this many of the newest events")
     parser.add_argument("--camera", metavar="NAME", help="only the events of this camera (a name of cameras:, or the gate's name:)")
+    parser.add_argument("--gate", metavar="NAME", help="a park journal (gatekeeper park's journal.path, its default without --journal): only this gate's events")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has already printed
         return int(exc.code or 0)
+    from .park.journal import is_park_journal
+
+    if args.gate is not None or (args.journal and is_park_journal(args.journal)):
+        return _park_events(args, out, err)
 
     # Imported here: the config module pulls in YAML and every stage's declarations.
     from .config_load import load_config
@@ -400,9 +405,7 @@ def events(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | No
     try:
         cfg = None if args.journal else load_config(default_config_path(args.config))
         path = args.journal if cfg is None else cfg.journal.resolved_path()
-        since = None if args.since is None else parse_since(args.since, time.time())
-        if args.limit is not None and args.limit < 1:
-            raise ValueError(f"--limit: expected an integer >= 1, got {args.limit}")
+        since = _since_and_limit(args)
         with Journal(path, readonly=True, legacy_camera=cfg.name if cfg is not None else "gate") as journal:
             entries = journal.entries(since=since, limit=args.limit, camera=args.camera)
             if args.camera is not None and not entries:
@@ -419,4 +422,73 @@ def events(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | No
         print(json.dumps(entry.to_dict()) if args.json else _text_line(entry), file=out)
     if not args.json and not entries:
         print("no events" + (f" since {iso_time(since)}" if since is not None else ""), file=err)
+    return 0
+
+
+def _since_and_limit(args: argparse.Namespace) -> float | None:
+    """``--since`` as a wall-clock time (None: all), once ``--limit`` is checked."""
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit: expected an integer >= 1, got {args.limit}")
+    return None if args.since is None else parse_since(args.since, time.time())
+
+
+def _park_events(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``gatekeeper events`` of a park journal: every gate's events, or ``--gate``'s."""
+    from .park.config import ParkJournalConfig
+    from .park.journal import ParkJournal, describe_entry
+
+    try:
+        if args.config is not None or args.camera is not None:
+            raise ValueError(f"{'--config' if args.config is not None else '--camera'}: a park journal is read with --journal PATH and --gate NAME")
+        since = _since_and_limit(args)
+        with ParkJournal(args.journal or ParkJournalConfig().resolved_path(), readonly=True) as journal:
+            entries = journal.entries(since=since, limit=args.limit, gate=args.gate)
+            if args.gate is not None and not entries and args.gate not in (known := journal.gates()):
+                raise ValueError(f"--gate {args.gate!r}: no gate of that name in the park journal; expected one of {', '.join(known) or '(none: the journal is empty)'}")
+    except (GatekeeperError, ValueError) as exc:
+        print(f"gatekeeper: error: {exc}", file=err)
+        return 2
+    for entry in entries:
+        print(json.dumps(entry.to_dict()) if args.json else describe_entry(entry), file=out)
+    if not args.json and not entries:
+        print("no events", file=err)
+    return 0
+
+
+# -- gatekeeper park -------------------------------------------------------------------------------
+
+
+def park(argv: list[str]) -> int:
+    """``gatekeeper park [--config park.yaml] [--http HOST:PORT] [--check-config]``: the park service."""
+    ap = ArgumentParser(prog="gatekeeper park", description="One page, one audit trail and actions for every gate on a broker (docs/operating.md, Park).")
+    ap.add_argument("--config", metavar="PATH", help="park config (every key documented in examples/park.yaml; default: the built-in defaults)")
+    ap.add_argument("--http", default="127.0.0.1:8090", metavar="HOST:PORT", help="where the page, /status and /metrics listen (default: 127.0.0.1:8090)")
+    ap.add_argument("--check-config", action="store_true", help="validate the config, print the effective values (secrets masked), exit")
+    ap.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    args = ap.parse_args(argv)
+    setup_logging(args.log_level)
+    from .park.config import load_park_config
+
+    cfg = load_park_config(args.config)
+    try:
+        import aiohttp  # noqa: F401
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise GatekeeperError("gatekeeper park needs the 'web' extra (aiohttp, prometheus-client); install it with: pip install 'gatekeeper[web]'") from None
+    from .park.service import broker_password, run_park
+    from .web.address import check_exposure, parse_listen
+
+    host, port = parse_listen(args.http)
+    check_exposure(host, port, cfg.http.token or cfg.http.users)
+    password = broker_password(cfg)
+    if args.check_config:
+        import yaml
+
+        from .config_values import config_to_dict
+        from .users import shared_users
+
+        shared_users(cfg.http.users)  # a users file that does not load is a config error too
+        sys.stdout.write(yaml.safe_dump(config_to_dict(cfg, redact=True), sort_keys=False))
+        return 0
+    run_park(cfg, host, port, password=password)
     return 0

@@ -42,7 +42,7 @@ def check(cfg: Config, *, env: Mapping[str, str] | None = None) -> list[str]:
     process environment, as at start-up).
     """
     problems: list[str] = []
-    for step in (_check_models, _check_hooks, _check_button, _check_journal, _check_access):
+    for step in (_check_models, _check_hooks, _check_button, _check_sensors, _check_journal, _check_access):
         problems += step(cfg, os.environ if env is None else env)
     return problems
 
@@ -143,6 +143,47 @@ def _check_button(cfg: Config, env: Mapping[str, str]) -> list[str]:
     if problem is None and button.pin_factory == "auto":
         problem = _check_gpio_driver("actions.button", "the button")
     return [problem] if problem else []
+
+
+def _check_sensors(cfg: Config, env: Mapping[str, str]) -> list[str]:
+    """Each camera's door contact (``gate.sensor``): a pin gpiozero knows, that can be an input
+    with the pull asked for, and none of the relays', the staff button's or another door's;
+    checked on a mock board of its own. ``pin_factory: auto`` also needs a GPIO driver here."""
+    cameras = [c for c in cfg.camera_list() if c.gate.sensor.pin is not None]
+    if not cameras:
+        return []
+    from gpiozero import DigitalInputDevice, InputDevice, OutputDevice
+    from gpiozero.exc import GPIOPinInUse, GPIOZeroError
+    from gpiozero.pins.mock import MockFactory
+
+    factory = MockFactory()
+    devices, problems = [], []
+    try:
+        others = [(OutputDevice, h.pin) for c in cfg.camera_list() for h in c.hooks if isinstance(h, GpioHookConfig)]
+        others += [(InputDevice, cfg.actions.button.pin)] if cfg.actions.button.pin is not None else []
+        for kind, pin in others:
+            try:
+                devices.append(kind(pin, pin_factory=factory))
+            except GPIOZeroError:
+                pass  # the relay's and the button's own checks report it
+        for camera in cameras:
+            sensor = camera.gate.sensor
+            inherited = camera.gate.sensor is cfg.gate.sensor
+            key = "gate.sensor.pin" if not cfg.cameras else f"gate.sensor.pin (inherited by cameras.{camera.name})" if inherited else f"cameras.{camera.name}.gate.sensor.pin"
+            try:
+                devices.append(DigitalInputDevice(sensor.pin, pull_up=sensor.pull_up, pin_factory=factory))
+            except GPIOPinInUse:
+                problems.append(f"{key}: {sensor.pin!r} is already a relay's, the staff button's or another camera's door pin; expected a pin of its own")
+            except GPIOZeroError as exc:
+                problems.append(f"{key}: cannot use pin {sensor.pin!r}: {exc}")
+    finally:
+        for device in devices:
+            device.close()
+        factory.close()
+    if not problems and any(c.gate.sensor.pin_factory == "auto" for c in cameras):
+        problem = _check_gpio_driver("gate.sensor", "the door's contact")
+        problems += [problem] if problem else []
+    return problems
 
 
 def _check_gpio_driver(name: str, what: str) -> str | None:

@@ -434,3 +434,32 @@ def test_the_page_shows_the_door_and_its_events(browser: Any, door_gate: Callabl
         wait_in_page("the door shut again", lambda: door.text == "door closed")
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        pytest.param({"gate": {"sensor": {"pin": DOOR, "pin_factory": "mock"}}}, [], id="a free pin"),
+        pytest.param({"gate": {"sensor": {"pin": "NOTAPIN", "pin_factory": "mock"}}}, ["gate.sensor.pin: cannot use pin 'NOTAPIN': NOTAPIN is not a valid pin name"], id="not a pin"),
+        pytest.param(
+            {"gate": {"sensor": {"pin": "GPIO17", "pin_factory": "mock"}}, "hooks": [{"type": "gpio", "pin": "BCM17", "pin_factory": "mock"}]},
+            ["gate.sensor.pin: 'GPIO17' is already a relay's, the staff button's or another camera's door pin; expected a pin of its own"],
+            id="the relay's pin",
+        ),
+        pytest.param(
+            {"gate": {"sensor": {"pin": DOOR, "pin_factory": "mock"}}, "cameras": {"a": {"camera": 0}, "b": {"camera": 1}}},
+            ["gate.sensor.pin (inherited by cameras.b): 'GPIO22' is already a relay's, the staff button's or another camera's door pin; expected a pin of its own"],
+            id="one door for two cameras",
+        ),
+        pytest.param(
+            {"gate": {"sensor": {"pin": DOOR, "pin_factory": "mock"}}, "cameras": {"a": {"camera": 0}, "b": {"camera": 1, "gate": {"sensor": {"pin": "GPIO23", "pin_factory": "mock"}}}}},
+            [],
+            id="each camera its own door",
+        ),
+    ],
+)
+def test_check_config_checks_the_door_contacts_pin(config: dict[str, Any], expected: list[str]) -> None:
+    from gatekeeper.preflight import check
+
+    problems = [p for p in check(config_from_dict(config), env={}) if "sensor" in p]
+    assert problems == expected

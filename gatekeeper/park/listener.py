@@ -1,0 +1,217 @@
+"""The park's MQTT client (paho-mqtt 2.x): every gate's topics in, operator commands out.
+
+Subscribed at QoS 1 to ``<prefix>/+/event``, ``<prefix>/+/state`` and ``<prefix>/+/availability``
+in a persistent session (``clean_session`` false, a fixed client id): while the park service is
+stopped or cut off, the broker keeps the gates' events for it and delivers them when it comes
+back. An event is acknowledged (PUBACK, paho's manual ack) only once the park journal has it, so
+a park killed between the two gets it again, and the journal's unique id keeps it once. A journal
+that cannot write leaves the event unacknowledged; the client reconnects after ``retry_s`` so the
+broker delivers it again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from ..errors import JournalError
+from .config import ParkBrokerConfig
+from .journal import ParkJournal
+from .state import ParkState
+
+__all__ = ["ParkListener"]
+
+log = logging.getLogger("gatekeeper.park")
+
+_KINDS = ("event", "state", "availability")
+
+
+class ParkListener:
+    """Feeds :class:`ParkState` and :class:`ParkJournal` from the broker; publishes commands.
+
+    ``clock``: the wall clock stamped on what arrives (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        config: ParkBrokerConfig,
+        state: ParkState,
+        journal: ParkJournal,
+        *,
+        password: str | None = None,
+        clock: Callable[[], float] = time.time,
+        retry_s: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.journal = journal
+        self._clock = clock
+        self._retry_s = retry_s
+        self.prefix = config.topic_prefix
+        self._lock = threading.Lock()
+        self.connected = False
+        self._closing = False
+        self.connects = 0
+        self.last_error: str | None = None
+        self.counts = {"journaled": 0, "duplicates": 0, "malformed": 0, "journal_errors": 0, "messages": 0}
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=MQTTProtocolVersion.MQTTv311, clean_session=False, manual_ack=True
+        )
+        if config.username is not None:
+            self.client.username_pw_set(config.username, password)
+        self.client.reconnect_delay_set(1, 30)
+        self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    @property
+    def topics(self) -> list[tuple[str, int]]:
+        return [(f"{self.prefix}/+/{kind}", 1) for kind in _KINDS]
+
+    def start(self) -> None:
+        self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._closing = True
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def wait_connected(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.connected:
+                return True
+            time.sleep(0.02)
+        return self.connected
+
+    # -- paho's thread -------------------------------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            self.last_error = f"broker {self.config.host}:{self.config.port} refused the connection: {reason_code}"
+            log.error("park: %s", self.last_error)
+            return
+        # Subscribed every time: a broker that lost the session (restarted without persistence) has forgotten them.
+        client.subscribe(self.topics)
+        with self._lock:
+            self.connected = True
+            self.connects += 1
+            self.last_error = None
+        log.info("park: connected to %s:%d (session %s, %s)", self.config.host, self.config.port, self.config.client_id, "resumed" if flags.session_present else "new")
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        with self._lock:
+            first = self.last_error is None
+            self.connected = False
+            self.last_error = f"cannot connect to broker {self.config.host}:{self.config.port}"
+        log.log(logging.WARNING if first else logging.DEBUG, "park: %s; retrying", self.last_error)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        with self._lock:
+            was, self.connected = self.connected and not self._closing, False
+            if was:
+                self.last_error = f"disconnected from broker: {reason_code}"
+        if was:
+            log.warning("park: %s; reconnecting", self.last_error)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            acked = self._handle(message)
+        except Exception:  # a bug must not end paho's thread: log it, and take the message as read
+            log.exception("park: message on %s could not be handled", message.topic)
+            acked = True
+        if acked and message.qos > 0:
+            client.ack(message.mid, message.qos)
+
+    def _handle(self, message: mqtt.MQTTMessage) -> bool:
+        """Take one message; False when it must not be acknowledged (the journal did not take it)."""
+        self.counts["messages"] += 1
+        gate, kind = _split(message.topic, self.prefix)
+        if gate is None:
+            return True
+        now = self._clock()
+        text = bytes(message.payload).decode("utf-8", "replace")
+        if kind == "availability":
+            self.state.on_availability(gate, text.strip(), at=now, retained=bool(message.retain))
+            return True
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        except ValueError as exc:
+            if text:  # an empty retained message clears a topic; nothing to say
+                self._malformed(message.topic, str(exc))
+            return True
+        if kind == "state":
+            self.state.on_state(gate, data, at=now, retained=bool(message.retain))
+            return True
+        try:
+            new = self.journal.record(gate, data)
+        except ValueError as exc:
+            self._malformed(message.topic, str(exc))
+            return True
+        except JournalError as exc:
+            self.counts["journal_errors"] += 1
+            log.error("park: %s; the event stays with the broker, reconnecting in %.0f s to have it again", exc, self._retry_s)
+            threading.Timer(self._retry_s, self._reconnect).start()
+            return False
+        if new:
+            self.counts["journaled"] += 1
+            self.state.on_event(gate, data, at=now)
+        else:
+            self.counts["duplicates"] += 1
+        return True
+
+    def _malformed(self, topic: str, why: str) -> None:
+        self.counts["malformed"] += 1
+        log.warning("park: a message on %s is not what a gate publishes (%s); ignored", topic, why)
+
+    def _reconnect(self) -> None:
+        try:
+            self.client.reconnect()
+        except (OSError, ValueError) as exc:
+            log.warning("park: reconnect failed: %s; paho retries", exc)
+
+    # -- commands ------------------------------------------------------------------------------
+    def command_topic(self, gate: str) -> str:
+        return f"{self.prefix}/{gate}/command"
+
+    def send_command(self, gate: str, action: str, by: str, reason: str | None) -> dict[str, Any]:
+        """Publish the gate's MQTT command (QoS 1, not retained) and wait for the broker's PUBACK;
+        the command as sent, or :class:`RuntimeError` saying why it was not acknowledged."""
+        command = {"action": action, "by": by, "reason": reason, "id": uuid.uuid4().hex, "ts": round(self._clock(), 3)}
+        if reason is None:
+            del command["reason"]
+        info = self.client.publish(self.command_topic(gate), json.dumps(command), qos=1, retain=False)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise RuntimeError(f"publish failed: {mqtt.error_string(info.rc)}")
+        try:
+            info.wait_for_publish(self.config.timeout_s)
+        except (RuntimeError, ValueError) as exc:
+            raise RuntimeError(f"the broker connection went away: {exc}") from None
+        if not info.is_published():
+            raise RuntimeError(f"the broker did not acknowledge within broker.timeout_s={self.config.timeout_s:g}")
+        return command
+
+
+def _split(topic: str, prefix: str) -> tuple[str | None, str]:
+    """``(gate, kind)`` of ``<prefix>/<gate>/<kind>``; gate None for another topic.
+
+    >>> _split("park/lane1/event", "park"), _split("park/a/b/event", "park")
+    (('lane1', 'event'), (None, 'event'))
+    """
+    head, _, kind = topic.rpartition("/")
+    pre, _, gate = head.rpartition("/")
+    if pre != prefix or kind not in _KINDS or not gate:
+        return None, kind
+    return gate, kind
