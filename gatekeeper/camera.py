@@ -268,31 +268,50 @@ class Camera(Threaded):
                 close()
 
     def _run_live(self, source: LiveSource) -> None:
-        last_arrival = time.monotonic()
+        # The watchdog counts from the last frame that went through: frames that arrive but do
+        # not decode (a JPEG header over damaged data) are no frames, and the FAULT says so.
+        last_good = time.monotonic()
         last_index = -1
         for frame in source.frames(poll_s=min(0.1, self.cfg.source.watchdog_s / 4)):
             if self.stopping.is_set():
                 break
             now = self.turned = time.monotonic()
-            if frame is None:
-                # Watchdog: no frame for watchdog_s holds the gate shut and says why.
-                if now - last_arrival >= self.cfg.source.watchdog_s and "source" not in self.pipeline.gate.faults:
-                    reason = source.status.fault or f"no frame for {self.cfg.source.watchdog_s:g} s"
-                    self._fault("source", max(last_index, 0), time.time(), reason)
-                self._watch_journal(max(last_index, 0), time.time())
-                self._act(max(last_index, 0), time.time())
-                continue
-            last_arrival, last_index = now, frame.index
-            self._recover("source", frame.index, frame.t, "frames arriving again")
-            try:
-                self.step(frame)
-            except FrameError as exc:  # a JPEG with a sound header and damaged data: the next frame will do
-                source.status.skipped += 1
-                log.debug("camera %s: %s; skipped", self.name, exc)
-            # Nobody in view: the frames before the pipeline's next look need not even be decoded.
-            source.skip_until = self.pipeline.next_look() or 0.0
+            if frame is not None:
+                last_index = frame.index
+                if self._take(source, frame):
+                    last_good = now
+                    # Nobody in view: the frames before the pipeline's next look need not even be decoded.
+                    source.skip_until = self.pipeline.next_look() or 0.0
+                    continue
+            self._idle(source, now - last_good, max(last_index, 0))
         if source.status.ended and "source" not in self.pipeline.gate.faults:
             self._fault("source", max(last_index, 0), time.time(), source.status.fault or "source ended")
+
+    def _take(self, source: LiveSource, frame: Frame) -> bool:
+        """``frame`` through the pipeline, after the recovery from a source fault if there is one;
+        False (the frame skipped and counted) when its picture cannot be decoded."""
+        try:
+            if "source" in self.pipeline.gate.faults:
+                frame.image  # noqa: B018  (a recovery needs a frame that decodes; the pipeline reuses the picture)
+                self._recover("source", frame.index, frame.t, "frames arriving again")
+            self.step(frame)
+        except FrameError as exc:  # a JPEG with a sound header and damaged data: the next frame may do
+            source.frame_failed(frame, "damaged JPEG data")
+            log.debug("camera %s: %s; skipped", self.name, exc)
+            return False
+        source.frame_decoded()
+        return True
+
+    def _idle(self, source: LiveSource, since_good: float, frame: int) -> None:
+        """No frame went through: the watchdog (no frame for ``source.watchdog_s`` holds the gate
+        shut and says why: what the source knows, or that its data cannot be decoded), the
+        journal's health and pending operator actions."""
+        watchdog_s = self.cfg.source.watchdog_s
+        if since_good >= watchdog_s and "source" not in self.pipeline.gate.faults:
+            reason = source.undecodable_fault(watchdog_s) or source.status.fault or f"no frame for {watchdog_s:g} s"
+            self._fault("source", frame, time.time(), reason)
+        self._watch_journal(frame, time.time())
+        self._act(frame, time.time())
 
     # -- on a thread of its own ----------------------------------------------------------------
     def start(self) -> None:

@@ -124,6 +124,7 @@ class SourceStatus:
     read: int = 0
     dropped: int = 0
     skipped: int = 0  # undecodable or malformed frames
+    undecodable: int = 0  # of them, a live source's parts that arrived but could not be decoded (gatekeeper.undecodable)
     not_decoded: int = 0  # live frames read but not decoded: the gate did not want them (LiveSource.skip_until)
     reconnects: int = 0
     fault: str | None = None

@@ -16,38 +16,14 @@ import numpy as np
 from .capture import Frame, SourceStatus, usable_picture
 from .capture_open import open_capture
 from .errors import SourceError
-from .mjpeg import MjpegCapture, jpeg_size, open_mjpeg
+from .mjpeg import MjpegCapture, jpeg_flaw, jpeg_size, open_mjpeg
 from .redact import source_name
+from .undecodable import Undecodable
 from .worker import Worker
 
 __all__ = ["LiveSource"]
 
 log = logging.getLogger(__name__)
-
-
-class _Garbage:
-    """Parts or frames in a row that were no picture: how many, how many bytes, since when."""
-
-    def __init__(self) -> None:
-        self.parts = 0
-        self.bytes = 0
-        self.since = 0.0
-
-    def add(self, size: int | None) -> str:
-        """Count one more (``size``: its bytes; None: a frame from OpenCV); returns what the fault says."""
-        now = time.monotonic()
-        if not self.parts:
-            self.since = now
-        self.parts += 1
-        self.bytes += size or 0
-        secs = now - self.since
-        if size is None:  # OpenCV's reader: no bytes to count
-            return f"data arrives but cannot be decoded: {self.parts} frames in a row ({secs:.1f} s) were no picture of at least 16x16 pixels"
-        return f"data arrives but cannot be decoded: {self.parts} parts in a row ({_amount(self.bytes)} in {secs:.1f} s) were not JPEG pictures of at least 16x16 pixels"
-
-
-def _amount(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 1_000_000 else f"{n / 1e3:.1f} kB" if n >= 1000 else f"{n} bytes"
 
 
 class LiveSource:
@@ -66,6 +42,11 @@ class LiveSource:
     exist is bad input), unless ``wait_for_source``: then the source starts without its camera,
     says why in ``status.fault``, and keeps trying with the same backoff (one camera of several
     that is down at start must not keep the others from starting).
+
+    Parts that arrive but are no picture are skipped and counted in :attr:`undecodable` (the
+    ones a look tells here; the reader of the frames reports those that fail to decode,
+    :meth:`frame_failed`, and those that go through, :meth:`frame_decoded`), and
+    :meth:`undecodable_fault` says so while they keep arriving.
     """
 
     def __init__(
@@ -94,7 +75,7 @@ class LiveSource:
         self._new = threading.Condition()
         self._latest: Frame | None = None
         self._index = 0
-        self._garbage = _Garbage()  # what arrived since the last good frame that was no picture
+        self.undecodable = Undecodable(self.status)  # what arrived since the last frame that decoded, and how much was no picture
         # The capture thread's own (see _run): attempts in a row that brought no frame (refused
         # opens, connections that died empty), the wait before the next, whether the source has
         # ever been opened, and whether the current connection has delivered a frame.
@@ -123,7 +104,9 @@ class LiveSource:
             # An MJPEG camera is read without OpenCV: a frame the gate does not want is not decoded.
             mjpeg = open_mjpeg(self.target, open_timeout_s=self.open_timeout_s, read_timeout_s=self.read_timeout_s)
             if mjpeg is not None:
+                self.undecodable.unit = "parts"
                 return mjpeg
+        self.undecodable.unit = "frames"
         cap = open_capture(self.target, open_timeout_s=self.open_timeout_s, read_timeout_s=self.read_timeout_s)
         if self.width:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
@@ -185,13 +168,14 @@ class LiveSource:
         ok, img = (cap.grab(), None) if unwanted or lazy else cap.read()
         if not ok:
             return self._lost(cap)
+        size = len(cap.jpeg or b"") if lazy else None
         if unwanted:
-            self._arrived()
+            self._arrived(size)
             self.status.not_decoded += 1
             return True
         frame = self._frame(cap, img)
         if frame is not None:
-            self._arrived()
+            self._arrived(size)
             self._hand_over(frame)
         return True
 
@@ -210,21 +194,24 @@ class LiveSource:
         if isinstance(cap, MjpegCapture):
             jpeg = cap.jpeg or b""
             size = jpeg_size(jpeg)  # microseconds: a part that is no JPEG is skipped here, as OpenCV's would be
-            if size is None or min(size) < 16:
-                self._undecodable(len(jpeg))
+            flaw = jpeg_flaw(jpeg, size)
+            if flaw is not None:
+                self.undecodable.rejected(len(jpeg), flaw)
                 return None
             return Frame.from_jpeg(jpeg, self._index, time.time(), size)
         t0 = time.perf_counter()
         if not usable_picture(img):
-            self._undecodable(None)
+            self.undecodable.rejected(None, "no picture of at least 16x16 pixels")
             return None
         rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         return Frame(rgb, self._index, time.time(), time.perf_counter() - t0)
 
-    def _arrived(self) -> None:
-        """A frame came: the connection works, and the next failure starts the backoff afresh."""
+    def _arrived(self, size: int | None) -> None:
+        """A frame of ``size`` bytes (None: unknown) came: the connection works, and the next
+        failure starts the backoff afresh."""
         self._delivered = True
         self._failures, self._backoff = 0, self.reconnect_initial_s
+        self.undecodable.arrived(size, self._index)
         self._index += 1
 
     def _hand_over(self, frame: Frame) -> None:
@@ -234,15 +221,23 @@ class LiveSource:
             self._latest = frame
             self.status.read += 1
             self.status.fault = None
-            self._garbage = _Garbage()
             self._new.notify()
 
-    def _undecodable(self, size: int | None) -> None:
-        """A part (``size`` bytes; None: a frame OpenCV decoded to no usable picture) arrived that
-        is no picture: skipped and counted, and the fault says data arrives that cannot be decoded
-        and how much, so a FAULT raised meanwhile (the watchdog's) says so instead of "no frame"."""
-        self.status.skipped += 1
-        self.status.fault = f"source {self.name}: {self._garbage.add(size)}"
+    # -- what the reader of the frames reports, and asks -----------------------------------------
+    def frame_failed(self, frame: Frame, why: str) -> None:
+        """``frame`` could not be decoded where it was looked at (``why``): skipped and counted."""
+        self.undecodable.failed(frame.index, why)
+
+    def frame_decoded(self) -> None:
+        """A frame went through: the count of undecodable parts starts afresh."""
+        self.undecodable.decoded()
+
+    def undecodable_fault(self, within_s: float) -> str | None:
+        """What a FAULT says while parts keep arriving (the last within ``within_s``) and none
+        since the last decoded frame could be decoded, instead of "no frame"; None otherwise
+        (see :meth:`Undecodable.says <gatekeeper.undecodable.Undecodable.says>`)."""
+        said = self.undecodable.says(within_s)
+        return None if said is None else f"source {self.name}: {said}"
 
     def frames(self, poll_s: float = 0.1) -> Iterator[Frame | None]:
         while not self._stop.is_set():

@@ -26,7 +26,7 @@ import numpy as np
 from .errors import SourceError
 from .redact import source_name
 
-__all__ = ["IMREAD_RGB", "REDUCED_GREY", "MjpegCapture", "decode_jpeg", "jpeg_size", "open_mjpeg"]
+__all__ = ["IMREAD_RGB", "REDUCED_GREY", "MjpegCapture", "decode_jpeg", "jpeg_flaw", "jpeg_size", "open_mjpeg"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,24 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker == 0xDA or length < 2:  # scan data before any frame header: damaged
             return None
         i += 2 + length
+    return None
+
+
+def jpeg_flaw(data: bytes, size: tuple[int, int] | None, min_side: int = 16) -> str | None:
+    """Why ``data`` (whose :func:`jpeg_size` is ``size``) is no picture of at least ``min_side``
+    pixels a side, by its look alone (microseconds); None when it may be one (its data can still
+    be damaged: only decoding tells). A JPEG without its end marker (FF D9, padding after it
+    allowed) was cut short: libjpeg would fill the rest of the picture with grey."""
+    if not data:
+        return "an empty part"
+    if data[:2] != b"\xff\xd8":
+        return "not JPEG"
+    if size is None:
+        return "damaged JPEG header"
+    if min(size) < min_side:
+        return f"a picture of {size[0]}x{size[1]} pixels, smaller than {min_side}x{min_side}"
+    if data.rfind(b"\xff\xd9", max(0, len(data) - 64)) < 0:
+        return "truncated JPEG (no end marker)"
     return None
 
 

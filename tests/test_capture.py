@@ -24,12 +24,13 @@ from videofiles import faststart, garbled, truncated
 
 import gatekeeper.capture_file as capture_file
 import gatekeeper.capture_live as capture_live
-from gatekeeper.capture import Frame
+from gatekeeper.capture import Frame, SourceStatus
 from gatekeeper.capture_file import FileSource
 from gatekeeper.capture_live import LiveSource
 from gatekeeper.capture_open import check_camera_index
 from gatekeeper.errors import FrameError, SourceError
-from gatekeeper.mjpeg import jpeg_size
+from gatekeeper.mjpeg import jpeg_flaw, jpeg_size
+from gatekeeper.undecodable import Undecodable
 
 # Small backoff and timeouts so that faults play out in a second, not in minutes.
 FAST = {"reconnect_initial_s": 0.05, "reconnect_max_s": 0.4, "open_timeout_s": 1.0, "read_timeout_s": 0.5}
@@ -185,20 +186,55 @@ def test_an_mjpeg_camera_sending_no_jpeg_says_data_arrives_that_cannot_be_decode
         live.append(src)
         wait_for(lambda: src.status.skipped >= 40, 10, "the garbage parts skipped")
         said = re.fullmatch(
-            rf"source '{re.escape(cam.url)}': data arrives but cannot be decoded: (\d+) parts in a row "
-            r"\(([\d.]+) kB in ([\d.]+) s\) were not JPEG pictures of at least 16x16 pixels",
-            src.status.fault or "",
+            rf"source '{re.escape(cam.url)}': data arrives but cannot be decoded: (\d+) of the last (\d+) parts "
+            r"\(([\d.]+) kB in ([\d.]+) s\) were no picture \(last: not JPEG\)",
+            src.undecodable_fault(5.0) or "",
         )
-        assert said is not None, src.status.fault
-        parts, kb = int(said[1]), float(said[2])
-        assert parts >= 40 and kb == pytest.approx(parts * 1.02, abs=0.1)
-        assert src.status.read == 0 and src.status.reconnects == 0  # the connection is fine: no reconnect
+        assert said is not None, src.undecodable_fault(5.0)
+        bad, parts, kb = int(said[1]), int(said[2]), float(said[3])
+        assert bad == parts >= 40 and kb == pytest.approx(parts * 1.02, abs=0.1)
+        assert src.status.undecodable >= bad and src.status.read == 0 and src.status.reconnects == 0  # the connection is fine: no reconnect
+        assert src.status.fault is None, "the connection is not at fault"
         cam.frames = [jpeg(np.full((48, 64, 3), 128, np.uint8))]  # the camera heals
         take(src, 1)
-        assert src.status.fault is None
+        src.frame_decoded()  # as the camera's loop says once the frame has gone through
+        assert src.undecodable_fault(5.0) is None
         cam.frames = [garbage]
-        wait_for(lambda: "cannot be decoded" in (src.status.fault or ""), 5, "garbage again")
-        assert int(re.findall(r"(\d+) parts in a row", src.status.fault or "")[0]) < parts, "counted afresh after a good frame"
+        wait_for(lambda: src.undecodable_fault(5.0) is not None, 5, "garbage again")
+        assert int(re.findall(r"(\d+) of the last", src.undecodable_fault(5.0) or "")[0]) < bad, "counted afresh after a good frame"
+    time.sleep(0.3)
+    assert src.undecodable_fault(0.2) is None, "a camera that fell silent is not said to send data"
+
+
+def test_what_a_part_that_is_no_picture_is_called() -> None:
+    good = jpeg(np.full((48, 64, 3), 128, np.uint8))
+    sof = good.index(b"\xff\xc0")
+    cases = {
+        b"": "an empty part",
+        b"<html>error</html>": "not JPEG",
+        b"\xff\xd8\xff\xda\x00\x08": "damaged JPEG header",
+        jpeg(np.zeros((8, 8, 3), np.uint8)): "a picture of 8x8 pixels, smaller than 16x16",
+        good[: len(good) // 2]: "truncated JPEG (no end marker)",
+        good: None,
+        good + b"\r\n\x00" * 8: None,  # padding after the end marker
+        good[: sof + 40] + b"\x55" * 500 + b"\xff\xd9": None,  # a sound look over damaged data: only decoding tells
+    }
+    assert {data: jpeg_flaw(data, jpeg_size(data)) for data in cases} == cases
+
+
+def test_a_frame_that_failed_after_a_good_one_counts_in_the_old_count() -> None:
+    tally = Undecodable(SourceStatus())
+    tally.arrived(100, 0)
+    tally.arrived(100, 1)  # frame 1 arrives before frame 0 has gone through
+    tally.decoded()  # frame 0 went through
+    tally.failed(1, "damaged JPEG data")  # frame 1 belongs to the count closed by frame 0
+    assert tally.says(10.0) is None and tally.status.undecodable == tally.status.skipped == 1
+    tally.rejected(50, "not JPEG")
+    tally.arrived(100, 2)
+    tally.failed(2, "damaged JPEG data")
+    said = tally.says(10.0) or ""
+    assert said.startswith("data arrives but cannot be decoded: 2 of the last 2 parts (150 bytes in ") and said.endswith("were no picture (last: damaged JPEG data)"), said
+    assert tally.status.undecodable == 3
 
 
 def test_after_a_drop_it_reconnects_and_counts_it(camera: MjpegServer, live: list[LiveSource]) -> None:

@@ -72,6 +72,7 @@ class _CountersCollector(Collector):
             "processed": _family("gatekeeper_frames_processed", "Frames that went through the pipeline"),
             "dropped": _family("gatekeeper_frames_dropped", "Frames a live source replaced before the pipeline took them"),
             "skipped": _family("gatekeeper_frames_skipped", "Undecodable or malformed frames the source skipped"),
+            "undecodable": _family("gatekeeper_frames_undecodable", "Parts or frames a live camera sent that could not be decoded (of the skipped)"),
             "reconnects": _family("gatekeeper_camera_reconnects", "Times a live source reconnected"),
         }
         hooks = {
@@ -100,6 +101,7 @@ class _CountersCollector(Collector):
                 "processed": v.frames_processed,
                 "dropped": status.dropped if status else 0,
                 "skipped": status.skipped if status else 0,
+                "undecodable": status.undecodable if status else 0,
                 "reconnects": status.reconnects if status else 0,
             }
             for key, fam in per_camera.items():
