@@ -103,7 +103,6 @@ class MqttHook(Hook):
         clock: Callable[[], float] = time.time,
         key: str | None = None,
     ) -> None:
-        """``key``: where the config declares this hook (``hooks[0]``), for errors (default: ``name``)."""
         # Attempts are bounded by max_age_s, not by a count: the broker may come back any moment.
         super().__init__(
             name,
@@ -150,9 +149,7 @@ class MqttHook(Hook):
         )
         if config.username is not None:
             self.client.username_pw_set(config.username, password)
-        tls = client_context(config.tls, f"{key or name}.tls")  # ConfigError naming the key for a file that cannot be used
-        if tls is not None:
-            self.client.tls_set_context(tls)
+        _use_tls(self.client, config, f"{key or name}.tls")  # key: where the config declares it (hooks[0]), for its errors
         # Set before connecting: the broker publishes it for us if this process dies or the link is cut.
         self.client.will_set(self.availability_topic, "offline", qos=1, retain=True)
         self.client.reconnect_delay_set(_RECONNECT_MIN_S, _RECONNECT_MAX_S)
@@ -430,6 +427,14 @@ class MqttHook(Hook):
         if self._open_timer is not None:
             self._open_timer.cancel()
             self._open_timer = None
+
+
+def _use_tls(client: mqtt.Client, config: MqttHookConfig, where: str) -> None:
+    """TLS on ``client`` as ``config.tls`` says (nothing when it is off); :class:`ConfigError`
+    naming ``where`` for a CA, certificate or key that cannot be used."""
+    context = client_context(config.tls, where)
+    if context is not None:
+        client.tls_set_context(context)
 
 
 def _wait_published(info: mqtt.MQTTMessageInfo, timeout: float) -> bool:
