@@ -349,3 +349,30 @@ def test_park_pages_two_real_gates_and_simulated_ones(tmp_path: Path, broker: Br
         park.stop()
         for sim in sims:
             sim.close()
+
+
+@pytest.mark.slow
+def test_an_event_the_journal_could_not_write_comes_again(tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A full disk at the wrong moment: the event is not acknowledged, the park reconnects, the
+    broker delivers it again, and it is journaled once."""
+    sim = SimGate(broker.port, "sim1")
+    park = park_service(tmp_path, broker)
+    real = ParkJournal.record
+    failures = iter([True])
+
+    def record_failing_once(self: ParkJournal, gate: str, data: dict[str, Any]) -> bool:
+        if next(failures, False):
+            raise JournalError("park journal: cannot record: database or disk is full")
+        return real(self, gate, data)
+
+    monkeypatch.setattr(ParkJournal, "record", record_failing_once)
+    try:
+        first = sim.publish(event("OPEN"))
+        wait_for(lambda: park.listener.counts["journaled"] == 1, 10, "the event journaled after the failure")
+        assert park.listener.counts["journal_errors"] == 1 and park.listener.connects == 2, park.listener.counts
+        second = sim.publish(event("OPEN"))
+        wait_for(lambda: park.listener.counts["journaled"] == 2, 5, "the next event")
+        assert [e.entry.event.id for e in park.journal.entries()] == [first["id"], second["id"]]
+    finally:
+        park.stop()
+        sim.close()
