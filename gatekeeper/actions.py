@@ -375,11 +375,11 @@ class Controls:
     def _mqtt_user_may_act(self, user: str) -> bool:
         """Whether the user of a per-user command topic is a person of the users file with a role
         that acts; if not, one refusal (an action refusal and an access refusal, one line)."""
-        role = None if self.users is None else self.users.role_of(user)
-        if role is not None and allows(role, "operator"):
+        role, code = (None, "unknown_user") if self.users is None else self.users.standing(user)
+        if code is None and role is not None and allows(role, "operator"):
             return True
-        code = "unknown_user" if role is None else "forbidden"
-        why = "no such user in http.users" if role is None else f"role {role} may not act; expected operator or admin"
+        code = code or "forbidden"
+        why = {"unknown_user": "no such user in http.users", "expired": "their entry in http.users has expired"}.get(code, f"role {role} may not act; expected operator or admin")
         self.stats.refuse("mqtt", code, f"a command on the topic of user {_clip(user)!r}: {why}")
         if self.users is not None:
             self.users.refusals.refuse(code, role, None)

@@ -172,6 +172,16 @@ class Users:
         user = self.users.get(name)
         return None if user is None else user.role
 
+    def standing(self, name: str, now: dt.datetime | None = None) -> tuple[str | None, str | None]:
+        """``(role, None)`` for a person whose entry is in force (an MQTT user the broker has
+        authenticated), else ``(role or None, "unknown_user" or "expired")``."""
+        user = self.users.get(name)
+        if user is None:
+            return None, "unknown_user"
+        if user.expires is not None and (now or dt.datetime.now(dt.timezone.utc)) >= user.expires:
+            return user.role, "expired"
+        return user.role, None
+
     def verify(self, name: str, secret: str, now: dt.datetime | None = None) -> tuple[User | None, str | None]:
         """``(user, None)`` when ``secret`` is ``name``'s and has not expired, else ``(user or
         None, reason)`` with reason ``unknown_user``, ``bad_password`` or ``expired``."""

@@ -126,7 +126,7 @@ def test_a_tls_file_that_cannot_be_used_is_one_line_naming_the_key(tmp_path: Pat
 
 # -- per-user command topics ------------------------------------------------------------------------
 
-BROKER_USERS = {"gate": "gate-pass-1", "otto": "otto-pass-2", "vera": "vera-pass-3", "stranger": "stranger-pass-4"}
+BROKER_USERS = {"gate": "gate-pass-1", "otto": "otto-pass-2", "vera": "vera-pass-3", "stranger": "stranger-pass-4", "old": "old-pass-5"}
 ACL = f"""\
 user gate
 topic write {PREFIX}/front/event
@@ -151,7 +151,10 @@ def command_broker(tmp_path: Path, make_broker: Callable[..., Any]) -> Any:
 @pytest.fixture
 def gate(command_broker: Any, tmp_path: Path) -> Iterator[Running]:
     users = tmp_path / "users.yaml"
-    users.write_text(f"otto: {{role: operator, hash: '{hash_secret('otto-http-secret')}'}}\nvera: {{role: viewer, hash: '{hash_secret('vera-http-secret')}'}}\n")
+    users.write_text(
+        f"otto: {{role: operator, hash: '{hash_secret('otto-http-secret')}'}}\nvera: {{role: viewer, hash: '{hash_secret('vera-http-secret')}'}}\n"
+        f"old: {{role: operator, hash: '{hash_secret('old-http-secret')}', expires: 2020-01-01}}\n"
+    )
     config = MqttHookConfig(host="127.0.0.1", port=command_broker.port, username="gate", topic_prefix=PREFIX, commands=True, commands_per_user=True)
     hook = MqttHook(config, name="mqtt", gate="front", password=BROKER_USERS["gate"])
     r = Running(tmp_path, hooks=[hook], users=str(users))
@@ -191,7 +194,10 @@ def test_the_broker_keeps_one_user_from_writing_anothers_topic(gate: Running, co
     assert gate.journaled() == [] and gate.controls.stats.snapshot()["refused"] == {}
 
 
-@pytest.mark.parametrize(("user", "code", "why"), [("vera", "forbidden", "role viewer may not act"), ("stranger", "unknown_user", "no such user in http.users")])
+@pytest.mark.parametrize(
+    ("user", "code", "why"),
+    [("vera", "forbidden", "role viewer may not act"), ("stranger", "unknown_user", "no such user in http.users"), ("old", "expired", "their entry in http.users has expired")],
+)
 def test_a_user_without_an_operator_role_is_refused_in_one_line_and_counted(gate: Running, command_broker: Any, caplog: pytest.LogCaptureFixture, user: str, code: str, why: str) -> None:
     caplog.set_level(logging.INFO, logger="gatekeeper")
     send(command_broker, user, user, command("open"))
@@ -199,5 +205,5 @@ def test_a_user_without_an_operator_role_is_refused_in_one_line_and_counted(gate
     lines = [rec.getMessage() for rec in caplog.records if rec.name.startswith("gatekeeper") and "refused" in rec.getMessage()]
     assert lines == [f"action refused (mqtt, {code}): a command on the topic of user {user!r}: {why}" + ("; expected operator or admin" if code == "forbidden" else "")]
     assert gate.controls.users is not None
-    assert gate.controls.users.refusals.snapshot() == {f"{code}/{'viewer' if user == 'vera' else 'none'}": 1}
+    assert gate.controls.users.refusals.snapshot() == {f"{code}/{ {'vera': 'viewer', 'old': 'operator'}.get(user, 'none')}": 1}
     assert gate.journaled() == []
