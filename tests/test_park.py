@@ -35,6 +35,7 @@ from gatekeeper.park.config import load_park_config, park_config_from_dict, rend
 from gatekeeper.park.journal import ParkJournal, is_park_journal
 from gatekeeper.park.service import ParkService
 from gatekeeper.park.state import ParkState
+from gatekeeper.users import hash_secret
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "park-token-0123456789"
@@ -337,6 +338,7 @@ def test_park_pages_two_real_gates_and_simulated_ones(tmp_path: Path, broker: Br
             assert m[("gatekeeper_park_gate_in_service", (("gate", "lane2"),))] == 0
             assert m[("gatekeeper_park_actions_total", (("action", "out_of_service"), ("gate", "lane2"), ("result", "done")))] == 1
             assert m[("gatekeeper_park_actions_total", (("action", "open"), ("gate", ""), ("result", "refused_no_gate")))] == 1
+            assert m[("gatekeeper_park_auth_refusals_total", (("reason", "no_token"), ("role", "none")))] >= 1, "the POST without a credential"
             (REPO / "artifacts").mkdir(exist_ok=True)
             browser.save_screenshot(str(REPO / "artifacts" / "park_page.png"))
             procs["lane2"][0].send_signal(signal.SIGTERM)
@@ -376,3 +378,30 @@ def test_an_event_the_journal_could_not_write_comes_again(tmp_path: Path, broker
     finally:
         park.stop()
         sim.close()
+
+
+@pytest.mark.slow
+def test_a_named_operator_acts_as_themselves_and_a_viewer_may_only_look(tmp_path: Path, broker: Broker) -> None:  # noqa: F811
+    """http.users: the command the park sends names the user whose credential asked (the body's
+    'by' does not count); a viewer sees the status but is refused an action (403)."""
+    users = tmp_path / "users.yaml"
+    users.write_text(yaml.safe_dump({"maria": {"role": "operator", "hash": hash_secret("maria-secret-1234")}, "vic": {"role": "viewer", "hash": hash_secret("vic-secret-12345")}}))
+    sim = SimGate(broker.port, "sim1")
+    sim.online()
+    watcher = Subscriber(broker.port, (f"{PREFIX}/+/command",))
+    park = park_service(tmp_path, broker, users=str(users), action_wait_s=0.2)
+    try:
+        wait_for(lambda: park.state.availability("sim1") == "online", 5, "sim1 online")
+        assert http(park.web.url + "status", token="vic:vic-secret-12345")[0] == 200
+        code, body = http(park.web.url + "gates/sim1/actions/open", method="POST", body={"by": "vic"}, token="vic:vic-secret-12345")
+        assert (code, body["refused"]) == (403, "forbidden")
+        code, body = http(park.web.url + "gates/sim1/actions/out_of_service", method="POST", body={"by": "someone else", "reason": "cleaning"}, token="maria:maria-secret-1234")
+        assert (code, body["gate"], body["sent"]) == (202, "sim1", True), body
+        (msg,) = watcher.wait_for(lambda m: m.topic == f"{PREFIX}/sim1/command")
+        command = msg.json
+        assert (command["action"], command["by"], command["reason"], command["id"], msg.retain) == ("out_of_service", "maria", "cleaning", body["command"], False)
+        assert abs(command["ts"] - time.time()) < 5
+    finally:
+        park.stop()
+        sim.close()
+        watcher.close()

@@ -37,8 +37,8 @@ class ActionCounts:
 class ParkCollector:
     """A custom collector: ``tiles()`` and ``service()`` are read at each scrape."""
 
-    def __init__(self, tiles: Callable[[], dict[str, dict[str, Any]]], service: Callable[[], dict[str, Any]], actions: ActionCounts) -> None:
-        self.tiles, self.service, self.actions = tiles, service, actions
+    def __init__(self, tiles: Callable[[], dict[str, dict[str, Any]]], service: Callable[[], dict[str, Any]], actions: ActionCounts, refusals: Callable[[], list[tuple[tuple[str, str], int]]]) -> None:
+        self.tiles, self.service, self.actions, self.refusals = tiles, service, actions, refusals
         self.started = time.time()
 
     def collect(self) -> Iterator[Metric]:
@@ -77,6 +77,10 @@ class ParkCollector:
         for (gate, kind, result), n in sorted(self.actions.snapshot().items()):
             acts.add_metric([gate, kind, result], n)
         yield acts
+        auth = CounterMetricFamily("gatekeeper_park_auth_refusals", "credentials refused (page, status, metrics, actions), by reason and the role of the user named (none: no user)", labels=["reason", "role"])
+        for (reason, role), n in self.refusals():
+            auth.add_metric([reason, role], n)
+        yield auth
         yield GaugeMetricFamily("gatekeeper_park_start_time_seconds", "wall clock the park service started", value=self.started)
 
 

@@ -62,7 +62,7 @@ class ParkService:
         self.action_counts = ActionCounts()
         self.auth = Authenticator(config.http.token, shared_users(config.http.users, "http.users"))
         self.actions = ParkActions(self.auth, self.state, self.listener.send_command, self.action_counts, wait_s=config.http.action_wait_s, clock=clock)
-        self.registry = park_registry(ParkCollector(lambda: self.state.tiles(now=self._clock()), self.service_status, self.action_counts))
+        self.registry = park_registry(ParkCollector(lambda: self.state.tiles(now=self._clock()), self.service_status, self.action_counts, self.auth.refusals.items))
         self.web: ParkWeb | None = None
 
     def _warm(self) -> None:
