@@ -1,7 +1,8 @@
 """gpiozero devices on the board's own GPIO or on gpiozero's mock: where the relay
-(:mod:`gatekeeper.hooks.gpio`) and the staff button (:mod:`gatekeeper.actions`) claim their pins.
+(:mod:`gatekeeper.hooks.gpio`), the staff button (:mod:`gatekeeper.actions`) and the door's contact
+(:mod:`gatekeeper.contact`) claim their pins.
 
-Beside the hooks, not inside them: the button is an input of the gate, the relay one of its
+Beside the hooks, not inside them: the button and the door's contact are inputs of the gate, the relay one of its
 hooks, and neither should import the other's package to reach a pin.
 """
 
