@@ -6,34 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
+from test_mqtt import PREFIX, mqtt_hook, started  # noqa: F401 (started: a fixture)
 
 from gatekeeper.events import DeliveryState
-from gatekeeper.hooks import MqttHook, MqttHookConfig, close_hooks
 
-PREFIX = "gk"
 DOOR_TOPIC = "homeassistant/binary_sensor/gatekeeper_front/door/config"
 
 
-def mqtt_hook(port: int, **kw: Any) -> MqttHook:
-    return MqttHook(MqttHookConfig(host="127.0.0.1", port=port, topic_prefix=PREFIX, **kw), name="broker", gate="front")
-
-
-@pytest.fixture
-def started() -> Any:
-    hooks: list[MqttHook] = []
-
-    def start(hook: MqttHook) -> MqttHook:
-        hook.start()
-        hooks.append(hook)
-        return hook
-
-    yield start
-    for hook in hooks:
-        close_hooks([hook], timeout=1)
-
-
-def test_home_assistant_discovery_of_the_door(broker: Any, subscribe: Any, started: Any) -> None:
+def test_home_assistant_discovery_of_the_door(broker: Any, subscribe: Any, started: Any) -> None:  # noqa: F811
     hook = mqtt_hook(broker.port, discovery=True)
     hook.set_door("closed")  # what the camera does at start with a sensor (Camera.start_door)
     started(hook)
@@ -51,7 +31,7 @@ def test_home_assistant_discovery_of_the_door(broker: Any, subscribe: Any, start
     assert state.json["door"] == "closed" and state.json["state"] == "closed"
 
 
-def test_the_state_topic_follows_the_contact_and_leaves_the_relay_alone(broker: Any, subscribe: Any, started: Any, outcomes: Any, make_event: Any) -> None:
+def test_the_state_topic_follows_the_contact_and_leaves_the_relay_alone(broker: Any, subscribe: Any, started: Any, outcomes: Any, make_event: Any) -> None:  # noqa: F811
     live = subscribe(broker.port, (f"{PREFIX}/front/state",))
     hook = mqtt_hook(broker.port, open_s=30)
     hook.set_door("closed")
@@ -76,7 +56,7 @@ def test_the_state_topic_follows_the_contact_and_leaves_the_relay_alone(broker: 
     ]
 
 
-def test_without_a_sensor_no_door_in_the_state_nor_in_discovery(broker: Any, subscribe: Any, started: Any, outcomes: Any, make_event: Any) -> None:
+def test_without_a_sensor_no_door_in_the_state_nor_in_discovery(broker: Any, subscribe: Any, started: Any, outcomes: Any, make_event: Any) -> None:  # noqa: F811
     everything = subscribe(broker.port, ("#",))
     hook = started(mqtt_hook(broker.port, discovery=True))
     got = outcomes(hook)
