@@ -174,3 +174,20 @@ def test_an_unauthenticated_caller_learns_nothing_of_which_cameras_exist(running
     viewer = request(r, "/cameras/lane9/actions/open", basic("vera"), {"by": "x"})
     assert (viewer[0], json.loads(viewer[1])["refused"]) == (403, "forbidden")  # the role before the camera, too
     assert r.journaled() == []
+
+
+def test_with_the_token_alone_everything_answers_as_before(tmp_path: Path) -> None:
+    """No users file: no Basic challenge, Basic credentials are no credential, ``by`` is the body's."""
+    r = Running(tmp_path)
+    try:
+        status, text, headers = request(r, "/status", {})
+        assert (status, text.decode(), headers.get_all("WWW-Authenticate")) == (401, "a token is required: Authorization: Bearer TOKEN or ?token=TOKEN\n", ["Bearer"])
+        assert request(r, f"/status?token={TOKEN}", {})[0] == 200
+        status, answer, _ = request(r, "/actions/open", {"Authorization": "Basic " + base64.b64encode(b"otto:x").decode()}, {"by": "maria"})
+        assert (status, json.loads(answer)) == (401, {"refused": "no_token", "detail": "a token is required: Authorization: Bearer TOKEN"})
+        status, answer, _ = request(r, "/actions/open", {"Authorization": f"Bearer {TOKEN}"}, {"by": "maria"})
+        assert status == 200 and [(e["by"], e["claimed_by"]) for e in json.loads(answer)["events"]] == [("maria", None)]
+        status, answer, _ = request(r, "/actions/open", {"Authorization": f"Bearer {TOKEN}"}, {})
+        assert (status, json.loads(answer)["refused"]) == (400, "malformed")  # a name is required, as before
+    finally:
+        r.close()

@@ -165,7 +165,10 @@ def auth_required(auth: Authenticator) -> Callable[[web.Request, Handler], Await
             refusal = who if isinstance(who, Refusal) else forbidden(who, "viewer")
             if refusal is not None:
                 auth.refuse(refusal, f"{request.method} {request.path} from {request.remote or 'unknown'}")
-                text = "a credential is required: " + ("HTTP Basic NAME:SECRET, Authorization: Bearer TOKEN or ?token=TOKEN" if auth.users is not None else "Authorization: Bearer TOKEN or ?token=TOKEN")
+                if auth.users is None:  # the token alone: the answer it always had
+                    text = "a token is required: Authorization: Bearer TOKEN or ?token=TOKEN"
+                else:
+                    text = "a credential is required: HTTP Basic NAME:SECRET, Authorization: Bearer NAME:SECRET or TOKEN, or ?token="
                 raise web.HTTPUnauthorized(text=text + "\n", headers=auth.challenge())
         return await handler(request)
 

@@ -90,7 +90,7 @@ class ActionRoute:
             return who
         stats.refuse("http", refusal.code, f"{asked}: {refusal.message}")
         self.auth.refuse(refusal, asked, log=False)
-        detail = {"forbidden": "your role may not act; expected operator or admin", "not_json": "expected Content-Type: application/json"}.get(refusal.code, "a credential is required: Authorization: Bearer TOKEN" + (" or HTTP Basic NAME:SECRET" if self.auth.users is not None else ""))
+        detail = {"forbidden": "your role may not act; expected operator or admin", "not_json": "expected Content-Type: application/json"}.get(refusal.code, "a token is required: Authorization: Bearer TOKEN" if self.auth.users is None else "a credential is required: HTTP Basic NAME:SECRET, or Authorization: Bearer NAME:SECRET or TOKEN")
         headers = self.auth.challenge() if refusal.status == 401 else None
         return web.json_response({"refused": refusal.code, "detail": detail}, status=refusal.status, headers=headers)
 
