@@ -122,6 +122,26 @@ def test_a_broken_rule_fails_its_unit_tests(tmp_path: Path) -> None:
     assert tested.returncode != 0 and "GatekeeperNoOpenForAnHour" in tested.stdout + tested.stderr
 
 
+@pytest.mark.parametrize(
+    ("term", "alert"),
+    [
+        pytest.param('gatekeeper_in_service{via!="schedule"} == 0', "GatekeeperOutOfServiceLong", id="a closure by the opening hours alerts"),
+        pytest.param("and on (instance, job, camera) (min_over_time(gatekeeper_schedule_open[1h]) == 1)", "GatekeeperNoOpenForAnHour", id="no OPEN at night alerts"),
+    ],
+)
+def test_rules_blind_to_the_opening_hours_fail_their_unit_tests(tmp_path: Path, term: str, alert: str) -> None:
+    """The unit tests hold the rules to the opening hours: without the via filter a scheduled
+    closure would alert after 2 h; without gatekeeper_schedule_open a quiet night would."""
+    shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+    text = RULES.read_text(encoding="utf-8")
+    assert text.count(term) == 1
+    blind = 'gatekeeper_in_service == 0' if "via" in term else ""
+    (tmp_path / RULES.name).write_text(text.replace(term, blind), encoding="utf-8")
+    assert run_promtool("check", "rules", str(tmp_path / RULES.name)).returncode == 0  # still valid rules
+    tested = run_promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path)
+    assert tested.returncode != 0 and alert in tested.stdout + tested.stderr
+
+
 def test_every_alert_has_a_severity_and_says_what_and_where() -> None:
     for rule in alert_rules():
         assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
