@@ -15,7 +15,9 @@ Reported (one JSON object on stdout): events sent, journaled, lost (sent but not
 journal after ``--drain`` seconds: must be 0), duplicates journaled (rows minus distinct ids:
 must be 0) and duplicates delivered by the broker (dropped by the journal's unique id);
 publish-to-journal latency p50/p99/max (the hook's ``publish()`` call to the journal row's
-time, both this machine's wall clock); the park process's CPU (% of one core over the run) and
+time, both this machine's wall clock); with ``--page``, the same to the event's first showing
+on its tile in ``/events`` (what the page reads; the tiles it starts with should be all N); the
+park process's CPU (% of one core over the run) and
 RSS (max); /status's gate count; after the kill, for each gate, the time until its next
 acknowledged publish (max and p99: "every gate publishing again"), and the latency of the
 events sent outside the kill's window (the cluster stalls for seconds while it elects new
@@ -129,6 +131,32 @@ class ProcSampler:
         return {"cpu_percent_of_one_core": round(100 * used / wall, 1), "rss_max_mb": round(self.rss_max_mb, 1)}
 
 
+class PageWatcher:
+    """A page's event stream (``/events``, what the park's page reads), on a thread: when each
+    event id first shows on its gate's tile, and how many tiles the first message carried."""
+
+    def __init__(self, http: int) -> None:
+        self.seen: dict[str, float] = {}
+        self.tiles_at_start = 0
+        self.resp = urllib.request.urlopen(f"http://127.0.0.1:{http}/events", timeout=300)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for raw in self.resp:
+                line = raw.decode().strip()
+                if not line.startswith("data: "):
+                    continue
+                now, body = time.time(), json.loads(line[6:])
+                self.tiles_at_start = self.tiles_at_start or len(body["gates"])
+                for tile in body["gates"].values():
+                    for e in tile["recent"]:
+                        self.seen.setdefault(e["id"], now)
+        except (OSError, ValueError):
+            pass  # the park went away at the end
+
+
 def make_gates(n: int, brokers: list[str]) -> list[TimedHook]:
     gates = []
     for i in range(n):
@@ -173,7 +201,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def results(journal: Path, sent: dict[str, float], gates: list[TimedHook], killed_at: float | None, park: dict[str, Any]) -> dict[str, Any]:
+def results(journal: Path, sent: dict[str, float], gates: list[TimedHook], killed_at: float | None, park: dict[str, Any], page: PageWatcher | None) -> dict[str, Any]:
     db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
     rows = db.execute("SELECT id, created_at FROM events").fetchall()
     db.close()
@@ -189,6 +217,9 @@ def results(journal: Path, sent: dict[str, float], gates: list[TimedHook], kille
         "latency_ms": {"p50": round(statistics.median(latency), 1) if latency else None, "p99": round(percentile(latency, 0.99), 1), "max": round(max(latency, default=float("nan")), 1)},
         "status_gates": park["summary"]["gates"],
     }
+    if page is not None:
+        shown = [1000 * (page.seen[i] - t) for i, t in sent.items() if i in page.seen]
+        out["page"] = {"tiles": page.tiles_at_start, "events_shown": len(shown), "latency_ms_p50": round(statistics.median(shown), 1) if shown else None, "latency_ms_p99": round(percentile(shown, 0.99), 1)}
     if killed_at is not None:
         calm = [1000 * (journaled[i] - t) for i, t in sent.items() if i in journaled and not killed_at - 1 <= t <= killed_at + 15]
         out["latency_ms_outside_the_kill"] = {"p50": round(statistics.median(calm), 1) if calm else None, "p99": round(percentile(calm, 0.99), 1), "window": "sent 1 s before to 15 s after the kill left out"}
@@ -204,6 +235,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--broker", choices=("mosquitto", "nats"), default="mosquitto")
     ap.add_argument("--kill-at", type=float, default=0.5, help="with --broker nats: kill the second node at this fraction of the run (0: never)")
+    ap.add_argument("--page", action="store_true", help="also read /events as a page does: the publish-to-tile latency, and the park's CPU with a page open")
     ap.add_argument("--drain", type=float, default=60.0, help="seconds to wait for the journal to catch up at the end")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_park-"))
@@ -221,6 +253,7 @@ def main() -> int:
     gates: list[TimedHook] = []
     try:
         gates = make_gates(args.gates, brokers)
+        page = PageWatcher(http) if args.page else None
         sampler = ProcSampler(park.pid)
         kill = (args.seconds * args.kill_at, lambda: cluster.kill(cluster.nodes[1])) if cluster is not None and args.kill_at > 0 else None
         sent, killed_at = drive(gates, args.rate, args.seconds, kill)
@@ -228,7 +261,7 @@ def main() -> int:
         while time.monotonic() < deadline and status(http)["messages"]["journaled"] < len(sent):
             time.sleep(0.5)
         usage = sampler.stop()
-        report = {**results(journal, sent, gates, killed_at, status(http)), "park": usage, "broker": args.broker, "rate": args.rate, "seconds": args.seconds}
+        report = {**results(journal, sent, gates, killed_at, status(http), page), "park": usage, "broker": args.broker, "rate": args.rate, "seconds": args.seconds}
         print(json.dumps(report, indent=2))
         return 0 if report["events_lost"] == 0 and report["duplicates_journaled"] == 0 else 1
     finally:

@@ -102,19 +102,7 @@ class ParkService:
         }
 
     def summary(self) -> dict[str, Any]:
-        tiles = self.state.tiles(now=self._clock())
-        health = [t["health"] for t in tiles.values()]
-        return {
-            "name": self.config.name,
-            "gates": len(tiles),
-            "online": sum(t["status"] == "online" for t in tiles.values()),
-            "offline": health.count("offline"),
-            "never_seen": health.count("never seen"),
-            "faulted": sum(h.startswith("fault") for h in health),
-            "out_of_service": health.count("out of service"),
-            "opens_1h": sum(t["opens_1h"] for t in tiles.values()),
-            "broker_connected": self.listener.connected,
-        }
+        return {"name": self.config.name, **self.state.summary(now=self._clock()), "broker_connected": self.listener.connected}
 
     def status(self) -> dict[str, Any]:
         now = self._clock()

@@ -42,13 +42,23 @@ class GateRecord:
     recent: deque[dict[str, Any]] = field(default_factory=deque)
     hour: dict[str, Counter[int]] = field(default_factory=lambda: {"OPEN": Counter(), "FAULT": Counter()})
     events: Counter[str] = field(default_factory=Counter)  # since the park service started
+    _sums: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind -> (first bucket, count): the page asks often
+
+    def add(self, kind: str, at: float) -> None:
+        self.hour[kind][int(at // _BUCKET_S)] += 1
+        self._sums.pop(kind, None)
 
     def count_since(self, kind: str, since: float) -> int:
         first = int(since // _BUCKET_S)
+        cached = self._sums.get(kind)
+        if cached is not None and cached[0] == first:
+            return cached[1]
         buckets = self.hour[kind]
         for old in [b for b in buckets if b < first]:
             del buckets[old]
-        return sum(buckets.values())
+        total = sum(buckets.values())
+        self._sums[kind] = (first, total)
+        return total
 
     def health(self) -> str:
         if self.availability == "offline":
@@ -95,7 +105,7 @@ class ParkState:
             rec = self._gate(gate)
             rec.recent.appendleft({**{k: data.get(k) for k in _EVENT_KEYS}, "at": round(at, 3)})
             if live and kind in rec.hour:  # at start, count_at_start reads the whole hour back
-                rec.hour[kind][int(at // _BUCKET_S)] += 1
+                rec.add(kind, at)
             if live:
                 rec.events[kind] += 1
                 rec.last_seen = max(rec.last_seen or at, at)
@@ -144,7 +154,7 @@ class ParkState:
     def count_at_start(self, gate: str, kind: str, at: float) -> None:
         """An OPEN or FAULT of the last hour, read back from the journal at start."""
         with self._lock:
-            self._gate(gate).hour[kind][int(at // _BUCKET_S)] += 1
+            self._gate(gate).add(kind, at)
 
     def seen_at_start(self, gate: str, at: float) -> None:
         """The journal's last time for ``gate`` (a restarted park knows when it last heard from it)."""
@@ -174,6 +184,20 @@ class ParkState:
     def tiles(self, *, now: float) -> dict[str, dict[str, Any]]:
         with self._lock:
             return {name: self._tile(self._gates[name], now) for name in sorted(self._gates)}
+
+    def summary(self, *, now: float) -> dict[str, int]:
+        """The park in numbers (cheap: sent to every page with each change)."""
+        with self._lock:
+            health = [rec.health() for rec in self._gates.values()]
+            return {
+                "gates": len(health),
+                "online": sum(rec.availability == "online" for rec in self._gates.values()),
+                "offline": health.count("offline"),
+                "never_seen": health.count("never seen"),
+                "faulted": sum(h.startswith("fault") for h in health),
+                "out_of_service": health.count("out of service"),
+                "opens_1h": sum(rec.count_since("OPEN", now - HOUR_S) for rec in self._gates.values()),
+            }
 
     def _tile(self, rec: GateRecord, now: float) -> dict[str, Any]:
         return {
