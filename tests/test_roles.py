@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 from running_gate import TOKEN, Running
+from test_web import browser  # noqa: F401 -- a fixture: Debian's Chromium through its chromedriver
+from test_web import wait_for as page_wait
 
 from gatekeeper.users import hash_secret
 
@@ -191,3 +193,23 @@ def test_with_the_token_alone_everything_answers_as_before(tmp_path: Path) -> No
         assert (status, json.loads(answer)["refused"]) == (400, "malformed")  # a name is required, as before
     finally:
         r.close()
+
+
+
+@pytest.mark.slow
+def test_a_person_signed_in_on_the_page_acts_as_themselves(running: Callable[..., Running], browser: Any) -> None:  # noqa: F811
+    """Headless Chromium signs in by HTTP Basic; the page's state stream and its Open button then
+    carry that credential by themselves, and the journal names the person, not a typed name."""
+    from selenium.webdriver.common.by import By
+
+    r = running(token=None)  # the users file alone
+    # Signing in through the URL stands in for the browser's prompt; the page is then opened at its
+    # own address (a page whose URL holds credentials cannot fetch relative URLs), and the browser
+    # sends the cached credential with every request to it.
+    browser.get(r.server.url.replace("http://", f"http://otto:{SECRETS['otto']}@") + "status")
+    browser.get(r.server.url)
+    page_wait("the controls (shown from the state the page reads over SSE)", lambda: browser.find_element(By.ID, "controls").is_displayed())
+    browser.find_element(By.ID, "operator").send_keys("front desk")
+    browser.find_element(By.ID, "open").click()
+    opened = page_wait("the OPEN in the journal", lambda: [e for e in r.journaled() if e["event"] == "OPEN" and e["via"] == "page"])
+    assert (opened[0]["by"], opened[0]["claimed_by"]) == ("otto", "front desk")
