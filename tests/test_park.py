@@ -14,6 +14,8 @@ import io
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hooks.conftest import Broker, Subscriber, broker  # noqa: F401 -- broker: a fixture, a real mosquitto
+from hooks.conftest import Broker, Subscriber, broker, free_port  # noqa: F401 -- broker: a fixture, a real mosquitto
 from polling import wait_for
 from test_faults import gatekeeper_process
 from test_web import browser, metric_samples  # noqa: F401 -- browser: a fixture, Debian's Chromium
@@ -405,3 +407,44 @@ def test_a_named_operator_acts_as_themselves_and_a_viewer_may_only_look(tmp_path
         park.stop()
         sim.close()
         watcher.close()
+
+
+@pytest.mark.slow
+def test_the_park_command_rides_out_a_broker_restart_and_stops_on_sigterm(tmp_path: Path, broker: Broker) -> None:  # noqa: F811
+    """``gatekeeper park`` as a process: /healthz follows the broker link; a broker restarted
+    without its sessions (persistence false) is subscribed to again; SIGTERM exits 0."""
+    port = free_port()
+    config = tmp_path / "park.yaml"
+    config.write_text(yaml.safe_dump({"broker": {"port": broker.port, "topic_prefix": PREFIX}, "journal": {"path": str(tmp_path / "park.sqlite3")}}))
+    proc = subprocess.Popen([sys.executable, "-m", "gatekeeper.cli", "park", "--config", str(config), "--http", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    sim = None
+    try:
+        wait_for(lambda: _code(url + "healthz") == 200, 30, "the park connected")
+        broker.stop()
+        wait_for(lambda: _code(url + "healthz") == 503, 10, "/healthz to say the broker is gone")
+        broker.start()
+        wait_for(lambda: _code(url + "healthz") == 200, 15, "the park connected again")
+        sim = SimGate(broker.port, "sim1")
+        sent = sim.publish(event("OPEN"))
+        wait_for(lambda: sent["id"] in [e["id"] for e in http(url + "gates/sim1", token=None)[1].get("recent", [])] if _code(url + "gates/sim1") == 200 else False, 10, "an event after the restart")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, stderr = proc.communicate(timeout=10)
+        if sim is not None:
+            sim.close()
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert is_park_journal(tmp_path / "park.sqlite3")
+
+
+def _code(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
