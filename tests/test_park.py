@@ -27,6 +27,7 @@ import pytest
 import yaml
 from hooks.conftest import Broker, Subscriber, broker, free_port  # noqa: F401 -- broker: a fixture, a real mosquitto
 from polling import wait_for
+from test_deploy import run_promtool
 from test_faults import gatekeeper_process
 from test_web import browser, metric_samples  # noqa: F401 -- browser: a fixture, Debian's Chromium
 
@@ -243,6 +244,10 @@ def test_a_restarted_park_catches_up_without_loss_or_doubles(tmp_path: Path, bro
         tile = status["gates"]["sim1"]
         assert (tile["opens_1h"], tile["faults_1h"], tile["health"]) == (10, 5, "ok"), "the hour counted from the journal across the restart"
         assert status["gates"]["ghost"]["status"] == "never seen"
+        code, text = http(park.web.url + "metrics")
+        checked = run_promtool("check", "metrics", stdin=text)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert metric_samples(text)[("gatekeeper_park_messages_total", (("outcome", "duplicates"),))] == 6
     finally:
         park.stop()
         sim.close()
