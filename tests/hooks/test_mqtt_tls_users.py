@@ -25,10 +25,11 @@ import pytest
 from certs import Certs, make_certs
 from polling import wait_for
 from running_gate import Running
+from test_mqtt import started  # noqa: F401 -- a fixture: hooks started, closed after the test
 
 from gatekeeper.errors import ConfigError
 from gatekeeper.events import DeliveryState
-from gatekeeper.hooks import MqttHook, MqttHookConfig, close_hooks
+from gatekeeper.hooks import MqttHook, MqttHookConfig
 from gatekeeper.tls import MqttTlsConfig
 from gatekeeper.users import hash_secret
 
@@ -66,25 +67,12 @@ def _listening(port: int) -> bool:
         return False
 
 
-@pytest.fixture
-def started() -> Iterator[Callable[[MqttHook], MqttHook]]:
-    hooks: list[MqttHook] = []
-
-    def start(hook: MqttHook) -> MqttHook:
-        hook.start()
-        hooks.append(hook)
-        return hook
-
-    yield start
-    close_hooks(hooks, timeout=1)
-
-
 def tls_hook(port: int, **tls: Any) -> MqttHook:
     config = MqttHookConfig(host="127.0.0.1", port=port, topic_prefix=PREFIX, tls=MqttTlsConfig(enabled=True, **tls))
     return MqttHook(config, name="mqtt", gate="front", key="hooks[0]")
 
 
-def test_events_go_over_tls_with_a_client_certificate(tls_broker: Any, certs: Certs, started: Any, subscribe: Any, outcomes: Any, make_event: Any) -> None:
+def test_events_go_over_tls_with_a_client_certificate(tls_broker: Any, certs: Certs, started: Any, subscribe: Any, outcomes: Any, make_event: Any) -> None:  # noqa: F811
     broker, plain = tls_broker
     watcher = subscribe(plain, (f"{PREFIX}/front/event",))
     hook = started(tls_hook(broker.port, ca=str(certs.ca), cert=str(certs.client_cert), key=str(certs.client_key)))
@@ -101,7 +89,7 @@ def test_events_go_over_tls_with_a_client_certificate(tls_broker: Any, certs: Ce
 # reference counting closes it at once, with a ResourceWarning that is paho's, not the gate's.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("case", ["no client certificate", "the wrong CA"])
-def test_without_the_right_certificates_the_hook_never_connects(tls_broker: Any, certs: Certs, started: Any, case: str) -> None:
+def test_without_the_right_certificates_the_hook_never_connects(tls_broker: Any, certs: Certs, started: Any, case: str) -> None:  # noqa: F811
     broker, _ = tls_broker
     tls = {"ca": str(certs.ca)} if case == "no client certificate" else {"ca": str(certs.wrong_ca), "cert": str(certs.client_cert), "key": str(certs.client_key)}
     hook = started(tls_hook(broker.port, **tls))
@@ -109,7 +97,7 @@ def test_without_the_right_certificates_the_hook_never_connects(tls_broker: Any,
     assert not hook.connected
 
 
-def test_a_plain_hook_cannot_talk_to_the_tls_listener(tls_broker: Any, started: Any) -> None:
+def test_a_plain_hook_cannot_talk_to_the_tls_listener(tls_broker: Any, started: Any) -> None:  # noqa: F811
     broker, _ = tls_broker
     hook = started(MqttHook(MqttHookConfig(host="127.0.0.1", port=broker.port, topic_prefix=PREFIX), name="mqtt", gate="front"))
     assert not hook.wait_connected(3)
