@@ -318,6 +318,7 @@ def test_park_pages_two_real_gates_and_simulated_ones(tmp_path: Path, broker: Br
             wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#gates .tile")) == 5, 15, "five tiles")
             tile = lambda name: browser.find_element(By.CSS_SELECTOR, f'.tile[data-gate="{name}"]')  # noqa: E731
             assert tile("ghost").get_attribute("data-status") == "never seen"
+            assert not tile("ghost").find_element(By.CSS_SELECTOR, ".service").is_displayed(), "nothing known of a gate never seen"
             assert int(tile("lane1").find_element(By.CSS_SELECTOR, ".opens").text) >= 1
             browser.execute_script(RECORD_TILES)
 
