@@ -5,7 +5,11 @@ following them on a clock the test moves."""
 from __future__ import annotations
 
 import doctest
+import json
 import math
+import os
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -499,3 +503,36 @@ def test_schedule_events_are_stamped_with_the_camera_and_reach_the_sinks(tmp_pat
     assert (entry.event.camera, entry.event.event, entry.event.by, entry.event.via) == ("gate", EventType.OUT_OF_SERVICE, "schedule", "schedule")
     assert place.view.events_by_type["OUT_OF_SERVICE"] == 1  # the live view is a sink, after the journal
     assert place.camera.events == {"OUT_OF_SERVICE": 1}
+
+
+# -- the whole product ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("closed", [True, False], ids=["closed: out of service, no OPEN", "open all day: as without hours"])
+def test_a_replay_follows_the_hours(tmp_path: Path, shared_dir: Path, face_model_path: Path, closed: bool) -> None:
+    """``gatekeeper --video`` on a clip where a smile opens, with the real models: outside the
+    hours the first event is the schedule's OUT_OF_SERVICE and the smile opens nothing; inside
+    them the events are those of a gate without hours."""
+    today = datetime.now(ZoneInfo("UTC")).date()
+    days = {str(today.fromordinal(today.toordinal() + n)): "closed" for n in (-1, 0, 1)}  # a run across midnight stays closed
+    hours = {"timezone": "UTC", "week": {"mon-sun": "00:00-24:00"}, **({"exceptions": days} if closed else {})}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"service": {"hours": hours}}), encoding="utf-8")
+    clip = str(shared_dir / "videos" / "single_face.mp4")
+    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
+
+    def replay(*args: str) -> list[dict[str, Any]]:
+        proc = subprocess.run([sys.executable, "-m", "gatekeeper.cli", "--video", clip, "--dry-run", *args], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+    events = replay("--config", str(config))
+    without = replay("--config", os.devnull)
+    assert "OPEN" in [e["event"] for e in without]
+    if closed:
+        assert (events[0]["event"], events[0]["by"], events[0]["via"]) == ("OUT_OF_SERVICE", "schedule", "schedule")
+        assert events[0]["reason"].startswith("opening hours: closed until ")
+        assert [e["event"] for e in events if e["event"] in ("OPEN", "DENY", "IN_SERVICE")] == []
+    else:
+        assert [(e["event"], e["frame"], e["track"]) for e in events] == [(e["event"], e["frame"], e["track"]) for e in without]
