@@ -10,6 +10,8 @@ import math
 import os
 import subprocess
 import sys
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 from standin import StandInPipeline
-from test_web import metric_samples
+from test_web import browser, metric_samples, wait_for  # noqa: F401 -- browser is a fixture (headless Chromium)
 
 import gatekeeper.hours as hours_module
 from gatekeeper import cli
@@ -36,7 +38,7 @@ from gatekeeper.gate import Gate
 from gatekeeper.hooks import Dispatcher
 from gatekeeper.hours import Hours, HoursClock, ServiceConfig
 from gatekeeper.journal import Journal
-from gatekeeper.web import LiveView
+from gatekeeper.web import LiveView, WebServer
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -536,3 +538,48 @@ def test_a_replay_follows_the_hours(tmp_path: Path, shared_dir: Path, face_model
         assert [e["event"] for e in events if e["event"] in ("OPEN", "DENY", "IN_SERVICE")] == []
     else:
         assert [(e["event"], e["frame"], e["track"]) for e in events] == [(e["event"], e["frame"], e["track"]) for e in without]
+
+
+@pytest.mark.slow
+def test_the_page_says_closed_by_the_hours_and_staff_override_it(browser: Any, tmp_path: Path) -> None:  # noqa: F811
+    """Headless Chromium on a real Camera (stand-in models) closed by its hours: the switch says
+    "Out of service (opening hours)" and a line says until when; staff put it in service from the
+    page, and the line still says the hours are closed."""
+    from selenium.webdriver.common.by import By
+
+    token = "hours-page-token-0123456789"
+    clock = [at(2026, 12, 14, 7, 0)]
+    cfg = config_from_dict({"http": {"token": token}, "journal": {"path": str(tmp_path / "journal.sqlite3")}, "service": {"hours": SITE}})
+    journal = Journal(cfg.journal.resolved_path(), clock=lambda: clock[0])
+    camera = Camera(cfg.name, cfg, StandInPipeline(Gate(cfg.gate)), dispatcher=Dispatcher(journal, []), controls=Controls(cfg.actions), clock=lambda: clock[0])  # type: ignore[arg-type]
+    view = LiveView(camera)
+    camera.sinks.append(view)
+    camera.on_frame = view.on_frame
+    server = WebServer(view, "127.0.0.1", 0)
+    server.start()
+
+    def frames() -> Any:
+        i = 0
+        while not camera.stopping.is_set():
+            yield Frame(np.zeros((48, 64, 3), np.uint8), i, i / 20)
+            i += 1
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=camera.run, args=(frames(),), daemon=True)
+    thread.start()
+    try:
+        browser.get(f"{server.url}?token={token}")
+        switch = wait_for("the switch to say the hours hold the gate", lambda: (s := browser.find_element(By.ID, "service")).text == "Out of service (opening hours)" and s)
+        line = browser.find_element(By.ID, "hours")
+        assert line.is_displayed() and line.text == "opening hours: closed until Mon 2026-12-14 09:00 CET"
+        browser.find_element(By.ID, "operator").send_keys("maria")
+        switch.click()
+        wait_for("the switch to say in service", lambda: switch.text == "In service" and camera.gate.in_service)
+        assert [(e.event.event.value, e.event.via) for e in journal.entries()] == [("OUT_OF_SERVICE", "schedule"), ("IN_SERVICE", "page")]
+        time.sleep(0.5)  # a few more frames: the override stands
+        assert camera.gate.in_service and line.text == "opening hours: closed until Mon 2026-12-14 09:00 CET"
+    finally:
+        camera.stopping.set()
+        thread.join(5)
+        camera.close()
+        server.stop()
