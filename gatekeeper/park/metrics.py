@@ -56,7 +56,8 @@ class ParkCollector:
             online.add_metric([name], 1.0 if t["status"] == "online" else 0.0)
             for s in _STATES:
                 state.add_metric([name, s], 1.0 if t["state"] == s else 0.0)
-            service.add_metric([name], 0.0 if t["in_service"] is False else 1.0)
+            if t["in_service"] is not None:  # nothing is known of a gate never seen
+                service.add_metric([name], 1.0 if t["in_service"] else 0.0)
             healthy.add_metric([name], 1.0 if t["health"] == "ok" else 0.0)
             opens.add_metric([name], t["opens_1h"])
             faults.add_metric([name], t["faults_1h"])
