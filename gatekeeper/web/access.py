@@ -19,6 +19,7 @@ refusal is one log line without the secret and one count in
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -161,7 +162,8 @@ def auth_required(auth: Authenticator) -> Callable[[web.Request, Handler], Await
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if auth.enabled and not _HEALTHZ.match(request.path) and not _ACTIONS.match(request.path):
-            who = auth.identify(request.headers.get("Authorization"), request.query.get("token"))
+            # On the executor: a user's secret costs an scrypt, which must not stall the streams.
+            who = await asyncio.get_running_loop().run_in_executor(None, auth.identify, request.headers.get("Authorization"), request.query.get("token"))
             refusal = who if isinstance(who, Refusal) else forbidden(who, "viewer")
             if refusal is not None:
                 auth.refuse(refusal, f"{request.method} {request.path} from {request.remote or 'unknown'}")

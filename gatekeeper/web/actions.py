@@ -56,7 +56,7 @@ class ActionRoute:
             view = next(iter(self.views.values())) if len(self.views) == 1 else None
         else:
             view = self.views.get(camera)
-        principal = self._authenticate(request, view)
+        principal = await self._authenticate(request, view)
         if isinstance(principal, web.Response):
             return principal
         if camera is None and view is None:
@@ -71,7 +71,7 @@ class ActionRoute:
         answer = await asyncio.get_running_loop().run_in_executor(None, lambda: controls.http(kind, principal, body, remote=request.remote))
         return web.json_response(answer.body, status=answer.status)
 
-    def _authenticate(self, request: web.Request, view: LiveView | None) -> Principal | web.Response:
+    async def _authenticate(self, request: web.Request, view: LiveView | None) -> Principal | web.Response:
         """The principal of an action request with the operator role, or the refusal's answer
         (counted under ``view``'s controls, or the service's when it names no camera here)."""
         stats = view.controls.stats if view is not None else self.refusals
@@ -81,7 +81,7 @@ class ActionRoute:
             stats.refuse("http", "no_token_configured", f"{asked}: {detail}")
             return web.json_response({"refused": "no_token_configured", "detail": detail}, status=403)
         header = request.headers.get("Authorization")
-        who = self.auth.identify(header)
+        who = await asyncio.get_running_loop().run_in_executor(None, self.auth.identify, header)  # an scrypt: off the event loop
         refusal = who if isinstance(who, Refusal) else forbidden(who, "operator")
         if refusal is None and header is not None and header.strip().lower().startswith("basic") and request.content_type != "application/json":
             refusal = Refusal("not_json", who.role if isinstance(who, Principal) else None, f"{who}: Basic credentials on a request that is not Content-Type: application/json (a cross-site form?)", status=415)
