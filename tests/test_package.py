@@ -89,6 +89,8 @@ def test_the_wheel_is_small_and_carries_both_assets_with_their_notices(wheel: Pa
         assert {"gatekeeper/_model/smile.tflite", "gatekeeper/_model/model.json"} <= names
         # the live view's pages, beside the package that serves them
         assert {"gatekeeper/web/live.html", "gatekeeper/web/cameras.html"} <= names
+        # the park service and its page (gatekeeper park)
+        assert {"gatekeeper/park/service.py", "gatekeeper/park/park.html"} <= names
         # gatekeeper's own licence, as an SPDX expression (PEP 639) with the file beside it
         dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
         metadata = z.read(f"{dist_info}/METADATA").decode()
