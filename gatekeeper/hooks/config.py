@@ -17,6 +17,7 @@ from typing import Literal
 
 from ..schema import opt
 from ..tls import MqttTlsConfig
+from .brokers import Broker, parse_brokers
 
 __all__ = [
     "EVENT_NAMES",
@@ -144,6 +145,9 @@ class MqttHookConfig:
     name: str | None = opt(None, "name of this hook in the journal and logs (null: mqtt[<index>])")
     host: str = opt("127.0.0.1", "broker host")
     port: int = opt(1883, "broker port", ge=1, le=65535)
+    brokers: tuple[str, ...] | None = opt(
+        None, "several brokers as [host:port, ...] instead of host and port: tried in order, the next when one is lost (null: host:port alone)"
+    )
     username: str | None = opt(None, "broker user name")
     password_env: str | None = opt(None, "name of an environment variable holding the broker password")
     client_id: str | None = opt(None, "MQTT client id (null: gatekeeper-<gate name>-<random>)")
@@ -173,10 +177,20 @@ class MqttHookConfig:
             raise ValueError("commands_per_user is true but commands is not; expected commands: true as well")
         if not self.host.strip():
             raise ValueError("host: expected a broker host name or address, got an empty string")
+        if self.brokers is not None:
+            parse_brokers(self.brokers)
+            defaults = MqttHookConfig.__dataclass_fields__
+            if self.host != defaults["host"].default or self.port != defaults["port"].default:
+                raise ValueError("brokers and host/port are both set; expected brokers alone (its first entry is tried first)")
         _check_topic("topic_prefix", self.topic_prefix)
         _check_topic("discovery_prefix", self.discovery_prefix)
         if self.password_env is not None and self.username is None:
             raise ValueError("password_env is set but username is not; expected both or neither")
+
+    @property
+    def addresses(self) -> tuple[Broker, ...]:
+        """The brokers to try, in order: ``brokers``, or ``host``:``port``."""
+        return parse_brokers(self.brokers) if self.brokers is not None else ((self.host, self.port),)
 
 
 @dataclass(frozen=True)

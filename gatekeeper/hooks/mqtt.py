@@ -50,6 +50,12 @@ certificate is verified against ``tls.ca`` (else the system's CAs) and its host 
 The network loop runs in paho's own thread and reconnects with backoff. The worker only
 publishes once the broker has accepted the connection: a refused connection (TCP or CONNACK)
 is logged and never counted as connected.
+
+With ``brokers: [host:port, ...]`` the hook moves to the next broker when the one in use is lost
+(refused, dropped, or with several brokers no CONNACK within ``_CONNACK_S``), with the backoff of
+:mod:`gatekeeper.hooks.brokers`. Its one paho client keeps the QoS-1 messages awaiting a PUBACK and
+sends them to the next broker; a retried event is waited for, not published again. A switch is one
+log line and one count (``stats.broker_switches``).
 """
 
 from __future__ import annotations
@@ -70,13 +76,15 @@ from ..errors import HookError
 from ..events import EventType
 from ..tls import client_context
 from .base import Delivery, DeliveryError, Hook
+from .brokers import Failover, MqttStats, Rotation, broker_text
 from .config import MqttHookConfig
 
-__all__ = ["MqttHook", "gate_state"]
+__all__ = ["MqttHook", "MqttStats", "gate_state"]
 
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 1, 30
 # The door's contact (gatekeeper.door): they change the state topic's door, never the relay's state.
 _DOOR_EVENTS = (EventType.PASSAGE, EventType.FORCED_OPEN, EventType.HELD_OPEN, EventType.CLOSED)
+_CONNACK_S = 3.0  # with several brokers: no CONNACK this long after connecting, the next (brokers.Failover)
 
 
 def gate_state(event: EventType) -> str:
@@ -139,6 +147,9 @@ class MqttHook(Hook):
         self._closing = False
         self._failures_in_a_row = 0
         self.last_error: str | None = None
+        self.stats: MqttStats = MqttStats()
+        self._refused = False  # the broker answered this attempt's CONNECT with a refusal (already logged)
+        self._unacked: tuple[str, mqtt.MQTTMessageInfo] | None = None  # an event paho holds until its PUBACK (resent on reconnecting)
         # The gate starts shut. _state is what the state topic says (republished on every connect).
         self._state: dict[str, Any] = {"state": "closed", "event": None, "id": None, "t": None, "since": round(clock(), 3), "in_service": True, "service_via": None}
         self._open_timer: threading.Timer | None = None  # ends the current OPEN's period
@@ -156,6 +167,8 @@ class MqttHook(Hook):
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
+        rotation = Rotation(config.addresses, _RECONNECT_MIN_S, _RECONNECT_MAX_S)
+        self._failover = Failover(self.client, rotation, keepalive_s=config.keepalive_s, lock=self._link, closing=lambda: self._closing, connack_s=_CONNACK_S)
         self.client.on_subscribe = self._on_subscribe
         self.client.message_callback_add(self.command_subscription, self._on_command_message)
 
@@ -164,6 +177,11 @@ class MqttHook(Hook):
         """Whether the broker has accepted the connection (CONNACK success) and it is still up."""
         with self._link:
             return self._connected
+
+    @property
+    def broker(self) -> str:
+        """``host:port`` of the broker in use, or being tried."""
+        return broker_text(self._failover.rotation.current)
 
     def wait_connected(self, timeout: float) -> bool:
         """Wait until the broker accepts the connection; False on timeout or when stopping."""
@@ -176,7 +194,7 @@ class MqttHook(Hook):
         if self._worker is not None:
             return
         # connect_async never raises for an unreachable broker: the loop thread retries with backoff.
-        self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
+        self._failover.connect()
         self.client.loop_start()
         super().start()
 
@@ -215,10 +233,11 @@ class MqttHook(Hook):
         if reason_code.is_failure:
             # A CONNACK refusal (bad credentials, not authorised...): not connected, whatever paho does next.
             with self._link:
-                self._connected = False
-                self.last_error = f"broker {self.config.host}:{self.config.port} refused the connection: {reason_code}"
+                self._connected, self._refused = False, True
+                self._failover.bump()
+                self.last_error = f"broker {self.broker} refused the connection: {reason_code}"
             self._log.error("%s: %s", self.name, self.last_error)
-            return
+            return  # paho's on_disconnect follows, and moves on
         with self._link:
             if self._closing:
                 return  # release() is saying goodbye; announcing "online" now would outlive it
@@ -237,31 +256,50 @@ class MqttHook(Hook):
             client.publish(self.state_topic, json.dumps(self._state), qos=1, retain=True)
             self._connected = True
             self._failures_in_a_row = 0
+            replaced = self._failover.accepted()
+            if replaced is not None:
+                self.stats.broker_switches += 1
             self._link.notify_all()
-        self._log.info("%s: connected to %s:%d", self.name, self.config.host, self.config.port)
+        if replaced is None:
+            self._log.info("%s: connected to %s", self.name, self.broker)
+        else:
+            self._log.warning("%s: switched to broker %s (from %s)", self.name, self.broker, broker_text(replaced))
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         with self._link:
             self._connected = False
-            self._failures_in_a_row += 1
-            first = self._failures_in_a_row == 1
-            self.last_error = f"cannot connect to broker {self.config.host}:{self.config.port}"
-        # Once loudly, then quietly: an absent broker would otherwise fill the log every few seconds.
-        self._log.log(
-            logging.WARNING if first else logging.DEBUG,
-            "%s: %s; retrying in the background",
-            self.name,
-            self.last_error,
-        )
+            if self._closing:
+                return
+            self.last_error = f"cannot connect to broker {self.broker}"
+            plan = self._failover.lost()
+        self._note_failure(plan)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         with self._link:
-            was = self._connected
-            self._connected = False
-            closing = self._closing
-        if was and not closing:
-            self.last_error = f"disconnected from broker: {reason_code}"
-            self._log.warning("%s: %s; reconnecting", self.name, self.last_error)
+            was, self._connected = self._connected, False
+            refused, self._refused = self._refused, False
+            self._failover.bump()
+            if self._closing:
+                return
+            if was:
+                self.last_error = f"disconnected from broker {self.broker}: {reason_code}"
+            elif self._failover.overdue:
+                self.last_error = f"broker {self.broker} did not accept the connection within {_CONNACK_S:g} s"
+            elif not refused:
+                self.last_error = f"broker {self.broker} closed the connection before accepting it: {reason_code}"
+            plan = self._failover.lost()
+        if was:
+            self._log.warning("%s: %s; %s", self.name, self.last_error, plan)
+        elif not refused:
+            self._note_failure(plan)
+
+    def _note_failure(self, plan: str) -> None:
+        """A connection attempt failed: once loudly, then quietly (an absent broker would fill the log)."""
+        with self._link:
+            self._failures_in_a_row += 1
+            first = self._failures_in_a_row == 1
+            error = self.last_error
+        self._log.log(logging.WARNING if first else logging.DEBUG, "%s: %s; %s", self.name, error, plan)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
         for code in reason_codes:
@@ -362,13 +400,20 @@ class MqttHook(Hook):
             min(cfg.timeout_s, max(0.0, self.max_age_s - (self._clock() - delivery.created_at)))
         ):
             raise DeliveryError(f"not connected: {self.last_error or 'connecting'}")
-        payload = json.dumps({**event.to_dict(), "gate": self.gate}, separators=(",", ":"))
-        info = self.client.publish(self.event_topic, payload, qos=cfg.qos, retain=False)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            # Paho may still send it after a reconnect; a retry may then duplicate it (receivers dedupe by id).
-            raise DeliveryError(f"publish failed: {mqtt.error_string(info.rc)}")
+        if self._unacked is not None and self._unacked[0] == event.id:
+            info = self._unacked[1]  # an earlier attempt's message, still held by paho: wait for it, send no copy
+        else:
+            payload = json.dumps({**event.to_dict(), "gate": self.gate}, separators=(",", ":"))
+            info = self.client.publish(self.event_topic, payload, qos=cfg.qos, retain=False)
+            if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+                # The link fell since the check above: paho keeps the message and sends it on reconnecting.
+                info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                raise DeliveryError(f"publish failed: {mqtt.error_string(info.rc)}")
+            self._unacked = (event.id, info)
         if not _wait_published(info, cfg.timeout_s):
             raise DeliveryError(f"the broker did not acknowledge within timeout_s={cfg.timeout_s:g}")
+        self._unacked = None
         self._follow(delivery)
 
     # -- the state topic -------------------------------------------------------------------------
