@@ -43,6 +43,7 @@ from gatekeeper.events import Event, EventType, FaceScore
 from gatekeeper.gate import Gate
 from gatekeeper.hooks import Dispatcher
 from gatekeeper.hooks.base import Delivery, Hook, HookStats
+from gatekeeper.hooks.brokers import MqttStats
 from gatekeeper.serve import Watchers
 from gatekeeper.web import EventHub, LiveView, Metrics, WebServer, is_loopback, mask_secrets, parse_listen
 
@@ -325,7 +326,7 @@ def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 
 def test_metrics_parse_with_the_prometheus_parser(served: Callable[..., tuple[LiveView, WebServer]]) -> None:
-    view, server = served(hooks=[Counted("mqtt[1]", HookStats(attempts=5, delivered=3, failed=2, expired=1))])
+    view, server = served(hooks=[Counted("mqtt[1]", MqttStats(attempts=5, delivered=3, failed=2, expired=1, broker_switches=2))])
     assert view.source_status is not None
     feed = Feeder(view)
     for score in [0.9] * 6 + [None] * 12:  # OPEN, then the face leaves: FACE_LOST
@@ -347,6 +348,7 @@ def test_metrics_parse_with_the_prometheus_parser(served: Callable[..., tuple[Li
     assert m[("gatekeeper_events_total", (("camera", "gate"), ("type", "DENY")))] == 0
     assert m[("gatekeeper_hook_deliveries_total", (("camera", "gate"), ("hook", "mqtt[1]")))] == 3
     assert m[("gatekeeper_hook_failures_total", (("camera", "gate"), ("hook", "mqtt[1]")))] == 2
+    assert m[("gatekeeper_hook_broker_switches_total", (("camera", "gate"), ("hook", "mqtt[1]")))] == 2
     for stage in ("decode", "detect", "crop", "classify", "gate"):
         assert ("gatekeeper_stage_seconds_count", (("camera", "gate"), ("stage", stage))) in m
     assert m[("gatekeeper_stage_seconds_count", (("camera", "gate"), ("stage", "detect")))] == 2

@@ -81,6 +81,7 @@ class _CountersCollector(Collector):
             "failed": _family("gatekeeper_hook_failures", "Events given up per hook (after retries, or dropped from a full queue)", "hook"),
             "expired": _family("gatekeeper_hook_expired", "Events too old to deliver per hook", "hook"),
         }
+        switches = _family("gatekeeper_hook_broker_switches", "Times an MQTT hook connected to another broker than the one it had lost (hooks[].brokers)", "hook")
         taken = _family("gatekeeper_actions", "Operator actions the gate acted on", "kind", "via")
         refused = _family("gatekeeper_action_refusals", "Operator actions and commands refused, by where from and why", "via", "reason")
         in_service = GaugeMetricFamily(
@@ -109,6 +110,8 @@ class _CountersCollector(Collector):
             for hook in v.hooks:
                 for attr, fam in hooks.items():
                     fam.add_metric([v.name, hook.name], getattr(hook.stats, attr))
+                if hasattr(hook.stats, "broker_switches"):  # MQTT hooks (hooks.brokers.MqttStats)
+                    switches.add_metric([v.name, hook.name], hook.stats.broker_switches)
                 queued.add_metric([v.name, hook.name], hook.backlog)
                 capacity.add_metric([v.name, hook.name], hook.queue_size)
             web_dropped.add_metric([v.name], v.hub.total_dropped())
@@ -131,6 +134,7 @@ class _CountersCollector(Collector):
             refused.add_metric(["", *labels], n)  # no camera of the service: an empty camera label
         yield from per_camera.values()
         yield from hooks.values()
+        yield switches
         yield from (queued, capacity)
         yield from (f for f in (door_open, held_open, unused) if f.samples)  # none without a door sensor
         yield from (web_dropped, journal_errors, taken, refused, in_service, schedule_open)
