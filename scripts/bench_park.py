@@ -8,7 +8,7 @@ state and availability, its last will), fed events at ``--rate`` a second with j
 the park reads is what gates publish. The park is a real ``gatekeeper park`` process. ``--broker
 mosquitto`` starts a local mosquitto (``max_queued_messages`` raised for a park); ``--broker nats``
 a three-node NATS cluster (``tests/nats_cluster.py``), each gate given the three nodes as its
-``brokers`` (rotated, so the gates spread over the nodes), the park on the first node; halfway
+``brokers`` (rotated, so the gates spread over the nodes), the park given them all (on the first node while it lives); halfway
 through (``--kill-at``) the second node is killed (SIGKILL).
 
 Reported (one JSON object on stdout): events sent, journaled, lost (sent but not in the park's
@@ -83,12 +83,11 @@ def start_mosquitto(work: Path) -> tuple[subprocess.Popen[bytes], list[str]]:
     return proc, [f"127.0.0.1:{port}"]
 
 
-def start_park(work: Path, broker: str, gates: int) -> tuple[subprocess.Popen[bytes], int, Path]:
-    host, port = broker.rsplit(":", 1)
+def start_park(work: Path, brokers: list[str], gates: int) -> tuple[subprocess.Popen[bytes], int, Path]:
     http = free_port()
     journal = work / "park.sqlite3"
     config = work / "park.yaml"
-    config.write_text(json.dumps({"broker": {"host": host, "port": int(port), "topic_prefix": PREFIX, "client_id": "bench-park"}, "journal": {"path": str(journal)}, "http": {"event_queue": 4 * gates}}))
+    config.write_text(json.dumps({"broker": {"brokers": brokers, "topic_prefix": PREFIX, "client_id": "bench-park"}, "journal": {"path": str(journal)}, "http": {"event_queue": 4 * gates}}))
     proc = subprocess.Popen([sys.executable, "-m", "gatekeeper.cli", "park", "--config", str(config), "--http", f"127.0.0.1:{http}", "--log-level", "warning"], stderr=open(work / "park.log", "wb"))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -249,7 +248,7 @@ def main() -> int:
         brokers, broker_proc = list(cluster.brokers), None
     else:
         broker_proc, brokers = start_mosquitto(work)
-    park, http, journal = start_park(work, brokers[0], args.gates)
+    park, http, journal = start_park(work, brokers, args.gates)
     gates: list[TimedHook] = []
     try:
         gates = make_gates(args.gates, brokers)

@@ -21,7 +21,7 @@ from typing import Any
 
 from .base import HookStats
 
-__all__ = ["Broker", "Failover", "MqttStats", "Rotation", "broker_text", "parse_broker", "parse_brokers"]
+__all__ = ["Broker", "Failover", "MqttStats", "Rotation", "broker_addresses", "broker_text", "parse_broker", "parse_brokers"]
 
 Broker = tuple[str, int]
 
@@ -70,6 +70,18 @@ def parse_brokers(texts: Iterable[str], key: str = "brokers") -> tuple[Broker, .
     if not out:
         raise ValueError(f"{key}: expected at least one host:port, got an empty list")
     return tuple(out)
+
+
+def broker_addresses(brokers: Iterable[str] | None, host: str, port: int, *, default: Broker = ("127.0.0.1", 1883)) -> tuple[Broker, ...]:
+    """A config's brokers in the order they are tried: ``brokers``, or ``host``:``port`` alone when it
+    is None; ValueError for a bad entry, or for host/port set (not ``default``) beside ``brokers``.
+    The MQTT hook's and the park's broker keys both mean this."""
+    if brokers is None:
+        return ((host, port),)
+    out = parse_brokers(brokers)
+    if (host, port) != default:
+        raise ValueError("brokers and host/port are both set; expected brokers alone (its first entry is tried first)")
+    return out
 
 
 def broker_text(broker: Broker) -> str:
@@ -127,6 +139,7 @@ class Failover:
         self._lock, self._closing, self.connack_s = lock, closing, connack_s
         self.attempt = 0  # bumped by every socket opened, CONNACK and loss: the watchdog's key
         self.overdue = False  # the watchdog ended the current attempt
+        self._refused = False  # the current attempt's CONNECT was refused (refused())
         if len(rotation.brokers) > 1:
             client.on_socket_open = self.opened
 
@@ -155,6 +168,30 @@ class Failover:
         if not self.several:
             return "reconnecting in the background"
         return f"trying {broker_text(self.rotation.current)} " + (f"in {delay:g} s" if delay else "now")
+
+    def refused(self) -> None:
+        """Hold the lock. The broker answered the CONNECT with a refusal (the owner logged it)."""
+        self.bump()
+        self._refused = True
+
+    def ended(self, connected: bool, reason: Any, error: str | None) -> tuple[str | None, str | None] | None:
+        """Hold the lock; from paho's on_disconnect. The link to the current broker (``connected``),
+        or the attempt to reach it, ended: paho is pointed at the next broker (:meth:`lost`).
+        ``(last_error, plan)`` for the owner's log (plan None after a refusal, already logged;
+        ``error``, the owner's last_error, kept then), or None while the owner is closing."""
+        refused, self._refused = self._refused, False
+        self.bump()
+        if self._closing():
+            return None
+        where = broker_text(self.rotation.current)
+        if connected:
+            error = f"disconnected from broker {where}: {reason}"
+        elif self.overdue:
+            error = f"broker {where} did not accept the connection within {self.connack_s:g} s"
+        elif not refused:
+            error = f"broker {where} closed the connection before accepting it: {reason}"
+        plan = self.lost()
+        return error, None if refused and not connected else plan
 
     def accepted(self) -> Broker | None:
         """Hold the lock. CONNACK success: the broker this one replaces, when it is a switch."""

@@ -17,7 +17,7 @@ from typing import Literal
 
 from ..schema import opt
 from ..tls import MqttTlsConfig
-from .brokers import Broker, parse_brokers
+from .brokers import Broker, broker_addresses
 
 __all__ = [
     "EVENT_NAMES",
@@ -177,11 +177,7 @@ class MqttHookConfig:
             raise ValueError("commands_per_user is true but commands is not; expected commands: true as well")
         if not self.host.strip():
             raise ValueError("host: expected a broker host name or address, got an empty string")
-        if self.brokers is not None:
-            parse_brokers(self.brokers)
-            defaults = MqttHookConfig.__dataclass_fields__
-            if self.host != defaults["host"].default or self.port != defaults["port"].default:
-                raise ValueError("brokers and host/port are both set; expected brokers alone (its first entry is tried first)")
+        broker_addresses(self.brokers, self.host, self.port)
         _check_topic("topic_prefix", self.topic_prefix)
         _check_topic("discovery_prefix", self.discovery_prefix)
         if self.password_env is not None and self.username is None:
@@ -190,7 +186,7 @@ class MqttHookConfig:
     @property
     def addresses(self) -> tuple[Broker, ...]:
         """The brokers to try, in order: ``brokers``, or ``host``:``port``."""
-        return parse_brokers(self.brokers) if self.brokers is not None else ((self.host, self.port),)
+        return broker_addresses(self.brokers, self.host, self.port)
 
 
 @dataclass(frozen=True)

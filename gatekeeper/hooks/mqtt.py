@@ -148,7 +148,6 @@ class MqttHook(Hook):
         self._failures_in_a_row = 0
         self.last_error: str | None = None
         self.stats: MqttStats = MqttStats()
-        self._refused = False  # the broker answered this attempt's CONNECT with a refusal (already logged)
         self._unacked: tuple[str, mqtt.MQTTMessageInfo] | None = None  # an event paho holds until its PUBACK (resent on reconnecting)
         # The gate starts shut. _state is what the state topic says (republished on every connect).
         self._state: dict[str, Any] = {"state": "closed", "event": None, "id": None, "t": None, "since": round(clock(), 3), "in_service": True, "service_via": None}
@@ -233,8 +232,8 @@ class MqttHook(Hook):
         if reason_code.is_failure:
             # A CONNACK refusal (bad credentials, not authorised...): not connected, whatever paho does next.
             with self._link:
-                self._connected, self._refused = False, True
-                self._failover.bump()
+                self._connected = False
+                self._failover.refused()
                 self.last_error = f"broker {self.broker} refused the connection: {reason_code}"
             self._log.error("%s: %s", self.name, self.last_error)
             return  # paho's on_disconnect follows, and moves on
@@ -277,20 +276,13 @@ class MqttHook(Hook):
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         with self._link:
             was, self._connected = self._connected, False
-            refused, self._refused = self._refused, False
-            self._failover.bump()
-            if self._closing:
-                return
-            if was:
-                self.last_error = f"disconnected from broker {self.broker}: {reason_code}"
-            elif self._failover.overdue:
-                self.last_error = f"broker {self.broker} did not accept the connection within {_CONNACK_S:g} s"
-            elif not refused:
-                self.last_error = f"broker {self.broker} closed the connection before accepting it: {reason_code}"
-            plan = self._failover.lost()
+            ended = self._failover.ended(was, reason_code, self.last_error)
+            if ended is None:
+                return  # closing
+            self.last_error, plan = ended
         if was:
             self._log.warning("%s: %s; %s", self.name, self.last_error, plan)
-        elif not refused:
+        elif plan is not None:
             self._note_failure(plan)
 
     def _note_failure(self, plan: str) -> None:

@@ -7,6 +7,12 @@ back. An event is acknowledged (PUBACK, paho's manual ack) only once the park jo
 a park killed between the two gets it again, and the journal's unique id keeps it once. A journal
 that cannot write leaves the event unacknowledged; the client reconnects after ``retry_s`` so the
 broker delivers it again.
+
+With ``broker.brokers`` (a cluster's nodes) the listener moves to the next node when the one in use
+is lost, as the gates' MQTT hook does (:class:`~gatekeeper.hooks.brokers.Failover`: the next node at
+once, a backoff only after a whole round; no CONNACK within ``_CONNACK_S``, the next). Its client id
+and ``clean_session`` false go with it, so the session, and the events the broker keeps in it, are
+picked up on the next node; one log line and one count (``switches``) per switch.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from ..errors import JournalError
+from ..hooks.brokers import Failover, Rotation, broker_text
 from .config import ParkBrokerConfig
 from .journal import ParkJournal
 from .state import ParkState
@@ -32,6 +39,7 @@ __all__ = ["ParkListener"]
 log = logging.getLogger("gatekeeper.park")
 
 _KINDS = ("event", "state", "availability")
+_CONNACK_S = 5.0  # with several brokers: no CONNACK this long after connecting, the next (a resumed session takes longer than a new one)
 
 
 class ParkListener:
@@ -60,6 +68,7 @@ class ParkListener:
         self.connected = False
         self._closing = False
         self.connects = 0
+        self.switches = 0  # connections accepted by another broker than the last one
         self.last_error: str | None = None
         self.counts = {"journaled": 0, "duplicates": 0, "malformed": 0, "journal_errors": 0, "messages": 0}
         self.client = mqtt.Client(
@@ -72,13 +81,24 @@ class ParkListener:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self._failover = Failover(self.client, Rotation(config.addresses, 1, 30), keepalive_s=config.keepalive_s, lock=self._lock, closing=lambda: self._closing, connack_s=_CONNACK_S)
+
+    @property
+    def broker(self) -> str:
+        """``host:port`` of the broker in use, or being tried."""
+        return broker_text(self._failover.rotation.current)
+
+    @property
+    def brokers(self) -> list[str]:
+        return [broker_text(b) for b in self._failover.rotation.brokers]
 
     @property
     def topics(self) -> list[tuple[str, int]]:
         return [(f"{self.prefix}/+/{kind}", 1) for kind in _KINDS]
 
     def start(self) -> None:
-        self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
+        self._failover.connect()
         self.client.loop_start()
 
     def stop(self) -> None:
@@ -98,31 +118,59 @@ class ParkListener:
     # -- paho's thread -------------------------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
-            self.last_error = f"broker {self.config.host}:{self.config.port} refused the connection: {reason_code}"
+            with self._lock:
+                self._failover.refused()
+                self.last_error = f"broker {self.broker} refused the connection: {reason_code}"
             log.error("park: %s", self.last_error)
-            return
+            return  # paho's on_disconnect follows, and moves on
         # Subscribed every time: a broker that lost the session (restarted without persistence) has forgotten them.
         client.subscribe(self.topics)
         with self._lock:
             self.connected = True
             self.connects += 1
             self.last_error = None
-        log.info("park: connected to %s:%d (session %s, %s)", self.config.host, self.config.port, self.config.client_id, "resumed" if flags.session_present else "new")
+            replaced = self._failover.accepted()
+            self.switches += replaced is not None
+        session = f"session {self.config.client_id}, {'resumed' if flags.session_present else 'new'}"
+        if replaced is None:
+            log.info("park: connected to %s (%s)", self.broker, session)
+        else:
+            log.warning("park: switched to broker %s (from %s; %s)", self.broker, broker_text(replaced), session)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         with self._lock:
-            first = self.last_error is None
             self.connected = False
-            self.last_error = f"cannot connect to broker {self.config.host}:{self.config.port}"
-        log.log(logging.WARNING if first else logging.DEBUG, "park: %s; retrying", self.last_error)
+            if self._closing:
+                return
+            self.last_error = f"cannot connect to broker {self.broker}"
+            plan = self._failover.lost()
+        log.log(self._failure_level(), "park: %s; %s", self.last_error, plan)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         with self._lock:
-            was, self.connected = self.connected and not self._closing, False
-            if was:
-                self.last_error = f"disconnected from broker: {reason_code}"
-        if was:
-            log.warning("park: %s; reconnecting", self.last_error)
+            was, self.connected = self.connected, False
+            ended = self._failover.ended(was, reason_code, self.last_error)
+            if ended is None:
+                return  # stopping
+            self.last_error, plan = ended
+        if plan is not None:
+            log.log(logging.WARNING if was else self._failure_level(), "park: %s; %s", self.last_error, plan)
+
+    def _failure_level(self) -> int:
+        """An attempt failed: loudly the first since the last connection, then quietly (an absent broker would fill the log)."""
+        return logging.WARNING if self._failover.rotation.failures <= 1 else logging.DEBUG
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+        failed = [topic for (topic, _), code in zip(self.topics, reason_codes, strict=False) if code.is_failure]
+        if not failed:
+            return
+        # NATS refuses a subscription while its cluster elects a JetStream leader (a node lost):
+        # without it the session would get nothing on that topic; connect again, which subscribes again.
+        self.last_error = f"broker {self.broker} refused the subscription to {', '.join(failed)}: {reason_codes[self.topics.index((failed[0], 1))]}"
+        log.warning("park: %s; connecting again in %g s", self.last_error, self._retry_s)
+        timer = threading.Timer(self._retry_s, self._reconnect)
+        timer.daemon = True
+        timer.start()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:

@@ -69,6 +69,7 @@ class ParkCollector:
         yield GaugeMetricFamily("gatekeeper_park_gates", "gates the park knows of", value=len(tiles))
         yield GaugeMetricFamily("gatekeeper_park_broker_connected", "1 while the broker has accepted the park's connection", value=1.0 if svc["broker"]["connected"] else 0.0)
         yield CounterMetricFamily("gatekeeper_park_broker_connects", "connections the broker accepted (the first, then each reconnect)", value=svc["broker"]["connects"])
+        yield CounterMetricFamily("gatekeeper_park_broker_switches", "connections accepted by another broker of broker.brokers than the one lost", value=svc["broker"]["switches"])
         counts = svc["messages"]
         messages = CounterMetricFamily("gatekeeper_park_messages", "messages taken from the broker, by outcome", labels=["outcome"])
         for outcome in ("journaled", "duplicates", "malformed", "journal_errors"):

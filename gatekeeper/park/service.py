@@ -95,9 +95,11 @@ class ParkService:
         return True, "ok"
 
     def service_status(self) -> dict[str, Any]:
-        b = self.config.broker
+        li = self.listener
+        host, _, port = li.broker.rpartition(":")
         return {
-            "broker": {"host": b.host, "port": b.port, "connected": self.listener.connected, "connects": self.listener.connects, "last_error": self.listener.last_error, "topics": [t for t, _ in self.listener.topics]},
+            # host/port: the broker in use (or being tried), one of brokers
+            "broker": {"host": host.strip("[]"), "port": int(port), "brokers": li.brokers, "connected": li.connected, "connects": li.connects, "switches": li.switches, "last_error": li.last_error, "topics": [t for t, _ in li.topics]},
             "messages": dict(self.listener.counts),
         }
 
