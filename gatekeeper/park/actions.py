@@ -58,7 +58,7 @@ class ParkActions:
         asked = f"{clip_text(kind)!r} on gate {clip_text(gate)!r} from {remote or 'unknown'}"
         if not self.auth.enabled:
             return self._refuse("", kind, 403, "no_token_configured", f"{asked}: no credential configured", "operator actions need http.token or http.users in the park config")
-        who = self.auth.identify(authorization)
+        who = self.auth.identify(authorization, None, remote)
         refusal = who if isinstance(who, Refusal) else forbidden(who, "operator")
         if refusal is not None:
             self.auth.refuse(refusal, f"park action {asked}", log=False)
@@ -90,7 +90,7 @@ class ParkActions:
 
     def _refuse(self, gate: str, kind: str, status: int, code: str, log_message: str, detail: str) -> Answer:
         self.counts.count(gate, kind if kind in KINDS else "unknown", f"refused_{code}")
-        log.warning("park: action refused: %s", log_message)
+        log.log(logging.DEBUG if code == "throttled" else logging.WARNING, "park: action refused: %s", log_message)  # a throttle: logged once, at its start
         return Answer(status, {"refused": code, "detail": detail, **({"gate": gate} if gate else {})})
 
 

@@ -24,6 +24,7 @@ in ``/status``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -81,17 +82,17 @@ class ActionRoute:
             stats.refuse("http", "no_token_configured", f"{asked}: {detail}")
             return web.json_response({"refused": "no_token_configured", "detail": detail}, status=403)
         header = request.headers.get("Authorization")
-        who = await asyncio.get_running_loop().run_in_executor(None, self.auth.identify, header)  # an scrypt: off the event loop
+        who = await asyncio.get_running_loop().run_in_executor(None, self.auth.identify, header, None, request.remote)  # an scrypt: off the event loop
         refusal = who if isinstance(who, Refusal) else forbidden(who, "operator")
         if refusal is None and header is not None and header.strip().lower().startswith("basic") and request.content_type != "application/json":
             refusal = Refusal("not_json", who.role if isinstance(who, Principal) else None, f"{who}: Basic credentials on a request that is not Content-Type: application/json (a cross-site form?)", status=415)
         if refusal is None:
             assert isinstance(who, Principal)
             return who
-        stats.refuse("http", refusal.code, f"{asked}: {refusal.message}")
+        stats.refuse("http", refusal.code, f"{asked}: {refusal.message}", level=logging.DEBUG if refusal.code == "throttled" else logging.WARNING)  # a throttle: logged once, at its start
         self.auth.refuse(refusal, asked, log=False)
         detail = {"forbidden": "your role may not act; expected operator or admin", "not_json": "expected Content-Type: application/json"}.get(refusal.code, "a token is required: Authorization: Bearer TOKEN" if self.auth.users is None else "a credential is required: HTTP Basic NAME:SECRET, or Authorization: Bearer NAME:SECRET or TOKEN")
-        headers = self.auth.challenge() if refusal.status == 401 else None
+        headers = self.auth.challenge() if refusal.status == 401 else refusal.headers
         return web.json_response({"refused": refusal.code, "detail": detail}, status=refusal.status, headers=headers)
 
     def _no_camera(self, request: web.Request, camera: str | None, detail: str) -> web.Response:
