@@ -11,7 +11,6 @@ import json
 import logging
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -99,12 +98,13 @@ def test_the_park_moves_to_the_next_node_with_its_session(cluster: NatsCluster, 
         status = park.service_status()["broker"]
         assert f"{status['host']}:{status['port']}" == park.listener.broker != first.broker
         assert (status["brokers"], status["switches"], status["connected"]) == (brokers, park.listener.switches, True)
-        # Nothing journaled twice; what the park had before the kill, once.
-        got = journaled(path)
-        assert all(n == 1 for n in Counter(i for ids in got.values() for i in ids).values()), got
-        assert {g: ids[:10] for g, ids in got.items()} == {g: ids[:10] for g, ids in sent.items()}
-        # Not asserted: the events published from the kill on. NATS 2.9.10 did not deliver them
-        # to the resumed session in these runs (docs/operating.md, Park; the lead's issue 34 notes).
+        # Every event of both gates, the ones published while the park moved included, once (in any
+        # order: what was on its way to the park when its node died comes again after NATS's mqtt
+        # ack_wait, 5 s here, behind newer ones).
+        wait_for(lambda: {g: sorted(ids) for g, ids in journaled(path).items()} == {g: sorted(ids) for g, ids in sent.items()}, 20, "every event in the park journal, each once, from both gates")
+        for info in infos:
+            assert info.is_published()
+        assert park.listener.counts["journaled"] == 40 and park.listener.counts["malformed"] == 0
     finally:
         sim.disconnect()
         sim.loop_stop()

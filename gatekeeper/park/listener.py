@@ -12,7 +12,10 @@ With ``broker.brokers`` (a cluster's nodes) the listener moves to the next node 
 is lost, as the gates' MQTT hook does (:class:`~gatekeeper.hooks.brokers.Failover`: the next node at
 once, a backoff only after a whole round; no CONNACK within ``_CONNACK_S``, the next). Its client id
 and ``clean_session`` false go with it, so the session, and the events the broker keeps in it, are
-picked up on the next node; one log line and one count (``switches``) per switch.
+picked up on the next node; one log line and one count (``switches``) per switch. The events are
+subscribed apart from the retained topics, and a refused subscription is asked again every
+``retry_s``: NATS refuses the retained topics for a while after a node loss, and took the events'
+subscription down with them when they shared a SUBSCRIBE.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class ParkListener:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self._subscribing: dict[int, list[tuple[str, int]]] = {}  # SUBSCRIBE mid -> its topics
         self._failover = Failover(self.client, Rotation(config.addresses, 1, 30), keepalive_s=config.keepalive_s, lock=self._lock, closing=lambda: self._closing, connack_s=_CONNACK_S)
 
     @property
@@ -123,8 +127,11 @@ class ParkListener:
                 self.last_error = f"broker {self.broker} refused the connection: {reason_code}"
             log.error("park: %s", self.last_error)
             return  # paho's on_disconnect follows, and moves on
-        # Subscribed every time: a broker that lost the session (restarted without persistence) has forgotten them.
-        client.subscribe(self.topics)
+        # Subscribed every time: a broker that lost the session (restarted without persistence) has
+        # forgotten them. The events on their own: NATS may refuse the retained topics for a while
+        # after a node loss, and a refused SUBSCRIBE must not take the events' subscription with it.
+        self._subscribe(self.topics[:1])
+        self._subscribe(self.topics[1:])
         with self._lock:
             self.connected = True
             self.connects += 1
@@ -160,17 +167,30 @@ class ParkListener:
         """An attempt failed: loudly the first since the last connection, then quietly (an absent broker would fill the log)."""
         return logging.WARNING if self._failover.rotation.failures <= 1 else logging.DEBUG
 
+    def _subscribe(self, topics: list[tuple[str, int]]) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            _, mid = self.client.subscribe(topics)
+            self._subscribing[mid] = topics
+
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
-        failed = [topic for (topic, _), code in zip(self.topics, reason_codes, strict=False) if code.is_failure]
+        with self._lock:
+            topics = self._subscribing.pop(mid, [])
+        failed = [(topic, code) for (topic, _), code in zip(topics, reason_codes, strict=False) if code.is_failure]
         if not failed:
             return
         # NATS refuses a subscription while its cluster elects a JetStream leader (a node lost):
-        # without it the session would get nothing on that topic; connect again, which subscribes again.
-        self.last_error = f"broker {self.broker} refused the subscription to {', '.join(failed)}: {reason_codes[self.topics.index((failed[0], 1))]}"
-        log.warning("park: %s; connecting again in %g s", self.last_error, self._retry_s)
-        timer = threading.Timer(self._retry_s, self._reconnect)
+        # without it the session would get nothing on that topic, so ask again until it is granted.
+        self.last_error = f"broker {self.broker} refused the subscription to {', '.join(t for t, _ in failed)}: {failed[0][1]}"
+        log.warning("park: %s; subscribing again in %g s", self.last_error, self._retry_s)
+        timer = threading.Timer(self._retry_s, self._subscribe_again, args=([(t, 1) for t, _ in failed],))
         timer.daemon = True
         timer.start()
+
+    def _subscribe_again(self, topics: list[tuple[str, int]]) -> None:
+        if self.connected:  # else the next connection subscribes anyway
+            self._subscribe(topics)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
