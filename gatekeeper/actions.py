@@ -467,13 +467,7 @@ def _button_device(config: ButtonConfig) -> Any:
     """The gpiozero ``Button`` of ``config`` (imported here: a gate without a button never loads gpiozero)."""
     from gpiozero import Button
 
-    from .pins import gpio_device
+    from .pins import gpio_input
 
     bounce = config.bounce_ms / 1000 if config.bounce_ms else None
-    return gpio_device(
-        lambda factory: Button(config.pin, pull_up=config.pull_up, bounce_time=bounce, pin_factory=factory),
-        pin_factory=config.pin_factory,
-        pin=str(config.pin),
-        name="actions.button",
-        what="the button",
-    )
+    return gpio_input(Button, config, bounce_time=bounce, name="actions.button", what="the button")

@@ -110,12 +110,6 @@ def _contact_device(config: DoorConfig) -> Any:
     """gpiozero's ``DigitalInputDevice`` of ``config`` (imported here: a gate without a door sensor never loads gpiozero)."""
     from gpiozero import DigitalInputDevice
 
-    from .pins import gpio_device
+    from .pins import gpio_input
 
-    return gpio_device(
-        lambda factory: DigitalInputDevice(config.pin, pull_up=config.pull_up, bounce_time=None, pin_factory=factory),
-        pin_factory=config.pin_factory,
-        pin=str(config.pin),
-        name="gate.sensor.pin",
-        what="the door's contact",
-    )
+    return gpio_input(DigitalInputDevice, config, bounce_time=None, name="gate.sensor.pin", what="the door's contact")

@@ -18,7 +18,7 @@ from gpiozero.pins.mock import MockFactory
 
 from .errors import HookError
 
-__all__ = ["gpio_device"]
+__all__ = ["gpio_device", "gpio_input"]
 
 T = TypeVar("T")
 
@@ -43,3 +43,15 @@ def gpio_device(make: Callable[[Any], T], *, pin_factory: str, pin: str, name: s
         ) from None
     except GPIOZeroError as exc:
         raise HookError(f"{name}: cannot use pin {pin!r}: {exc}") from None
+
+
+def gpio_input(kind: Callable[..., T], config: Any, *, bounce_time: float | None, name: str, what: str) -> T:
+    """gpiozero's input device ``kind`` (``Button``, ``DigitalInputDevice``) on ``config.pin``,
+    with its ``pull_up`` and ``pin_factory`` (see :func:`gpio_device`)."""
+    return gpio_device(
+        lambda factory: kind(config.pin, pull_up=config.pull_up, bounce_time=bounce_time, pin_factory=factory),
+        pin_factory=config.pin_factory,
+        pin=str(config.pin),
+        name=name,
+        what=what,
+    )
