@@ -72,6 +72,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
+from ..door import DOOR_EVENTS
 from ..errors import HookError
 from ..events import EventType
 from ..tls import client_context
@@ -82,8 +83,6 @@ from .config import MqttHookConfig
 __all__ = ["MqttHook", "MqttStats", "gate_state"]
 
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 1, 30
-# The door's contact (gatekeeper.door): they change the state topic's door, never the relay's state.
-_DOOR_EVENTS = (EventType.PASSAGE, EventType.FORCED_OPEN, EventType.HELD_OPEN, EventType.CLOSED)
 _CONNACK_S = 3.0  # with several brokers: no CONNACK this long after connecting, the next (brokers.Failover)
 
 
@@ -420,7 +419,7 @@ class MqttHook(Hook):
             about["in_service"], about["service_via"] = self._state.get("in_service", True), self._state.get("service_via")
             if "door" in self._state:  # the door's contact: kept through the relay's changes
                 about["door"], about["door_since"] = self._state["door"], self._state["door_since"]
-            if event.event in _DOOR_EVENTS:
+            if event.event in DOOR_EVENTS:
                 door = "closed" if event.event is EventType.CLOSED else "open"
                 self._publish_state({**self._state, "door": door, "door_since": round(now, 3)})
                 return
