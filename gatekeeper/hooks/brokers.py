@@ -21,7 +21,7 @@ from typing import Any
 
 from .base import HookStats
 
-__all__ = ["Broker", "Failover", "MqttStats", "Rotation", "broker_addresses", "broker_text", "parse_broker", "parse_brokers"]
+__all__ = ["Broker", "BrokerKeys", "Failover", "MqttStats", "Rotation", "broker_addresses", "broker_text", "parse_broker", "parse_brokers"]
 
 Broker = tuple[str, int]
 
@@ -76,12 +76,26 @@ def broker_addresses(brokers: Iterable[str] | None, host: str, port: int, *, def
     """A config's brokers in the order they are tried: ``brokers``, or ``host``:``port`` alone when it
     is None; ValueError for a bad entry, or for host/port set (not ``default``) beside ``brokers``.
     The MQTT hook's and the park's broker keys both mean this."""
+    if not host.strip():
+        raise ValueError("host: expected a broker host name or address, got an empty string")
     if brokers is None:
         return ((host, port),)
     out = parse_brokers(brokers)
     if (host, port) != default:
         raise ValueError("brokers and host/port are both set; expected brokers alone (its first entry is tried first)")
     return out
+
+
+class BrokerKeys:
+    """For a frozen config dataclass with ``brokers``, ``host`` and ``port`` keys (the MQTT hook's, the park's)."""
+
+    def _check_brokers(self) -> None:
+        broker_addresses(self.brokers, self.host, self.port)  # type: ignore[attr-defined]
+
+    @property
+    def addresses(self) -> tuple[Broker, ...]:
+        """The brokers to try, in order: ``brokers``, or ``host``:``port``."""
+        return broker_addresses(self.brokers, self.host, self.port)  # type: ignore[attr-defined]
 
 
 def broker_text(broker: Broker) -> str:

@@ -17,7 +17,7 @@ from typing import Literal
 
 from ..schema import opt
 from ..tls import MqttTlsConfig
-from .brokers import Broker, broker_addresses
+from .brokers import BrokerKeys
 
 __all__ = [
     "EVENT_NAMES",
@@ -140,7 +140,7 @@ class WebhookHookConfig:
 
 
 @dataclass(frozen=True)
-class MqttHookConfig:
+class MqttHookConfig(BrokerKeys):
     type: Literal["mqtt"] = opt("mqtt", "publish events and the gate state to an MQTT broker")
     name: str | None = opt(None, "name of this hook in the journal and logs (null: mqtt[<index>])")
     host: str = opt("127.0.0.1", "broker host")
@@ -175,18 +175,11 @@ class MqttHookConfig:
         _check_events(self.events)
         if self.commands_per_user and not self.commands:
             raise ValueError("commands_per_user is true but commands is not; expected commands: true as well")
-        if not self.host.strip():
-            raise ValueError("host: expected a broker host name or address, got an empty string")
-        broker_addresses(self.brokers, self.host, self.port)
+        self._check_brokers()
         _check_topic("topic_prefix", self.topic_prefix)
         _check_topic("discovery_prefix", self.discovery_prefix)
         if self.password_env is not None and self.username is None:
             raise ValueError("password_env is set but username is not; expected both or neither")
-
-    @property
-    def addresses(self) -> tuple[Broker, ...]:
-        """The brokers to try, in order: ``brokers``, or ``host``:``port``."""
-        return broker_addresses(self.brokers, self.host, self.port)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from ..config_doc import _scalar
 from ..config_load import read_yaml
 from ..config_values import build, describe
 from ..errors import ConfigError
-from ..hooks.brokers import Broker, broker_addresses
+from ..hooks.brokers import BrokerKeys
 from ..schema import check_bounds, opt
 
 __all__ = ["PARK_EXAMPLE", "ParkBrokerConfig", "ParkConfig", "ParkHttpConfig", "ParkJournalConfig", "load_park_config", "park_config_from_dict", "render"]
@@ -38,7 +38,7 @@ def _check_prefix(topic: str) -> None:
 
 
 @dataclass(frozen=True)
-class ParkBrokerConfig:
+class ParkBrokerConfig(BrokerKeys):
     host: str = opt("127.0.0.1", "broker host (a node of the park's broker cluster)")
     port: int = opt(1883, "broker port", ge=1, le=65535)
     brokers: tuple[str, ...] | None = opt(
@@ -53,19 +53,12 @@ class ParkBrokerConfig:
 
     def __post_init__(self) -> None:
         check_bounds(self)
-        if not self.host.strip():
-            raise ValueError("host: expected a broker host name or address, got an empty string")
-        broker_addresses(self.brokers, self.host, self.port)
+        self._check_brokers()
         if not self.client_id.strip():
             raise ValueError("client_id: expected a fixed client id (the persistent session is named by it), got an empty string")
         _check_prefix(self.topic_prefix)
         if self.password_env is not None and self.username is None:
             raise ValueError("password_env is set but username is not; expected both or neither")
-
-    @property
-    def addresses(self) -> tuple[Broker, ...]:
-        """The brokers to try, in order: ``brokers``, or ``host``:``port``."""
-        return broker_addresses(self.brokers, self.host, self.port)
 
 
 @dataclass(frozen=True)
