@@ -16,12 +16,14 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .command_line import ArgumentParser, default_config_path, setup_logging
 from .errors import GatekeeperError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .journal import JournalEntry
 
 log = logging.getLogger(__name__)
@@ -418,10 +420,15 @@ def events(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | No
     except (GatekeeperError, ValueError) as exc:
         print(f"gatekeeper: error: {exc}", file=err)
         return 2
+    return _print_entries(entries, args, _text_line, out, err, "" if since is None else f" since {iso_time(since)}")
+
+
+def _print_entries(entries: list[Any], args: argparse.Namespace, describe: Callable[[Any], str], out: TextIO, err: TextIO, since: str = "") -> int:
+    """``entries`` on ``out``, as JSON lines with ``--json`` or as ``describe`` has them; "no events" on ``err`` when there are none."""
     for entry in entries:
-        print(json.dumps(entry.to_dict()) if args.json else _text_line(entry), file=out)
+        print(json.dumps(entry.to_dict()) if args.json else describe(entry), file=out)
     if not args.json and not entries:
-        print("no events" + (f" since {iso_time(since)}" if since is not None else ""), file=err)
+        print("no events" + since, file=err)
     return 0
 
 
@@ -448,11 +455,7 @@ def _park_events(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except (GatekeeperError, ValueError) as exc:
         print(f"gatekeeper: error: {exc}", file=err)
         return 2
-    for entry in entries:
-        print(json.dumps(entry.to_dict()) if args.json else describe_entry(entry), file=out)
-    if not args.json and not entries:
-        print("no events", file=err)
-    return 0
+    return _print_entries(entries, args, describe_entry, out, err)
 
 
 # -- gatekeeper park -------------------------------------------------------------------------------
