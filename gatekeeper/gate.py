@@ -351,18 +351,18 @@ class Gate:
                 person.last_open_t = t
                 self._hold = None
             held_shut = self._out is not None or bool(self._faults)
-            return [Event(EventType.OPEN, frame, t, None, self.id_factory(), None, len(self.faces), "manual", None, by, via, held_shut, note, claimed_by=action.claimed_by)]
+            return [self._service_event(EventType.OPEN, frame, t, "manual", by, via, held_shut, note, action.claimed_by)]
         if action.kind == "out_of_service":
             if self._out is not None:
                 return self._refuse("no_change", f"already out of service (by {self._out.by} via {self._out.via}); expected in_service first")
             self._hold = None
-            self._out = Event(EventType.OUT_OF_SERVICE, frame, t, None, self.id_factory(), None, len(self.faces), note, None, by, via, None, note, claimed_by=action.claimed_by)
+            self._out = self._service_event(EventType.OUT_OF_SERVICE, frame, t, note, by, via, None, note, action.claimed_by)
             return [self._out]
         if action.kind == "in_service":
             if self._out is None:
                 return self._refuse("no_change", "already in service; expected out_of_service first")
             self._resume(t)
-            return [Event(EventType.IN_SERVICE, frame, t, None, self.id_factory(), None, len(self.faces), note, None, by, via, None, note, claimed_by=action.claimed_by)]
+            return [self._service_event(EventType.IN_SERVICE, frame, t, note, by, via, None, note, action.claimed_by)]
         raise ValueError(f"unknown action kind {action.kind!r}")  # Action checks its kind; a bug if reached
 
     def schedule(self, open_: bool, frame: int, t: float, reason: str) -> list[Event]:
@@ -378,12 +378,17 @@ class Gate:
         self._scheduled = open_
         if not open_ and (self._out is None or self._out.via != SCHEDULE):
             self._hold = None
-            self._out = Event(EventType.OUT_OF_SERVICE, frame, t, None, self.id_factory(), None, len(self.faces), reason, None, SCHEDULE, SCHEDULE)
+            self._out = self._service_event(EventType.OUT_OF_SERVICE, frame, t, reason, SCHEDULE, SCHEDULE)
             return [self._out]
         if open_ and self._out is not None:
             self._resume(t)
-            return [Event(EventType.IN_SERVICE, frame, t, None, self.id_factory(), None, len(self.faces), reason, None, SCHEDULE, SCHEDULE)]
+            return [self._service_event(EventType.IN_SERVICE, frame, t, reason, SCHEDULE, SCHEDULE)]
         return []
+
+    def _service_event(self, kind: EventType, frame: int, t: float, reason: str | None, by: str, via: str, override: bool | None = None, note: str | None = None, claimed_by: str | None = None) -> Event:
+        """An event of the gate's service (a manual OPEN, OUT_OF_SERVICE, IN_SERVICE): who and how,
+        no score, box or track; ``faces`` is how many are in front now."""
+        return Event(kind, frame, t, None, self.id_factory(), None, len(self.faces), reason, None, by, via, override, note, claimed_by=claimed_by)
 
     def announce(self, event: Event) -> None:
         """``event`` has happened (the journal holds it): call ``when_opened`` for an OPEN,

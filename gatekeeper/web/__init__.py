@@ -48,7 +48,7 @@ listen).
 
 from __future__ import annotations
 
-from .access import bearer_token, mask_secrets
+from .access import mask_secrets
 from .address import check_exposure, is_loopback, listen_socket, parse_listen
 from .draw import annotate_jpeg
 from .hub import EventHub
@@ -64,7 +64,6 @@ __all__ = [
     "Snapshot",
     "WebServer",
     "annotate_jpeg",
-    "bearer_token",
     "check_exposure",
     "is_loopback",
     "listen_socket",

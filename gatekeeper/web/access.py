@@ -43,7 +43,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from ..throttle import FailureLimit
 from ..users import AuthRefusals, Principal, Users, allows
 
-__all__ = ["AuthRefusalsCollector", "Authenticator", "Refusal", "auth_required", "bearer_token", "mask_secrets"]
+__all__ = ["AuthRefusalsCollector", "Authenticator", "Refusal", "auth_required", "mask_secrets"]
 
 #: Routes that answer without a token: the health checks a load balancer or systemd polls.
 _HEALTHZ = re.compile(r"^(/cameras/[^/]+)?/healthz$")
@@ -54,16 +54,6 @@ _BEARER = re.compile(r"(?i)((?:bearer|basic)\s+)[^\s'\"\\]+")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _log = logging.getLogger("gatekeeper.users")
-
-
-def bearer_token(header: str) -> str | None:
-    """The credentials of an ``Authorization: Bearer ...`` header (scheme in any case), else None.
-
-    >>> bearer_token("bearer abc"), bearer_token("Bearer  abc"), bearer_token("Basic abc")
-    ('abc', 'abc', None)
-    """
-    scheme, _, credentials = header.strip().partition(" ")
-    return credentials.strip() if scheme.lower() == "bearer" else None
 
 
 def mask_secrets(text: str, token: str | None = None) -> str:
