@@ -210,7 +210,7 @@ class Camera(Threaded):
         """Claim the door's contact of ``gate.sensor`` (nothing when its pin is null) and tell the
         hooks that show the door (MQTT's state topic) the level found; raises
         :class:`~gatekeeper.errors.HookError` for a pin that cannot be used. Call before the hooks start."""
-        if self.cfg.gate.sensor.pin is None or self.door is not None:
+        if not self.cfg.gate.sensor.enabled or self.door is not None:
             return
         self.door = DoorContact(self.cfg.gate.sensor, name=self.name)
         for hook in self.dispatcher.hooks if self.dispatcher is not None else ():
