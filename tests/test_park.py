@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -38,6 +39,7 @@ from gatekeeper.park.config import load_park_config, park_config_from_dict, rend
 from gatekeeper.park.journal import ParkJournal, is_park_journal
 from gatekeeper.park.service import ParkService
 from gatekeeper.park.state import ParkState
+from gatekeeper.park.web import PUSH_GAP_S
 from gatekeeper.users import hash_secret
 
 REPO = Path(__file__).resolve().parents[1]
@@ -389,6 +391,61 @@ def test_an_event_the_journal_could_not_write_comes_again(tmp_path: Path, broker
     finally:
         park.stop()
         sim.close()
+
+
+class PageStream:
+    """The park's ``/events`` as a page reads it, on a thread: each ``gates`` message's arrival
+    time, and when each event id first shows on a tile."""
+
+    def __init__(self, url: str) -> None:
+        self.messages: list[float] = []
+        self.shown: dict[str, float] = {}
+        self.ready = threading.Event()  # the first message (every tile) came
+        req = urllib.request.Request(url + "events", headers={"Authorization": f"Bearer {TOKEN}"})
+        self.resp = urllib.request.urlopen(req, timeout=30)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        kind = None
+        with contextlib.suppress(OSError, ValueError):
+            for raw in self.resp:
+                line = raw.decode().strip()
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    now = time.time()
+                    if kind == "gates":
+                        self.messages.append(now)
+                    for tile in json.loads(line[6:])["gates"].values():
+                        for e in tile["recent"]:
+                            self.shown.setdefault(e["id"], now)
+                    self.ready.set()
+
+
+@pytest.mark.slow
+def test_a_page_gets_a_burst_of_changes_in_few_messages_each_within_a_second(tmp_path: Path, broker: Broker) -> None:  # noqa: F811
+    """Changes a page has not been sent yet go out together, at most every PUSH_GAP_S (hundreds
+    a second in a big park), and every event still shows on its tile within 1 s."""
+    sims = [SimGate(broker.port, f"sim{i}") for i in range(4)]
+    park = park_service(tmp_path, broker)
+    try:
+        page = PageStream(park.web.url)
+        assert page.ready.wait(5), "the page's first message"
+        sent: dict[str, float] = {}
+        for i in range(60):  # 60 events over about 1.5 s, on 4 gates
+            sent[sims[i % 4].publish(event("OPEN", gate=f"sim{i % 4}"))["id"]] = time.time()
+            time.sleep(0.025)
+        wait_for(lambda: set(sent) <= set(page.shown), 5, "every event shown on the page")
+        late = {i: round(page.shown[i] - t, 3) for i, t in sent.items() if page.shown[i] - t > 1.0}
+        assert not late, f"shown more than 1 s after publishing: {late}"
+        span = page.messages[-1] - page.messages[0]
+        assert len(page.messages) <= span / PUSH_GAP_S + 2, f"{len(page.messages)} messages in {span:.2f} s for 60 events: not coalesced"
+        assert min(b - a for a, b in zip(page.messages, page.messages[1:], strict=False)) >= PUSH_GAP_S * 0.9
+    finally:
+        park.stop()
+        for sim in sims:
+            sim.close()
 
 
 @pytest.mark.slow

@@ -36,6 +36,7 @@ from ..hooks.brokers import Failover, Rotation, broker_text
 from .config import ParkBrokerConfig
 from .journal import ParkJournal
 from .state import ParkState
+from .wire import BufferedClient
 
 __all__ = ["ParkListener"]
 
@@ -74,7 +75,7 @@ class ParkListener:
         self.switches = 0  # connections accepted by another broker than the last one
         self.last_error: str | None = None
         self.counts = {"journaled": 0, "duplicates": 0, "malformed": 0, "journal_errors": 0, "messages": 0}
-        self.client = mqtt.Client(
+        self.client = BufferedClient(
             CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=MQTTProtocolVersion.MQTTv311, clean_session=False, manual_ack=True
         )
         if config.username is not None:

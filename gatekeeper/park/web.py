@@ -6,7 +6,8 @@ route                          what
 =============================  ===============================================================
 ``/``                          the page: every gate a tile, live
 ``/events``                    SSE: ``park`` (every tile, then the park's summary) once, then
-                               ``gates`` (the tiles that changed, and the summary)
+                               ``gates`` (the tiles that changed, and the summary), at most
+                               every ``PUSH_GAP_S``
 ``/status``                    JSON: the park's summary, broker, journal and every gate's tile
 ``/gates/GATE``                JSON: one gate's tile (404 for a gate the park never heard of)
 ``/metrics``                   Prometheus text (:mod:`gatekeeper.park.metrics`)
@@ -51,6 +52,9 @@ __all__ = ["ParkWeb"]
 log = logging.getLogger("gatekeeper.park")
 
 HEARTBEAT_S = 10.0
+#: A page is sent changes at most this often: a park of 200 gates changes hundreds of times a
+#: second, and a message per change (its tiles and the park's summary) cost CPU for each.
+PUSH_GAP_S = 0.25
 
 
 class ParkWeb:
@@ -173,6 +177,8 @@ class ParkWeb:
             dropped = 0  # a full queue lost some changes: every tile is looked at again
             assert self._closing is not None
             while not self._closing.is_set():
+                if (gap := PUSH_GAP_S - (time.monotonic() - last_write)) > 0:
+                    await asyncio.sleep(gap)  # the changes meanwhile wait in the queue: one message for them all
                 done, _ = await asyncio.wait({getter}, timeout=self.config.resync_s)
                 names: set[str] = set()
                 if getter in done:
