@@ -46,6 +46,7 @@ HEALTHY = ("cam0", "cam1", "cam2", "cam3", "cam4")  # still, moving, three with 
 RSS_MB_PER_HOUR = 5.0
 FLAT = 2.0  # fds and threads: the fitted line may rise this much over the run, no more
 P99_MS = 50.0
+JOURNAL_BYTES_PER_EVENT = 2048  # an event's row, its two deliveries and their index entries: about 650 bytes
 
 # Fault schedule, seconds: (period, how long it lasts or None for an instant, first at)
 FREEZE = (20.0, 4.0, 10.0)  # cam5 stalls
@@ -158,7 +159,9 @@ def judge(samples: Sequence[Sample], warmup_min: float, deliveries: Sequence[Del
     kept = [s for s in samples if s.minute >= warmup_min]
     per_event = (kept[-1].journal_kb - kept[0].journal_kb) * 1024 / (kept[-1].events - kept[0].events) if len(kept) > 1 and kept[-1].events > kept[0].events else None
     what = "-" if tr is None else f"{tr.first:g} -> {tr.last:g} kB, {tr.per_hour:+.1f} kB/h, {'-' if per_event is None else f'{per_event:.0f}'} bytes per event written"
-    rows.append(("journal size (reported)", what, True))
+    # Issue 32's "the journal's growth matches the events written": it grows by about one row of
+    # each table per event and hook; a journal growing much faster holds something it should not.
+    rows.append((f"journal growth matches the events written (<= {JOURNAL_BYTES_PER_EVENT} bytes each)", what, per_event is not None and per_event <= JOURNAL_BYTES_PER_EVENT))
     tr = trend(samples, "backlog", warmup_min)
     rows.append(("hook backlog (reported)", "-" if tr is None else f"{tr.first:g} -> {tr.last:g}, fit {tr.per_hour:+.1f}/h", True))
     for d in deliveries:

@@ -90,6 +90,18 @@ def test_delivery_problems_fail_the_soak() -> None:
     assert rows["webhook: 0 lost, every OPEN at least once, duplicates only of the same event"] is False, "a soak that delivered nothing proves nothing"
 
 
+def test_a_journal_growing_faster_than_its_events_fails_the_soak() -> None:
+    samples = series(20)  # 3 kB a minute for 10 events: about 307 bytes each
+    name = "journal growth matches the events written (<= 2048 bytes each)"
+    assert dict((t, ok) for t, _, ok in judge(samples, 5.0, delivered_all(), 20.0, journal_missing=0))[name] is True
+    for s in samples:
+        s.journal_kb *= 10  # 3 kB each
+    assert dict((t, ok) for t, _, ok in judge(samples, 5.0, delivered_all(), 20.0, journal_missing=0))[name] is False
+    for s in samples:
+        s.events = 0  # a journal growing with nothing written
+    assert dict((t, ok) for t, _, ok in judge(samples, 5.0, delivered_all(), 20.0, journal_missing=0))[name] is False
+
+
 def test_a_slow_start_inside_the_warm_up_does_not_count() -> None:
     samples = series(20)
     samples[1].p99_ms = 400.0  # models loading, cameras connecting
