@@ -16,7 +16,7 @@ journal after ``--drain`` seconds: must be 0), duplicates journaled (rows minus 
 must be 0) and duplicates delivered by the broker (dropped by the journal's unique id);
 publish-to-journal latency p50/p99/max (the hook's ``publish()`` call to the journal row's
 time, both this machine's wall clock); with ``--page``, the same to the event's first showing
-on its tile in ``/events`` (what the page reads; the tiles it starts with should be all N); the
+on its tile in ``/events`` (what the page reads; the tiles it has at the end should be all N); the
 park process's CPU (% of one core over the run, its CPU seconds, and those per 1000 events sent) and
 RSS (max); /status's gate count; after the kill, for each gate, the time until its next
 acknowledged publish (max and p99: "every gate publishing again"), and the latency of the
@@ -132,11 +132,12 @@ class ProcSampler:
 
 class PageWatcher:
     """A page's event stream (``/events``, what the park's page reads), on a thread: when each
-    event id first shows on its gate's tile, and how many tiles the first message carried."""
+    event id first shows on its gate's tile, and the gates it has a tile for (the page keeps a
+    tile for every gate any message named: the first carries those the park knew then)."""
 
     def __init__(self, http: int) -> None:
         self.seen: dict[str, float] = {}
-        self.tiles_at_start = 0
+        self.tiles: set[str] = set()
         self.resp = urllib.request.urlopen(f"http://127.0.0.1:{http}/events", timeout=300)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -148,7 +149,7 @@ class PageWatcher:
                 if not line.startswith("data: "):
                     continue
                 now, body = time.time(), json.loads(line[6:])
-                self.tiles_at_start = self.tiles_at_start or len(body["gates"])
+                self.tiles.update(body["gates"])
                 for tile in body["gates"].values():
                     for e in tile["recent"]:
                         self.seen.setdefault(e["id"], now)
@@ -218,7 +219,7 @@ def results(journal: Path, sent: dict[str, float], gates: list[TimedHook], kille
     }
     if page is not None:
         shown = [1000 * (page.seen[i] - t) for i, t in sent.items() if i in page.seen]
-        out["page"] = {"tiles": page.tiles_at_start, "events_shown": len(shown), "latency_ms_p50": round(statistics.median(shown), 1) if shown else None, "latency_ms_p99": round(percentile(shown, 0.99), 1)}
+        out["page"] = {"tiles": len(page.tiles), "events_shown": len(shown), "latency_ms_p50": round(statistics.median(shown), 1) if shown else None, "latency_ms_p99": round(percentile(shown, 0.99), 1)}
     if killed_at is not None:
         calm = [1000 * (journaled[i] - t) for i, t in sent.items() if i in journaled and not killed_at - 1 <= t <= killed_at + 15]
         out["latency_ms_outside_the_kill"] = {"p50": round(statistics.median(calm), 1) if calm else None, "p99": round(percentile(calm, 0.99), 1), "window": "sent 1 s before to 15 s after the kill left out"}
