@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 from hooks.conftest import Broker, Subscriber, broker, free_port  # noqa: F401 -- broker: a fixture, a real mosquitto
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from polling import wait_for
 from test_deploy import run_promtool
 from test_faults import gatekeeper_process
@@ -40,6 +41,7 @@ from gatekeeper.park.journal import ParkJournal, is_park_journal
 from gatekeeper.park.service import ParkService
 from gatekeeper.park.state import ParkState
 from gatekeeper.park.web import PUSH_GAP_S
+from gatekeeper.park.wire import BufferedClient, ReadBuffer
 from gatekeeper.users import hash_secret
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,6 +172,36 @@ def test_a_tile_follows_state_availability_and_the_hour() -> None:
     assert park.tile("lane1", now=3402.0)["health"] == "out of service"
     park.on_availability("lane1", "offline", at=3500.0, retained=False)  # its last will
     assert (park.tile("lane1", now=3500.0)["status"], park.tile("lane1", now=3500.0)["health"]) == ("offline", "offline")
+
+
+def test_the_park_client_handles_buffered_packets_but_comes_back_to_its_loop() -> None:
+    """BufferedClient reads ahead and handles every packet it has read, in order, but a broker
+    that never pauses does not keep it from paho's loop (its PUBACKs, pings and stop)."""
+    packet = bytes([0x30, 2 + 12 + 20]) + (12).to_bytes(2, "big") + b"park/g/event" + b"x" * 20
+    per_read = 1000  # packets in each read from the socket
+
+    class Endless:  # a broker with always more to send, each read ending in a packet's middle
+        stream, sent, reads = packet * per_read * 50, 0, 0
+
+        def recv(self, n: int) -> bytes:
+            self.reads += 1
+            if self.reads >= 50:
+                raise AssertionError("read the socket without end")
+            data = self.stream[self.sent : self.sent + min(n, len(packet) * per_read - 7)]
+            self.sent += len(data)
+            return data
+
+        def close(self) -> None:
+            pass
+
+    client = BufferedClient(CallbackAPIVersion.VERSION2, client_id="t")
+    got: list[bytes] = []
+    client.on_message = lambda c, u, m: got.append(m.payload)
+    client._sock = sock = ReadBuffer(Endless())  # type: ignore[assignment]
+    assert client.loop_read() == MQTTErrorCode.MQTT_ERR_SUCCESS
+    assert sock.reads == 2 and len(got) == per_read, (sock.reads, len(got))
+    assert sock.pending() > 0, "the rest is left for the next turn, which pending() asks for at once"
+    assert client.loop_read() == MQTTErrorCode.MQTT_ERR_SUCCESS and len(got) == 2 * per_read
 
 
 # -- the service against a real broker ----------------------------------------------------------
@@ -441,7 +473,6 @@ def test_a_page_gets_a_burst_of_changes_in_few_messages_each_within_a_second(tmp
         assert not late, f"shown more than 1 s after publishing: {late}"
         span = page.messages[-1] - page.messages[0]
         assert len(page.messages) <= span / PUSH_GAP_S + 2, f"{len(page.messages)} messages in {span:.2f} s for 60 events: not coalesced"
-        assert min(b - a for a, b in zip(page.messages, page.messages[1:], strict=False)) >= PUSH_GAP_S * 0.9
     finally:
         park.stop()
         for sim in sims:

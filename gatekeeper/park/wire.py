@@ -34,12 +34,13 @@ _CHUNK = 65536
 class ReadBuffer:
     """A socket whose ``recv`` reads ahead; everything else is the socket's."""
 
-    __slots__ = ("_buf", "_pos", "_sock")
+    __slots__ = ("_buf", "_pos", "_sock", "reads")
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
         self._buf = b""
         self._pos = 0
+        self.reads = 0  # reads from the socket
 
     def recv(self, n: int) -> bytes:
         pos, buf = self._pos, self._buf
@@ -48,6 +49,7 @@ class ReadBuffer:
             self._pos = pos + len(part)
             return part
         data = self._sock.recv(max(n, _CHUNK))  # BlockingIOError (nothing there) and b"" (closed) go to paho as they are
+        self.reads += 1
         if len(data) <= n:
             return data
         self._buf, self._pos = data, n
@@ -73,8 +75,15 @@ class BufferedClient(mqtt.Client):
         return sock if self._transport == "websockets" else ReadBuffer(sock)
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        """paho reads one packet a turn; here every packet already buffered is handled too."""
+        """paho reads one packet a turn; here the packets already buffered are handled too, up to
+        one more read from the socket: the turn ends then (pending() brings paho back at once), so
+        a broker sending without pause still leaves paho's loop its writes (the PUBACKs), pings
+        and stop."""
         rc = super().loop_read(max_packets)
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and isinstance(sock := self._sock, ReadBuffer) and sock.buffered():
+        sock = self._sock
+        if not isinstance(sock, ReadBuffer):
+            return rc
+        reads = sock.reads
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is sock and sock.buffered() and sock.reads == reads:
             rc = super().loop_read(max_packets)
         return rc
