@@ -171,15 +171,19 @@ class ParkWeb:
         sub = self.hub.subscribe()
         sent = self.state.tiles(now=time.time())
         getter: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(sub.queue.get())
+        assert self._closing is not None
+        # The server stopping wakes the page's wait: waiting out resync_s outlived aiohttp's
+        # shutdown_timeout (2 s), and a handler ending right on that deadline can make aiohttp
+        # raise InvalidStateError (a traceback at SIGTERM, seen once in test_park_page).
+        closing = asyncio.ensure_future(self._closing.wait())
         try:
             await resp.write(b"retry: 2000\n\n" + sse("park", {"gates": sent, "summary": self._summary()}))
             last_sync = last_write = time.monotonic()
             dropped = 0  # a full queue lost some changes: every tile is looked at again
-            assert self._closing is not None
             while not self._closing.is_set():
                 if (gap := PUSH_GAP_S - (time.monotonic() - last_write)) > 0:
                     await asyncio.sleep(gap)  # the changes meanwhile wait in the queue: one message for them all
-                done, _ = await asyncio.wait({getter}, timeout=self.config.resync_s)
+                done, _ = await asyncio.wait({getter, closing}, timeout=self.config.resync_s, return_when=asyncio.FIRST_COMPLETED)
                 names: set[str] = set()
                 if getter in done:
                     names.add(getter.result()["gate"])
@@ -202,5 +206,6 @@ class ParkWeb:
             pass  # the page went away
         finally:
             getter.cancel()
+            closing.cancel()
             self.hub.unsubscribe(sub)
         return resp
