@@ -202,22 +202,76 @@ def test_the_value_types_sit_below_the_stages() -> None:
     assert below("gatekeeper.gate").isdisjoint({"gatekeeper.actions", "gatekeeper.journal", "gatekeeper.hooks", "gatekeeper.pipeline"})
 
 
+def third_party_imported_on_load(path: Path) -> set[str]:
+    """The modules outside gatekeeper that loading ``path`` imports (and, for ``from a import b``,
+    ``a.b``, which may be a module): its import statements outside functions and outside
+    ``if TYPE_CHECKING:`` blocks."""
+    found: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                visit(node.orelse)
+            elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):  # a class body, try, with, if: they run on load
+                for field in ("body", "orelse", "finalbody"):
+                    visit(getattr(node, field, None) or [])
+                for handler in getattr(node, "handlers", None) or []:
+                    visit(handler.body)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    return {name for name in found if name.partition(".")[0] not in ("gatekeeper", "__future__")}
+
+
+# One process imports the third-party packages the library loads (numpy, OpenCV, MediaPipe, ...:
+# none of them imports gatekeeper), then forks a child per module, in which no gatekeeper module is
+# loaded yet: each child imports its module alone and reports the gatekeeper modules that came with
+# it. The same answer as a fresh interpreter per module, without paying the third-party imports
+# 86 times over (they were most of this test's minute).
+FORKED_IMPORTS = """
+import importlib, json, os, sys
+modules, preload = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for name in preload:
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass  # a name imported from a module, or an optional package that is not installed: the child finds out, as a fresh interpreter would
+assert not [n for n in sys.modules if n.partition(".")[0] == "gatekeeper"], "a third-party package loaded gatekeeper"
+result = {}
+for m in modules:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            importlib.import_module(m)
+            out = sorted(n for n in sys.modules if n.startswith("gatekeeper."))
+        except BaseException as exc:
+            out = f"failed: {type(exc).__name__}: {exc}"[-500:]
+        with os.fdopen(w, "w") as f:
+            json.dump(out, f)
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        text = f.read()
+    _, status = os.waitpid(pid, 0)
+    result[m] = json.loads(text) if status == 0 and text else f"failed: exit status {status}"
+print(json.dumps(result))
+"""
+
+
 @pytest.mark.slow
 def test_importing_each_library_module_loads_no_command() -> None:
-    # One fresh interpreter per module, all in one child process run (each import alone).
-    code = (
-        "import importlib, json, subprocess, sys\n"
-        "result = {}\n"
-        "for m in sys.argv[1:]:\n"
-        "    out = subprocess.run([sys.executable, '-c', 'import importlib, json, sys; importlib.import_module(sys.argv[1]); "
-        "print(json.dumps(sorted(n for n in sys.modules if n.startswith(\"gatekeeper.\"))))', m], capture_output=True, text=True)\n"
-        "    result[m] = json.loads(out.stdout) if out.returncode == 0 else 'failed: ' + out.stderr[-500:]\n"
-        "print(json.dumps(result))\n"
-    )
     modules = [m for m in LIBRARY if m not in NEEDS_KERAS or importlib.util.find_spec("keras") is not None]
-    proc = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True, timeout=600, cwd=PACKAGE.parent)
+    preload = sorted(set().union(*(third_party_imported_on_load(MODULES[m]) for m in modules)))
+    proc = subprocess.run([sys.executable, "-c", FORKED_IMPORTS, json.dumps(modules), json.dumps(preload)], capture_output=True, text=True, timeout=600, cwd=PACKAGE.parent)
     assert proc.returncode == 0, proc.stderr[-2000:]
     loaded = json.loads(proc.stdout)
+    assert sorted(loaded) == sorted(modules)
     failed = {m: v for m, v in loaded.items() if isinstance(v, str)}
     assert not failed, failed
     offenders = {m: sorted(set(v) & COMMANDS) for m, v in loaded.items() if set(v) & COMMANDS and m not in TRANSITIONAL_LOADS}
