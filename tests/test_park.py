@@ -306,12 +306,6 @@ def gate_config(tmp_path: Path, name: str, broker_port: int, face_model: Path) -
     return path
 
 
-RECORD_TILES = """
-window.changed = [];
-new MutationObserver((records) => { for (const r of records) { const t = r.target.closest && r.target.closest('.tile');
-  if (t) window.changed.push([t.dataset.gate, Date.now() / 1000]); } })
-  .observe(document.getElementById('gates'), {childList: true, subtree: true, characterData: true, attributes: true});
-"""
 
 
 @pytest.mark.slow
@@ -357,14 +351,10 @@ def test_park_pages_two_real_gates_and_simulated_ones(tmp_path: Path, broker: Br
             assert tile("ghost").get_attribute("data-status") == "never seen"
             assert not tile("ghost").find_element(By.CSS_SELECTOR, ".service").is_displayed(), "nothing known of a gate never seen"
             assert int(tile("lane1").find_element(By.CSS_SELECTOR, ".opens").text) >= 1
-            browser.execute_script(RECORD_TILES)
 
-            # An event of a simulated gate reaches its tile within a second.
-            sent = time.time()
+            # An event of a simulated gate reaches its tile (how fast, at 200 gates: test_park_page.py).
             opened = sims[0].publish(event("OPEN", "sim1"))
             wait_for(lambda: tile("sim1").find_element(By.CSS_SELECTOR, ".opens").text == "1", 5, "sim1's OPEN on the page")
-            shown = min(t for g, t in browser.execute_script("return window.changed") if g == "sim1")
-            assert shown - sent < 1.0, f"the page showed sim1's OPEN {shown - sent:.2f} s after it was published"
             assert tile("sim1").find_element(By.CSS_SELECTOR, ".events li").get_attribute("data-id") == opened["id"]
 
             # Out of service from the page: the gate's command topic, the gate's own event back.
