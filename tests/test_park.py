@@ -265,6 +265,8 @@ def test_a_restarted_park_catches_up_without_loss_or_doubles(tmp_path: Path, bro
     try:
         before = [sim.publish(event("OPEN")) for _ in range(5)]
         wait_for(lambda: park.listener.counts["journaled"] == 5, 5, "5 events journaled")
+        # paho's socket is behind the read buffer (BufferedClient overrides a private method of paho 2)
+        assert isinstance(park.listener.client._sock, ReadBuffer) and park.listener.client._sock.reads > 0
     finally:
         park.stop()
     while_away = [sim.publish(event(kind)) for kind in ["OPEN", "DENY", "FAULT", "RECOVERED"] * 5]
