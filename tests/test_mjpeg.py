@@ -79,7 +79,8 @@ class PlainHttp(http.server.BaseHTTPRequestHandler):
 def plain_http() -> Iterator[tuple[str, type[PlainHttp]]]:
     handler = type("Handler", (PlainHttp,), {})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits out serve_forever's poll interval: 0.05 s, as the other test servers use, not 0.5 s.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/video", handler
@@ -159,14 +160,28 @@ def test_a_live_gate_on_an_empty_entrance_decodes_a_few_frames_then_opens(shared
             [sys.executable, "-m", "gatekeeper.cli", "--url", cam.url, "--config", str(config), "--dry-run"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
+        lines: list[str] = []
+        errs: list[str] = []
+        readers = [
+            threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True),  # type: ignore[union-attr]
+            threading.Thread(target=lambda: errs.extend(iter(proc.stderr.readline, "")), daemon=True),  # type: ignore[union-attr]
+        ]
+        for reader in readers:
+            reader.start()
         try:
             wait_for(lambda: cam.connections >= 1 and cam.frames_sent >= 90, 60, "3 s of the empty entrance read")
             cam.frames = face + still  # someone walks up, smiles, walks away
-            time.sleep(4.0)
+            # Within the 4 s the test used to give the walk-up (it slept them out whatever happened).
+            wait_for(lambda: any('"OPEN"' in line for line in lines), 4.0, "an OPEN line on stdout", interval=0.05)
         finally:
             proc.send_signal(2)
-            out, err = proc.communicate(timeout=30)
-    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+            proc.wait(timeout=30)
+            for reader in readers:
+                reader.join(10)
+            for pipe in (proc.stdout, proc.stderr):
+                pipe.close()  # type: ignore[union-attr]
+    err = "".join(errs)
+    events = [json.loads(line) for line in lines if line.startswith("{")]
     assert "OPEN" in [e["event"] for e in events], err[-2000:]
     done = re.search(r"done: .* source (\{.*\})", err)
     assert done is not None, err[-2000:]
