@@ -510,9 +510,24 @@ def test_schedule_events_are_stamped_with_the_camera_and_reach_the_sinks(tmp_pat
 # -- the whole product ------------------------------------------------------------------------------
 
 
+def replay_single_face(shared_dir: Path, face_model_path: Path, cwd: Path, *args: str) -> list[dict[str, Any]]:
+    """``gatekeeper --video single_face.mp4 --dry-run ARGS`` (real models) in ``cwd``: its events."""
+    clip = str(shared_dir / "videos" / "single_face.mp4")
+    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
+    proc = subprocess.run([sys.executable, "-m", "gatekeeper.cli", "--video", clip, "--dry-run", *args], capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def events_without_hours(shared_dir: Path, face_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """The replay of the clip by a gate without hours (the built-in defaults), once for both cases below."""
+    return replay_single_face(shared_dir, face_model_path, tmp_path_factory.mktemp("no_hours"), "--config", os.devnull)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("closed", [True, False], ids=["closed: out of service, no OPEN", "open all day: as without hours"])
-def test_a_replay_follows_the_hours(tmp_path: Path, shared_dir: Path, face_model_path: Path, closed: bool) -> None:
+def test_a_replay_follows_the_hours(tmp_path: Path, shared_dir: Path, face_model_path: Path, events_without_hours: list[dict[str, Any]], closed: bool) -> None:
     """``gatekeeper --video`` on a clip where a smile opens, with the real models: outside the
     hours the first event is the schedule's OUT_OF_SERVICE and the smile opens nothing; inside
     them the events are those of a gate without hours."""
@@ -521,16 +536,9 @@ def test_a_replay_follows_the_hours(tmp_path: Path, shared_dir: Path, face_model
     hours = {"timezone": "UTC", "week": {"mon-sun": "00:00-24:00"}, **({"exceptions": days} if closed else {})}
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"service": {"hours": hours}}), encoding="utf-8")
-    clip = str(shared_dir / "videos" / "single_face.mp4")
-    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
 
-    def replay(*args: str) -> list[dict[str, Any]]:
-        proc = subprocess.run([sys.executable, "-m", "gatekeeper.cli", "--video", clip, "--dry-run", *args], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
-        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-        return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-
-    events = replay("--config", str(config))
-    without = replay("--config", os.devnull)
+    events = replay_single_face(shared_dir, face_model_path, tmp_path, "--config", str(config))
+    without = events_without_hours
     assert "OPEN" in [e["event"] for e in without]
     if closed:
         assert (events[0]["event"], events[0]["by"], events[0]["via"]) == ("OUT_OF_SERVICE", "schedule", "schedule")
