@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,11 +21,6 @@ import yaml
 pytestmark = pytest.mark.slow
 
 REQUIRED_KEYS = {"event", "frame", "t", "score", "id", "box", "faces", "reason"}
-
-
-def run_cli(args: list[str], face_model_path: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
-    return subprocess.run([sys.executable, "-m", "gatekeeper.cli", *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def labels(shared_dir: Path) -> dict:
@@ -38,17 +35,76 @@ def frame_label(spec: dict, frame: int) -> str:
 
 
 CLIPS = ["single_face.mp4", "face_noface.mov", "no_face.mp4"]
+LABEL_FILES = {"labels.yaml": 3, "labels-expressions.yaml": 9, "talking/labels.yaml": 16}  # and how many clips each labels
+# The arguments of every replay below: a dry run (the replays check what the gate decides, not the
+# journal) with the built-in defaults (an empty config file).
+REPLAY_ARGS = f"--dry-run --config {os.devnull}"
+
+# The ``gatekeeper`` command that replay_check.py runs: the real command line, whose exit status,
+# stdout and stderr it keeps per clip, so the tests below assert on the replays the tool made
+# instead of replaying each clip a second and a third time.
+# The CLI dies with the wrapper (PR_SET_PDEATHSIG), as it did when the wrapper exec'd it: the
+# tool's per-clip timeout kills the wrapper.
+RECORDING_WRAPPER = """#!{python}
+import ctypes, json, pathlib, signal, subprocess, sys
+die_with_parent = lambda: ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+proc = subprocess.run([sys.executable, "-m", "gatekeeper.cli", *sys.argv[1:]], capture_output=True, text=True, preexec_fn=die_with_parent)
+clip = sys.argv[sys.argv.index("--video") + 1]
+record = {{"args": sys.argv[1:], "returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}}
+folder = pathlib.Path({folder!r})
+(folder / f"{{len(list(folder.iterdir()))}}.json").write_text(json.dumps(record))
+sys.stdout.write(proc.stdout)
+sys.stderr.write(proc.stderr)
+sys.exit(proc.returncode)
+"""
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    """One run of replay_check.py on a labels file, and the replay of each of its clips (by name in the labels)."""
+
+    proc: subprocess.CompletedProcess[str]
+    labels: dict
+    replays: dict[str, subprocess.CompletedProcess[str]]
+
+    def events(self, clip: str) -> list[dict]:
+        return [json.loads(line) for line in self.replays[clip].stdout.splitlines() if line.strip()]
+
+
+def replay_check(shared_dir: Path, face_model_path: Path, folder: Path, labels_file: str) -> ToolRun:
+    """``../shared/tools/replay_check.py`` on the clips of ``videos/LABELS_FILE``, through the recording wrapper."""
+    labels = yaml.safe_load((shared_dir / "videos" / labels_file).read_text())
+    videos = shared_dir / "videos" / Path(labels_file).parent
+    records = folder / "records"
+    records.mkdir(parents=True)
+    wrapper = folder / "gatekeeper"
+    wrapper.write_text(RECORDING_WRAPPER.format(python=sys.executable, folder=str(records)))
+    wrapper.chmod(0o755)
+    # replay_check looks for a clip beside its labels file; absolute names let the subset live here.
+    subset = folder / "labels.yaml"
+    subset.write_text(yaml.safe_dump({str(videos / clip): spec for clip, spec in labels.items()}))
+    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
+    argv = [sys.executable, str(shared_dir / "tools" / "replay_check.py"), "--cmd", str(wrapper), "--timeout", "120", f"--extra={REPLAY_ARGS}", "--labels", str(subset)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, cwd=folder)
+    replays = {}
+    for path in sorted(records.iterdir(), key=lambda p: int(p.stem)):
+        record = json.loads(path.read_text())
+        clip = str(Path(record["args"][record["args"].index("--video") + 1]).relative_to(videos))
+        assert clip not in replays, f"replay_check ran {clip} twice"
+        replays[clip] = subprocess.CompletedProcess(record["args"], record["returncode"], record["stdout"], record["stderr"])
+    return ToolRun(proc, labels, replays)
 
 
 @pytest.fixture(scope="module")
-def replays(shared_dir: Path, face_model_path: Path) -> dict[str, tuple[subprocess.CompletedProcess[str], list[dict]]]:
-    out = {}
-    for clip in CLIPS:
-        # A dry run: the replays check what the gate decides, not the journal.
-        proc = run_cli(["--video", str(shared_dir / "videos" / clip), "--config", os.devnull, "--dry-run"], face_model_path)
-        events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-        out[clip] = (proc, events)
-    return out
+def tool_runs(shared_dir: Path, face_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ToolRun]:
+    """replay_check.py on every labels file, once for the module: each clip is replayed once."""
+    return {name: replay_check(shared_dir, face_model_path, tmp_path_factory.mktemp("replay_check"), name) for name in LABEL_FILES}
+
+
+@pytest.fixture(scope="module")
+def replays(tool_runs: dict[str, ToolRun]) -> dict[str, tuple[subprocess.CompletedProcess[str], list[dict]]]:
+    run = tool_runs["labels.yaml"]
+    return {clip: (run.replays[clip], run.events(clip)) for clip in CLIPS}
 
 
 @pytest.mark.parametrize("clip", CLIPS)
@@ -85,46 +141,35 @@ def test_replay_matches_hand_checked_labels(replays, shared_dir: Path, clip: str
         assert all(frame_label(spec, f) in ("none", "unsure") for f in lost), lost
 
 
-def replay_check(shared_dir: Path, face_model_path: Path, tmp_path: Path, labels: dict, folder: str = "") -> subprocess.CompletedProcess[str]:
-    """``../shared/tools/replay_check.py`` on these clips of the shared folder (``videos/FOLDER``), with the default config."""
-    wrapper = tmp_path / "gatekeeper"
-    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m gatekeeper.cli \"$@\"\n")
-    wrapper.chmod(0o755)
-    # replay_check looks for a clip beside its labels file; absolute names let the subset live here.
-    subset = tmp_path / "labels.yaml"
-    subset.write_text(yaml.safe_dump({str(shared_dir / "videos" / folder / clip): spec for clip, spec in labels.items()}))
-    env = {**os.environ, "GATEKEEPER_FACE_MODEL": str(face_model_path)}
-    argv = [sys.executable, str(shared_dir / "tools" / "replay_check.py"), "--cmd", str(wrapper), "--timeout", "120", "--extra=--dry-run", "--labels", str(subset)]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
-
-
-@pytest.mark.parametrize("labels_file", ["labels.yaml", "labels-expressions.yaml", "talking/labels.yaml"])
-def test_replay_check_tool_passes(shared_dir: Path, face_model_path: Path, tmp_path: Path, labels_file: str) -> None:
+@pytest.mark.parametrize("labels_file", LABEL_FILES)
+def test_replay_check_tool_passes(tool_runs: dict[str, ToolRun], labels_file: str) -> None:
     """The project's definition of done: ../shared/tools/replay_check.py on every labelled clip,
     the nine expression clips (grimaces, tongue out, a wink, talking, smiles while talking) and the
     sixteen clips of people talking (a check only: no training set holds them) included, with the
     default config."""
-    labels = yaml.safe_load((shared_dir / "videos" / labels_file).read_text())
-    proc = replay_check(shared_dir, face_model_path, tmp_path, labels, str(Path(labels_file).parent).strip("."))
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
-    assert f"{len(labels)} passed, 0 failed" in proc.stdout
-    assert len(labels) == {"labels.yaml": 3, "labels-expressions.yaml": 9, "talking/labels.yaml": 16}[labels_file]
+    run = tool_runs[labels_file]
+    assert run.proc.returncode == 0, run.proc.stdout + run.proc.stderr[-2000:]
+    assert f"{len(run.labels)} passed, 0 failed" in run.proc.stdout
+    assert len(run.labels) == LABEL_FILES[labels_file]
+    assert sorted(run.replays) == sorted(run.labels), "the tool replays every clip of the labels file once"
+    assert all(shlex.split(REPLAY_ARGS) == p.args[2:] for p in run.replays.values()), "each clip as --video CLIP, then the extra arguments"
 
 
-def test_clear_smiles_open_within_0_6_s_of_their_start(shared_dir: Path, face_model_path: Path) -> None:
+def test_clear_smiles_open_within_0_6_s_of_their_start(tool_runs: dict[str, ToolRun]) -> None:
     """On every clip with a clear smile, the gate opens within 0.6 s of the first frame labelled
     smile (an OPEN while the smile forms, in an allowed window just before it, counts as in time),
     unless the visit has already opened."""
     late = {}
     for labels_file in ("labels.yaml", "labels-expressions.yaml"):
-        for clip, spec in yaml.safe_load((shared_dir / "videos" / labels_file).read_text()).items():
+        run = tool_runs[labels_file]
+        for clip, spec in run.labels.items():
             starts = [first for first, _, label in spec["segments"] if label == "smile"]
             if not starts:
                 continue
             fps = spec.get("fps") or 30
-            proc = run_cli(["--video", str(shared_dir / "videos" / clip), "--config", os.devnull, "--dry-run"], face_model_path)
+            proc = run.replays[clip]
             assert proc.returncode == 0, proc.stderr[-2000:]
-            opens = [json.loads(line)["frame"] for line in proc.stdout.splitlines() if line.strip() and json.loads(line)["event"] == "OPEN"]
+            opens = [e["frame"] for e in run.events(clip) if e["event"] == "OPEN"]
             windows = spec["expect"].get("opens_only_in") or [[starts[0] - 10, 10**9]]
             window = next(w for w in windows if w[0] <= starts[0] <= w[1])
             if any(f < window[0] for f in opens):
