@@ -114,8 +114,23 @@ def test_the_runnable_commands_are_found() -> None:
     assert any(c.startswith("gatekeeper --video ../shared/videos/") and "--dry-run" in c for c in commands)
 
 
+def documented_commands() -> list[tuple[str, str]]:
+    """(where, command) for each distinct command, ``where`` naming every place that shows it:
+    a command shown in two places is run once (the same command, the same answer)."""
+    places: dict[str, list[str]] = {}
+    for where, command in console_commands():
+        places.setdefault(command, []).append(where)
+    return [(", ".join(where), command) for command, where in places.items()]
+
+
+def test_each_documented_command_is_run_once_for_all_its_places() -> None:
+    commands = [c for _, c in console_commands()]
+    assert sorted(c for _, c in documented_commands()) == sorted(set(commands))
+    assert sum(len(w.split(", ")) for w, _ in documented_commands()) == len(commands)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("where", "command"), console_commands(), ids=[w for w, _ in console_commands()])
+@pytest.mark.parametrize(("where", "command"), documented_commands(), ids=[w for w, _ in documented_commands()])
 def test_a_documented_command_runs(where: str, command: str, shared_dir: Path) -> None:
     argv = [
         arg.replace("../shared/", f"{shared_dir}/", 1) if arg.startswith("../shared/") else arg
