@@ -107,6 +107,25 @@ def replay(frames: Iterable[Frame], cfg: Config) -> tuple[list[tuple[str, float,
 
 
 EVERY_FRAME = Config(motion=MotionConfig(enabled=False))
+
+
+def replay_both(frames: Iterable[Frame]) -> tuple[list[tuple[str, float, int | None]], list[tuple[str, float, int | None]], DetectSchedule | None]:
+    """The frames through two pipelines side by side, one with detection on every frame
+    (EVERY_FRAME), one with the schedule (the defaults): their events and the schedule. Each
+    frame is read once and each pipeline gets its own Frame of the picture (as two replays of the
+    clip would give them, without decoding it twice)."""
+    from gatekeeper.pipeline import build_pipeline
+
+    full, skipping = build_pipeline(EVERY_FRAME), build_pipeline(Config())
+    events: tuple[list[tuple[str, float, int | None]], list[tuple[str, float, int | None]]] = ([], [])
+    try:
+        for frame in frames:
+            for pipeline, out in zip((full, skipping), events, strict=True):
+                out.extend((e.event.value, e.t, e.track) for e in pipeline.process(Frame(frame.image, frame.index, frame.t, frame.decode_s)))
+    finally:
+        full.close()
+        skipping.close()
+    return events[0], events[1], skipping.motion
 #: The promise: no OPEN comes more than this much later than with detection on every frame.
 MAX_DELAY_S = 0.1
 
@@ -135,8 +154,7 @@ def test_every_labelled_clip_decides_the_same_with_the_detector_skipping(shared_
     assert len(clips) == {"labels.yaml": 3, "labels-expressions.yaml": 9}[labels_file]
     skipped = 0
     for clip in clips:
-        full, _ = replay(clip_frames(videos / clip), EVERY_FRAME)
-        skipping, motion = replay(clip_frames(videos / clip), Config())
+        full, skipping, motion = replay_both(clip_frames(videos / clip))
         same_decisions(full, skipping)
         assert motion is not None and motion.detected > 0
         skipped += motion.skipped
@@ -205,8 +223,7 @@ def after_an_empty_entrance(path: Path, empty: Path, seconds: float) -> Iterator
 def test_a_repeated_picture_skips_the_detector_and_opens_as_soon(shared_dir: Path, face_model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GATEKEEPER_FACE_MODEL", str(face_model_path))
     path = shared_dir / "videos" / "single_face.mp4"
-    full, _ = replay(repeated(clip_frames(path), 3), EVERY_FRAME)
-    skipping, motion = replay(repeated(clip_frames(path), 3), Config())
+    full, skipping, motion = replay_both(repeated(clip_frames(path), 3))
     assert [e for e, _, _ in full] == ["OPEN"]
     same_decisions(full, skipping)
     assert motion is not None and motion.skipped >= motion.detected  # two frames in three are copies
@@ -217,8 +234,7 @@ def test_someone_walking_up_to_an_empty_entrance_opens_within_the_promise(shared
     monkeypatch.setenv("GATEKEEPER_FACE_MODEL", str(face_model_path))
     videos = shared_dir / "videos"
     for clip in ("single_face.mp4", "broad_grin.mp4"):
-        full, _ = replay(after_an_empty_entrance(videos / clip, videos / "no_face.mp4", 2.0), EVERY_FRAME)
-        skipping, motion = replay(after_an_empty_entrance(videos / clip, videos / "no_face.mp4", 2.0), Config())
+        full, skipping, motion = replay_both(after_an_empty_entrance(videos / clip, videos / "no_face.mp4", 2.0))
         assert "OPEN" in [e for e, _, _ in full], clip
         same_decisions(full, skipping)
         assert motion is not None and motion.skipped >= 55  # the empty entrance: 2 of its 60 frames detected
