@@ -44,13 +44,17 @@ def train_refused(face_model_path: Path, out: Path, *args: str) -> str:
     return proc.stderr.strip().splitlines()[-1]
 
 
+def tiny_recipe(tiny_faces: Path) -> list[str]:
+    """The options of the tiny model's run but --out and --cache. Mining is off by default (it
+    cost the held broad grin, docs/model.md "Runs"); on here, to test it."""
+    return ["--data", f"folders:{tiny_faces}", "--epochs", "2", "--batch", "32", "--clean-after", "1",
+            "--clean-sources", tiny_faces.name, "--mine-weight", "3", "--mine-smiles-weight", "2", "--mine-smiles-sources", tiny_faces.name]
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_faces: Path, face_model_path: Path) -> Path:
     out = tmp_path_factory.mktemp("model")
-    # Mining is off by default (it cost the held broad grin, docs/model.md "Runs"); on here, to test it.
-    run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "2", "--batch", "32", "--clean-after", "1",
-              "--clean-sources", tiny_faces.name, "--mine-weight", "3", "--mine-smiles-weight", "2",
-              "--mine-smiles-sources", tiny_faces.name, "--out", str(out), "--cache", str(out / "cache"))
+    run_train(face_model_path, *tiny_recipe(tiny_faces), "--out", str(out), "--cache", str(out / "cache"))
     return out
 
 
@@ -318,10 +322,10 @@ def test_a_run_killed_between_epochs_resumes_where_it_stopped(tiny_model: Path, 
 
 
 def test_resuming_with_another_recipe_is_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
-    run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "1", "--batch", "32", "--out", str(tmp_path), "--cache", str(tiny_model / "cache"))
-    (tmp_path / "model.json").unlink()
-    last = train_refused(face_model_path, tmp_path, "--data", f"folders:{tiny_faces}", "--epochs", "1", "--batch", "32", "--seed", "5", "--resume",
-                         "--cache", str(tiny_model / "cache"))
+    """The tiny model's run left its state (written after each epoch) beside its model: resumed
+    with the same options but the seed, it is refused, naming the seed."""
+    shutil.copy(tiny_model / "train-state.npz", tmp_path / "train-state.npz")
+    last = train_refused(face_model_path, tmp_path, *tiny_recipe(tiny_faces), "--seed", "5", "--resume", "--cache", str(tiny_model / "cache"))
     assert last.startswith("gatekeeper train: --resume: the saved run used another recipe (seed: 1234 then, 5 now)"), last
 
 
