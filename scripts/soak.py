@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if (args.minutes is not None and args.minutes <= 0) or args.sample_s <= 0 or args.warmup_min < 0:
         ap.error("expected --minutes and --sample-s above 0 and --warmup-min of at least 0")
+    # SIGTERM (a timeout, `kill`) ends the run as Ctrl-C does: the cleanup stops the service, the
+    # broker and the cameras instead of leaving them running.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.service:
         from soak_service import service_soak  # beside this file
 

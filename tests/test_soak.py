@@ -4,7 +4,11 @@ per target. The soak itself runs for an hour and is not run in CI."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,3 +114,44 @@ def test_a_slow_start_inside_the_warm_up_does_not_count() -> None:
     samples[10].p99_ms = 51.0
     rows = {t: ok for t, _, ok in judge(samples, 5.0, delivered_all(), 20.0, journal_missing=0)}
     assert rows["healthy cameras' p99 frame-to-event <= 50 ms throughout"] is False
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` now (from /proc's children lists)."""
+    found, todo = set(), [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            try:
+                kids = {int(k) for k in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            todo += list(kids - found)
+            found |= kids
+    return found
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_soak_and_everything_it_started(tmp_path: Path) -> None:
+    """A soak ended by SIGTERM (a timeout, `kill`) stops the service, the broker and the cameras it
+    started, as Ctrl-C does, instead of leaving them running."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "soak.py"
+    proc = subprocess.Popen([sys.executable, str(script), "--service", "--minutes", "5", "--workdir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the header comes once the service answers
+            if line.lstrip().startswith("minute"):
+                break
+        started = _descendants(proc.pid)
+        assert any("gatekeeper.cli" in Path(f"/proc/{p}/cmdline").read_text(errors="replace").replace("\0", " ") for p in started if Path(f"/proc/{p}").exists()), "the service runs"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 10
+        while (alive := [p for p in started if Path(f"/proc/{p}").exists() and Path(f"/proc/{p}/stat").read_text().split()[2] != "Z"]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive, f"left running after SIGTERM: {[Path(f'/proc/{p}/cmdline').read_text(errors='replace').replace(chr(0), ' ')[:80] for p in alive]}"
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
