@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import logging
 import re
@@ -114,10 +115,10 @@ def train(argv: list[str]) -> int:
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
     setup_logging(args.log_level)
-    try:
-        import tensorflow  # noqa: F401
-    except ModuleNotFoundError:
-        raise GatekeeperError("training needs TensorFlow; install the training extra: pip install '.[train]'") from None
+    # Found, not imported: TensorFlow takes seconds to import, and a refused option or teacher
+    # should say so at once; the fit imports it when it starts.
+    if importlib.util.find_spec("tensorflow") is None:
+        raise GatekeeperError("training needs TensorFlow; install the training extra: pip install '.[train]'")
     from .errors import TrainingError
     from .training.options import TrainOptions
     from .training.train import train as run_training

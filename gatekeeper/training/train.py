@@ -420,15 +420,15 @@ def teach(run: Run, fitted: Fitted, card: dict[str, Any], path: Path) -> dict[st
 
 def train(opts: TrainOptions) -> dict[str, Any]:
     """One training run (module docstring); returns the model card."""
+    t_start = time.monotonic()
+    Path(opts.out).mkdir(parents=True, exist_ok=True)
+    run = prepare_run(opts)  # every check it can make, before TensorFlow's seconds of import
     import keras
     import tensorflow as tf
 
-    t_start = time.monotonic()
     keras.utils.set_random_seed(opts.seed)
     tf.config.threading.set_intra_op_parallelism_threads(opts.threads)
     tf.config.threading.set_inter_op_parallelism_threads(2)
-    Path(opts.out).mkdir(parents=True, exist_ok=True)
-    run = prepare_run(opts)
     fitted = fit_model(run, build_models(run))
     card = export(run, fitted, calibrate(run, fitted), time.monotonic() - t_start)
     if opts.write_logits:

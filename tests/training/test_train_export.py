@@ -113,13 +113,22 @@ def test_the_default_recipe_is_the_shipped_models() -> None:
     assert (card["epochs_max"], card["hard_mining"], card["hard_weight"], card["seed"]) == (args.epochs, None, args.hard_weight, args.seed)
 
 
-def test_init_with_no_epochs_recalibrates_the_same_weights(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def recalibrated(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model's weights re-calibrated and re-exported (--init, --epochs 0), its logits
+    written with --write-logits (to logits.npz beside the model): one run for the two tests below
+    that need such a run."""
+    out = tmp_path_factory.mktemp("recalibrated")
+    run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--init", str(tiny_model / "gate.best.keras"), "--epochs", "0",
+              "--out", str(out), "--cache", str(tiny_model / "cache"), "--write-logits", str(out / "logits.npz"))
+    return out
+
+
+def test_init_with_no_epochs_recalibrates_the_same_weights(tiny_model: Path, recalibrated: Path) -> None:
     """How a shipped model is re-calibrated and re-exported after its chips change."""
     init = tiny_model / "gate.best.keras"
-    run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--init", str(init), "--epochs", "0",
-              "--out", str(tmp_path), "--cache", str(tiny_model / "cache"))
     before = json.loads((tiny_model / "model.json").read_text())
-    after = json.loads((tmp_path / "model.json").read_text())
+    after = json.loads((recalibrated / "model.json").read_text())
     assert after["training"]["init_sha256"] == hashlib.sha256(init.read_bytes()).hexdigest()
     assert after["training"]["init_training"] == before["training"]
     assert after["training"]["epochs_run"] == 0
@@ -128,7 +137,7 @@ def test_init_with_no_epochs_recalibrates_the_same_weights(tiny_model: Path, tin
     assert after["calibration"]["b"] == pytest.approx(before["calibration"]["b"], abs=1e-4)
     chips = np.random.default_rng(1).integers(0, 255, (8, 64, 64), dtype=np.uint8)
     p_before = SmileClassifier(tiny_model / "smile.tflite").predict(chips)
-    p_after = SmileClassifier(tmp_path / "smile.tflite").predict(chips)
+    p_after = SmileClassifier(recalibrated / "smile.tflite").predict(chips)
     assert np.allclose(p_before, p_after, atol=1e-4)
 
 
@@ -329,12 +338,10 @@ def test_resuming_with_another_recipe_is_refused(tiny_model: Path, tiny_faces: P
     assert last.startswith("gatekeeper train: --resume: the saved run used another recipe (seed: 1234 then, 5 now)"), last
 
 
-def test_a_teachers_logits_file_records_its_provenance_and_teaches_a_student(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
+def test_a_teachers_logits_file_records_its_provenance_and_teaches_a_student(tiny_model: Path, tiny_faces: Path, recalibrated: Path, face_model_path: Path, tmp_path: Path) -> None:
     from gatekeeper.training.teacher import LOGITS_KIND, TeacherLogits
 
-    logits = tmp_path / "teacher" / "logits.npz"
-    run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--init", str(tiny_model / "gate.best.keras"), "--epochs", "0",
-              "--out", str(tmp_path / "teacher"), "--cache", str(tiny_model / "cache"), "--write-logits", str(logits))
+    logits = recalibrated / "logits.npz"  # the tiny model's, written by an --init --epochs 0 run
     teacher = TeacherLogits.read(logits)
     assert teacher.meta["kind"] == LOGITS_KIND and "--write-logits" in teacher.meta["command"]
     assert len(teacher.meta["code_revision"]) >= 40 or teacher.meta["code_revision"] == "unknown"
