@@ -136,6 +136,7 @@ def test_sigterm_stops_the_soak_and_everything_it_started(tmp_path: Path) -> Non
     started, as Ctrl-C does, instead of leaving them running."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "soak.py"
     proc = subprocess.Popen([sys.executable, str(script), "--service", "--minutes", "5", "--workdir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    started: set[int] = set()
     try:
         assert proc.stdout is not None
         for line in proc.stdout:  # the header comes once the service answers
@@ -155,3 +156,8 @@ def test_sigterm_stops_the_soak_and_everything_it_started(tmp_path: Path) -> Non
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+        for pid in started:  # what a failing run left behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
