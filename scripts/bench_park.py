@@ -131,28 +131,39 @@ class ProcSampler:
 
 
 class PageWatcher:
-    """A page's event stream (``/events``, what the park's page reads), on a thread: when each
-    event id first shows on its gate's tile, and the gates it has a tile for (the page keeps a
-    tile for every gate any message named: the first carries those the park knew then)."""
+    """A page's event stream (``/events`` of the park at ``url``, what the park's page reads), on a
+    thread: when each event id first shows on its gate's tile (``seen``), the gates it has a tile
+    for (the page keeps a tile for every gate any message named: the first carries those the park
+    knew then), when each ``gates`` message (the changes after the first) arrived, and ``ready``
+    once the first message came. tests/test_park.py reads a page with it too."""
 
-    def __init__(self, http: int) -> None:
+    def __init__(self, url: str, token: str | None = None, timeout: float = 300) -> None:
         self.seen: dict[str, float] = {}
         self.tiles: set[str] = set()
-        self.resp = urllib.request.urlopen(f"http://127.0.0.1:{http}/events", timeout=300)
+        self.messages: list[float] = []
+        self.ready = threading.Event()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.resp = urllib.request.urlopen(urllib.request.Request(url + "events", headers=headers), timeout=timeout)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
+        kind = None
         try:
             for raw in self.resp:
                 line = raw.decode().strip()
+                if line.startswith("event: "):
+                    kind = line[7:]
                 if not line.startswith("data: "):
                     continue
                 now, body = time.time(), json.loads(line[6:])
+                if kind == "gates":
+                    self.messages.append(now)
                 self.tiles.update(body["gates"])
                 for tile in body["gates"].values():
                     for e in tile["recent"]:
                         self.seen.setdefault(e["id"], now)
+                self.ready.set()
         except (OSError, ValueError):
             pass  # the park went away at the end
 
@@ -253,7 +264,7 @@ def main() -> int:
     gates: list[TimedHook] = []
     try:
         gates = make_gates(args.gates, brokers)
-        page = PageWatcher(http) if args.page else None
+        page = PageWatcher(f"http://127.0.0.1:{http}/") if args.page else None
         sampler = ProcSampler(park.pid)
         kill = (args.seconds * args.kill_at, lambda: cluster.kill(cluster.nodes[1])) if cluster is not None and args.kill_at > 0 else None
         sent, killed_at = drive(gates, args.rate, args.seconds, kill)

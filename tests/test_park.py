@@ -16,7 +16,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +31,9 @@ from polling import wait_for
 from test_deploy import run_promtool
 from test_faults import gatekeeper_process
 from test_web import browser, metric_samples  # noqa: F401 -- browser: a fixture, Debian's Chromium
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from bench_park import PageWatcher  # the page's /events reader the park benchmark uses
 
 from gatekeeper import cli, commands
 from gatekeeper.errors import ConfigError, JournalError
@@ -417,36 +419,6 @@ def test_an_event_the_journal_could_not_write_comes_again(tmp_path: Path, broker
         sim.close()
 
 
-class PageStream:
-    """The park's ``/events`` as a page reads it, on a thread: each ``gates`` message's arrival
-    time, and when each event id first shows on a tile."""
-
-    def __init__(self, url: str) -> None:
-        self.messages: list[float] = []
-        self.shown: dict[str, float] = {}
-        self.ready = threading.Event()  # the first message (every tile) came
-        req = urllib.request.Request(url + "events", headers={"Authorization": f"Bearer {TOKEN}"})
-        self.resp = urllib.request.urlopen(req, timeout=30)
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        kind = None
-        with contextlib.suppress(OSError, ValueError):
-            for raw in self.resp:
-                line = raw.decode().strip()
-                if line.startswith("event: "):
-                    kind = line[7:]
-                elif line.startswith("data: "):
-                    now = time.time()
-                    if kind == "gates":
-                        self.messages.append(now)
-                    for tile in json.loads(line[6:])["gates"].values():
-                        for e in tile["recent"]:
-                            self.shown.setdefault(e["id"], now)
-                    self.ready.set()
-
-
 @pytest.mark.slow
 def test_a_page_gets_a_burst_of_changes_in_few_messages_each_within_a_second(tmp_path: Path, broker: Broker) -> None:  # noqa: F811
     """Changes a page has not been sent yet go out together, at most every PUSH_GAP_S (hundreds
@@ -454,14 +426,14 @@ def test_a_page_gets_a_burst_of_changes_in_few_messages_each_within_a_second(tmp
     sims = [SimGate(broker.port, f"sim{i}") for i in range(4)]
     park = park_service(tmp_path, broker)
     try:
-        page = PageStream(park.web.url)
+        page = PageWatcher(park.web.url, TOKEN, timeout=30)
         assert page.ready.wait(5), "the page's first message"
         sent: dict[str, float] = {}
         for i in range(60):  # 60 events over about 1.5 s, on 4 gates
             sent[sims[i % 4].publish(event("OPEN", gate=f"sim{i % 4}"))["id"]] = time.time()
             time.sleep(0.025)
-        wait_for(lambda: set(sent) <= set(page.shown), 5, "every event shown on the page")
-        late = {i: round(page.shown[i] - t, 3) for i, t in sent.items() if page.shown[i] - t > 1.0}
+        wait_for(lambda: set(sent) <= set(page.seen), 5, "every event shown on the page")
+        late = {i: round(page.seen[i] - t, 3) for i, t in sent.items() if page.seen[i] - t > 1.0}
         assert not late, f"shown more than 1 s after publishing: {late}"
         span = page.messages[-1] - page.messages[0]
         assert len(page.messages) <= span / PUSH_GAP_S + 2, f"{len(page.messages)} messages in {span:.2f} s for 60 events: not coalesced"
