@@ -34,11 +34,22 @@ CARD_NAME = "model.json"
 
 
 def default_model_path() -> Path:
-    """The model shipped with the package (``model/`` in the repository)."""
+    """The model shipped with the package (``model/`` in the repository): the file its card names
+    under ``serve`` (``gatekeeper train --serve``), else the float32 ``smile.tflite``."""
     for d in MODEL_DIRS:
-        if (d / DEFAULT_MODEL).is_file():
-            return d / DEFAULT_MODEL
+        if (d / DEFAULT_MODEL).is_file() or (d / CARD_NAME).is_file():
+            return d / _served_name(d)
     return MODEL_DIRS[0] / DEFAULT_MODEL
+
+
+def _served_name(model_dir: Path) -> str:
+    """The file name the card in ``model_dir`` says the gate runs; a missing or unreadable card
+    leaves the error to :func:`load_model_card`, which names it."""
+    try:
+        served = json.loads((model_dir / CARD_NAME).read_text(encoding="utf-8")).get("serve")
+    except (OSError, ValueError, AttributeError):
+        return DEFAULT_MODEL
+    return served if isinstance(served, str) and served and Path(served).name == served else DEFAULT_MODEL
 
 
 def load_model_card(model_path: Path, data: bytes | None = None) -> dict[str, Any]:
@@ -76,7 +87,7 @@ class SmileClassifier:
     def __init__(self, model_path: Path | str | None = None, *, threads: int = 1, check_card: bool = True) -> None:
         path = Path(model_path) if model_path else default_model_path()
         if not path.is_file():
-            origin = "classifier.model_path" if model_path else "the shipped model (model/smile.tflite)"
+            origin = "classifier.model_path" if model_path else f"the shipped model (model/{path.name})"
             raise ModelError(f"smile model {str(path)!r} ({origin}) does not exist; expected a .tflite written by 'gatekeeper train' with its model.json")
         data = check_tflite_file(path, "smile model")
         self.card = load_model_card(path, data) if check_card else {}

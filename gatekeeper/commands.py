@@ -249,6 +249,7 @@ def _train_weighting_arguments(ap: argparse.ArgumentParser) -> None:
         "accuracy on each of the five sets, but 2.0 ms per face against 0.79 ms, over the 1.5 ms budget; off by default)",
     )
     ap.add_argument("--threshold", default="0.5", type=_threshold_arg, help="decision threshold written to the card: a probability, or 'val' for the balanced-accuracy arg-max on validation (default 0.5)")
+    ap.add_argument("--serve", choices=("float32", "int8"), default="float32", help="the exported file the card tells the gate to run by default (int8: a wider network inside the per-face budget)")
 
 
 def _train_cleaning_arguments(ap: argparse.ArgumentParser) -> None:

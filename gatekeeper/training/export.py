@@ -96,7 +96,7 @@ def evaluate_splits(clf: SmileClassifier, sets: list[Any], threshold: float) -> 
     return out
 
 
-def export_all(*, model: Any, logit_model: Any, out_dir: Path, arch: str, calibration: dict[str, float], threshold: float, sets: list[Any], representative: np.ndarray, training: dict[str, Any]) -> dict[str, Any]:
+def export_all(*, model: Any, logit_model: Any, out_dir: Path, arch: str, calibration: dict[str, float], threshold: float, sets: list[Any], representative: np.ndarray, training: dict[str, Any], serve: str = "float32") -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     float_path, int8_path, keras_path = out_dir / FLOAT_NAME, out_dir / INT8_NAME, out_dir / KERAS_NAME
     float_path.write_bytes(_convert(model, None))
@@ -113,6 +113,8 @@ def export_all(*, model: Any, logit_model: Any, out_dir: Path, arch: str, calibr
         "terms": TERMS,
         "calibration": {"kind": PLATT_KIND, **{k: round(v, 5) for k, v in calibration.items()}},
         "threshold": round(threshold, 4),
+        # The file the gate runs when no classifier.model_path is given (gatekeeper.classify.default_model_path).
+        "serve": INT8_NAME if serve == "int8" else FLOAT_NAME,
         "params": int(logit_model.count_params()),
         "training": training,
         "files": files,

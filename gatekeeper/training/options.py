@@ -69,6 +69,7 @@ class TrainOptions:
     source_weight: str = "equal"
     flip_average: bool = False
     threshold: str = "0.5"
+    serve: str = "float32"
     clean_after: int = 3
     clean_sources: list[str] = field(default_factory=lambda: ["smilesmiled"])
     clean_confidence: float = 0.9
@@ -103,5 +104,5 @@ class TrainOptions:
     def recipe(self) -> dict:
         """What decides the trained weights (a resumed run must match it): everything but where
         files go, threads and progress."""
-        skip = {"out", "threads", "cache", "face_model", "progress", "resume", "write_logits", "patience"}
+        skip = {"out", "threads", "cache", "face_model", "progress", "resume", "write_logits", "patience", "serve"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}

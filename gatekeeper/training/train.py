@@ -395,6 +395,7 @@ def export(run: Run, fitted: Fitted, calibration: tuple[float, float, float, flo
         sets=run.sets,
         representative=run.x_tr[np.random.default_rng(opts.seed).permutation(len(run.x_tr))[:500]],
         training=training,
+        serve=opts.serve,
     )
 
 

@@ -120,7 +120,7 @@ def recalibrated(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_
     that need such a run."""
     out = tmp_path_factory.mktemp("recalibrated")
     run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--init", str(tiny_model / "gate.best.keras"), "--epochs", "0",
-              "--out", str(out), "--cache", str(tiny_model / "cache"), "--write-logits", str(out / "logits.npz"))
+              "--out", str(out), "--cache", str(tiny_model / "cache"), "--write-logits", str(out / "logits.npz"), "--serve", "int8")
     return out
 
 
@@ -175,6 +175,20 @@ def test_runtime_runs_both_exports(tiny_model: Path) -> None:
     for name in ("smile.tflite", "smile_int8.tflite"):
         p = SmileClassifier(tiny_model / name).predict(chips)
         assert p.shape == (3,) and np.all((p >= 0) & (p <= 1))
+
+
+def test_the_card_names_the_file_the_gate_runs(tiny_model: Path, recalibrated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--serve int8 (a wider network inside the per-face budget) makes the int8 export the
+    package's default model; without it the float32 file stays the default."""
+    from gatekeeper import classify
+
+    assert json.loads((tiny_model / "model.json").read_text())["serve"] == "smile.tflite"
+    assert json.loads((recalibrated / "model.json").read_text())["serve"] == "smile_int8.tflite"
+    monkeypatch.setattr(classify, "MODEL_DIRS", (recalibrated,))
+    assert classify.default_model_path() == recalibrated / "smile_int8.tflite"
+    assert SmileClassifier().path == recalibrated / "smile_int8.tflite"
+    monkeypatch.setattr(classify, "MODEL_DIRS", (tiny_model,))
+    assert classify.default_model_path() == tiny_model / "smile.tflite"
 
 
 def test_runtime_refuses_a_model_that_does_not_match_its_card(tiny_model: Path, tmp_path: Path) -> None:
