@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from .actions import Controls
 from .camera import Camera, EventSink
@@ -52,7 +52,11 @@ from .pipeline import Pipeline, StageTimes, detect_schedule, load_models
 from .scheduler import FairScheduler, SharedClassifier, SharedDetector
 from .worker import Worker
 
-__all__ = ["Service", "StdoutSink", "install_signal_handlers", "open_dispatcher", "open_journal"]
+if TYPE_CHECKING:
+    from .classify import SmileClassifier
+    from .detect import FaceDetector
+
+__all__ = ["Service", "StdoutSink", "install_signal_handlers", "model_workers", "open_dispatcher", "open_journal"]
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +138,19 @@ class Service:
         self.env = env
         self.stopping = threading.Event()
         self.cameras: dict[str, Camera] = {}
-        self.detector, self.classifier = load_models(cfg)
+        self.detectors: list[FaceDetector] = []
+        self.classifiers: list[SmileClassifier] = []
         try:
+            for _ in range(model_workers(cfg)):
+                detector, classifier = load_models(cfg)
+                self.detectors.append(detector)
+                self.classifiers.append(classifier)
             self.journal = open_journal(cfg, dry_run=dry_run)
         except BaseException:
-            self.detector.close()
+            self._close_models()
             raise
-        self.scheduler = FairScheduler()
+        self.classifier = self.classifiers[0]  # the model the service reports (every copy is the same file)
+        self.scheduler = FairScheduler(workers=len(self.detectors))
 
     def add_camera(
         self,
@@ -163,7 +173,7 @@ class Service:
         lane = self.scheduler.lane(camera.name)
         # The motion check runs on the camera's own thread: a frame where nothing changed never
         # waits for the shared detector.
-        pipeline = Pipeline(SharedDetector(self.detector, lane), SharedClassifier(self.classifier, lane), Gate(cfg.gate), motion=detect_schedule(cfg))  # type: ignore[arg-type]
+        pipeline = Pipeline(SharedDetector(self.detectors, lane), SharedClassifier(self.classifiers, lane), Gate(cfg.gate), motion=detect_schedule(cfg))  # type: ignore[arg-type]
         if times is not None:
             pipeline.times = times
         dispatcher = open_dispatcher(cfg, env=self.env, dry_run=self.dry_run, journal=self.journal, camera=camera.name)
@@ -221,6 +231,10 @@ class Service:
                 return f"camera {name}: {why}"
         return None
 
+    def _close_models(self) -> None:
+        for detector in self.detectors:
+            detector.close()
+
     def close(self, timeout: float = 5.0) -> None:
         """Close every camera (sinks, then hooks) within ``timeout`` in all, then the models and the journal."""
         deadline = time.monotonic() + timeout
@@ -229,9 +243,18 @@ class Service:
                 cam.close(max(0.5, deadline - time.monotonic()), close_journal=False)
         finally:
             self.scheduler.close()
-            self.detector.close()
+            self._close_models()
             if self.journal is not None:
                 self.journal.close()
+
+
+def model_workers(cfg: Config) -> int:
+    """How many copies of the models a service runs (``model_workers``; null: one per CPU core, at
+    most 2, never more than the cameras: one camera's frames are scored one at a time anyway)."""
+    cameras = max(1, len(cfg.camera_list()))
+    if cfg.model_workers is not None:
+        return min(cfg.model_workers, cameras)
+    return max(1, min(2, os.cpu_count() or 1, cameras))
 
 
 def open_journal(config: Config, *, dry_run: bool = False) -> Journal | None:

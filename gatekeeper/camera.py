@@ -3,7 +3,7 @@
     source (its own thread) --newest frame--> Camera loop (its own thread) --> gate --> journal, hooks
                                                  |  detect, classify
                                                  v
-                                   FairScheduler (one worker for every camera)
+                                   FairScheduler (model workers shared by every camera)
 
 A :class:`Camera` runs its frame loop on a thread of its own: it takes the newest frame of its
 source, has the shared models score it (a lane of the service's

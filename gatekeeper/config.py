@@ -127,6 +127,13 @@ class Config:
     detector: DetectorConfig = opt(DetectorConfig(), "face detection")
     motion: MotionConfig = opt(MotionConfig(), "when the face detector runs: only on frames that changed, slower while nobody is in view")
     classifier: ClassifierConfig = opt(ClassifierConfig(), "smile classification")
+    model_workers: int | None = opt(
+        None,
+        "threads that run the face detector and the smile model for the cameras of one service, each with its own copy of both "
+        "(more memory; a camera's frame waits for fewer others); null: one per CPU core, at most 2, never more than the cameras",
+        ge=1,
+        le=16,
+    )
     gate: GateConfig = opt(GateConfig(), "when the gate opens")
     journal: JournalConfig = opt(JournalConfig(), "the event journal")
     http: HttpConfig = opt(HttpConfig(), "the live view and metrics server (on with --http HOST:PORT)")

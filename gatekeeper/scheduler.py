@@ -1,6 +1,6 @@
-"""The shared models: one worker thread runs detection and classification for every camera, in turn.
+"""The shared models: worker threads run detection and classification for every camera, in turn.
 
-    camera loops (one thread each) --one job per lane--> FairScheduler (one worker) --> detector, classifier
+    camera loops (one thread each) --one job per lane--> FairScheduler (workers) --> each worker's detector, classifier
 
 The service gives every camera a :class:`Lane` of one :class:`FairScheduler`;
 :class:`SharedDetector` and :class:`SharedClassifier` are a camera's view of the one detector and
@@ -13,13 +13,19 @@ camera that floods (a file replayed as fast as it decodes, a stream at 60 fps) g
 round like every other, and a camera that freezes or hangs up simply has no job: the others'
 frames never wait behind its backlog, as they would in one FIFO shared by all. A camera's wait
 for its turn is bounded by one job of each other camera.
+
+Why more than one worker. The models' calls release the GIL (MediaPipe and LiteRT run in C++),
+so with two workers, each holding its own copy of both models, two cameras' jobs run at once on two
+cores, and a camera's wait shrinks to one job of every other camera *per worker*. A lane still
+holds one job at a time, so one camera's frames are never scored out of order and a single camera
+gains nothing from a second worker. A job learns which worker runs it from :meth:`FairScheduler.slot`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .worker import Worker
@@ -77,22 +83,38 @@ class Lane:
 
 
 class FairScheduler:
-    """One worker thread that runs the shared models' jobs of every lane, round-robin.
+    """Worker threads (``workers``, at least one) that run the shared models' jobs of every lane,
+    round-robin.
 
-    >>> sched = FairScheduler()
+    >>> sched = FairScheduler(workers=2)
     >>> lane = sched.lane("lane1")
     >>> lane.call(lambda: 6 * 7)
     42
+    >>> lane.call(sched.slot) in (0, 1)
+    True
     >>> sched.close()
     """
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int = 1) -> None:
+        if workers < 1:
+            raise ValueError(f"a scheduler needs at least one worker, got {workers}")
         self._cond = threading.Condition()
         self._lanes: list[Lane] = []
         self._next = 0  # where the next round-robin search starts
         self._closing = False
-        self._worker = Worker(self._work, "models")
-        self._worker.start()
+        self._local = threading.local()  # .slot: the index of the worker thread it is read on
+        self._workers = [Worker(self._work, "models" if workers == 1 else f"models-{i}", args=(i,)) for i in range(workers)]
+        for worker in self._workers:
+            worker.start()
+
+    @property
+    def workers(self) -> int:
+        return len(self._workers)
+
+    def slot(self) -> int:
+        """The index of the worker running the calling job (0 on any other thread): which copy of
+        the models the job may use."""
+        return getattr(self._local, "slot", 0)
 
     def lane(self, name: str) -> Lane:
         with self._cond:
@@ -110,7 +132,8 @@ class FairScheduler:
                 return lane
         return None
 
-    def _work(self) -> None:
+    def _work(self, slot: int) -> None:
+        self._local.slot = slot
         while True:
             with self._cond:
                 lane = self._take()
@@ -141,29 +164,38 @@ class FairScheduler:
                     lane._error = SchedulerClosedError("the model scheduler closed before this job ran")
                     lane._done.set()
             self._cond.notify_all()
-        self._worker.finish(timeout)
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.finish(max(0.0, deadline - time.monotonic()))
 
 
 class SharedDetector:
-    """A camera's view of the one shared face detector: each call waits for the camera's turn."""
+    """A camera's view of the shared face detectors (one per worker): each call waits for the
+    camera's turn and runs on the detector of the worker that serves it."""
 
-    def __init__(self, detector: FaceDetector, lane: Lane) -> None:
-        self.detector = detector
+    def __init__(self, detectors: Sequence[FaceDetector], lane: Lane) -> None:
+        if len(detectors) != lane.scheduler.workers:
+            raise ValueError(f"one detector per worker: {len(detectors)} for {lane.scheduler.workers} workers")
+        self.detectors = detectors
         self.lane = lane
 
     def detect(self, image_rgb: np.ndarray, t: float | None = None) -> list[Face]:
-        return self.lane.call(lambda: self.detector.detect(image_rgb, t))
+        slot = self.lane.scheduler.slot
+        return self.lane.call(lambda: self.detectors[slot()].detect(image_rgb, t))
 
     def close(self) -> None:
         """Nothing: the service closes the shared detector once every camera has stopped."""
 
 
 class SharedClassifier:
-    """A camera's view of the one shared smile classifier (see :class:`SharedDetector`)."""
+    """A camera's view of the shared smile classifiers, one per worker (see :class:`SharedDetector`)."""
 
-    def __init__(self, classifier: SmileClassifier, lane: Lane) -> None:
-        self.classifier = classifier
+    def __init__(self, classifiers: Sequence[SmileClassifier], lane: Lane) -> None:
+        if len(classifiers) != lane.scheduler.workers:
+            raise ValueError(f"one classifier per worker: {len(classifiers)} for {lane.scheduler.workers} workers")
+        self.classifiers = classifiers
         self.lane = lane
 
     def predict(self, chips: np.ndarray) -> np.ndarray:
-        return self.lane.call(lambda: self.classifier.predict(chips))
+        slot = self.lane.scheduler.slot
+        return self.lane.call(lambda: self.classifiers[slot()].predict(chips))

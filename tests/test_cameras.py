@@ -8,6 +8,7 @@ are the real ones. Relays are gpiozero's mock pins (no relay board here).
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -31,7 +32,7 @@ from test_faults import Reader, gatekeeper_process, parse_events
 from test_rtsp import RtspServer, free_port, gstreamer  # noqa: F401 (gstreamer: a fixture)
 from test_web import metric_samples
 
-from gatekeeper.app import Service
+from gatekeeper.app import Service, model_workers
 from gatekeeper.capture import Frame
 from gatekeeper.capture_file import FileSource
 from gatekeeper.capture_live import LiveSource
@@ -81,6 +82,50 @@ def test_the_scheduler_serves_waiting_lanes_in_turn() -> None:
         assert lanes["b"].call(lambda: "still serving") == "still serving"
     finally:
         sched.close()
+
+
+def test_two_workers_serve_two_lanes_at_once_each_on_its_own_models() -> None:
+    """With two workers, a lane's job runs while another lane's job holds the first worker, and
+    each job sees the index of the worker (its copy of the models) that runs it."""
+    sched = FairScheduler(workers=2)
+    held, release = threading.Event(), threading.Event()
+    slots: dict[str, int] = {}
+    try:
+        a, b = sched.lane("a"), sched.lane("b")
+
+        def hold() -> None:
+            slots["a"] = sched.slot()
+            held.set()
+            release.wait(5)
+
+        first = threading.Thread(target=lambda: a.call(hold))
+        first.start()
+        assert held.wait(5)
+        slots["b"] = b.call(sched.slot)  # served by the other worker while a's job still runs
+        assert not release.is_set() and first.is_alive()
+        release.set()
+        first.join(5)
+        assert sorted(slots.values()) == [0, 1]
+        assert sched.slot() == 0  # outside a job
+    finally:
+        release.set()
+        sched.close()
+    with pytest.raises(ValueError, match="at least one worker"):
+        FairScheduler(workers=0)
+
+
+@pytest.mark.parametrize(
+    ("cameras", "configured", "cpus", "expected"),
+    [(8, None, 2, 2), (8, None, 1, 1), (8, None, 16, 2), (1, None, 2, 1), (0, None, 2, 1), (8, 4, 2, 4), (3, 6, 2, 3)],
+)
+def test_a_service_runs_one_copy_of_the_models_per_core_up_to_two_and_never_more_than_its_cameras(
+    monkeypatch: pytest.MonkeyPatch, cameras: int, configured: int | None, cpus: int, expected: int
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    raw: dict[str, Any] = {"cameras": {f"c{i}": {"url": f"http://127.0.0.1:9/{i}"} for i in range(cameras)}} if cameras else {}
+    if configured is not None:
+        raw["model_workers"] = configured
+    assert model_workers(config_from_dict(raw)) == expected
 
 
 # -- one process, several cameras -----------------------------------------------------------------

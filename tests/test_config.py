@@ -181,7 +181,7 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, prefix: str | tuple
 #: its name (``_s``, ``_seconds``, ``_ms``, ``_days``, ``_fps``), which is how the schema's one rule finds it.
 NOT_DURATIONS = {
     "float": {"min_confidence", "min_face_px", "min_changed", "face_min_changed", "enter_threshold", "exit_threshold", "hold_threshold", "zone"},
-    "int": {"width", "height", "max_reconnects", "threads", "hold_frames", "pixel_threshold", "jpeg_quality", "event_queue", "recent_events", "queue_size", "max_attempts", "port", "qos"},
+    "int": {"width", "height", "max_reconnects", "threads", "model_workers", "hold_frames", "pixel_threshold", "jpeg_quality", "event_queue", "recent_events", "queue_size", "max_attempts", "port", "qos"},
 }
 
 
