@@ -128,7 +128,7 @@ def train(argv: list[str]) -> int:
     except TrainingError as exc:
         print(f"gatekeeper train: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"model": str(Path(args.out) / "smile.tflite"), "metrics": card["metrics"]}, indent=2))
+    print(json.dumps({"model": str(Path(args.out) / card.get("serve", "smile.tflite")), "metrics": card["metrics"]}, indent=2))
     return 0
 
 
@@ -249,6 +249,7 @@ def _train_weighting_arguments(ap: argparse.ArgumentParser) -> None:
         "accuracy on each of the five sets, but 2.0 ms per face against 0.79 ms, over the 1.5 ms budget; off by default)",
     )
     ap.add_argument("--threshold", default="0.5", type=_threshold_arg, help="decision threshold written to the card: a probability, or 'val' for the balanced-accuracy arg-max on validation (default 0.5)")
+    ap.add_argument("--policy", metavar="SET:RATE", help="calibrate so that at the card's threshold at most RATE of SET's validation non-smiles are called smiling (smilesmiled:0.1)")
     ap.add_argument("--serve", choices=("float32", "int8"), default="float32", help="the exported file the card tells the gate to run by default (int8: a wider network inside the per-face budget)")
 
 

@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, help="config file for the pipeline (default: built-in defaults)")
     ap.add_argument("--realtime", action="store_true", help="pace frames at the clips' own rate instead of as fast as possible")
     ap.add_argument("--out", type=Path, help="also write the per-interval rows as JSON here")
+    ap.add_argument("--model-workers", type=int, help="--service: the service's model_workers (default: its own default)")
     args = ap.parse_args(argv)
     if (args.minutes is not None and args.minutes <= 0) or args.sample_s <= 0 or args.warmup_min < 0:
         ap.error("expected --minutes and --sample-s above 0 and --warmup-min of at least 0")
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.service:
         from soak_service import service_soak  # beside this file
 
-        return service_soak(args.minutes if args.minutes is not None else 60.0, sample_s=args.sample_s, warmup_min=args.warmup_min, workdir=args.workdir, out=args.out)
+        return service_soak(args.minutes if args.minutes is not None else 60.0, sample_s=args.sample_s, warmup_min=args.warmup_min, workdir=args.workdir, out=args.out, model_workers=args.model_workers)
     if args.minutes is None:
         args.minutes = 30.0
 

@@ -309,8 +309,8 @@ class Subscriber:
 # -- the service and its cameras --------------------------------------------------------------------
 
 
-def service_config(workdir: Path, urls: dict[str, str], webhook: str, mqtt_port: int) -> Path:
-    config = {
+def service_config(workdir: Path, urls: dict[str, str], webhook: str, mqtt_port: int, model_workers: int | None = None) -> Path:
+    config: dict[str, Any] = {
         "detector": {"model_path": str(SHARED / "models" / "blaze_face_short_range.tflite")},
         "journal": {"path": str(workdir / "journal.sqlite3")},
         "http": {"token": TOKEN},
@@ -321,6 +321,8 @@ def service_config(workdir: Path, urls: dict[str, str], webhook: str, mqtt_port:
             {"type": "mqtt", "port": mqtt_port, "topic_prefix": PREFIX, "commands": True, "max_age_s": 300, "queue_size": 4096},
         ],
     }
+    if model_workers is not None:
+        config["model_workers"] = model_workers
     path = workdir / "config.yaml"
     path.write_text(json.dumps(config, indent=1))  # JSON is YAML
     return path
@@ -434,15 +436,15 @@ class Schedule:
             self.undo_at = None
 
 
-def service_soak(minutes: float, *, sample_s: float, warmup_min: float, workdir: Path | None, out: Path | None) -> int:
+def service_soak(minutes: float, *, sample_s: float, warmup_min: float, workdir: Path | None, out: Path | None, model_workers: int | None = None) -> int:
     warmup_min = min(warmup_min, minutes / 2)
     with tempfile.TemporaryDirectory(prefix="soak-service-") as tmp:
         work = workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        return _soak(minutes, sample_s, warmup_min, work, out)
+        return _soak(minutes, sample_s, warmup_min, work, out, model_workers)
 
 
-def _soak(minutes: float, sample_s: float, warmup_min: float, work: Path, out: Path | None) -> int:
+def _soak(minutes: float, sample_s: float, warmup_min: float, work: Path, out: Path | None, model_workers: int | None = None) -> int:
     still = still_scene()
     faces = face_loop(still)
     frames = {"cam0": still, "cam1": moving_scene(), "cam2": faces, "cam3": faces, "cam4": faces, "cam5": faces, "cam6": faces, "cam7": garbage_parts()}
@@ -452,12 +454,12 @@ def _soak(minutes: float, sample_s: float, warmup_min: float, work: Path, out: P
     broker.start()
     subscriber = Subscriber(broker.port)
     http_port = free_port()
-    config = service_config(work, {n: s.url for n, s in servers.items()}, receiver.url, broker.port)
+    config = service_config(work, {n: s.url for n, s in servers.items()}, receiver.url, broker.port, model_workers)
     journal = work / "journal.sqlite3"
     argv = [sys.executable, "-m", "gatekeeper.cli", "--config", str(config), "--http", f"127.0.0.1:{http_port}", "--log-level", "warning"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     stderr_path = work / "gatekeeper.err"
-    print(f"soak --service: {minutes:g} min, 8 cameras, samples every {sample_s:g} s, warm-up {warmup_min:g} min; work in {work}", flush=True)
+    print(f"soak --service: {minutes:g} min, 8 cameras, samples every {sample_s:g} s, warm-up {warmup_min:g} min, model_workers {model_workers or 'default'}; work in {work}", flush=True)
     gk = Gatekeeper(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr_path.open("w"), text=True, env=env, cwd=Path(__file__).resolve().parents[1]))
     operator = Operator(http_port, subscriber)
     schedules = [

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["binary_metrics", "choose_threshold", "fit_platt", "group_metrics", "group_table", "reliability", "roc_auc", "roc_curve"]
+__all__ = ["binary_metrics", "choose_threshold", "fit_platt", "group_metrics", "group_table", "policy_shift", "reliability", "roc_auc", "roc_curve"]
 
 
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -160,6 +160,25 @@ def choose_threshold(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray 
     scores = np.array([(w[labels & (probs >= t)].sum() / wp + w[~labels & (probs < t)].sum() / wn) / 2 for t in grid])
     best = np.flatnonzero(scores >= scores.max() - 1e-9)
     return float(grid[best[len(best) // 2]])
+
+
+def policy_shift(calibrated_logits: np.ndarray, rate: float) -> float:
+    """The offset to add to calibrated logits of one set's non-smiles so that at most ``rate`` of
+    them reach probability 0.5 (the card's threshold): the gate's policy, what it calls smiling,
+    pinned to a strict set's validation false-positive rate. Halfway between the last face let
+    through and the first held back, so that the rate is met without hinging on one face.
+
+    >>> policy_shift(np.array([-2.0, -1.0, 0.0, 1.0, 3.0]), 0.2)  # one of five may pass
+    -2.0
+    """
+    z = np.sort(np.asarray(calibrated_logits, dtype=np.float64))[::-1]
+    if not len(z):
+        raise ValueError("the policy needs non-smiles to measure")
+    k = int(np.floor(rate * len(z) + 1e-9))  # how many may reach 0.5
+    if k >= len(z):
+        return float(-z[-1] + 1.0)
+    held = z[k]  # the largest that must stay below 0.5
+    return float(-(held + z[k - 1]) / 2) if k > 0 else float(-held - 1e-3)
 
 
 #: How the exported model and label cleaning are calibrated (written to the model card).

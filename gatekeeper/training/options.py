@@ -70,6 +70,7 @@ class TrainOptions:
     flip_average: bool = False
     threshold: str = "0.5"
     serve: str = "float32"
+    policy: str | None = None
     clean_after: int = 3
     clean_sources: list[str] = field(default_factory=lambda: ["smilesmiled"])
     clean_confidence: float = 0.9
@@ -104,5 +105,17 @@ class TrainOptions:
     def recipe(self) -> dict:
         """What decides the trained weights (a resumed run must match it): everything but where
         files go, threads and progress."""
-        skip = {"out", "threads", "cache", "face_model", "progress", "resume", "write_logits", "patience", "serve"}
+        skip = {"out", "threads", "cache", "face_model", "progress", "resume", "write_logits", "patience", "serve", "policy"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+
+def parse_policy(text: str) -> tuple[str, float]:
+    """``SET:RATE`` (``smilesmiled:0.1``) as (set name, rate); ValueError names what is wrong."""
+    name, sep, rate = text.rpartition(":")
+    try:
+        value = float(rate)
+    except ValueError:
+        value = float("nan")
+    if not sep or not name or not 0.0 < value < 1.0:
+        raise ValueError(f"expected SET:RATE, a training set's name and a rate between 0 and 1 (smilesmiled:0.1), got {text!r}")
+    return name, value

@@ -25,8 +25,8 @@ from ..errors import TrainingError
 from .augment import train_dataset
 from .data import EXPRESSIONS, Prepared, card_split_seed, gather, prepare
 from .fitting import STATE_NAME, StateSaver, fit_callbacks, link_table, load_state, validation_auc
-from .metrics import PLATT_KIND, choose_threshold, fit_platt, sigmoid
-from .options import HARD_NEGATIVES, TrainOptions
+from .metrics import PLATT_KIND, choose_threshold, fit_platt, policy_shift, sigmoid
+from .options import HARD_NEGATIVES, TrainOptions, parse_policy
 from .recipe import (
     _weights,
     calibrated_suspects,
@@ -60,9 +60,11 @@ class Run:
     soft_expressions: np.ndarray | None
     x_va4: np.ndarray
     y_va: np.ndarray
+    s_va: np.ndarray
     w_va: np.ndarray
     distillation: dict[str, Any] | None
     init_training: dict[str, Any] | None
+    policy: dict[str, Any] | None = None  # set by calibrate() under --policy
 
     @property
     def names(self) -> list[str]:
@@ -104,12 +106,16 @@ def _check_splits(opts: TrainOptions, init_training: dict[str, Any] | None, mode
 
 def prepare_run(opts: TrainOptions) -> Run:
     """Everything fitting needs, checked before the minutes of chip preparation where it can be."""
+    try:
+        policy = [parse_policy(opts.policy)[0]] if opts.policy else []
+    except ValueError as exc:
+        raise TrainingError(f"--policy: {exc}") from None
     models, logits = _teachers(opts)
     init_training = _previous_training(opts.init)
     _check_splits(opts, init_training, models, logits)
     sets = prepare(opts.data, resolve_face_model(opts.face_model), Path(opts.cache), opts.split_seed)
     names = [p.name for p in sets]
-    for option, named in (("--mine-smiles-sources", opts.mine_smiles_sources or ()), ("--teacher", [only for _, only, _, _ in models if only])):
+    for option, named in (("--mine-smiles-sources", opts.mine_smiles_sources or ()), ("--teacher", [only for _, only, _, _ in models if only]), ("--policy", policy)):
         if unknown := sorted(set(named) - set(names)):
             raise TrainingError(f"{option} names {', '.join(map(repr, unknown))}, not among the training data ({', '.join(names)})")
     x_tr, y_tr, s_tr, g_tr = gather(sets, "train")
@@ -133,6 +139,7 @@ def prepare_run(opts: TrainOptions) -> Run:
         soft_expressions=soft,
         x_va4=x_va[..., None].astype(np.float32),
         y_va=y_va,
+        s_va=s_va,
         # Validation (checkpoints, calibration, threshold) is class-balanced only: it should
         # measure the world, not our emphasis.
         w_va=_weights(y_va, s_va),
@@ -330,6 +337,13 @@ def calibrate(run: Run, fitted: Fitted) -> tuple[float, float, float, float]:
 
     logits_va = exported_logits(fitted.logit, run.x_va4, run.opts.flip_average)
     a, b = fit_platt(logits_va, run.y_va, run.w_va)
+    if run.opts.policy:
+        name, rate = parse_policy(run.opts.policy)
+        negatives = (run.s_va == run.names.index(name)) & (run.y_va == 0)
+        shift = policy_shift(a * logits_va[negatives] + b, rate)
+        run.policy = {"set": name, "rate": rate, "shift": round(shift, 5), "non_smiles": int(negatives.sum())}
+        log.info("policy: %s validation non-smiles called smiling at most %.3f at 0.5; calibration offset %+.3f", name, rate, shift)
+        b += shift
     val_best = choose_threshold(sigmoid(a * logits_va + b), run.y_va, run.w_va)
     threshold = val_best if run.opts.threshold == "val" else float(run.opts.threshold)
     log.info("calibration a=%.3f b=%.3f; threshold %.3f (balanced-accuracy arg-max on val: %.3f)", a, b, threshold, val_best)
@@ -379,6 +393,7 @@ def export(run: Run, fitted: Fitted, calibration: tuple[float, float, float, flo
         "source_link": link,
         "expression_head": expression_head,
         "resumed": bool(opts.resume),
+        "policy": run.policy,
         "threshold_rule": "balanced-accuracy arg-max on validation" if opts.threshold == "val" else f"fixed {threshold:g} on the balanced calibration",
         "val_best_threshold": round(float(val_best), 4),
         "best_val_auc": round(float(max(fitted.history["val_auc"])), 4) if fitted.history.get("val_auc") else None,

@@ -212,8 +212,13 @@ def test_a_teacher_weight_averaging_and_calibrated_cleaning_are_recorded_on_the_
     run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--epochs", "2", "--batch", "32", "--clean-after", "1", "--clean-sources", tiny_faces.name,
               "--clean-logits", "calibrated", "--teacher", f"{tiny_faces.name}:{teacher}", "--distill-weight", "0.3",
               "--ema", "0.9", "--clean-smiling-confidence", "0.7", "--seed", "5", "--glasses-rate", "0.3", "--lighting-rate", "0.3",
-              "--out", str(tmp_path), "--cache", str(tiny_model / "cache"))
-    training = json.loads((tmp_path / "model.json").read_text())["training"]
+              "--policy", f"{tiny_faces.name}:0.2", "--out", str(tmp_path), "--cache", str(tiny_model / "cache"))
+    card = json.loads((tmp_path / "model.json").read_text())
+    training = card["training"]
+    # The policy: at the card's threshold at most 20% of the set's validation non-smiles are called
+    # smiling, measured again on the exported file.
+    assert training["policy"]["set"] == tiny_faces.name and training["policy"]["rate"] == 0.2 and training["policy"]["non_smiles"] > 0
+    assert card["metrics"]["smile.tflite"][tiny_faces.name]["val"]["specificity"] >= 0.8 - 1e-6
     # Another training seed, the split seed unchanged (the eval test below shows that this seed is
     # what decides the held-out faces; the size check only shows cleaning saw the same-size split).
     assert (training["seed"], training["split_seed"]) == (5, 1234)
@@ -236,6 +241,12 @@ def test_a_bad_teacher_is_refused(tiny_model: Path, tiny_faces: Path, face_model
     last = train_refused(face_model_path, tmp_path, "--data", f"folders:{tiny_faces}", "--epochs", "1",
                          "--teacher", teacher.format(model=tiny_model / "smile.tflite"), "--cache", str(tiny_model / "cache"))
     assert last.startswith("gatekeeper train: --teacher") and all(e in last for e in expected), last
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("fer2013:0.1", "'fer2013', not among the training data"), ("smilesmiled", "expected SET:RATE"), ("x:1.5", "expected SET:RATE")])
+def test_a_bad_policy_is_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path, policy: str, expected: str) -> None:
+    last = train_refused(face_model_path, tmp_path, "--data", f"folders:{tiny_faces}", "--epochs", "1", "--policy", policy, "--cache", str(tiny_model / "cache"))
+    assert last.startswith("gatekeeper train: --policy") and expected in last, last
 
 
 def test_mined_smiles_from_a_set_not_trained_on_are_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
