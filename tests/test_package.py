@@ -5,6 +5,7 @@ environment variable and no network. And the repository holds no other media."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -85,8 +86,9 @@ def test_the_wheel_is_small_and_carries_both_assets_with_their_notices(wheel: Pa
         assert names >= ASSETS
         assert hashlib.sha256(z.read("gatekeeper/assets/blaze_face_short_range.tflite")).hexdigest() == FACE_MODEL_SHA256
         assert z.read("gatekeeper/assets/single_face.mp4") == DEMO_CLIP.read_bytes()
-        # the smile model and its card, as before
-        assert {"gatekeeper/_model/smile.tflite", "gatekeeper/_model/model.json"} <= names
+        # the smile model the card serves (gatekeeper train --serve) and the card
+        served = json.loads((REPO / "model" / "model.json").read_text(encoding="utf-8")).get("serve", "smile.tflite")
+        assert {f"gatekeeper/_model/{served}", "gatekeeper/_model/model.json"} <= names
         # the live view's pages, beside the package that serves them
         assert {"gatekeeper/web/live.html", "gatekeeper/web/cameras.html"} <= names
         # the park service and its page (gatekeeper park)
