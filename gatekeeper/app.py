@@ -149,7 +149,6 @@ class Service:
         except BaseException:
             self._close_models()
             raise
-        self.classifier = self.classifiers[0]  # the model the service reports (every copy is the same file)
         self.scheduler = FairScheduler(workers=len(self.detectors))
 
     def add_camera(
@@ -254,7 +253,7 @@ def model_workers(cfg: Config) -> int:
     cameras = max(1, len(cfg.camera_list()))
     if cfg.model_workers is not None:
         return min(cfg.model_workers, cameras)
-    return max(1, min(2, os.cpu_count() or 1, cameras))
+    return min(2, os.cpu_count() or 1, cameras)
 
 
 def open_journal(config: Config, *, dry_run: bool = False) -> Journal | None:

@@ -219,7 +219,7 @@ def _start_web(cfg: Config, service: Service, sources: dict[str, Any], watchers:
     """Every camera's live view, in one registry of metrics, served on ``sock``."""
     from .web import LiveView, Metrics, WebServer
 
-    metrics = Metrics(model_sha=service.classifier.sha256)
+    metrics = Metrics(model_sha=service.classifiers[0].sha256)  # every worker's copy is the same file
     views = {}
     for name, camera in service.cameras.items():
         src = sources[name]

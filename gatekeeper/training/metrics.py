@@ -163,8 +163,8 @@ def choose_threshold(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray 
 
 
 def policy_shift(calibrated_logits: np.ndarray, rate: float) -> float:
-    """The offset to add to calibrated logits of one set's non-smiles so that at most ``rate`` of
-    them reach probability 0.5 (the card's threshold): the gate's policy, what it calls smiling,
+    """The offset to add to calibrated logits of one set's non-smiles (measured from the card's
+    threshold: the logit minus the threshold's) so that at most ``rate`` of them reach it: the gate's policy, what it calls smiling,
     pinned to a strict set's validation false-positive rate. Halfway between the last face let
     through and the first held back, so that the rate is met without hinging on one face.
 

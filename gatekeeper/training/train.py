@@ -64,7 +64,6 @@ class Run:
     w_va: np.ndarray
     distillation: dict[str, Any] | None
     init_training: dict[str, Any] | None
-    policy: dict[str, Any] | None = None  # set by calibrate() under --policy
 
     @property
     def names(self) -> list[str]:
@@ -110,6 +109,8 @@ def prepare_run(opts: TrainOptions) -> Run:
         policy = [parse_policy(opts.policy)[0]] if opts.policy else []
     except ValueError as exc:
         raise TrainingError(f"--policy: {exc}") from None
+    if policy and opts.threshold == "val":
+        raise TrainingError("--policy pins the calibration at the card's threshold, which --threshold val would then move; give --threshold a probability")
     models, logits = _teachers(opts)
     init_training = _previous_training(opts.init)
     _check_splits(opts, init_training, models, logits)
@@ -326,9 +327,10 @@ def _mine(run: Run, p_tr: np.ndarray, suspect: np.ndarray, at_epoch: int) -> tup
     return boost, mining
 
 
-def calibrate(run: Run, fitted: Fitted) -> tuple[float, float, float, float]:
-    """Platt scaling of the exported logit on class-balanced validation; returns (a, b, the
-    card's threshold, the balanced-accuracy arg-max on validation).
+def calibrate(run: Run, fitted: Fitted) -> tuple[float, float, float, float, dict[str, Any] | None]:
+    """Platt scaling of the exported logit on class-balanced validation, shifted to ``--policy``
+    if given; returns (a, b, the card's threshold, the balanced-accuracy arg-max on validation,
+    what the policy did or None).
 
     Calibrated on class-balanced validation, 0.5 already is the balanced decision. The arg-max is
     reported, not used by default: the curve is flat at its top and its arg-max wandered from
@@ -337,26 +339,29 @@ def calibrate(run: Run, fitted: Fitted) -> tuple[float, float, float, float]:
 
     logits_va = exported_logits(fitted.logit, run.x_va4, run.opts.flip_average)
     a, b = fit_platt(logits_va, run.y_va, run.w_va)
+    policy = None
     if run.opts.policy:
+        # Pinned at the card's fixed threshold (prepare_run refuses --policy with --threshold val).
         name, rate = parse_policy(run.opts.policy)
+        at = float(run.opts.threshold)
         negatives = (run.s_va == run.names.index(name)) & (run.y_va == 0)
-        shift = policy_shift(a * logits_va[negatives] + b, rate)
-        run.policy = {"set": name, "rate": rate, "shift": round(shift, 5), "non_smiles": int(negatives.sum())}
-        log.info("policy: %s validation non-smiles called smiling at most %.3f at 0.5; calibration offset %+.3f", name, rate, shift)
+        shift = policy_shift(a * logits_va[negatives] + b - np.log(at / (1 - at)), rate)
+        policy = {"set": name, "rate": rate, "shift": round(shift, 5), "non_smiles": int(negatives.sum())}
+        log.info("policy: %s validation non-smiles called smiling at most %.3f at %g; calibration offset %+.3f", name, rate, at, shift)
         b += shift
     val_best = choose_threshold(sigmoid(a * logits_va + b), run.y_va, run.w_va)
     threshold = val_best if run.opts.threshold == "val" else float(run.opts.threshold)
     log.info("calibration a=%.3f b=%.3f; threshold %.3f (balanced-accuracy arg-max on val: %.3f)", a, b, threshold, val_best)
-    return a, b, threshold, val_best
+    return a, b, threshold, val_best, policy
 
 
-def export(run: Run, fitted: Fitted, calibration: tuple[float, float, float, float], seconds: float) -> dict[str, Any]:
+def export(run: Run, fitted: Fitted, calibration: tuple[float, float, float, float, dict[str, Any] | None], seconds: float) -> dict[str, Any]:
     """The TFLite files and the card (:func:`~gatekeeper.training.export.export_all`)."""
     from .export import export_all
     from .models import with_calibration
 
     opts = run.opts
-    a, b, threshold, val_best = calibration
+    a, b, threshold, val_best, policy = calibration
     link = link_table(fitted.model, run.names)
     expression_head = _expression_report(fitted.net, run.sets, opts.expression_weight) if len(fitted.net.outputs) > 1 else None
     if link:
@@ -393,7 +398,7 @@ def export(run: Run, fitted: Fitted, calibration: tuple[float, float, float, flo
         "source_link": link,
         "expression_head": expression_head,
         "resumed": bool(opts.resume),
-        "policy": run.policy,
+        "policy": policy,
         "threshold_rule": "balanced-accuracy arg-max on validation" if opts.threshold == "val" else f"fixed {threshold:g} on the balanced calibration",
         "val_best_threshold": round(float(val_best), 4),
         "best_val_auc": round(float(max(fitted.history["val_auc"])), 4) if fitted.history.get("val_auc") else None,

@@ -254,6 +254,12 @@ def test_a_bad_policy_is_refused(tiny_model: Path, tiny_faces: Path, face_model_
     assert last.startswith("gatekeeper train: --policy") and expected in last, last
 
 
+def test_a_policy_with_a_threshold_chosen_after_it_is_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
+    last = train_refused(face_model_path, tmp_path, "--data", f"folders:{tiny_faces}", "--epochs", "1", "--policy", f"{tiny_faces.name}:0.1",
+                         "--threshold", "val", "--cache", str(tiny_model / "cache"))
+    assert last.startswith("gatekeeper train: --policy pins the calibration") and "--threshold val" in last, last
+
+
 def test_mined_smiles_from_a_set_not_trained_on_are_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path) -> None:
     last = train_refused(face_model_path, tmp_path, "--data", f"folders:{tiny_faces}", "--epochs", "1",
                          "--mine-smiles-weight", "2", "--mine-smiles-sources", "rafdb", "--cache", str(tiny_model / "cache"))
