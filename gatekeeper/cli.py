@@ -223,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "users":
             return _users(argv[1:])
+        if argv and argv[0] == "train":
+            from .train_command import train
+
+            return train(argv[1:])
         if argv and argv[0] in SUBCOMMANDS:
             from . import commands
 

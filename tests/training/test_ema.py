@@ -12,7 +12,7 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from gatekeeper.commands import add_train_arguments as add_arguments  # noqa: E402
+from gatekeeper.train_command import add_train_arguments as add_arguments  # noqa: E402
 from gatekeeper.training.fitting import fit_callbacks  # noqa: E402
 
 # Keras saves weights through an __array__ that NumPy 2 warns about (third-party code).

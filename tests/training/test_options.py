@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from gatekeeper.commands import add_train_arguments
+from gatekeeper.train_command import add_train_arguments
 from gatekeeper.training.options import TrainOptions
 
 

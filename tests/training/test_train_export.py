@@ -106,7 +106,7 @@ def test_the_default_recipe_is_the_shipped_models() -> None:
     weights as init_training."""
     import argparse
 
-    from gatekeeper.commands import add_train_arguments as add_arguments
+    from gatekeeper.train_command import add_train_arguments as add_arguments
 
     ap = argparse.ArgumentParser()
     add_arguments(ap)
