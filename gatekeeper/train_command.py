@@ -97,6 +97,8 @@ def _train_run_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--write-logits", default=None, metavar="FILE", help="after training, write this network's logits on every chip of every set, with the command, "
         "the code revision and the data's hashes, to FILE (.npz): a teacher for '--teacher FILE'")
     ap.add_argument("--init", default=None, help="start from this logit model (.best.keras); with --epochs 0 only calibrate and export")
+    ap.add_argument("--ensemble", nargs="+", default=[], metavar="MODEL", help="with --epochs 0: export the mean of these exported models' calibrated logits "
+        "(smile.keras files, each with its model.json beside it), calibrated again on validation (and --policy), as one model file")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default=str(default_cache_dir()), help="where prepared chips are cached (default: $XDG_CACHE_HOME/gatekeeper)")
     ap.add_argument("--face-model", default=None, help="face detector model (default: $GATEKEEPER_FACE_MODEL)")

@@ -83,6 +83,7 @@ class TrainOptions:
     link: bool = False
     expression_weight: float = 0.0
     init: str | None = None
+    ensemble: list[str] = field(default_factory=list)
     resume: bool = False
     write_logits: str | None = None
     threads: int = 2
@@ -105,7 +106,7 @@ class TrainOptions:
     def recipe(self) -> dict:
         """What decides the trained weights (a resumed run must match it): everything but where
         files go, threads and progress."""
-        skip = {"out", "threads", "cache", "face_model", "progress", "resume", "write_logits", "patience", "serve", "policy"}
+        skip = {"out", "threads", "cache", "face_model", "progress", "resume", "write_logits", "patience", "serve", "policy", "ensemble"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 

@@ -24,6 +24,7 @@ from ..detect import resolve_face_model
 from ..errors import TrainingError
 from .augment import train_dataset
 from .data import EXPRESSIONS, Prepared, card_split_seed, gather, prepare
+from .ensemble import check_members, ensemble_logit_model
 from .fitting import STATE_NAME, StateSaver, fit_callbacks, link_table, load_state, validation_auc
 from .metrics import PLATT_KIND, choose_threshold, fit_platt, policy_shift, sigmoid
 from .options import HARD_NEGATIVES, TrainOptions, parse_policy
@@ -111,6 +112,7 @@ def prepare_run(opts: TrainOptions) -> Run:
         raise TrainingError(f"--policy: {exc}") from None
     if policy and opts.threshold == "val":
         raise TrainingError("--policy pins the calibration at the card's threshold, which --threshold val would then move; give --threshold a probability")
+    check_members(opts)  # an --ensemble is refused here, before the chips
     models, logits = _teachers(opts)
     init_training = _previous_training(opts.init)
     _check_splits(opts, init_training, models, logits)
@@ -197,7 +199,9 @@ def build_models(run: Run) -> Fitted:
     from .models import build, smile_model, training_model
 
     opts = run.opts
-    if opts.init:
+    if opts.ensemble:
+        net = ensemble_logit_model(opts.ensemble)
+    elif opts.init:
         # Fine-tune (or, with --epochs 0, only re-calibrate and re-export) an existing model.
         net = _network(keras.models.load_model(opts.init, compile=False))
     else:
@@ -399,6 +403,7 @@ def export(run: Run, fitted: Fitted, calibration: tuple[float, float, float, flo
         "expression_head": expression_head,
         "resumed": bool(opts.resume),
         "policy": policy,
+        "ensemble": check_members(opts) or None,
         "threshold_rule": "balanced-accuracy arg-max on validation" if opts.threshold == "val" else f"fixed {threshold:g} on the balanced calibration",
         "val_best_threshold": round(float(val_best), 4),
         "best_val_auc": round(float(max(fitted.history["val_auc"])), 4) if fitted.history.get("val_auc") else None,
@@ -409,7 +414,7 @@ def export(run: Run, fitted: Fitted, calibration: tuple[float, float, float, flo
         model=with_calibration(fitted.logit, a, b, opts.flip_average),
         logit_model=fitted.logit,
         out_dir=Path(opts.out),
-        arch=opts.arch,
+        arch="ensemble" if opts.ensemble else opts.arch,
         calibration={"a": a, "b": b},
         threshold=threshold,
         sets=run.sets,

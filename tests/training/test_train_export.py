@@ -100,10 +100,11 @@ def test_label_cleaning_ran_between_the_two_phases(tiny_model: Path) -> None:
 
 
 def test_the_default_recipe_is_the_shipped_models() -> None:
-    """`gatekeeper train` with no options runs the shipped model's schedule: 18 epochs, patience 6,
-    no mining (its other options are on its card and in docs/model.md). A shipped model that was
-    only re-calibrated and re-exported (--init, --epochs 0) carries the training that made its
-    weights as init_training."""
+    """`gatekeeper train` with no options runs the schedule of the shipped model's gate network:
+    18 epochs, patience 6, no mining (its other options are on its card and in docs/model.md). A
+    shipped ensemble (--ensemble) names its members' training; its gate-topology member is the one
+    the default recipe makes. A model that was only re-calibrated and re-exported (--init,
+    --epochs 0) carries the training that made its weights as init_training."""
     import argparse
 
     from gatekeeper.train_command import add_train_arguments as add_arguments
@@ -113,6 +114,8 @@ def test_the_default_recipe_is_the_shipped_models() -> None:
     args = ap.parse_args([])
     assert (args.epochs, args.patience, args.mine_weight, args.hard_weight, args.seed) == (18, 6, 1.0, 2.0, 1234)
     card = json.loads((Path(__file__).resolve().parents[2] / "model" / "model.json").read_text())["training"]
+    if card.get("ensemble"):
+        (card,) = [m["training"] for m in card["ensemble"] if m["arch"] == args.arch]
     while card["epochs_run"] == 0 and card.get("init_training"):
         card = card["init_training"]
     assert (card["epochs_max"], card["hard_mining"], card["hard_weight"], card["seed"]) == (args.epochs, None, args.hard_weight, args.seed)
@@ -396,3 +399,37 @@ def test_a_teachers_logits_file_records_its_provenance_and_teaches_a_student(tin
     last = train_refused(face_model_path, tmp_path / "refused", "--data", f"folders:{tiny_faces}", "--epochs", "1", "--teacher", str(logits),
                          "--distill-expression-weight", "0.5", "--cache", str(tiny_model / "cache"))
     assert "holds no expression logits" in last, last
+
+
+def test_an_ensemble_exports_the_mean_of_its_members_calibrated_logits(tiny_model: Path, tiny_faces: Path, recalibrated: Path, face_model_path: Path, tmp_path: Path) -> None:
+    """--ensemble A B --epochs 0: one file scoring sigmoid(a * mean(logit p_A, logit p_B) + b), on
+    the card's new calibration; the card names the members by hash."""
+    members = [tiny_model / "smile.keras", recalibrated / "smile.keras"]
+    out = tmp_path / "ensemble"
+    run_train(face_model_path, "--data", f"folders:{tiny_faces}", "--ensemble", *map(str, members), "--epochs", "0",
+              "--out", str(out), "--cache", str(tiny_model / "cache"))
+    card = json.loads((out / "model.json").read_text())
+    assert card["arch"] == "ensemble"
+    assert [m["sha256"] for m in card["training"]["ensemble"]] == [hashlib.sha256(m.read_bytes()).hexdigest() for m in members]
+    chips = np.random.default_rng(3).integers(0, 255, (8, 64, 64), dtype=np.uint8)
+    logits = [np.log(p / (1 - p)) for p in (SmileClassifier(m.with_suffix(".tflite")).predict(chips).astype(np.float64) for m in members)]
+    a, b = card["calibration"]["a"], card["calibration"]["b"]
+    expected = 1.0 / (1.0 + np.exp(-(a * (logits[0] + logits[1]) / 2 + b)))
+    assert np.allclose(SmileClassifier(out / "smile.tflite").predict(chips), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--epochs", "1"], "give it with --epochs 0 and without --init"),
+    (["--epochs", "0", "--ensemble-one"], "needs at least two exported models"),
+    (["--epochs", "0", "--ensemble-no-card"], "expected an exported smile.keras with its model.json beside it"),
+])
+def test_a_bad_ensemble_is_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path, extra: list[str], expected: str) -> None:
+    members = [str(tiny_model / "smile.keras")] * 2
+    if "--ensemble-one" in extra:
+        members = members[:1]
+    if "--ensemble-no-card" in extra:
+        shutil.copy(tiny_model / "smile.keras", tmp_path / "smile.keras")
+        members = [str(tiny_model / "smile.keras"), str(tmp_path / "smile.keras")]
+    options = [e for e in extra if not e.startswith("--ensemble")]
+    last = train_refused(face_model_path, tmp_path / "refused", "--data", f"folders:{tiny_faces}", "--ensemble", *members, *options, "--cache", str(tiny_model / "cache"))
+    assert last.startswith("gatekeeper train: --ensemble") and expected in last, last
