@@ -83,7 +83,7 @@ def _train_run_arguments(ap: argparse.ArgumentParser) -> None:
         default=default_data(),
         help="datasets: smilesmiled:PATH, fer2013:PATH, rafdb:PATH, mtfl:PATH, ckplus:PATH, muxspace:PATH or folders:PATH (class folders); default: all six from $GATEKEEPER_SHARED/data",
     )
-    ap.add_argument("--arch", choices=("seed", "gate", "resnet"), default="gate", help="gate: the shipped topology; seed: the original project's CNN; resnet: the teacher (1.6M parameters, see --write-logits)")
+    ap.add_argument("--arch", choices=("seed", "gate", "resnet"), default="gate", help="gate: the small network (run D, the shipped ensemble's first member); seed: the original project's CNN; resnet: the teacher (1.6M parameters, see --write-logits; the second member)")
     ap.add_argument("--width", type=float, default=1.0, help="multiplies the gate topology's channels (1.0: about 110k parameters)")
     ap.add_argument("--out", default="model", help="where the model files and model.json go (default: model/)")
     ap.add_argument("--epochs", type=int, default=18, help="one epoch of the gate topology is 1.5-1.8 min on 2 idle cores; run D, 18 epochs with the chips cut and the export: 34 min")
