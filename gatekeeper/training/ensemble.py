@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TrainingError
-from .data import card_split_seed
 from .options import TrainOptions
 
 
 def check_members(opts: TrainOptions) -> list[dict[str, Any]]:
-    """Each member's path, hash and the training its card records; refuses what cannot be an
-    ensemble before any chip is prepared."""
+    """Each member's path, hash and the training its card records (whose splits ``prepare_run``
+    checks as it does an ``--init`` model's); refuses what cannot be an ensemble before any chip is prepared."""
     if not opts.ensemble:
         return []
     if opts.epochs != 0 or opts.init:
@@ -36,8 +35,6 @@ def check_members(opts: TrainOptions) -> list[dict[str, Any]]:
         if path.suffix != ".keras" or not path.is_file() or not card_path.is_file():
             raise TrainingError(f"--ensemble {name!r}: expected an exported smile.keras with its model.json beside it")
         card = json.loads(card_path.read_text(encoding="utf-8"))
-        if (seed := card_split_seed(card)) != opts.split_seed:
-            raise TrainingError(f"--ensemble {name!r} was trained on the splits of seed {seed}, so it has seen faces that --split-seed {opts.split_seed} holds out; pass --split-seed {seed}")
         members.append({"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "arch": card.get("arch"), "params": card.get("params"),
                         "calibration": card.get("calibration"), "training": card.get("training")})
     return members

@@ -65,6 +65,7 @@ class Run:
     w_va: np.ndarray
     distillation: dict[str, Any] | None
     init_training: dict[str, Any] | None
+    ensemble: list[dict[str, Any]]  # the members of an --ensemble, as the card records them
 
     @property
     def names(self) -> list[str]:
@@ -92,11 +93,11 @@ def _teachers(opts: TrainOptions) -> tuple[list[tuple[str, str | None, Path, Any
     return models, logits
 
 
-def _check_splits(opts: TrainOptions, init_training: dict[str, Any] | None, models: list, logits: TeacherLogits | None) -> None:
+def _check_splits(opts: TrainOptions, init_training: dict[str, Any] | None, models: list, logits: TeacherLogits | None, members: list[dict[str, Any]]) -> None:
     """A model trained on other splits has seen this run's validation and test faces: starting
     from it, or learning from it, would leak them into training."""
     known = [(f"--init {opts.init!r}", {"training": init_training})] if init_training is not None else []
-    known += [(f"--teacher {spec!r}", clf.card) for spec, _, _, clf in models]
+    known += [(f"--teacher {spec!r}", clf.card) for spec, _, _, clf in models] + [(f"--ensemble {m['path']!r}", m) for m in members]
     if logits is not None:
         known.append((f"--teacher {str(logits.path)!r}", {"training": {"split_seed": logits.meta.get("split_seed")}}))
     for what, card in known:
@@ -112,10 +113,10 @@ def prepare_run(opts: TrainOptions) -> Run:
         raise TrainingError(f"--policy: {exc}") from None
     if policy and opts.threshold == "val":
         raise TrainingError("--policy pins the calibration at the card's threshold, which --threshold val would then move; give --threshold a probability")
-    check_members(opts)  # an --ensemble is refused here, before the chips
+    members = check_members(opts)  # an --ensemble is refused here, before the chips
     models, logits = _teachers(opts)
     init_training = _previous_training(opts.init)
-    _check_splits(opts, init_training, models, logits)
+    _check_splits(opts, init_training, models, logits, members)
     sets = prepare(opts.data, resolve_face_model(opts.face_model), Path(opts.cache), opts.split_seed)
     names = [p.name for p in sets]
     for option, named in (("--mine-smiles-sources", opts.mine_smiles_sources or ()), ("--teacher", [only for _, only, _, _ in models if only]), ("--policy", policy)):
@@ -147,7 +148,7 @@ def prepare_run(opts: TrainOptions) -> Run:
         # measure the world, not our emphasis.
         w_va=_weights(y_va, s_va),
         distillation=distillation,
-        init_training=init_training,
+        init_training=init_training, ensemble=members,
     )
 
 
@@ -403,7 +404,7 @@ def export(run: Run, fitted: Fitted, calibration: tuple[float, float, float, flo
         "expression_head": expression_head,
         "resumed": bool(opts.resume),
         "policy": policy,
-        "ensemble": check_members(opts) or None,
+        "ensemble": run.ensemble or None,
         "threshold_rule": "balanced-accuracy arg-max on validation" if opts.threshold == "val" else f"fixed {threshold:g} on the balanced calibration",
         "val_best_threshold": round(float(val_best), 4),
         "best_val_auc": round(float(max(fitted.history["val_auc"])), 4) if fitted.history.get("val_auc") else None,
