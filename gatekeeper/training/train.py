@@ -3,9 +3,11 @@
 One run in four steps over a :class:`~gatekeeper.training.options.TrainOptions`:
 :func:`prepare_run` (the chips of every set, their splits, weights and targets, the teachers),
 :func:`fit_model` (Keras: the two phases around label cleaning, resumable after every epoch),
-:func:`calibrate` (on class-balanced validation) and :func:`export` (the TFLite files and the
-card, and with ``write_logits`` the teacher's logits file). With :mod:`gatekeeper.training.models`
-and :mod:`gatekeeper.training.fitting`, the only place where TensorFlow is imported.
+:func:`~gatekeeper.training.finish.calibrate` (on class-balanced validation) and
+:func:`~gatekeeper.training.finish.export` (the TFLite files and the card, and with
+``write_logits`` the teacher's logits file). What a run carries between the steps is in
+:mod:`gatekeeper.training.run`. With :mod:`gatekeeper.training.models` and
+:mod:`gatekeeper.training.fitting`, the only place where TensorFlow is imported.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,11 @@ import numpy as np
 from ..detect import resolve_face_model
 from ..errors import TrainingError
 from .augment import train_dataset
-from .data import EXPRESSIONS, Prepared, card_split_seed, gather, prepare
+from .data import EXPRESSIONS, card_split_seed, gather, prepare
 from .ensemble import check_members, ensemble_logit_model
+from .finish import calibrate, export, teach
 from .fitting import STATE_NAME, StateSaver, fit_callbacks, link_table, load_state, validation_auc
-from .metrics import PLATT_KIND, choose_threshold, fit_platt, policy_shift, sigmoid
+from .metrics import PLATT_KIND, sigmoid
 from .options import HARD_NEGATIVES, TrainOptions, parse_policy
 from .recipe import (
     _weights,
@@ -37,39 +39,10 @@ from .recipe import (
     mine_missed,
     soft_targets,
 )
-from .teacher import TeacherLogits, parse_teacher, softmax, teacher_logits, write_logits
+from .run import Fitted, Run
+from .teacher import TeacherLogits, parse_teacher, softmax, teacher_logits
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Run:
-    """What :func:`prepare_run` hands to fitting: the sets, the training and validation arrays
-    (``x_tr`` uint8 chips, ``y_tr`` labels, ``s_tr`` set index, ``g_tr`` class names, ``e_tr``
-    expression class or -1), the weights and targets, and what the card says of the teachers."""
-
-    opts: TrainOptions
-    sets: list[Prepared]
-    x_tr: np.ndarray
-    y_tr: np.ndarray
-    s_tr: np.ndarray
-    g_tr: np.ndarray
-    e_tr: np.ndarray
-    w_tr: np.ndarray
-    ew_tr: np.ndarray
-    targets: np.ndarray
-    soft_expressions: np.ndarray | None
-    x_va4: np.ndarray
-    y_va: np.ndarray
-    s_va: np.ndarray
-    w_va: np.ndarray
-    distillation: dict[str, Any] | None
-    init_training: dict[str, Any] | None
-    ensemble: list[dict[str, Any]]  # the members of an --ensemble, as the card records them
-
-    @property
-    def names(self) -> list[str]:
-        return [p.name for p in self.sets]
 
 
 def _teachers(opts: TrainOptions) -> tuple[list[tuple[str, str | None, Path, Any]], TeacherLogits | None]:
@@ -179,18 +152,6 @@ def _targets(opts, sets, x_tr, y_tr, s_tr, keep, models, logits) -> tuple[np.nda
         distillation["expression_weight"] = opts.distill_expression_weight
     return soft_targets(y_tr, z_t, opts.distill_weight), soft, distillation
 
-
-@dataclass
-class Fitted:
-    """A fitted network: ``net`` (one or two heads), ``logit`` (chip to smile logit), ``model``
-    (what was fitted: ``net`` itself, or the joint model around it), and what the fit recorded."""
-
-    net: Any
-    logit: Any
-    model: Any
-    history: dict[str, list[float]]
-    cleaning: dict[str, Any] | None = None
-    mining: dict[str, Any] | None = None
 
 
 def build_models(run: Run) -> Fitted:
@@ -332,118 +293,6 @@ def _mine(run: Run, p_tr: np.ndarray, suspect: np.ndarray, at_epoch: int) -> tup
     return boost, mining
 
 
-def calibrate(run: Run, fitted: Fitted) -> tuple[float, float, float, float, dict[str, Any] | None]:
-    """Platt scaling of the exported logit on class-balanced validation, shifted to ``--policy``
-    if given; returns (a, b, the card's threshold, the balanced-accuracy arg-max on validation,
-    what the policy did or None).
-
-    Calibrated on class-balanced validation, 0.5 already is the balanced decision. The arg-max is
-    reported, not used by default: the curve is flat at its top and its arg-max wandered from
-    0.39 to 0.53 between three runs of equal AUC."""
-    from .models import exported_logits
-
-    logits_va = exported_logits(fitted.logit, run.x_va4, run.opts.flip_average)
-    a, b = fit_platt(logits_va, run.y_va, run.w_va)
-    policy = None
-    if run.opts.policy:
-        # Pinned at the card's fixed threshold (prepare_run refuses --policy with --threshold val).
-        name, rate = parse_policy(run.opts.policy)
-        at = float(run.opts.threshold)
-        negatives = (run.s_va == run.names.index(name)) & (run.y_va == 0)
-        shift = policy_shift(a * logits_va[negatives] + b - np.log(at / (1 - at)), rate)
-        policy = {"set": name, "rate": rate, "shift": round(shift, 5), "non_smiles": int(negatives.sum())}
-        log.info("policy: %s validation non-smiles called smiling at most %.3f at %g; calibration offset %+.3f", name, rate, at, shift)
-        b += shift
-    val_best = choose_threshold(sigmoid(a * logits_va + b), run.y_va, run.w_va)
-    threshold = val_best if run.opts.threshold == "val" else float(run.opts.threshold)
-    log.info("calibration a=%.3f b=%.3f; threshold %.3f (balanced-accuracy arg-max on val: %.3f)", a, b, threshold, val_best)
-    return a, b, threshold, val_best, policy
-
-
-def export(run: Run, fitted: Fitted, calibration: tuple[float, float, float, float, dict[str, Any] | None], seconds: float) -> dict[str, Any]:
-    """The TFLite files and the card (:func:`~gatekeeper.training.export.export_all`)."""
-    from .export import export_all
-    from .models import with_calibration
-
-    opts = run.opts
-    a, b, threshold, val_best, policy = calibration
-    link = link_table(fitted.model, run.names)
-    expression_head = _expression_report(fitted.net, run.sets, opts.expression_weight) if len(fitted.net.outputs) > 1 else None
-    if link:
-        log.info("per-source link: %s", link)
-    if expression_head:
-        log.info("expression head: %s", expression_head["accuracy"])
-    training = {
-        "datasets": [{"name": p.name, "count": len(p.ds), "smiling": int(p.labels.sum()), "detector_found": round(float(p.detected.mean()), 4),
-                      "splits": {k: len(v) for k, v in p.splits.items()}} for p in run.sets],
-        "seed": opts.seed,
-        "split_seed": opts.split_seed,
-        "init": str(opts.init) if opts.init else None,
-        # The path may be a scratch file; the hash says which weights it held.
-        "init_sha256": hashlib.sha256(Path(opts.init).read_bytes()).hexdigest() if opts.init else None,
-        # The training that produced an --init model, when its card is beside it.
-        "init_training": run.init_training,
-        "epochs_run": len(fitted.history.get("loss", [])),
-        "epochs_max": opts.epochs,
-        "batch": opts.batch,
-        "width": opts.width,
-        "augment": bool(opts.augment),
-        "occlusion_rate": opts.occlusion_rate if opts.augment else None,
-        "glasses_rate": opts.glasses_rate if opts.augment else None,
-        "lowres_rate": opts.lowres_rate if opts.augment else None,
-        "lighting_rate": opts.lighting_rate if opts.augment else None,
-        "hard_weight": opts.hard_weight,
-        "hard_negatives": sorted(HARD_NEGATIVES),
-        "source_weight": opts.source_weight,
-        "flip_average": bool(opts.flip_average),
-        "ema_momentum": opts.ema if opts.ema > 0 and opts.epochs > 0 else None,
-        "label_cleaning": fitted.cleaning,
-        "hard_mining": fitted.mining,
-        "distillation": run.distillation,
-        "source_link": link,
-        "expression_head": expression_head,
-        "resumed": bool(opts.resume),
-        "policy": policy,
-        "ensemble": run.ensemble or None,
-        "threshold_rule": "balanced-accuracy arg-max on validation" if opts.threshold == "val" else f"fixed {threshold:g} on the balanced calibration",
-        "val_best_threshold": round(float(val_best), 4),
-        "best_val_auc": round(float(max(fitted.history["val_auc"])), 4) if fitted.history.get("val_auc") else None,
-        "train_seconds": round(seconds, 1),
-        "history": {k: [round(float(v), 4) for v in vs] for k, vs in fitted.history.items()},
-    }
-    return export_all(
-        model=with_calibration(fitted.logit, a, b, opts.flip_average),
-        logit_model=fitted.logit,
-        out_dir=Path(opts.out),
-        arch="ensemble" if opts.ensemble else opts.arch,
-        calibration={"a": a, "b": b},
-        threshold=threshold,
-        sets=run.sets,
-        representative=run.x_tr[np.random.default_rng(opts.seed).permutation(len(run.x_tr))[:500]],
-        training=training,
-        serve=opts.serve,
-    )
-
-
-def teach(run: Run, fitted: Fitted, card: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Write the logits file (:mod:`gatekeeper.training.teacher`): the network's smile logit
-    through each set's link, and its expression logits, for every chip of every set."""
-    link = link_table(fitted.model, run.names)
-    smile, expression = {}, ({} if len(fitted.net.outputs) > 1 else None)
-    for i, p in enumerate(run.sets):
-        out = fitted.net.predict(p.chips[..., None].astype(np.float32), batch_size=512, verbose=0)
-        z = (out[0] if expression is not None else out).reshape(-1)
-        smile[p.name] = linked_logits(z, np.full(len(z), i), link, run.names)
-        if expression is not None:
-            expression[p.name] = out[1]
-    about = {"split_seed": run.opts.split_seed, "arch": run.opts.arch, "width": run.opts.width, "params": int(fitted.net.count_params()),
-             "smile": "the smile logit through the per-source link" if link else "the smile logit", "source_link": link,
-             "expressions": list(EXPRESSIONS) if expression is not None else None, "model_card": str(Path(run.opts.out) / "model.json"),
-             "best_val_auc": card["training"]["best_val_auc"]}
-    meta = write_logits(path, run.sets, smile, expression, about)
-    log.info("teacher logits of %d chips written to %s", sum(len(p.chips) for p in run.sets), path)
-    return meta
-
 
 def train(opts: TrainOptions) -> dict[str, Any]:
     """One training run (module docstring); returns the model card."""
@@ -471,24 +320,6 @@ def _network(loaded):
     return inner[0] if len(inner) == 1 and loaded.name == "trained" else loaded
 
 
-def _expression_report(net, sets: list[Prepared], weight: float) -> dict[str, Any]:
-    """The expression head's accuracy (and balanced accuracy) on each labelled set's val and test faces."""
-    accuracy: dict[str, dict[str, dict[str, float]]] = {}
-    for p in sets:
-        e = p.expressions
-        if (e < 0).all():
-            continue
-        for split in ("val", "test"):
-            idx = p.splits[split][e[p.splits[split]] >= 0]
-            if not len(idx):
-                continue
-            pred = np.argmax(net.predict(p.chips[idx][..., None].astype(np.float32), batch_size=512, verbose=0)[1], axis=1)
-            truth = e[idx]
-            recalls = [float((pred[truth == c] == c).mean()) for c in np.unique(truth)]
-            accuracy.setdefault(p.name, {})[split] = {"accuracy": round(float((pred == truth).mean()), 4), "balanced": round(float(np.mean(recalls)), 4), "n": len(idx)}
-    return {"weight": weight, "classes": list(EXPRESSIONS), "exported": False, "accuracy": accuracy}
-
-
 def _previous_training(init: str | None) -> dict[str, Any] | None:
     card = Path(init).with_name("model.json") if init else None
     if card is None or not card.is_file():
@@ -497,4 +328,4 @@ def _previous_training(init: str | None) -> dict[str, Any] | None:
 
 
 
-__all__ = ["Fitted", "Run", "build_models", "calibrate", "clean_and_mine", "export", "fit_model", "prepare_run", "teach", "train"]
+__all__ = ["build_models", "clean_and_mine", "fit_model", "prepare_run", "train"]
