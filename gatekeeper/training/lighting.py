@@ -66,6 +66,18 @@ def backlit(chips: np.ndarray, seed: int = 0, stops: tuple[float, float] = (1.5,
     return np.stack([_jpeg(c, q) for c, q in zip(out, rng.integers(quality[0], quality[1] + 1, n), strict=True)]) if n else out
 
 
+def underexposed_frame(frame: np.ndarray, rng: np.random.Generator, stops: float = 2.5, noise: float = 6.0, quality: int = 50) -> np.ndarray:
+    """A whole camera frame (BGR or grey uint8) as :func:`underexposed` treats a chip: ``stops``
+    darker in linear light, read noise of ``noise`` grey levels on every sensor pixel, then the
+    camera's JPEG at ``quality``. For replaying labelled footage as a dark entrance would film it."""
+    import cv2
+
+    dark = _darken(frame[None], np.array([float(stops)]))[0] + rng.normal(0.0, noise, frame.shape)
+    out = np.clip(np.rint(dark), 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else out
+
+
 def relight(chips: np.ndarray, lighting: str, seed: int = 0) -> np.ndarray:
     """The chips under one of :data:`LIGHTINGS`."""
     if lighting == "dark":
@@ -90,4 +102,4 @@ def relight_batch(chips: np.ndarray, rng: np.random.Generator, rate: float) -> n
     return out
 
 
-__all__ = ["FACE_ELLIPSE", "LIGHTINGS", "backlit", "relight", "relight_batch", "underexposed"]
+__all__ = ["FACE_ELLIPSE", "LIGHTINGS", "backlit", "relight", "relight_batch", "underexposed", "underexposed_frame"]

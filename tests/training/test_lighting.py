@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gatekeeper.training.lighting import LIGHTINGS, backlit, relight, relight_batch, underexposed
+from gatekeeper.training.lighting import LIGHTINGS, backlit, relight, relight_batch, underexposed, underexposed_frame
 
 
 @pytest.fixture
@@ -47,3 +47,17 @@ def test_the_augmentation_relights_about_its_share_and_leaves_the_rest(chips: np
     changed = (out != many).any(axis=(1, 2))
     assert 0.18 < changed.mean() < 0.32
     assert np.array_equal(relight_batch(many, np.random.default_rng(5), 0.0), many)
+
+
+def test_a_whole_frame_is_underexposed_as_a_chip_is_noise_and_jpeg_included() -> None:
+    rows, cols = np.mgrid[0:120, 0:160]
+    frame = np.stack([100 + rows // 2, 120 + cols // 4, 180 - rows // 3], axis=-1).astype(np.uint8)  # smooth, as a scene is
+    dark = underexposed_frame(frame, np.random.default_rng(1), stops=2.5, noise=6.0, quality=50)
+    assert dark.dtype == np.uint8 and dark.shape == frame.shape
+    # 2.5 stops in linear light: 2 ** (-2.5 / 2.2) = 0.455 of the grey level in gamma space.
+    assert abs(dark.mean() / frame.mean() - 0.455) < 0.03
+    quiet = underexposed_frame(frame, np.random.default_rng(1), stops=2.5, noise=0.0, quality=50)
+    assert 1.0 < (dark.astype(float) - quiet).std() < 6.0  # the read noise, less what JPEG smooths away
+    assert np.array_equal(dark, underexposed_frame(frame, np.random.default_rng(1), stops=2.5, noise=6.0, quality=50))
+    same = underexposed_frame(frame, np.random.default_rng(1), stops=0.0, noise=0.0, quality=100)
+    assert np.abs(same.astype(int) - frame).mean() < 1.0  # no stops, no noise, best JPEG: the frame back
