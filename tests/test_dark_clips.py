@@ -3,21 +3,11 @@ kept (the labels count frames), darkened by the stops asked for, and untouched b
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "dark_clips.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("dark_clips", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from repo_scripts import load_script
 
 
 def _mean_brightness(path: Path) -> tuple[int, float]:
@@ -33,7 +23,7 @@ def _mean_brightness(path: Path) -> tuple[int, float]:
 
 
 def test_a_clip_is_rewritten_dark_frame_for_frame_and_the_control_leaves_it_as_it_was(shared_dir: Path, tmp_path: Path) -> None:
-    dc = _script()
+    dc = load_script("dark_clips")
     src = shared_dir / "videos" / "single_face.mp4"
     frames, source_mean = _mean_brightness(src)
     assert dc.rewrite(src, tmp_path / "dark.avi", stops=2.5, noise=6.0, quality=50, seed=0) == frames

@@ -3,26 +3,14 @@ averaged, and calibrated on class-balanced validation as training calibrates a m
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
+from repo_scripts import load_script
 
 from gatekeeper.training.metrics import roc_auc, sigmoid
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ensemble_ceiling.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("ensemble_ceiling", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_mean_logit_reads_the_models_logits_back_and_averages_them() -> None:
-    ens = _script()
+    ens = load_script("ensemble_ceiling")
     z1 = np.array([-4.0, -0.5, 0.0, 2.0, 6.0])
     z2 = np.array([-2.0, 1.5, 1.0, 0.0, 2.0])
     p1, p2 = sigmoid(z1).astype(np.float32), sigmoid(z2).astype(np.float32)
@@ -33,7 +21,7 @@ def test_mean_logit_reads_the_models_logits_back_and_averages_them() -> None:
 
 
 def test_calibration_removes_an_offset_and_balances_the_classes() -> None:
-    ens = _script()
+    ens = load_script("ensemble_ceiling")
     rng = np.random.default_rng(0)
     # Two sources, a quarter of each smiling, logits off centre by +3.
     labels = np.concatenate([np.repeat([0, 1], [3000, 1000]), np.repeat([0, 1], [1500, 500])])

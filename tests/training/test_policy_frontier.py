@@ -3,20 +3,8 @@ and the sweep that says whether one threshold meets every calm-face target."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "policy_frontier.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("policy_frontier", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from repo_scripts import load_script
 
 
 def _set(neg: np.ndarray, pos: np.ndarray, neg_class: str = "neutral") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -27,7 +15,7 @@ def _set(neg: np.ndarray, pos: np.ndarray, neg_class: str = "neutral") -> tuple[
 
 
 def test_the_rate_point_calls_at_most_the_rate_and_no_lower_threshold_does() -> None:
-    pf = _script()
+    pf = load_script("policy_frontier")
     neg = np.random.default_rng(0).uniform(0, 1, 1000)
     t = pf.rate_point(neg, 0.10)
     assert (neg >= t).mean() <= 0.10
@@ -37,7 +25,7 @@ def test_the_rate_point_calls_at_most_the_rate_and_no_lower_threshold_does() -> 
 
 
 def test_separable_sets_meet_every_target_around_the_middle() -> None:
-    pf = _script()
+    pf = load_script("policy_frontier")
     rng = np.random.default_rng(1)
     low, high = rng.uniform(0.0, 0.2, 400), rng.uniform(0.8, 1.0, 400)
     scored = {name: _set(low, high) for name in pf.SETS}
@@ -50,7 +38,7 @@ def test_separable_sets_meet_every_target_around_the_middle() -> None:
 
 
 def test_a_faint_smile_that_one_set_calls_smiling_and_another_not_meets_no_threshold() -> None:
-    pf = _script()
+    pf = load_script("policy_frontier")
     rng = np.random.default_rng(2)
     calm, faint, clear = rng.uniform(0.0, 0.3, 600), rng.uniform(0.4, 0.6, 300), rng.uniform(0.7, 1.0, 600)
     scored = {
@@ -71,7 +59,7 @@ def test_a_faint_smile_that_one_set_calls_smiling_and_another_not_meets_no_thres
 
 
 def test_muxspace_is_happiness_against_neutral_only() -> None:
-    pf = _script()
+    pf = load_script("policy_frontier")
     p = np.array([0.9, 0.9, 0.1, 0.9, 0.9], dtype=np.float32)
     y = np.array([1, 1, 0, 0, 0])
     g = np.array(["happy", "happy", "neutral", "fear", "surprise"])  # fear and surprise called smiling: not counted
