@@ -6,8 +6,9 @@ One run in four steps over a :class:`~gatekeeper.training.options.TrainOptions`:
 :func:`~gatekeeper.training.finish.calibrate` (on class-balanced validation) and
 :func:`~gatekeeper.training.finish.export` (the TFLite files and the card, and with
 ``write_logits`` the teacher's logits file). What a run carries between the steps is in
-:mod:`gatekeeper.training.run`. With :mod:`gatekeeper.training.models` and
-:mod:`gatekeeper.training.fitting`, the only place where TensorFlow is imported.
+:mod:`gatekeeper.training.run`. TensorFlow is imported only inside :mod:`gatekeeper.training`
+(at module level by :mod:`~gatekeeper.training.models` alone, elsewhere inside the functions that
+need it), after :func:`prepare_run` has made every check it can.
 """
 
 from __future__ import annotations
