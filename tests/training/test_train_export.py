@@ -422,13 +422,18 @@ def test_an_ensemble_exports_the_mean_of_its_members_calibrated_logits(tiny_mode
     ("trained", "give it with --epochs 0 and without --init"),
     ("one member", "needs at least two exported models"),
     ("no card", "expected an exported smile.keras with its model.json beside it"),
+    ("other splits", "was trained on the splits of seed 7"),
 ])
 def test_a_bad_ensemble_is_refused(tiny_model: Path, tiny_faces: Path, face_model_path: Path, tmp_path: Path, case: str, expected: str) -> None:
     members, epochs = [str(tiny_model / "smile.keras")] * 2, "1" if case == "trained" else "0"
     if case == "one member":
         members = members[:1]
-    if case == "no card":
+    if case in ("no card", "other splits"):  # a copy of the member, without its card or with another
         shutil.copy(tiny_model / "smile.keras", tmp_path / "smile.keras")
         members = [str(tiny_model / "smile.keras"), str(tmp_path / "smile.keras")]
+    if case == "other splits":  # a member that has seen this run's held-out faces
+        card = json.loads((tiny_model / "model.json").read_text())
+        card["training"]["split_seed"] = 7
+        (tmp_path / "model.json").write_text(json.dumps(card))
     last = train_refused(face_model_path, tmp_path / "refused", "--data", f"folders:{tiny_faces}", "--ensemble", *members, "--epochs", epochs, "--cache", str(tiny_model / "cache"))
     assert last.startswith("gatekeeper train: --ensemble") and expected in last, last
