@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):
         for clf, t in zip(models, times, strict=True):
             t += time_calls(clf, chips, per_round)
-    print(f"{'model':<56}{'median ms':>10}{'p99 ms':>9}{'KB':>7}")
+    print(f"{'model':<56}{'median ms':>10}{'p99 ms':>9}{'KiB':>7}")
     medians = []
     for path, t in zip(args.model, times, strict=True):
         ms = np.asarray(t) * 1000.0
