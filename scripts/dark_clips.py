@@ -98,8 +98,7 @@ def main() -> int:
                 copied[str(dst)] = spec
             subset = folder / "labels.yaml"
             subset.write_text(yaml.safe_dump(copied), encoding="utf-8")
-            cmd = f"{sys.executable} -m gatekeeper.cli"
-            proc = subprocess.run([sys.executable, str(tool), "--cmd", cmd, f"--extra=--dry-run --config {os.devnull}", "--labels", str(subset)],
+            proc = subprocess.run([sys.executable, str(tool), "--cmd", f"{sys.executable} -m gatekeeper.cli", f"--extra=--dry-run --config {os.devnull}", "--labels", str(subset)],
                                   capture_output=True, text=True)
             print(proc.stdout.replace(str(folder) + "/", ""), end="", flush=True)
             if proc.returncode not in (0, 1):

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import resolve_face_model
 from gatekeeper.errors import GatekeeperError
-from gatekeeper.training.data import card_split_seed, default_cache_dir, gather, prepare
+from gatekeeper.training.data import default_cache_dir, gather, prepare, shared_split_seed
 from gatekeeper.training.metrics import at_own_prior, binary_metrics, fit_platt, sigmoid
 from gatekeeper.training.options import DEFAULT_DATA, shared_dir
 from gatekeeper.training.recipe import _weights
@@ -63,12 +63,10 @@ def main() -> int:
         raise SystemExit("ensemble_ceiling: a model is named twice in --model; expected each exported model once (a repeat would weigh it double)")
     try:
         models = [SmileClassifier(m) for m in args.model]
-    except GatekeeperError as exc:  # a missing file, or a model without its card
+        split_seed = shared_split_seed([m.card for m in models])
+    except GatekeeperError as exc:  # a missing file, a model without its card, models of other splits
         raise SystemExit(f"ensemble_ceiling: {exc}") from None
-    seeds = {card_split_seed(m.card) for m in models}
-    if len(seeds) != 1:
-        raise SystemExit(f"ensemble_ceiling: the models were trained on different splits (split seeds {sorted(seeds)}); expected one split seed for all")
-    sets = prepare(args.data, resolve_face_model(args.face_model), Path(args.cache), seeds.pop())
+    sets = prepare(args.data, resolve_face_model(args.face_model), Path(args.cache), split_seed)
 
     x_va, y_va, s_va, _ = gather(sets, "val")
     x_te, y_te, s_te, _ = gather(sets, "test")

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gatekeeper.classify import SmileClassifier
 from gatekeeper.detect import resolve_face_model
 from gatekeeper.errors import GatekeeperError
-from gatekeeper.training.data import card_split_seed, default_cache_dir, prepare
+from gatekeeper.training.data import default_cache_dir, prepare, shared_split_seed
 from gatekeeper.training.metrics import roc_auc
 from gatekeeper.training.options import DEFAULT_DATA, shared_dir
 
@@ -65,7 +65,11 @@ def meets(values: dict[str, float]) -> bool:
 
 
 def rate_point(negatives: np.ndarray, rate: float) -> float:
-    """The lowest threshold at which at most ``rate`` of ``negatives`` score at or above it."""
+    """The lowest threshold at which at most ``rate`` of ``negatives`` score at or above it.
+
+    Not :func:`~gatekeeper.training.metrics.policy_shift` read back through the sigmoid: that
+    works on float logits and splits the gap between two faces, which is no gap where scores tie,
+    and an int8 model's scores come in steps of 1/256, so they do."""
     s = np.sort(np.asarray(negatives))[::-1]
     allowed = int(np.floor(rate * len(s)))  # this many may be called smiling
     if allowed >= len(s):
@@ -114,12 +118,10 @@ def main() -> int:
 
     try:
         models = {m: SmileClassifier(m) for m in args.model}
-    except GatekeeperError as exc:  # a missing file, or a model without its card
+        split_seed = shared_split_seed([m.card for m in models.values()])
+    except GatekeeperError as exc:  # a missing file, a model without its card, models of other splits
         raise SystemExit(f"policy_frontier: {exc}") from None
-    seeds = {card_split_seed(m.card) for m in models.values()}
-    if len(seeds) != 1:
-        raise SystemExit(f"policy_frontier: the models were trained on different splits (split seeds {sorted(seeds)}); expected one split seed for all")
-    sets = {p.name: p for p in prepare(args.data, resolve_face_model(args.face_model), Path(args.cache), seeds.pop())}
+    sets = {p.name: p for p in prepare(args.data, resolve_face_model(args.face_model), Path(args.cache), split_seed)}
     missing = [n for n in SETS if n not in sets]
     if missing:
         raise SystemExit(f"policy_frontier: --data lacks {', '.join(missing)}; expected every set the targets name ({', '.join(SETS)})")

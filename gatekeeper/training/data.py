@@ -30,6 +30,7 @@ import numpy as np
 
 from ..crop import GEOMETRY, chip_from_keypoints
 from ..detect import FaceDetector
+from ..errors import TrainingError
 from ..stills import IMAGE_SUFFIXES, PAD_FRACTION, PADDED_SIDE, detect_still, padded_view
 
 log = logging.getLogger(__name__)
@@ -308,6 +309,16 @@ def card_split_seed(card: dict, override: int | None = None) -> int:
     training = card.get("training") or {}
     seed = training.get("split_seed", training.get("seed", SPLIT_SEED))
     return int(seed)
+
+
+def shared_split_seed(cards: list[dict]) -> int:
+    """The one split seed of several models' cards (:func:`card_split_seed`). Models trained on
+    different splits have seen each other's held-out faces, so a script that compares or averages
+    them on one split refuses them."""
+    seeds = sorted({card_split_seed(card) for card in cards})
+    if len(seeds) != 1:
+        raise TrainingError(f"the models were trained on different splits (split seeds {seeds}); expected one split seed for all")
+    return seeds[0]
 
 
 def split_indices(labels: np.ndarray, seed: int, fractions: tuple[float, float] = (0.1, 0.1)) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from gatekeeper.detect import FaceDetector
+from gatekeeper.errors import TrainingError
 from gatekeeper.training.data import (
     SPLIT_SEED,
     card_split_seed,
@@ -22,6 +23,7 @@ from gatekeeper.training.data import (
     load_rafdb,
     load_smilesmiled,
     prepare_chips,
+    shared_split_seed,
     split_indices,
 )
 
@@ -92,6 +94,12 @@ def test_the_split_seed_is_read_from_the_card() -> None:
     assert card_split_seed({"training": {"seed": 77}}) == 77
     assert card_split_seed({}) == card_split_seed({"training": None}) == SPLIT_SEED == 1234
     assert card_split_seed({"training": {"split_seed": 99}}, 7) == 7  # --split-seed wins
+
+
+def test_models_compared_on_one_split_share_its_seed() -> None:
+    assert shared_split_seed([{"training": {"split_seed": 99}}, {"training": {"seed": 99}}]) == 99
+    with pytest.raises(TrainingError, match=r"different splits \(split seeds \[7, 99\]\)"):
+        shared_split_seed([{"training": {"split_seed": 99}}, {"training": {"split_seed": 7}}])
 
 
 def test_prepare_chips_runs_the_detector_and_caches(tmp_path: Path, shared_dir: Path, face_model_path: Path) -> None:
