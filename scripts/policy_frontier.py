@@ -68,8 +68,8 @@ def rate_point(negatives: np.ndarray, rate: float) -> float:
     """The lowest threshold at which at most ``rate`` of ``negatives`` score at or above it.
 
     Not :func:`~gatekeeper.training.metrics.policy_shift` read back through the sigmoid: that
-    works on float logits and splits the gap between two faces, which is no gap where scores tie,
-    and an int8 model's scores come in steps of 1/256, so they do."""
+    gives a logit offset halfway between two faces, for the export; this is a threshold on the
+    scores as served, in their own float32 precision (an int8 model's come in steps of 1/256)."""
     s = np.sort(np.asarray(negatives))[::-1]
     allowed = int(np.floor(rate * len(s)))  # this many may be called smiling
     if allowed >= len(s):

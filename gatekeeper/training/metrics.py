@@ -166,9 +166,12 @@ def policy_shift(calibrated_logits: np.ndarray, rate: float) -> float:
     """The offset to add to calibrated logits of one set's non-smiles (measured from the card's
     threshold: the logit minus the threshold's) so that at most ``rate`` of them reach it: the gate's policy, what it calls smiling,
     pinned to a strict set's validation false-positive rate. Halfway between the last face let
-    through and the first held back, so that the rate is met without hinging on one face.
+    through and the first held back, so that the rate is met without hinging on one face. Faces
+    tied with the first one held back are held back too: fewer than ``rate`` may then pass, never more.
 
     >>> policy_shift(np.array([-2.0, -1.0, 0.0, 1.0, 3.0]), 0.2)  # one of five may pass
+    -2.0
+    >>> policy_shift(np.array([-2.0, -1.0, 1.0, 1.0, 3.0]), 0.4)  # two may pass, but 1.0 is tied
     -2.0
     """
     z = np.sort(np.asarray(calibrated_logits, dtype=np.float64))[::-1]
@@ -177,8 +180,9 @@ def policy_shift(calibrated_logits: np.ndarray, rate: float) -> float:
     k = int(np.floor(rate * len(z) + 1e-9))  # how many may reach 0.5
     if k >= len(z):
         return float(-z[-1] + 1.0)
-    held = z[k]  # the largest that must stay below 0.5
-    return float(-(held + z[k - 1]) / 2) if k > 0 else float(-held - 1e-3)
+    held = z[k]  # the largest that must stay below 0.5, and every face tied with it
+    passed = z[:k][z[:k] > held]
+    return float(-(held + passed[-1]) / 2) if len(passed) else float(-held - 1e-3)
 
 
 #: How the exported model and label cleaning are calibrated (written to the model card).

@@ -12,6 +12,7 @@ from gatekeeper.training.metrics import (
     binary_metrics,
     choose_threshold,
     fit_platt,
+    policy_shift,
     reliability,
     roc_auc,
     roc_curve,
@@ -141,3 +142,35 @@ def test_resample_chips_keeps_coarse_detail_and_loses_fine_detail() -> None:
     assert small.shape == chips.shape and small.dtype == np.uint8
     assert small[0].std() < 0.2 * fine.std()
     assert small[1].std() > 0.8 * coarse.std()
+
+
+def passed(logits: np.ndarray, shift: float) -> int:
+    """How many shifted logits reach the card's threshold (0.5 through the sigmoid: logit 0)."""
+    return int((logits + shift >= 0).sum())
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("rate", [0.0, 0.05, 0.1, 0.37])
+def test_policy_shift_lets_exactly_the_rate_through_distinct_logits(seed: int, rate: float) -> None:
+    z = np.random.default_rng(seed).normal(size=200)
+    assert passed(z, policy_shift(z, rate)) == int(np.floor(rate * 200 + 1e-9))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_policy_shift_never_lets_more_than_the_rate_through_tied_logits(seed: int) -> None:
+    # Scores in steps of 1/8, as a quantised model's: many faces share a value at the cut.
+    z = np.round(np.random.default_rng(seed).normal(size=300) * 8) / 8
+    for rate in (0.02, 0.1, 0.25):
+        allowed = int(np.floor(rate * len(z)))
+        n = passed(z, policy_shift(z, rate))
+        # At most the rate, and no face held back scores above one let through.
+        assert n <= allowed
+        assert n == int((z > np.sort(z)[::-1][allowed]).sum())
+
+
+def test_policy_shift_ends() -> None:
+    z = np.array([-1.0, 0.5, 2.0])
+    assert passed(z, policy_shift(z, 1.0)) == 3
+    assert passed(np.array([4.0, 4.0, 4.0]), policy_shift(np.array([4.0, 4.0, 4.0]), 0.5)) == 0
+    with pytest.raises(ValueError, match="non-smiles"):
+        policy_shift(np.array([]), 0.1)
