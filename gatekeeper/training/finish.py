@@ -154,5 +154,4 @@ def _expression_report(net, sets: list[Prepared], weight: float) -> dict[str, An
     return {"weight": weight, "classes": list(EXPRESSIONS), "exported": False, "accuracy": accuracy}
 
 
-
 __all__ = ["calibrate", "export", "teach"]

@@ -154,7 +154,6 @@ def _targets(opts, sets, x_tr, y_tr, s_tr, keep, models, logits) -> tuple[np.nda
     return soft_targets(y_tr, z_t, opts.distill_weight), soft, distillation
 
 
-
 def build_models(run: Run) -> Fitted:
     """The network (from ``--init`` or new), its smile-logit view and the model to fit."""
     import keras
@@ -294,7 +293,6 @@ def _mine(run: Run, p_tr: np.ndarray, suspect: np.ndarray, at_epoch: int) -> tup
     return boost, mining
 
 
-
 def train(opts: TrainOptions) -> dict[str, Any]:
     """One training run (module docstring); returns the model card."""
     t_start = time.monotonic()
@@ -326,7 +324,6 @@ def _previous_training(init: str | None) -> dict[str, Any] | None:
     if card is None or not card.is_file():
         return None
     return json.loads(card.read_text(encoding="utf-8")).get("training")
-
 
 
 __all__ = ["build_models", "clean_and_mine", "fit_model", "prepare_run", "train"]
